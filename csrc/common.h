@@ -1,0 +1,94 @@
+// Host-side helpers shared by the CPU (.cpp) and CUDA (.cu) entry points: strided views over
+// tensors, input checks, and dispatch on the interpolation kernel size.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#include "memc/strided.h"
+
+namespace memc {
+
+template <typename T>
+Strided4d<T> view4d(const at::Tensor& tensor) {
+  using element_t = std::remove_const_t<T>;
+  return Strided4d<T>{static_cast<T*>(tensor.data_ptr<element_t>()), tensor.stride(0), tensor.stride(1),
+                      tensor.stride(2), tensor.stride(3)};
+}
+
+inline std::string shape_string(at::IntArrayRef sizes) {
+  std::ostringstream out;
+  out << "(";
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    out << (i ? ", " : "") << sizes[i];
+  }
+  out << ")";
+  return out.str();
+}
+
+inline bool is_supported_float(at::ScalarType dtype) {
+  return dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16;
+}
+
+// Checks shared by every op: a 4-D floating tensor of the reference's dtype and device.
+inline void check_4d_float(const char* op, const char* name, const at::Tensor& tensor, const at::Tensor& reference,
+                           const char* reference_name) {
+  TORCH_CHECK_VALUE(tensor.dim() == 4, op, ": ", name, " must be a 4-D tensor (B, C, H, W); got ", tensor.dim(),
+                    " dimensions with shape ", shape_string(tensor.sizes()));
+  TORCH_CHECK_VALUE(is_supported_float(tensor.scalar_type()), op, ": ", name,
+                    " must be float32, float64, float16 or bfloat16; got ", tensor.scalar_type());
+  TORCH_CHECK_VALUE(tensor.scalar_type() == reference.scalar_type(), op, ": ", name, " must have the dtype of ",
+                    reference_name, " (", reference.scalar_type(), "); got ", tensor.scalar_type());
+  TORCH_CHECK(tensor.device() == reference.device(), op, ": ", name, " must be on the device of ", reference_name,
+              " (", reference.device(), "); got ", tensor.device());
+}
+
+// The kernel sizes the kernels are compiled for; K*K coefficients per pixel.
+constexpr int kMaxKernelSize = 8;
+
+// Validates image (B, C, H, W), flow (B, 2, H, W), kernel (B, K*K, H, W) and returns K.
+inline int check_adaptive_warp_inputs(const at::Tensor& image, const at::Tensor& flow, const at::Tensor& kernel) {
+  const char* op = "adaptive_warp";
+  check_4d_float(op, "image", image, image, "image");
+  check_4d_float(op, "flow", flow, image, "image");
+  check_4d_float(op, "kernel", kernel, image, "image");
+  const int64_t batch = image.size(0), height = image.size(2), width = image.size(3);
+  TORCH_CHECK_VALUE(flow.size(0) == batch && flow.size(1) == 2 && flow.size(2) == height && flow.size(3) == width,
+                    op, ": flow must have shape (B, 2, H, W) = ", shape_string({batch, 2, height, width}),
+                    " to match image ", shape_string(image.sizes()), "; got ", shape_string(flow.sizes()));
+  const int64_t taps = kernel.size(1);
+  int kernel_size = 0;
+  for (int k = 2; k <= kMaxKernelSize; k += 2) {
+    if (k * k == taps) kernel_size = k;
+  }
+  TORCH_CHECK_VALUE(kernel_size != 0, op, ": kernel must have K*K channels with K in {2, 4, 6, 8} (4, 16, 36 or 64); got ",
+                    taps, " channels in shape ", shape_string(kernel.sizes()));
+  TORCH_CHECK_VALUE(kernel.size(0) == batch && kernel.size(2) == height && kernel.size(3) == width, op,
+                    ": kernel must have shape (B, K*K, H, W) = ", shape_string({batch, taps, height, width}),
+                    " to match image ", shape_string(image.sizes()), "; got ", shape_string(kernel.sizes()));
+  return kernel_size;
+}
+
+inline void check_adaptive_warp_grad_output(const at::Tensor& grad_output, const at::Tensor& image) {
+  check_4d_float("adaptive_warp_backward", "grad_output", grad_output, image, "image");
+  TORCH_CHECK_VALUE(grad_output.sizes() == image.sizes(), "adaptive_warp_backward: grad_output must have the shape of image ",
+                    shape_string(image.sizes()), "; got ", shape_string(grad_output.sizes()));
+}
+
+// Calls f(std::integral_constant<int, K>{}) so that kernels can unroll over a compile-time K.
+template <typename F>
+void dispatch_kernel_size(int kernel_size, F&& f) {
+  switch (kernel_size) {
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 8: f(std::integral_constant<int, 8>{}); break;
+    default: TORCH_CHECK(false, "unsupported kernel size ", kernel_size);
+  }
+}
+
+}  // namespace memc

@@ -1,0 +1,127 @@
+// CUDA kernels of the adaptive warping layer: one thread per output pixel, calling the shared math
+// in memc/adaptive_warp.h. Built only when the CUDA extension is compiled.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/Atomic.cuh>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+
+#include "common.h"
+#include "memc/adaptive_warp.h"
+
+namespace memc {
+namespace {
+
+constexpr int kThreadsPerBlock = 256;
+
+// Concurrent pixels scatter into the same image-gradient entries.
+struct AtomicAdd {
+  template <typename T>
+  __device__ __forceinline__ void operator()(T* target, T value) const {
+    gpuAtomicAdd(target, value);
+  }
+};
+
+int64_t blocks_for(int64_t pixels) {
+  // A grid-stride loop covers whatever a capped grid does not.
+  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
+  return std::max<int64_t>(1, std::min<int64_t>((pixels + kThreadsPerBlock - 1) / kThreadsPerBlock, max_blocks));
+}
+
+template <int K, typename scalar_t>
+__global__ void adaptive_warp_forward_kernel(Strided4d<const scalar_t> image, Strided4d<const scalar_t> flow,
+                                             Strided4d<const scalar_t> kernel, Strided4d<scalar_t> output,
+                                             int64_t batch, int64_t channels, int64_t height, int64_t width) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t pixels = batch * height * width;
+  for (int64_t pixel = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; pixel < pixels;
+       pixel += int64_t(blockDim.x) * gridDim.x) {
+    const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
+    adaptive_warp_forward_pixel<K, scalar_t, opmath_t>(image, flow, kernel, output, channels, height, width, n, y, x);
+  }
+}
+
+template <int K, typename scalar_t>
+__global__ void adaptive_warp_backward_kernel(Strided4d<const scalar_t> grad_output, Strided4d<const scalar_t> image,
+                                              Strided4d<const scalar_t> flow, Strided4d<const scalar_t> kernel,
+                                              Strided4d<scalar_t> grad_flow, Strided4d<scalar_t> grad_kernel,
+                                              Strided4d<at::opmath_type<scalar_t>> grad_image, int64_t batch,
+                                              int64_t channels, int64_t height, int64_t width) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t pixels = batch * height * width;
+  for (int64_t pixel = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; pixel < pixels;
+       pixel += int64_t(blockDim.x) * gridDim.x) {
+    const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
+    adaptive_warp_kernel_flow_grad_pixel<K, scalar_t, opmath_t>(grad_output, image, flow, kernel, grad_flow,
+                                                                grad_kernel, channels, height, width, n, y, x);
+    adaptive_warp_image_grad_pixel<K, scalar_t, opmath_t>(grad_output, flow, kernel, grad_image, 0, channels, height,
+                                                          width, n, y, x, AtomicAdd{});
+  }
+}
+
+at::Tensor adaptive_warp_cuda(const at::Tensor& image, const at::Tensor& flow, const at::Tensor& kernel) {
+  const int kernel_size = check_adaptive_warp_inputs(image, flow, kernel);
+  const c10::cuda::CUDAGuard device_guard(image.device());
+  at::Tensor output = at::empty_like(image);
+  const int64_t batch = image.size(0), channels = image.size(1), height = image.size(2), width = image.size(3);
+  const int64_t pixels = batch * height * width;
+  if (pixels == 0) return output;
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "adaptive_warp_cuda", [&] {
+    dispatch_kernel_size(kernel_size, [&](auto kernel_size_constant) {
+      constexpr int K = decltype(kernel_size_constant)::value;
+      adaptive_warp_forward_kernel<K, scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(
+          view4d<const scalar_t>(image), view4d<const scalar_t>(flow), view4d<const scalar_t>(kernel),
+          view4d<scalar_t>(output), batch, channels, height, width);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return output;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cuda(const at::Tensor& grad_output,
+                                                                           const at::Tensor& image,
+                                                                           const at::Tensor& flow,
+                                                                           const at::Tensor& kernel) {
+  const int kernel_size = check_adaptive_warp_inputs(image, flow, kernel);
+  check_adaptive_warp_grad_output(grad_output, image);
+  const c10::cuda::CUDAGuard device_guard(image.device());
+  at::globalContext().alertNotDeterministic("adaptive_warp_backward_cuda");
+  const int64_t batch = image.size(0), channels = image.size(1), height = image.size(2), width = image.size(3);
+  at::Tensor grad_flow = at::empty_like(flow);
+  at::Tensor grad_kernel = at::empty_like(kernel);
+  // Half-precision image gradients are accumulated in float32 (precise, fast atomics), then rounded once.
+  const auto opmath_dtype = at::toOpMathType(image.scalar_type());
+  at::Tensor grad_image_acc = at::zeros_like(image, image.options().dtype(opmath_dtype));
+  const int64_t pixels = batch * height * width;
+  if (pixels > 0) {
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "adaptive_warp_backward_cuda", [&] {
+      using opmath_t = at::opmath_type<scalar_t>;
+      dispatch_kernel_size(kernel_size, [&](auto kernel_size_constant) {
+        constexpr int K = decltype(kernel_size_constant)::value;
+        adaptive_warp_backward_kernel<K, scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(
+            view4d<const scalar_t>(grad_output), view4d<const scalar_t>(image), view4d<const scalar_t>(flow),
+            view4d<const scalar_t>(kernel), view4d<scalar_t>(grad_flow), view4d<scalar_t>(grad_kernel),
+            view4d<opmath_t>(grad_image_acc), batch, channels, height, width);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    });
+  }
+  at::Tensor grad_image = grad_image_acc.scalar_type() == image.scalar_type() ? grad_image_acc
+                                                                              : grad_image_acc.to(image.scalar_type());
+  return {grad_image, grad_flow, grad_kernel};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(memc, CUDA, m) {
+  m.impl("adaptive_warp", &adaptive_warp_cuda);
+  m.impl("adaptive_warp_backward", &adaptive_warp_backward_cuda);
+}
+
+}  // namespace memc

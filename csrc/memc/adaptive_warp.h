@@ -1,0 +1,228 @@
+// The per-pixel math of the adaptive warping layer, compiled by both g++ (CPU kernels) and
+// nvcc (CUDA kernels), so that both backends compute exactly the same function.
+//
+// For output pixel x = (x, y) with flow f = (f_x, f_y) and target x' = x + f:
+//   * valid when x' lies in [0, W-1] x [0, H-1], |f_x| < W/2 and |f_y| < H/2;
+//   * (i, j) = floor(x'), (a, b) = x' - (i, j);
+//   * the K x K window has columns i+1-K/2 .. i+K/2 and rows j+1-K/2 .. j+K/2, its samples
+//     clamped to the border; tap t = (row - first row) * K + (column - first column);
+//   * the taps in the left half (columns <= i) are weighted by 1-a, the right half by a, the top
+//     half (rows <= j) by 1-b, the bottom half by b, times the learned kernel coefficient;
+//   * output = sum over taps of weight * image sample.
+// An invalid pixel copies the input pixel at x itself.
+#pragma once
+
+#include <c10/macros/Macros.h>
+#include <cmath>
+
+#include "memc/strided.h"
+
+namespace memc {
+
+template <typename T>
+struct WarpWindow {
+  bool valid;
+  int64_t first_row, first_col;  // top-left tap, before clamping to the frame
+  T frac_y, frac_x;              // b and a: position of the target inside its pixel
+};
+
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE WarpWindow<T> locate_window(
+    int64_t y, int64_t x, T flow_y, T flow_x, int64_t height, int64_t width, int kernel_size) {
+  WarpWindow<T> window{false, 0, 0, T(0), T(0)};
+  const T target_y = T(y) + flow_y;
+  const T target_x = T(x) + flow_x;
+  const T half_height = T(0.5) * T(height);
+  const T half_width = T(0.5) * T(width);
+  // Every comparison is false for NaN, so a NaN flow lands in the copy-through branch.
+  const bool inside = target_x >= T(0) && target_x <= T(width - 1) && target_y >= T(0) &&
+                      target_y <= T(height - 1);
+  const bool small = flow_x < half_width && flow_x > -half_width && flow_y < half_height &&
+                     flow_y > -half_height;
+  if (!(inside && small)) {
+    return window;
+  }
+  const T floor_y = ::floor(target_y);
+  const T floor_x = ::floor(target_x);
+  window.valid = true;
+  window.first_row = static_cast<int64_t>(floor_y) + 1 - kernel_size / 2;
+  window.first_col = static_cast<int64_t>(floor_x) + 1 - kernel_size / 2;
+  window.frac_y = target_y - floor_y;
+  window.frac_x = target_x - floor_x;
+  return window;
+}
+
+// Bilinear weight of the window half that tap offset `offset` (0 .. K-1) lies in.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE T bilinear_weight(int offset, int kernel_size, T frac) {
+  return offset < kernel_size / 2 ? T(1) - frac : frac;
+}
+
+// d(bilinear_weight)/d(frac): -1 in the first half, +1 in the second.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE T bilinear_weight_slope(int offset, int kernel_size) {
+  return offset < kernel_size / 2 ? T(-1) : T(1);
+}
+
+// The clamped rows and columns of a window, and its taps' combined weights
+// (learned coefficient times bilinear weight).
+template <int K, typename opmath_t>
+struct WindowTaps {
+  int64_t rows[K];
+  int64_t cols[K];
+  opmath_t weight[K * K];
+};
+
+template <int K, typename opmath_t>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void clamp_window(
+    const WarpWindow<opmath_t>& window, int64_t height, int64_t width, int64_t (&rows)[K], int64_t (&cols)[K]) {
+#pragma unroll
+  for (int r = 0; r < K; ++r) {
+    rows[r] = clamp_index(window.first_row + r, height);
+    cols[r] = clamp_index(window.first_col + r, width);
+  }
+}
+
+template <int K, typename scalar_t, typename opmath_t>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void gather_window_taps(
+    const WarpWindow<opmath_t>& window, const Strided4d<const scalar_t>& kernel, int64_t n, int64_t y,
+    int64_t x, int64_t height, int64_t width, WindowTaps<K, opmath_t>& taps) {
+  clamp_window<K>(window, height, width, taps.rows, taps.cols);
+#pragma unroll
+  for (int r = 0; r < K; ++r) {
+    const opmath_t weight_y = bilinear_weight(r, K, window.frac_y);
+#pragma unroll
+    for (int c = 0; c < K; ++c) {
+      const opmath_t weight_x = bilinear_weight(c, K, window.frac_x);
+      taps.weight[r * K + c] = static_cast<opmath_t>(kernel(n, r * K + c, y, x)) * weight_y * weight_x;
+    }
+  }
+}
+
+template <int K, typename scalar_t, typename opmath_t>
+C10_HOST_DEVICE C10_ALWAYS_INLINE WarpWindow<opmath_t> locate_pixel_window(
+    const Strided4d<const scalar_t>& flow, int64_t n, int64_t y, int64_t x, int64_t height, int64_t width) {
+  return locate_window<opmath_t>(y, x, static_cast<opmath_t>(flow(n, 1, y, x)),
+                                 static_cast<opmath_t>(flow(n, 0, y, x)), height, width, K);
+}
+
+// Forward: output(n, :, y, x) for every channel.
+template <int K, typename scalar_t, typename opmath_t>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_forward_pixel(
+    const Strided4d<const scalar_t>& image, const Strided4d<const scalar_t>& flow,
+    const Strided4d<const scalar_t>& kernel, const Strided4d<scalar_t>& output, int64_t channels,
+    int64_t height, int64_t width, int64_t n, int64_t y, int64_t x) {
+  const auto window = locate_pixel_window<K, scalar_t, opmath_t>(flow, n, y, x, height, width);
+  if (!window.valid) {
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      output(n, ch, y, x) = image(n, ch, y, x);
+    }
+    return;
+  }
+  WindowTaps<K, opmath_t> taps;
+  gather_window_taps<K>(window, kernel, n, y, x, height, width, taps);
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    opmath_t sum = 0;
+#pragma unroll
+    for (int r = 0; r < K; ++r) {
+#pragma unroll
+      for (int c = 0; c < K; ++c) {
+        sum += taps.weight[r * K + c] * static_cast<opmath_t>(image(n, ch, taps.rows[r], taps.cols[c]));
+      }
+    }
+    output(n, ch, y, x) = static_cast<scalar_t>(sum);
+  }
+}
+
+// Backward, the part owned by the pixel: gradients of its K*K kernel coefficients and its flow.
+// With P_t = sum over channels of grad_output * image sample at tap t:
+//   d/d kernel_t = bilinear_y * bilinear_x * P_t
+//   d/d flow_x  = sum_t kernel_t * bilinear_y * slope_x * P_t   (a moves with f_x, i does not)
+//   d/d flow_y  = sum_t kernel_t * slope_y * bilinear_x * P_t
+// An invalid pixel copies the image, which does not depend on flow or kernel: both are zero.
+template <int K, typename scalar_t, typename opmath_t>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_kernel_flow_grad_pixel(
+    const Strided4d<const scalar_t>& grad_output, const Strided4d<const scalar_t>& image,
+    const Strided4d<const scalar_t>& flow, const Strided4d<const scalar_t>& kernel,
+    const Strided4d<scalar_t>& grad_flow, const Strided4d<scalar_t>& grad_kernel, int64_t channels,
+    int64_t height, int64_t width, int64_t n, int64_t y, int64_t x) {
+  const auto window = locate_pixel_window<K, scalar_t, opmath_t>(flow, n, y, x, height, width);
+  if (!window.valid) {
+    grad_flow(n, 0, y, x) = scalar_t(0);
+    grad_flow(n, 1, y, x) = scalar_t(0);
+    for (int t = 0; t < K * K; ++t) {
+      grad_kernel(n, t, y, x) = scalar_t(0);
+    }
+    return;
+  }
+  int64_t rows[K];
+  int64_t cols[K];
+  clamp_window<K>(window, height, width, rows, cols);
+  opmath_t tap_products[K * K];
+#pragma unroll
+  for (int t = 0; t < K * K; ++t) {
+    tap_products[t] = 0;
+  }
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    const opmath_t grad = static_cast<opmath_t>(grad_output(n, ch, y, x));
+#pragma unroll
+    for (int r = 0; r < K; ++r) {
+#pragma unroll
+      for (int c = 0; c < K; ++c) {
+        tap_products[r * K + c] += grad * static_cast<opmath_t>(image(n, ch, rows[r], cols[c]));
+      }
+    }
+  }
+  opmath_t grad_flow_x = 0;
+  opmath_t grad_flow_y = 0;
+#pragma unroll
+  for (int r = 0; r < K; ++r) {
+    const opmath_t weight_y = bilinear_weight(r, K, window.frac_y);
+    const opmath_t slope_y = bilinear_weight_slope<opmath_t>(r, K);
+#pragma unroll
+    for (int c = 0; c < K; ++c) {
+      const opmath_t weight_x = bilinear_weight(c, K, window.frac_x);
+      const opmath_t slope_x = bilinear_weight_slope<opmath_t>(c, K);
+      const opmath_t coefficient = static_cast<opmath_t>(kernel(n, r * K + c, y, x));
+      const opmath_t product = tap_products[r * K + c];
+      grad_kernel(n, r * K + c, y, x) = static_cast<scalar_t>(weight_y * weight_x * product);
+      grad_flow_x += coefficient * weight_y * slope_x * product;
+      grad_flow_y += coefficient * slope_y * weight_x * product;
+    }
+  }
+  grad_flow(n, 0, y, x) = static_cast<scalar_t>(grad_flow_x);
+  grad_flow(n, 1, y, x) = static_cast<scalar_t>(grad_flow_y);
+}
+
+// Backward, the scattered part: pixel (y, x) adds grad_output * tap weight to the image gradient
+// at each of its taps (or grad_output to its own position when invalid), for channels
+// [channel_begin, channel_end). `add` is a plain add where one thread owns the gradient plane and
+// an atomic add where pixels of one plane run concurrently.
+template <int K, typename scalar_t, typename opmath_t, typename AddOp>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_image_grad_pixel(
+    const Strided4d<const scalar_t>& grad_output, const Strided4d<const scalar_t>& flow,
+    const Strided4d<const scalar_t>& kernel, const Strided4d<opmath_t>& grad_image,
+    int64_t channel_begin, int64_t channel_end, int64_t height, int64_t width, int64_t n, int64_t y,
+    int64_t x, AddOp add) {
+  const auto window = locate_pixel_window<K, scalar_t, opmath_t>(flow, n, y, x, height, width);
+  if (!window.valid) {
+    for (int64_t ch = channel_begin; ch < channel_end; ++ch) {
+      add(&grad_image(n, ch, y, x), static_cast<opmath_t>(grad_output(n, ch, y, x)));
+    }
+    return;
+  }
+  WindowTaps<K, opmath_t> taps;
+  gather_window_taps<K>(window, kernel, n, y, x, height, width, taps);
+  for (int64_t ch = channel_begin; ch < channel_end; ++ch) {
+    const opmath_t grad = static_cast<opmath_t>(grad_output(n, ch, y, x));
+#pragma unroll
+    for (int r = 0; r < K; ++r) {
+#pragma unroll
+      for (int c = 0; c < K; ++c) {
+        add(&grad_image(n, ch, taps.rows[r], taps.cols[c]), taps.weight[r * K + c] * grad);
+      }
+    }
+  }
+}
+
+}  // namespace memc

@@ -1,0 +1,16 @@
+// The operator schemas of the memc namespace, all in one place. The CPU implementations are bound
+// in cpu/*.cpp and the CUDA ones in cuda/*.cu; autograd and fake (meta) kernels are registered
+// from Python (memc_ops/*.py).
+#include <Python.h>
+#include <torch/library.h>
+
+// An importable module, so that `import memc_ops._C` loads this library and runs its registrations.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+
+TORCH_LIBRARY(memc, m) {
+  m.def("adaptive_warp(Tensor image, Tensor flow, Tensor kernel) -> Tensor");
+  m.def("adaptive_warp_backward(Tensor grad_output, Tensor image, Tensor flow, Tensor kernel) -> (Tensor, Tensor, Tensor)");
+}

@@ -1,0 +1,18 @@
+"""memc_ops: MEMC-Net's adaptive warping and flow projection layers as PyTorch custom ops.
+
+The ops live under ``torch.ops.memc``; this package gives them typed Python wrappers, autograd,
+fake (meta) kernels for ``torch.compile``, ``nn.Module`` wrappers and a pure-PyTorch reference
+(:mod:`memc_ops.reference`) that states their definitions.
+"""
+
+import torch
+
+from . import _C  # noqa: F401  (loads the kernels and registers torch.ops.memc.*)
+from .adaptive_warp import AdaptiveWarp, adaptive_warp
+
+__all__ = ["AdaptiveWarp", "adaptive_warp", "cuda_kernels_built"]
+
+
+def cuda_kernels_built() -> bool:
+    """True when this build of memc_ops contains the CUDA kernels."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key("memc::adaptive_warp", "CUDA")

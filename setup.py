@@ -1,0 +1,123 @@
+"""Builds memc_ops._C, the C++/CUDA kernels of memc, against the PyTorch already installed.
+
+Environment variables:
+  MEMC_OPS_CUDA=1      build the CUDA kernels (fail if torch has no CUDA or no toolkit is found)
+  MEMC_OPS_CUDA=0      build the CPU kernels only
+  (unset)              CUDA kernels when torch was built with CUDA and a CUDA toolkit is found
+  TORCH_CUDA_ARCH_LIST GPU architectures to compile for (default: the GPU present, else a
+                       list covering Turing to Blackwell)
+  MAX_JOBS             parallel compile jobs
+"""
+
+import glob
+import os
+import subprocess
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _outer_site_packages_with_torch():
+    """The site-packages holding the torch of the interpreter that runs this build.
+
+    pip builds in an isolated environment that hides the packages installed beside it. An
+    extension must be compiled against the very torch it will run with, so rather than letting pip
+    download a second torch into that environment we look for the installed one.
+    """
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    probe = "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))"
+    for python in dict.fromkeys([sys.executable, getattr(sys, "_base_executable", sys.executable)]):
+        try:
+            result = subprocess.run([python, "-I", "-c", probe], env=clean_env, capture_output=True, text=True)
+        except OSError:
+            continue
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip().splitlines()[-1]
+    return None
+
+
+def _import_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        site_packages = _outer_site_packages_with_torch()
+        if site_packages is None:
+            sys.exit(
+                "memc needs PyTorch installed before it is built, and builds against that torch.\n"
+                "Install it first, for example `pip install torch`, then `pip install .` again."
+            )
+        sys.path.append(site_packages)
+    import torch
+
+    return torch
+
+
+torch = _import_torch()
+from torch.utils import cpp_extension  # noqa: E402
+
+
+def _want_cuda():
+    choice = os.environ.get("MEMC_OPS_CUDA", "").strip().lower()
+    torch_has_cuda = torch.version.cuda is not None
+    toolkit = cpp_extension.CUDA_HOME
+    if choice in ("0", "false", "no", "off"):
+        return False
+    if choice in ("1", "true", "yes", "on"):
+        if not torch_has_cuda:
+            sys.exit(f"MEMC_OPS_CUDA=1, but the installed torch {torch.__version__} was built without CUDA.")
+        if not _toolkit_usable(toolkit):
+            sys.exit("MEMC_OPS_CUDA=1, but no CUDA toolkit was found: set CUDA_HOME (e.g. /usr/local/cuda).")
+        return True
+    if choice:
+        sys.exit(f"MEMC_OPS_CUDA must be 0 or 1; got {choice!r}.")
+    if torch_has_cuda and not _toolkit_usable(toolkit):
+        print(f"memc: no usable CUDA toolkit (CUDA_HOME={toolkit}); set CUDA_HOME to build the CUDA kernels")
+    return torch_has_cuda and _toolkit_usable(toolkit)
+
+
+def _toolkit_usable(toolkit):
+    return toolkit is not None and os.path.exists(os.path.join(toolkit, "include", "cuda_runtime.h"))
+
+
+def _wheel_cuda_include_dirs():
+    """CUDA headers shipped in the nvidia-* wheels beside torch, for toolkits that lack some
+    (torch's headers include cusparse.h, which a minimal toolkit may not have)."""
+    if os.path.exists(os.path.join(cpp_extension.CUDA_HOME, "include", "cusparse.h")):
+        return []
+    found = []
+    for path in sys.path:
+        found += sorted(glob.glob(os.path.join(path, "nvidia", "cu*", "include")))
+    return found[:1]
+
+
+def _extension():
+    sources = [os.path.join("csrc", "ops.cpp")] + sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    include_dirs = [os.path.join(ROOT, "csrc")]
+    cxx_flags = ["-O3", "-fopenmp"]
+    # at::parallel_for is an OpenMP region compiled into our code: without -fopenmp it runs serially.
+    link_flags = ["-fopenmp"]
+    if not _want_cuda():
+        print("memc: building the CPU kernels only")
+        return cpp_extension.CppExtension(
+            "memc_ops._C", sources, include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
+        )
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        # No GPU to ask: cover the architectures CUDA 12/13 and current GPUs share.
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "7.5;8.0;8.6;8.9;9.0;10.0;12.0+PTX"
+    print(f"memc: building the CPU and CUDA kernels (TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', 'auto')})")
+    sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+    return cpp_extension.CUDAExtension(
+        "memc_ops._C", sources, include_dirs=include_dirs + _wheel_cuda_include_dirs(),
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+        extra_link_args=link_flags,
+    )
+
+
+setup(
+    packages=find_packages(include=["memc_ops", "memc_ops.*", "memc_models", "memc_models.*"]),
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension},
+)

@@ -17,6 +17,10 @@ namespace {
 // Roughly how many pixel visits make a task worth handing to another thread.
 constexpr int64_t kPixelsPerTask = 2048;
 
+int64_t rows_per_task(int64_t width) {
+  return std::max<int64_t>(1, kPixelsPerTask / std::max<int64_t>(1, width));
+}
+
 at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, const at::Tensor& kernel) {
   const int kernel_size = check_adaptive_warp_inputs(image, flow, kernel);
   at::Tensor output = at::empty_like(image);
@@ -29,11 +33,13 @@ at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, co
     const auto output_view = view4d<scalar_t>(output);
     dispatch_kernel_size(kernel_size, [&](auto kernel_size_constant) {
       constexpr int K = decltype(kernel_size_constant)::value;
-      at::parallel_for(0, batch * height * width, kPixelsPerTask, [&](int64_t begin, int64_t end) {
-        for (int64_t pixel = begin; pixel < end; ++pixel) {
-          const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
-          adaptive_warp_forward_pixel<K, scalar_t, opmath_t>(image_view, flow_view, kernel_view, output_view,
-                                                             channels, height, width, n, y, x);
+      at::parallel_for(0, batch * height, rows_per_task(width), [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t n = row / height, y = row % height;
+          for (int64_t x = 0; x < width; ++x) {
+            adaptive_warp_forward_pixel<K, scalar_t, opmath_t>(image_view, flow_view, kernel_view, output_view,
+                                                               channels, height, width, n, y, x);
+          }
         }
       });
     });
@@ -65,12 +71,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
     dispatch_kernel_size(kernel_size, [&](auto kernel_size_constant) {
       constexpr int K = decltype(kernel_size_constant)::value;
       // Flow and kernel gradients belong to their pixel: parallel over pixels.
-      at::parallel_for(0, batch * height * width, kPixelsPerTask, [&](int64_t begin, int64_t end) {
-        for (int64_t pixel = begin; pixel < end; ++pixel) {
-          const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
-          adaptive_warp_kernel_flow_grad_pixel<K, scalar_t, opmath_t>(grad_output_view, image_view, flow_view,
-                                                                      kernel_view, grad_flow_view, grad_kernel_view,
-                                                                      channels, height, width, n, y, x);
+      at::parallel_for(0, batch * height, rows_per_task(width), [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t n = row / height, y = row % height;
+          for (int64_t x = 0; x < width; ++x) {
+            adaptive_warp_kernel_flow_grad_pixel<K, scalar_t, opmath_t>(grad_output_view, image_view, flow_view,
+                                                                        kernel_view, grad_flow_view, grad_kernel_view,
+                                                                        channels, height, width, n, y, x);
+          }
         }
       });
       // Image gradients are scattered within a (batch, channel) plane: one thread owns each plane,

@@ -76,7 +76,7 @@ struct WindowTaps {
 template <int K, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void clamp_window(
     const WarpWindow<opmath_t>& window, int64_t height, int64_t width, int64_t (&rows)[K], int64_t (&cols)[K]) {
-#pragma unroll
+MEMC_UNROLL
   for (int r = 0; r < K; ++r) {
     rows[r] = clamp_index(window.first_row + r, height);
     cols[r] = clamp_index(window.first_col + r, width);
@@ -88,10 +88,10 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void gather_window_taps(
     const WarpWindow<opmath_t>& window, const Strided4d<const scalar_t>& kernel, int64_t n, int64_t y,
     int64_t x, int64_t height, int64_t width, WindowTaps<K, opmath_t>& taps) {
   clamp_window<K>(window, height, width, taps.rows, taps.cols);
-#pragma unroll
+MEMC_UNROLL
   for (int r = 0; r < K; ++r) {
     const opmath_t weight_y = bilinear_weight(r, K, window.frac_y);
-#pragma unroll
+MEMC_UNROLL
     for (int c = 0; c < K; ++c) {
       const opmath_t weight_x = bilinear_weight(c, K, window.frac_x);
       taps.weight[r * K + c] = static_cast<opmath_t>(kernel(n, r * K + c, y, x)) * weight_y * weight_x;
@@ -123,9 +123,9 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_forward_pixel(
   gather_window_taps<K>(window, kernel, n, y, x, height, width, taps);
   for (int64_t ch = 0; ch < channels; ++ch) {
     opmath_t sum = 0;
-#pragma unroll
+MEMC_UNROLL
     for (int r = 0; r < K; ++r) {
-#pragma unroll
+MEMC_UNROLL
       for (int c = 0; c < K; ++c) {
         sum += taps.weight[r * K + c] * static_cast<opmath_t>(image(n, ch, taps.rows[r], taps.cols[c]));
       }
@@ -159,15 +159,15 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_kernel_flow_grad_pixel(
   int64_t cols[K];
   clamp_window<K>(window, height, width, rows, cols);
   opmath_t tap_products[K * K];
-#pragma unroll
+MEMC_UNROLL
   for (int t = 0; t < K * K; ++t) {
     tap_products[t] = 0;
   }
   for (int64_t ch = 0; ch < channels; ++ch) {
     const opmath_t grad = static_cast<opmath_t>(grad_output(n, ch, y, x));
-#pragma unroll
+MEMC_UNROLL
     for (int r = 0; r < K; ++r) {
-#pragma unroll
+MEMC_UNROLL
       for (int c = 0; c < K; ++c) {
         tap_products[r * K + c] += grad * static_cast<opmath_t>(image(n, ch, rows[r], cols[c]));
       }
@@ -175,11 +175,11 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_kernel_flow_grad_pixel(
   }
   opmath_t grad_flow_x = 0;
   opmath_t grad_flow_y = 0;
-#pragma unroll
+MEMC_UNROLL
   for (int r = 0; r < K; ++r) {
     const opmath_t weight_y = bilinear_weight(r, K, window.frac_y);
     const opmath_t slope_y = bilinear_weight_slope<opmath_t>(r, K);
-#pragma unroll
+MEMC_UNROLL
     for (int c = 0; c < K; ++c) {
       const opmath_t weight_x = bilinear_weight(c, K, window.frac_x);
       const opmath_t slope_x = bilinear_weight_slope<opmath_t>(c, K);
@@ -215,9 +215,9 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_image_grad_pixel(
   gather_window_taps<K>(window, kernel, n, y, x, height, width, taps);
   for (int64_t ch = channel_begin; ch < channel_end; ++ch) {
     const opmath_t grad = static_cast<opmath_t>(grad_output(n, ch, y, x));
-#pragma unroll
+MEMC_UNROLL
     for (int r = 0; r < K; ++r) {
-#pragma unroll
+MEMC_UNROLL
       for (int c = 0; c < K; ++c) {
         add(&grad_image(n, ch, taps.rows[r], taps.cols[c]), taps.weight[r * K + c] * grad);
       }

@@ -7,6 +7,13 @@
 #include <c10/macros/Macros.h>
 #include <cstdint>
 
+// Unrolls the next loop under nvcc; g++ decides by itself (and would warn on the pragma).
+#if defined(__CUDACC__)
+#define MEMC_UNROLL _Pragma("unroll")
+#else
+#define MEMC_UNROLL
+#endif
+
 namespace memc {
 
 template <typename T>

@@ -1,0 +1,157 @@
+"""Times memc_ops.adaptive_warp against the pure-PyTorch reference and grid_sample.
+
+    python benchmarks/bench_warp.py                 # every device present, float32 and float16
+    python benchmarks/bench_warp.py --device cpu --quick
+    python benchmarks/bench_warp.py --json results.json
+
+For each size, dtype and pass (forward, forward+backward) it prints the median time, the effective
+memory traffic (the bytes the op must at least read and write, divided by the time), that as a share
+of the GPU's peak bandwidth, and the speed-up over the reference. grid_sample (bilinear, border
+padding) is the nearest built-in: it does bilinear warping without the learned 4x4 kernels.
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import memc_ops  # noqa: E402
+from memc_ops.reference import adaptive_warp_reference  # noqa: E402
+
+KERNEL_SIZE = 4
+
+# (name, batch, channels, height, width)
+SIZES = [
+    ("vimeo90k-train", 16, 3, 256, 448),
+    ("1080p", 1, 3, 1080, 1920),
+    ("720p-context", 1, 64, 720, 1280),
+]
+QUICK_SIZES = [("vimeo90k-train-b2", 2, 3, 256, 448), ("720p", 1, 3, 720, 1280)]
+
+
+def make_inputs(batch, channels, height, width, dtype, device):
+    image = torch.rand(batch, channels, height, width, device=device, dtype=dtype)
+    # A smooth motion of a few pixels, as between consecutive video frames.
+    ys = torch.linspace(0, 3.14, height, device=device).view(1, height, 1)
+    xs = torch.linspace(0, 3.14, width, device=device).view(1, 1, width)
+    flow = torch.stack([4 * torch.sin(ys + xs), 3 * torch.cos(2 * xs - ys)], 1).expand(batch, 2, height, width)
+    flow = flow.contiguous().to(dtype)
+    kernel = torch.rand(batch, KERNEL_SIZE * KERNEL_SIZE, height, width, device=device, dtype=dtype) / 4
+    return image, flow, kernel
+
+
+def grid_sample_warp(image, flow):
+    """Bilinear backward warping by flow with grid_sample: the built-in counterpart."""
+    _, _, height, width = image.shape
+    ys, xs = torch.meshgrid(torch.arange(height, device=image.device, dtype=image.dtype),
+                            torch.arange(width, device=image.device, dtype=image.dtype), indexing="ij")
+    grid_x = (xs + flow[:, 0]) * (2 / max(width - 1, 1)) - 1
+    grid_y = (ys + flow[:, 1]) * (2 / max(height - 1, 1)) - 1
+    grid = torch.stack([grid_x, grid_y], dim=-1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def traffic_bytes(batch, channels, height, width, dtype, backward):
+    """Bytes adaptive_warp must move at least: read image, flow, kernel, write output; backward also
+    reads grad_output and the inputs again and writes the three gradients."""
+    element = torch.empty((), dtype=dtype).element_size()
+    taps = KERNEL_SIZE * KERNEL_SIZE
+    per_pixel = 2 * channels + 2 + taps
+    if backward:
+        per_pixel += (channels + channels + 2 + taps) + (channels + 2 + taps)
+    return batch * height * width * per_pixel * element
+
+
+def run_case(name, batch, channels, height, width, dtype, device, repeats):
+    image, flow, kernel = make_inputs(batch, channels, height, width, dtype, device)
+    methods = {
+        "memc": lambda i, f, k: memc_ops.adaptive_warp(i, f, k),
+        "reference": adaptive_warp_reference,
+        "grid_sample": lambda i, f, k: grid_sample_warp(i, f),
+    }
+    if device.type == "cpu" and dtype != torch.float32:
+        # grid_sample's half-precision CPU backward corrupts memory (seen with torch 2.14.1).
+        del methods["grid_sample"]
+    rows = []
+    for backward in (False, True):
+        inputs = [t.detach().requires_grad_(backward) for t in (image, flow, kernel)]
+        grad_output = torch.ones_like(image) if backward else None
+        times = {}
+        for method, fn in methods.items():
+            def step(fn=fn):
+                output = fn(*inputs)
+                if backward:
+                    torch.autograd.backward(output, grad_output)
+                    for tensor in inputs:
+                        tensor.grad = None
+            try:
+                times[method] = common.time_ms(step, device, repeats)
+            except torch.OutOfMemoryError:
+                times[method] = None
+                torch.cuda.empty_cache()
+        traffic = traffic_bytes(batch, channels, height, width, dtype, backward)
+        peak = common.peak_bandwidth_gbps(device)
+        for method, milliseconds in times.items():
+            row = {
+                "case": name, "shape": f"{batch}x{channels}x{height}x{width}", "dtype": str(dtype).replace("torch.", ""),
+                "pass": "fwd+bwd" if backward else "fwd", "method": method, "ms": milliseconds,
+                "gbps": None, "peak_share": None, "speedup_vs_reference": None,
+            }
+            if milliseconds is not None:
+                row["gbps"] = traffic / milliseconds / 1e6
+                row["peak_share"] = row["gbps"] / peak if peak else None
+                if times.get("reference") is not None:
+                    row["speedup_vs_reference"] = times["reference"] / milliseconds
+            rows.append(row)
+    return rows
+
+
+COLUMNS = [
+    ("case", "case", "{}"), ("shape", "BxCxHxW", "{}"), ("dtype", "dtype", "{}"), ("pass", "pass", "{}"),
+    ("method", "method", "{}"), ("ms", "ms", "{:.3f}"), ("gbps", "GB/s", "{:.1f}"),
+    ("peak_share", "of peak", "{:.0%}"), ("speedup_vs_reference", "x ref", "{:.1f}"),
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], action="append",
+                        help="device(s) to run on (default: the CPU and, when present, the GPU)")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], action="append",
+                        help="dtype(s) to run (default: float32 and float16)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default: 20 on GPU, 3 on CPU)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a quick look on a CPU")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not (torch.cuda.is_available() and memc_ops.cuda_kernels_built()):
+        parser.error("--device cuda needs a GPU and memc_ops built with its CUDA kernels")
+    dtypes = [getattr(torch, name) for name in (args.dtype or ["float32", "float16"])]
+    all_rows, environments = [], []
+    for device_name in devices:
+        device = torch.device(device_name)
+        environment = common.environment(device)
+        environments.append(environment)
+        print(f"\n# adaptive_warp, K={KERNEL_SIZE}: " + ", ".join(f"{k} {v}" for k, v in environment.items()))
+        repeats = args.repeats or (20 if device.type == "cuda" else 3)
+        sizes = QUICK_SIZES if args.quick else SIZES
+        rows = []
+        for dtype in dtypes:
+            for name, batch, channels, height, width in sizes:
+                rows += run_case(name, batch, channels, height, width, dtype, device, repeats)
+        common.print_table(rows, COLUMNS)
+        for row in rows:
+            row["device"] = device_name
+        all_rows += rows
+    if args.json:
+        common.write_json(args.json, environments, all_rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Timing, bandwidth and table helpers shared by the benchmark scripts."""
+
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+# Theoretical DRAM bandwidth (GB/s) of common GPUs, from their vendors' data sheets; matched by
+# substring of torch.cuda.get_device_name(), most specific first.
+PEAK_BANDWIDTH_GBPS = [
+    ("H200", 4800.0),
+    ("H100 PCIe", 2000.0),
+    ("H100 NVL", 3900.0),
+    ("H100", 3350.0),
+    ("GH200", 4000.0),
+    ("B200", 8000.0),
+    ("A100-SXM4-80GB", 2039.0),
+    ("A100-PCIE-80GB", 1935.0),
+    ("A100", 1555.0),
+    ("L40S", 864.0),
+    ("L4", 300.0),
+    ("A10", 600.0),
+    ("RTX 4090", 1008.0),
+    ("RTX 3090", 936.0),
+    ("V100", 900.0),
+    ("T4", 320.0),
+]
+
+
+def peak_bandwidth_gbps(device):
+    """The device's theoretical memory bandwidth in GB/s, or None when unknown (CPU, other GPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_BANDWIDTH_GBPS:
+        if key in name:
+            return value
+    return None
+
+
+def time_ms(fn, device, repeats, warmup=2):
+    """Median wall time of fn() in milliseconds (CUDA work is synchronised)."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def environment(device):
+    info = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["peak_bandwidth_gbps"] = peak_bandwidth_gbps(device)
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+        info["threads"] = torch.get_num_threads()
+    return info
+
+
+def print_table(rows, columns):
+    """Prints rows (dicts) as an aligned text table with the given (key, header, format) columns."""
+    cells = [[header for _, header, _ in columns]]
+    for row in rows:
+        cells.append(["-" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in columns])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for index, line in enumerate(cells):
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def write_json(path, environment_info, rows):
+    with open(path, "w") as handle:
+        json.dump({"environment": environment_info, "results": rows}, handle, indent=2)
+    print(f"wrote {path}")

@@ -183,13 +183,14 @@ def test_opcheck(device):
         torch.library.opcheck(torch.ops.memc.adaptive_warp.default, sample)
 
 
-def test_torch_compile(device):
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile(backend, device):
     torch._dynamo.reset()
 
     def warp_and_blend(image, flow, kernel):
         return 0.5 * memc_ops.adaptive_warp(image, flow, kernel) + 0.5 * image
 
-    compiled = torch.compile(warp_and_blend, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(warp_and_blend, fullgraph=True, backend=backend)
     inputs = make_inputs(2, 3, 8, 8, 4, "mixed", dtype=torch.float32, device=device, requires_grad=True)
     grad_output = torch.randn(2, 3, 8, 8, device=device)
     ours = grads(compiled, inputs, grad_output)

@@ -1,0 +1,290 @@
+"""MEMC-Net, MEMC-Net_s and MEMC-Net* (Bao et al., TPAMI 2019) as one configurable model on
+``memc_ops``: motion estimation, flow projection to time t, kernel and mask estimation, adaptive
+warping, blending and post-processing."""
+
+import dataclasses
+from typing import NamedTuple, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import memc_ops
+
+from .networks import ContextExtractor, FlowNetS, PostProcessNet, ResidualPostProcessNet, SPyNet, TwoHeadUNet
+
+__all__ = ["MEMCNet", "MEMCNetConfig", "MEMCNetOutput", "memc_net", "memc_net_s", "memc_net_star"]
+
+# FlowNetS predicts flow divided by 20 at quarter resolution.
+_FLOWNETS_SCALE = 20.0
+_FLOWNETS_STRIDE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class MEMCNetConfig:
+    """What distinguishes the variants.
+
+    Attributes:
+        kernel_size: K, the side of the adaptive warping window (K*K coefficients per pixel and
+            frame; the released models use 4).
+        flow_network: ``"flownets"`` (MEMC-Net, MEMC-Net*) or ``"spynet"`` (MEMC-Net_s).
+        thin_unet: the thinner one-convolution-per-level kernel U-Net of MEMC-Net_s.
+        batch_norm: batch norm in the U-Nets (MEMC-Net, MEMC-Net_s; not MEMC-Net*).
+        masks: a mask U-Net whose two maps weight the warped frames; without it the warped frames
+            are blended by time, (1 - t) and t.
+        context: warp ResNet-18 conv1 features with the frames and post-process with the
+            EDSR-style network (MEMC-Net*); else the plain 8-layer post-processing network.
+        init: ``"kaiming"`` or ``"xavier"`` (uniform) for the U-Nets and post-processing, as the
+            released MEMC-Net / MEMC-Net_s and MEMC-Net* respectively.
+    """
+
+    kernel_size: int = 4
+    flow_network: str = "flownets"
+    thin_unet: bool = False
+    batch_norm: bool = True
+    masks: bool = True
+    context: bool = False
+    init: str = "kaiming"
+
+    def __post_init__(self):
+        if self.kernel_size not in (2, 4, 6, 8):
+            raise ValueError(f"kernel_size must be 2, 4, 6 or 8; got {self.kernel_size}")
+        if self.flow_network not in ("flownets", "spynet"):
+            raise ValueError(f"flow_network must be 'flownets' or 'spynet'; got {self.flow_network!r}")
+        if self.init not in ("kaiming", "xavier"):
+            raise ValueError(f"init must be 'kaiming' or 'xavier'; got {self.init!r}")
+
+
+class MEMCNetOutput(NamedTuple):
+    """Everything :meth:`MEMCNet.forward` computes, cropped to the input size; pairs are
+    (for frame 0, for frame 1).
+
+    Attributes:
+        frame: (B, 3, H, W) the interpolated frame at time t (after post-processing).
+        blended: (B, 3, H, W) the blend of the warped frames, before post-processing.
+        warped: two (B, 3, H, W) frames adaptively warped to time t.
+        flows: two (B, 2, H, W) projected flows: for each pixel at time t, the displacement in
+            pixels to frame 0 and to frame 1 (what ``adaptive_warp`` uses).
+        motion: two (B, 2, H, W) estimated flows, frame 0 -> frame 1 and frame 1 -> frame 0.
+        kernels: two (B, K*K, H, W) adaptive warping coefficients.
+        masks: two (B, 1, H, W) blending weights, or None for variants without a mask network.
+    """
+
+    frame: Tensor
+    blended: Tensor
+    warped: Tuple[Tensor, Tensor]
+    flows: Tuple[Tensor, Tensor]
+    motion: Tuple[Tensor, Tensor]
+    kernels: Tuple[Tensor, Tensor]
+    masks: Optional[Tuple[Tensor, Tensor]]
+
+
+class MEMCNet(nn.Module):
+    """Motion estimation and motion compensation driven video frame interpolation.
+
+    ``forward(frame0, frame1, t=0.5)`` with two (B, 3, H, W) RGB frames in [0, 1] of any size
+    returns the (B, 3, H, W) frame at time t in (0, 1). The steps:
+
+    1. The frames are padded (edge replication, centred) to a multiple of
+       :attr:`size_multiple` (64 with FlowNetS, 32 with SPyNet) and the results cropped back.
+    2. Motion: the flow network runs on (frame0, frame1) and (frame1, frame0); FlowNetS's output
+       is multiplied by 20 and upsampled x4 (bilinear, corners aligned).
+    3. Projection: ``memc_ops.flow_projection`` of t * flow(0->1) and (1-t) * flow(1->0) gives,
+       for each pixel at time t, the displacement to frame 0 and to frame 1. The released models
+       (t = 0.5) halve the flows: the same thing at the middle frame.
+    4. Kernels: a U-Net on both frames with two K*K-channel heads, one per frame.
+    5. Warping: ``memc_ops.adaptive_warp`` of each frame with its projected flow and kernels.
+    6. Blending: with masks, 0.5 + mask_head (no sigmoid, not normalised, as released)
+       weights each warped frame; without, the weights are (1 - t) and t (the released average
+       at t = 0.5).
+    7. Post-processing: a residual predicted from the blend, both flows, both kernels, both masks
+       (without a mask network the first coefficient of frame 0's kernel, twice, as released) and,
+       with context, both warped context maps (detached, as released), is added to the blend.
+
+    Flow projection fills holes from the nearest projected pixels when no gradient flows through
+    the projection and leaves them zero otherwise, as released (``fill_holes=None``); pass
+    ``fill_holes=True`` or ``False`` to choose. ``return_intermediates=True`` returns a
+    :class:`MEMCNetOutput` instead of the frame alone.
+
+    Use :func:`memc_net`, :func:`memc_net_s` and :func:`memc_net_star` for the released
+    variants, and :func:`memc_models.load_original_checkpoint` for the released weights.
+    """
+
+    def __init__(self, config: MEMCNetConfig = MEMCNetConfig()):
+        super().__init__()
+        self.config = config
+        taps = config.kernel_size * config.kernel_size
+        self.flow_net = FlowNetS() if config.flow_network == "flownets" else SPyNet()
+        self.kernel_net = TwoHeadUNet(taps, thin=config.thin_unet, batch_norm=config.batch_norm)
+        self.mask_net = TwoHeadUNet(1, thin=config.thin_unet, batch_norm=config.batch_norm) if config.masks else None
+        self.context_net = ContextExtractor() if config.context else None
+
+        post_channels = 3 + 2 * 2 + 2 * taps + 2  # blend, flows, kernels, masks
+        if config.context:
+            self.post_net = ResidualPostProcessNet(post_channels + 2 * ContextExtractor.out_channels)
+        else:
+            self.post_net = PostProcessNet(post_channels)
+        self._initialize(config.init)
+
+    def _initialize(self, scheme: str) -> None:
+        # The released models initialise these sub-networks; the flow network and the context
+        # extractor keep their own initialisation.
+        for net in (self.kernel_net, self.mask_net, self.post_net):
+            if net is None:
+                continue
+            for module in net.modules():
+                if isinstance(module, nn.Conv2d):
+                    if scheme == "kaiming":
+                        nn.init.kaiming_uniform_(module.weight, a=0, mode="fan_in")
+                    else:
+                        nn.init.xavier_uniform_(module.weight)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+
+    @property
+    def size_multiple(self) -> int:
+        """The frames are padded internally to a multiple of this."""
+        return max(self.flow_net.size_multiple, self.kernel_net.size_multiple)
+
+    def estimate_motion(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, Tensor]:
+        """Flows frame0 -> frame1 and frame1 -> frame0 in pixels, (B, 2, H, W) each; H and W
+        multiples of :attr:`size_multiple`. Both directions run as one batch."""
+        firsts = torch.cat((frame0, frame1), 0)
+        seconds = torch.cat((frame1, frame0), 0)
+        if isinstance(self.flow_net, FlowNetS):
+            flow = self.flow_net(torch.cat((firsts, seconds), 1))
+            flow = _FLOWNETS_SCALE * F.interpolate(
+                flow, scale_factor=float(_FLOWNETS_STRIDE), mode="bilinear", align_corners=True
+            )
+        else:
+            flow = self.flow_net(firsts, seconds)
+        return flow.chunk(2, 0)
+
+    def forward(
+        self,
+        frame0: Tensor,
+        frame1: Tensor,
+        t: Union[float, Tensor] = 0.5,
+        *,
+        fill_holes: Optional[bool] = None,
+        return_intermediates: bool = False,
+    ) -> Union[Tensor, MEMCNetOutput]:
+        """Interpolates the frame at time ``t`` between ``frame0`` (t = 0) and ``frame1`` (t = 1).
+
+        Args:
+            frame0, frame1: (B, 3, H, W) RGB frames in [0, 1], same shape, dtype and device.
+            t: time in (0, 1): a float, or a (B,) tensor with one time per sample.
+            fill_holes: fill the holes of the projected flows (None: only when no gradient flows
+                through them, as released).
+            return_intermediates: return a :class:`MEMCNetOutput` rather than the frame alone.
+
+        Returns:
+            The (B, 3, H, W) interpolated frame, or a :class:`MEMCNetOutput`.
+        """
+        _check_frames(frame0, frame1)
+        batch, _, height, width = frame0.shape
+        t = _check_time(t, batch, frame0)
+
+        padding = _centred_padding(height, width, self.size_multiple)
+        if any(padding):
+            frame0 = F.pad(frame0, padding, mode="replicate")
+            frame1 = F.pad(frame1, padding, mode="replicate")
+        frames = torch.cat((frame0, frame1), 0)
+        dtype = frame0.dtype  # memc_ops run in the frames' dtype, also under autocast
+
+        motion = self.estimate_motion(frame0, frame1)
+        scaled = torch.cat((t * motion[0], (1.0 - t) * motion[1]), 0).to(dtype)
+        if fill_holes is None:
+            fill_holes = not scaled.requires_grad
+        flows = memc_ops.flow_projection(scaled, fill_holes=fill_holes)
+
+        kernels = self.kernel_net(frame0, frame1)
+        kernel = torch.cat(kernels, 0).to(dtype)
+        warped = memc_ops.adaptive_warp(frames, flows, kernel).chunk(2, 0)
+
+        if self.mask_net is not None:
+            masks = tuple(0.5 + mask for mask in self.mask_net(frame0, frame1))
+            blended = masks[0] * warped[0] + masks[1] * warped[1]
+            mask_channels = masks
+        else:
+            masks = None
+            blended = (1.0 - t) * warped[0] + t * warped[1]
+            mask_channels = (kernels[0][:, :1], kernels[0][:, :1])
+
+        flows = flows.chunk(2, 0)
+        post_input = [blended, *flows, *kernels, *mask_channels]
+        if self.context_net is not None:
+            context = self.context_net(frames).to(dtype)
+            post_input += memc_ops.adaptive_warp(context, torch.cat(flows, 0), kernel).detach().chunk(2, 0)
+        frame = blended + self.post_net(torch.cat(post_input, 1))
+
+        crop = _cropper(padding, height, width)
+        if not return_intermediates:
+            return crop(frame)
+        pair = lambda tensors: tuple(crop(x) for x in tensors)  # noqa: E731
+        return MEMCNetOutput(
+            frame=crop(frame),
+            blended=crop(blended),
+            warped=pair(warped),
+            flows=pair(flows),
+            motion=pair(motion),
+            kernels=pair(kernels),
+            masks=None if masks is None else pair(masks),
+        )
+
+
+def _check_frames(frame0: Tensor, frame1: Tensor) -> None:
+    for name, frame in (("frame0", frame0), ("frame1", frame1)):
+        if frame.dim() != 4 or frame.shape[1] != 3:
+            raise ValueError(f"{name} must have shape (B, 3, H, W); got {tuple(frame.shape)}")
+        if not frame.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor in [0, 1]; got {frame.dtype}")
+    if frame0.shape != frame1.shape or frame0.dtype != frame1.dtype or frame0.device != frame1.device:
+        raise ValueError(
+            f"frame1 must match frame0 {tuple(frame0.shape)} {frame0.dtype} on {frame0.device}; "
+            f"got {tuple(frame1.shape)} {frame1.dtype} on {frame1.device}"
+        )
+
+
+def _check_time(t: Union[float, Tensor], batch: int, like: Tensor) -> Union[float, Tensor]:
+    if isinstance(t, Tensor):
+        if t.numel() not in (1, batch):
+            raise ValueError(f"t must be a float or a tensor of {batch} times; got shape {tuple(t.shape)}")
+        if not bool(((t > 0) & (t < 1)).all()):
+            raise ValueError("every t must lie in (0, 1)")
+        return t.to(device=like.device, dtype=like.dtype).reshape(-1, 1, 1, 1)
+    t = float(t)
+    if not 0.0 < t < 1.0:
+        raise ValueError(f"t must lie in (0, 1); got {t}")
+    return t
+
+
+def _centred_padding(height: int, width: int, multiple: int) -> Tuple[int, int, int, int]:
+    """(left, right, top, bottom) replication padding up to a multiple, centred as in the
+    released evaluation script."""
+    pad_h = -height % multiple
+    pad_w = -width % multiple
+    return (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+
+
+def _cropper(padding: Tuple[int, int, int, int], height: int, width: int):
+    left, _, top, _ = padding
+    return lambda x: x[..., top : top + height, left : left + width]
+
+
+def memc_net(kernel_size: int = 4) -> MEMCNet:
+    """MEMC-Net: FlowNetS motion, kernel and mask U-Nets with batch norm, plain post-processing
+    (67,260,469 parameters)."""
+    return MEMCNet(MEMCNetConfig(kernel_size=kernel_size))
+
+
+def memc_net_s(kernel_size: int = 4) -> MEMCNet:
+    """MEMC-Net_s: SPyNet motion, a thin kernel U-Net, no masks (the warped frames are blended by
+    time), plain post-processing (7,204,367 parameters)."""
+    return MEMCNet(MEMCNetConfig(kernel_size=kernel_size, flow_network="spynet", thin_unet=True, masks=False))
+
+
+def memc_net_star(kernel_size: int = 4) -> MEMCNet:
+    """MEMC-Net*: MEMC-Net with context extraction and EDSR-style post-processing, U-Nets without
+    batch norm, Xavier initialisation (70,312,501 parameters)."""
+    return MEMCNet(MEMCNetConfig(kernel_size=kernel_size, batch_norm=False, context=True, init="xavier"))

@@ -1,0 +1,313 @@
+"""The models: the released architectures' parameter counts and state-dict layout, loading the
+released checkpoints (random weights with the released names and shapes), forward shapes at any
+size and time, gradients, determinism and mixed precision.
+
+``data/original_state_dict_shapes.json`` lists every entry, with its shape, of the state dicts of
+the released MEMC-Net models (read by instantiating them), and their parameter counts.
+"""
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import memc_ops
+from memc_models import (
+    MEMCNetOutput,
+    convert_original_state_dict,
+    load_original_checkpoint,
+    memc_net,
+    memc_net_s,
+    memc_net_star,
+)
+
+MANIFEST = json.loads((Path(__file__).parent / "data" / "original_state_dict_shapes.json").read_text())["models"]
+FACTORIES = {"MEMC_Net": memc_net, "MEMC_Net_s": memc_net_s, "MEMC_Net_star": memc_net_star}
+VARIANTS = list(FACTORIES)
+
+needs_projection = pytest.mark.skipif(
+    not hasattr(memc_ops, "flow_projection"), reason="memc_ops.flow_projection not available"
+)
+
+
+def random_original_state_dict(variant, seed=0):
+    """Random tensors under the released names and shapes, scaled like trained weights (so that
+    activations neither vanish nor explode through the deep networks)."""
+    generator = torch.Generator().manual_seed(seed)
+    state_dict = {}
+    for name, shape in MANIFEST[variant]["state_dict"].items():
+        if name.endswith("num_batches_tracked"):
+            state_dict[name] = torch.tensor(0)
+        elif name.endswith("running_var"):
+            state_dict[name] = 0.5 + torch.rand(shape, generator=generator)
+        elif name.endswith("running_mean"):
+            state_dict[name] = 0.1 * torch.randn(shape, generator=generator)
+        elif len(shape) == 4:
+            fan_in = shape[1] * shape[2] * shape[3]
+            state_dict[name] = torch.randn(shape, generator=generator) / math.sqrt(fan_in)
+        elif name.endswith("weight"):  # batch-norm scale
+            state_dict[name] = 1.0 + 0.1 * torch.randn(shape, generator=generator)
+        else:
+            state_dict[name] = 0.01 * torch.randn(shape, generator=generator)
+    return state_dict
+
+
+def frames(batch, height, width, seed=0, device="cpu"):
+    """Two frames with a shared texture shifted by a few pixels, values in [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.rand(batch, 3, height + 8, width + 8, generator=generator)
+    base = torch.nn.functional.avg_pool2d(base, 3, 1, 1)
+    return base[..., 2 : 2 + height, 3 : 3 + width].to(device), base[..., 5 : 5 + height, 1 : 1 + width].to(device)
+
+
+@pytest.fixture(scope="module")
+def models():
+    """One model per variant for the module, loaded from a random released-layout checkpoint,
+    in eval mode. Tests that change a model's mode or gradients restore them."""
+    cache = {}
+
+    def get(variant):
+        if variant not in cache:
+            cache[variant] = load_original_checkpoint(random_original_state_dict(variant), variant)
+        return cache[variant]
+
+    return get
+
+
+# --- Architecture and checkpoints -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_parameter_count_matches_the_released_model(variant):
+    with torch.device("meta"):
+        model = FACTORIES[variant]()
+    assert sum(p.numel() for p in model.parameters()) == MANIFEST[variant]["trainable_parameters"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_converter_places_every_released_entry_with_its_shape(variant):
+    released = {name: torch.empty(shape, device="meta") for name, shape in MANIFEST[variant]["state_dict"].items()}
+    converted, unplaced = convert_original_state_dict(released, variant)
+    with torch.device("meta"):
+        ours = FACTORIES[variant]().state_dict()
+    assert unplaced == []
+    assert sorted(converted) == sorted(ours)
+    for name, value in converted.items():
+        assert value.shape == ours[name].shape, name
+
+
+@pytest.mark.parametrize(
+    "variant, released, ours",
+    [
+        ("MEMC_Net", "initScaleNets_filter.0.weight", "kernel_net.trunk.encoder.0.convs.0.weight"),
+        ("MEMC_Net", "initScaleNets_filter.6.running_var", "kernel_net.trunk.encoder.0.norm.running_var"),
+        ("MEMC_Net", "initScaleNets_filter.38.weight", "kernel_net.trunk.middle.norm.weight"),
+        ("MEMC_Net", "initScaleNets_filter.64.weight", "kernel_net.trunk.decoder.4.convs.0.weight"),
+        ("MEMC_Net", "initScaleNets_occlusion2.2.bias", "mask_net.heads.1.output.bias"),
+        ("MEMC_Net", "rectifyNet.14.weight", "post_net.convs.7.weight"),
+        ("MEMC_Net", "flownets.deconv4.0.weight", "flow_net.deconv4.0.weight"),
+        ("MEMC_Net_s", "initScaleNets_filter.22.weight", "kernel_net.trunk.middle.convs.0.weight"),
+        ("MEMC_Net_s", "initScaleNets_filter.25.weight", "kernel_net.trunk.decoder.0.convs.0.weight"),
+        ("MEMC_Net_s", "initScaleNets_filter.43.running_mean", "kernel_net.trunk.decoder.4.norm.running_mean"),
+        ("MEMC_Net_s", "flownets.moduleBasic.5.moduleBasic.8.bias", "flow_net.levels.5.8.bias"),
+        ("MEMC_Net_star", "initScaleNets_occlusion.31.weight", "mask_net.trunk.middle.convs.2.weight"),
+        ("MEMC_Net_star", "initScaleNets_filter.54.bias", "kernel_net.trunk.decoder.4.convs.0.bias"),
+        ("MEMC_Net_star", "rectifyNet.body.3.body.2.weight", "post_net.blocks.3.conv2.weight"),
+        ("MEMC_Net_star", "rectifyNet.body.10.weight", "post_net.body_out.weight"),
+        ("MEMC_Net_star", "ctxNet.conv1.weight", "context_net.conv.weight"),
+    ],
+)
+def test_converter_maps_layer_positions_to_blocks(variant, released, ours):
+    state_dict = {name: torch.empty(shape, device="meta") for name, shape in MANIFEST[variant]["state_dict"].items()}
+    marker = torch.zeros(MANIFEST[variant]["state_dict"][released])
+    state_dict[released] = marker
+    converted, _ = convert_original_state_dict(state_dict, variant)
+    assert converted[ours] is marker
+
+
+def test_converter_reports_entries_it_cannot_place_and_unwraps_containers():
+    state_dict = {f"module.{name}": torch.empty(shape, device="meta") for name, shape in MANIFEST["MEMC_Net_s"]["state_dict"].items()}
+    state_dict["module.extra.weight"] = torch.empty(1, device="meta")
+    converted, unplaced = convert_original_state_dict({"state_dict": state_dict}, "memc-net_s")
+    assert unplaced == ["extra.weight"]
+    assert len(converted) == len(MANIFEST["MEMC_Net_s"]["state_dict"])
+    with pytest.raises(RuntimeError, match="extra.weight"):
+        load_original_checkpoint({"state_dict": state_dict}, "MEMC_Net_s")
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="variant must be one of"):
+        convert_original_state_dict({}, "MEMC_Net_VE")
+
+
+def test_checkpoint_without_batch_norm_counters_loads():
+    state_dict = random_original_state_dict("MEMC_Net_s")
+    state_dict = {name: value for name, value in state_dict.items() if not name.endswith("num_batches_tracked")}
+    model = load_original_checkpoint(state_dict, "MEMC_Net_s")
+    assert not model.training
+    assert torch.equal(model.kernel_net.trunk.encoder[1].norm.running_var, state_dict["initScaleNets_filter.8.running_var"])
+
+
+@needs_projection
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_same_weights_loaded_twice_give_identical_outputs(variant, models, tmp_path):
+    first = models(variant)  # loaded from random_original_state_dict(variant)
+    torch.save(random_original_state_dict(variant), tmp_path / "released.pth")
+    second = load_original_checkpoint(tmp_path / "released.pth", variant)
+    frame0, frame1 = frames(1, 64, 64)
+    with torch.no_grad():
+        expected = first(frame0, frame1)
+        assert torch.isfinite(expected).all()
+        assert torch.equal(second(frame0, frame1), expected)
+
+
+@needs_projection
+def test_own_checkpoints_round_trip_with_weights_only_loading(models):
+    trained = models("MEMC_Net_s")
+    buffer = io.BytesIO()
+    torch.save(trained.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = memc_net_s().eval()
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    frame0, frame1 = frames(1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(fresh(frame0, frame1), trained(frame0, frame1))
+
+
+# --- Forward, backward, determinism ------------------------------------------------------------
+
+
+@needs_projection
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_forward_shapes_at_any_size_and_time(variant, models):
+    model = models(variant)
+    batch, height, width = 2, 50, 60  # neither a multiple of 32 nor of 64
+    frame0, frame1 = frames(batch, height, width)
+    with torch.no_grad():
+        out = model(frame0, frame1, t=0.3, return_intermediates=True)
+    assert isinstance(out, MEMCNetOutput)
+    assert out.frame.shape == out.blended.shape == (batch, 3, height, width)
+    for pair, channels in ((out.warped, 3), (out.flows, 2), (out.motion, 2), (out.kernels, 16)):
+        assert len(pair) == 2
+        assert all(x.shape == (batch, channels, height, width) for x in pair)
+    if variant == "MEMC_Net_s":
+        assert out.masks is None
+    else:
+        assert all(mask.shape == (batch, 1, height, width) for mask in out.masks)
+    assert torch.isfinite(out.frame).all()
+
+
+@needs_projection
+def test_each_sample_is_interpolated_independently_of_the_batch(models):
+    model = models("MEMC_Net_s")
+    frame0, frame1 = frames(2, 40, 72, seed=3)
+    times = torch.tensor([0.25, 0.7])
+    with torch.no_grad():
+        together = model(frame0, frame1, t=times)
+        alone = model(frame0[1:], frame1[1:], t=0.7)
+    torch.testing.assert_close(together[1:], alone, rtol=1e-4, atol=1e-4)
+
+
+@needs_projection
+def test_time_changes_the_projected_flows(models):
+    model = models("MEMC_Net_s")
+    frame0, frame1 = frames(1, 64, 64, seed=4)
+    with torch.no_grad():
+        early = model(frame0, frame1, t=0.2, return_intermediates=True)
+        late = model(frame0, frame1, t=0.8, return_intermediates=True)
+    torch.testing.assert_close(early.motion[0], late.motion[0])
+    assert not torch.allclose(early.flows[0], late.flows[0])
+
+
+@needs_projection
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_eval_mode_is_deterministic(variant, models):
+    model = models(variant)
+    frame0, frame1 = frames(1, 64, 64, seed=2)
+    with torch.no_grad():
+        assert torch.equal(model(frame0, frame1, t=0.4), model(frame0, frame1, t=0.4))
+
+
+@needs_projection
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_backward_reaches_every_parameter(variant, models):
+    model = models(variant)
+    # SPyNet adds a pyramid level per halving while a side exceeds 32 pixels; 544 wide reaches all six.
+    height, width = (32, 544) if variant == "MEMC_Net_s" else (64, 64)
+    frame0, frame1 = frames(1, height, width, seed=5)
+    model.train()
+    try:
+        out = model(frame0, frame1, t=0.5, return_intermediates=True)
+        out.frame.square().mean().backward()
+        for name, param in model.named_parameters():
+            if name.startswith("context_net."):
+                # As released, the warped context is detached: the extractor stays as loaded.
+                assert param.grad is None, name
+            else:
+                assert param.grad is not None and torch.count_nonzero(param.grad) > 0, name
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+
+
+@needs_projection
+def test_holes_are_filled_only_without_gradients_unless_asked(models):
+    model = models("MEMC_Net_s")
+    frame0, frame1 = frames(1, 64, 64, seed=6)
+    calls = []
+    real = memc_ops.flow_projection
+
+    def spy(flow, *args, **kwargs):
+        calls.append(kwargs.get("fill_holes"))
+        return real(flow, *args, **kwargs)
+
+    memc_ops.flow_projection = spy
+    try:
+        with torch.no_grad():
+            model(frame0, frame1)
+        model(frame0, frame1)  # gradients flow through the projection: holes left empty
+        model(frame0, frame1, fill_holes=True)
+    finally:
+        memc_ops.flow_projection = real
+    assert calls == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    "shapes, t, message",
+    [
+        (((1, 3, 8, 8), (1, 3, 8, 8)), 1.0, "t must lie in"),
+        (((1, 3, 8, 8), (1, 3, 8, 8)), 0.0, "t must lie in"),
+        (((1, 4, 8, 8), (1, 4, 8, 8)), 0.5, r"frame0 must have shape \(B, 3, H, W\)"),
+        (((1, 3, 8, 8), (1, 3, 8, 9)), 0.5, "frame1 must match frame0"),
+    ],
+)
+def test_bad_inputs_are_refused_with_a_message(models, shapes, t, message):
+    model = models("MEMC_Net_s")
+    with pytest.raises(ValueError, match=message):
+        model(torch.rand(shapes[0]), torch.rand(shapes[1]), t=t)
+
+
+# --- Mixed precision ---------------------------------------------------------------------------
+
+
+@needs_projection
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_autocast_on_cuda(variant, dtype, models):
+    model = models(variant).cuda()
+    try:
+        frame0, frame1 = frames(2, 70, 90, device="cuda")
+        with torch.no_grad():
+            reference = model(frame0, frame1, t=0.4)
+            with torch.autocast("cuda", dtype=dtype):
+                mixed = model(frame0, frame1, t=0.4)
+        assert mixed.shape == reference.shape
+        assert torch.isfinite(mixed).all()
+        # Random weights amplify rounding; the point is that it runs and stays close.
+        assert (mixed.float() - reference).abs().mean() < 0.1 * reference.abs().mean() + 0.05
+    finally:
+        model.cpu()

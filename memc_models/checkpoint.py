@@ -142,12 +142,12 @@ def load_original_checkpoint(
     *,
     map_location: Union[str, torch.device] = "cpu",
     strict: bool = True,
+    weights_only: bool = True,
 ) -> MEMCNet:
     """Builds the ``variant`` model and loads a released MEMC-Net checkpoint into it.
 
     Args:
-        path_or_state_dict: a released ``.pth`` file (read with ``weights_only=True``) or its
-            state dict.
+        path_or_state_dict: a released ``.pth`` file or its state dict.
         variant: ``"MEMC_Net"``, ``"MEMC_Net_s"`` or ``"MEMC_Net_star"`` (or ``memc_net``,
             ``memc_net_s``, ``memc_net_star``).
         map_location: where to load the tensors of a file.
@@ -155,6 +155,8 @@ def load_original_checkpoint(
             the model is missing from the checkpoint (else warn and keep the model's own values).
             Batch-norm ``num_batches_tracked`` counters, which older checkpoints lack, are never
             required.
+        weights_only: read the file with ``torch.load(..., weights_only=True)``, which refuses
+            anything but tensors and containers; turn off only for a file you trust that needs it.
 
     Returns:
         The model, in eval mode. Save it with ``torch.save(model.state_dict(), path)`` and load
@@ -164,7 +166,7 @@ def load_original_checkpoint(
     if isinstance(path_or_state_dict, Mapping):
         state_dict = path_or_state_dict
     else:
-        state_dict = torch.load(path_or_state_dict, map_location=map_location, weights_only=True)
+        state_dict = torch.load(path_or_state_dict, map_location=map_location, weights_only=weights_only)
     model = VARIANTS[variant]()
     converted, unplaced = convert_original_state_dict(state_dict, variant, model)
     own = model.state_dict()

@@ -4,7 +4,6 @@ stride 1 and without batch norm or ReLU."""
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ContextExtractor"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import memc_ops
 from memc_models import (
@@ -175,6 +176,106 @@ def test_own_checkpoints_round_trip_with_weights_only_loading(models):
     frame0, frame1 = frames(1, 64, 64)
     with torch.no_grad():
         assert torch.equal(fresh(frame0, frame1), trained(frame0, frame1))
+
+
+def released_unet_layers(variant):
+    """The released get_MonoNet5 trunk as the flat layer list its state dict numbers:
+    ("conv", c_in, c_out), ("relu",), ("bn",), ("pool",) or ("up",). Skips are pushed at each
+    pooling layer and added after each upsampling layer."""
+    batch_norm = [("bn",)] if variant != "MEMC_Net_star" else []
+
+    def conv_relu(c_in, c_out):
+        return [("conv", c_in, c_out), ("relu",)]
+
+    def conv_relu_maxpool(c_in, c_out):
+        return conv_relu(c_in, c_out) + batch_norm + [("pool",)]
+
+    if variant == "MEMC_Net_s":
+        layers = conv_relu(6, 16)
+        for c_in, c_out in ((16, 32), (32, 64), (64, 128), (128, 256), (256, 512)):
+            layers += conv_relu_maxpool(c_in, c_out)
+        layers += conv_relu(512, 512)
+        for c_in, c_out in ((512, 256), (256, 128), (128, 64), (64, 32), (32, 16)):
+            layers += [("up",)] + conv_relu(c_in, c_out) + batch_norm  # upsampling first in MEMC_Net_s
+        return layers
+    layers = conv_relu(6, 32) + conv_relu(32, 32) + conv_relu_maxpool(32, 32)
+    for c_in, c_out in ((32, 64), (64, 128), (128, 256), (256, 512)):
+        layers += conv_relu(c_in, c_out) + conv_relu_maxpool(c_out, c_out)
+    layers += conv_relu(512, 512) + conv_relu(512, 512)
+    for c_in, c_out in ((512, 256), (256, 128), (128, 64), (64, 32), (32, 16)):
+        layers += conv_relu(c_in, c_in) + batch_norm + [("up",)] + conv_relu(c_in, c_out)
+    return layers
+
+
+def run_released_unet(layers, state, prefix, x):
+    skips = []
+    for index, layer in enumerate(layers):
+        entry = lambda name: state[f"{prefix}.{index}.{name}"]  # noqa: E731
+        if layer[0] == "conv":
+            x = F.conv2d(x, entry("weight"), entry("bias"), padding=1)
+        elif layer[0] == "relu":
+            x = F.relu(x)
+        elif layer[0] == "bn":
+            x = F.batch_norm(x, entry("running_mean"), entry("running_var"), entry("weight"), entry("bias"))
+        elif layer[0] == "pool":
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        else:
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True) + skips.pop()
+    return x
+
+
+def run_released_head(state, prefix, x):
+    x = F.relu(F.conv2d(x, state[f"{prefix}.0.weight"], state[f"{prefix}.0.bias"], padding=1))
+    return F.conv2d(x, state[f"{prefix}.2.weight"], state[f"{prefix}.2.bias"], padding=1)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_unets_compute_what_the_released_layer_lists_compute(variant, models):
+    released = random_original_state_dict(variant)  # the weights models(variant) was loaded from
+    layers = released_unet_layers(variant)
+    nets = [("initScaleNets_filter", models(variant).kernel_net)]
+    if variant != "MEMC_Net_s":
+        nets.append(("initScaleNets_occlusion", models(variant).mask_net))
+    frame0, frame1 = frames(1, 32, 32, seed=7)
+    for prefix, net in nets:
+        # The layer list above numbers exactly the released entries.
+        numbered = {f"{prefix}.{i}.{p}" for i, layer in enumerate(layers) if layer[0] == "conv" for p in ("weight", "bias")}
+        numbered |= {
+            f"{prefix}.{i}.{p}"
+            for i, layer in enumerate(layers)
+            if layer[0] == "bn"
+            for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+        }
+        assert numbered == {name for name in released if name.startswith(prefix + ".")}
+
+        with torch.no_grad():
+            trunk = run_released_unet(layers, released, prefix, torch.cat((frame0, frame1), 1))
+            expected = (run_released_head(released, prefix + "1", trunk), run_released_head(released, prefix + "2", trunk))
+            ours = net(frame0, frame1)
+        torch.testing.assert_close(ours[0], expected[0])
+        torch.testing.assert_close(ours[1], expected[1])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_post_processing_computes_what_the_released_network_computes(variant, models):
+    released = random_original_state_dict(variant)
+    post_net = models(variant).post_net
+    in_channels = 3 + 2 * 2 + 2 * 16 + 2 + (2 * 64 if variant == "MEMC_Net_star" else 0)
+    x = torch.rand(1, in_channels, 16, 16)
+    conv = lambda x, name: F.conv2d(x, released[f"rectifyNet.{name}.weight"], released[f"rectifyNet.{name}.bias"], padding=1)  # noqa: E731
+    if variant == "MEMC_Net_star":  # EDSR: head, 10 residual blocks and a convolution, tail
+        y = conv(x, "head.0")
+        for block in range(10):
+            y = y + conv(F.relu(conv(y, f"body.{block}.body.0")), f"body.{block}.body.2")
+        expected = conv(conv(y, "body.10"), "tail.0")
+    else:
+        y = x
+        for layer in range(0, 14, 2):
+            y = F.relu(conv(y, layer))
+        expected = conv(y, 14)
+    with torch.no_grad():
+        torch.testing.assert_close(post_net(x), expected)
 
 
 # --- Forward, backward, determinism ------------------------------------------------------------

@@ -278,6 +278,20 @@ def test_post_processing_computes_what_the_released_network_computes(variant, mo
         torch.testing.assert_close(post_net(x), expected)
 
 
+def test_spynet_warp_samples_the_second_frame_at_x_plus_flow():
+    from memc_models.networks.spynet import _backward_warp
+
+    image = torch.rand(2, 3, 6, 7)
+    flow = torch.zeros(2, 2, 6, 7)
+    torch.testing.assert_close(_backward_warp(image, flow), image)
+    flow[:, 0] = 1.0  # one pixel right: the last column samples outside, zeros
+    shifted = _backward_warp(image, flow)
+    torch.testing.assert_close(shifted[..., :-1], image[..., 1:])
+    assert torch.count_nonzero(shifted[..., -1]) == 0
+    flow[:, 0], flow[:, 1] = 0.0, -0.5  # half a pixel up: the average of two rows
+    torch.testing.assert_close(_backward_warp(image, flow)[..., 1:, :], (image[..., 1:, :] + image[..., :-1, :]) / 2)
+
+
 # --- Forward, backward, determinism ------------------------------------------------------------
 
 

@@ -91,4 +91,51 @@ void dispatch_kernel_size(int kernel_size, F&& f) {
   }
 }
 
+inline bool has_tensor(const std::optional<at::Tensor>& tensor) {
+  return tensor.has_value() && tensor->defined();
+}
+
+// A view of an optional tensor; a null view (never read) when it is absent.
+template <typename T>
+Strided4d<T> optional_view4d(const std::optional<at::Tensor>& tensor) {
+  return has_tensor(tensor) ? view4d<T>(*tensor) : Strided4d<T>{nullptr, 0, 0, 0, 0};
+}
+
+// Validates flow (B, 2, H, W) and, when given, weight (B, 1, H, W) of flow_projection. The values
+// of weight are not inspected here: sources whose weight is not a positive finite number are
+// skipped by the kernels (the Python wrapper rejects them).
+inline void check_flow_projection_inputs(const char* op, const at::Tensor& flow,
+                                         const std::optional<at::Tensor>& weight) {
+  check_4d_float(op, "flow", flow, flow, "flow");
+  const int64_t batch = flow.size(0), height = flow.size(2), width = flow.size(3);
+  TORCH_CHECK_VALUE(flow.size(1) == 2, op, ": flow must have shape (B, 2, H, W); got ", shape_string(flow.sizes()));
+  if (has_tensor(weight)) {
+    check_4d_float(op, "weight", *weight, flow, "flow");
+    TORCH_CHECK_VALUE(weight->size(0) == batch && weight->size(1) == 1 && weight->size(2) == height &&
+                          weight->size(3) == width,
+                      op, ": weight must have shape (B, 1, H, W) = ", shape_string({batch, 1, height, width}),
+                      " to match flow ", shape_string(flow.sizes()), "; got ", shape_string(weight->sizes()));
+  }
+}
+
+inline void check_flow_projection_backward_inputs(const at::Tensor& grad_output, const at::Tensor& flow,
+                                                  const std::optional<at::Tensor>& weight,
+                                                  const at::Tensor& projected) {
+  const char* op = "flow_projection_backward";
+  check_flow_projection_inputs(op, flow, weight);
+  check_4d_float(op, "grad_output", grad_output, flow, "flow");
+  TORCH_CHECK_VALUE(grad_output.sizes() == flow.sizes(), op, ": grad_output must have the shape of flow ",
+                    shape_string(flow.sizes()), "; got ", shape_string(grad_output.sizes()));
+  const auto opmath_dtype = flow.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK_VALUE(projected.dim() == 4 && projected.size(0) == flow.size(0) && projected.size(1) == 3 &&
+                        projected.size(2) == flow.size(2) && projected.size(3) == flow.size(3),
+                    op, ": projected must have shape (B, 3, H, W) = ",
+                    shape_string({flow.size(0), 3, flow.size(2), flow.size(3)}), "; got ",
+                    shape_string(projected.sizes()));
+  TORCH_CHECK_VALUE(projected.scalar_type() == opmath_dtype, op, ": projected must be ", opmath_dtype,
+                    " (the accumulation dtype of ", flow.scalar_type(), "); got ", projected.scalar_type());
+  TORCH_CHECK(projected.device() == flow.device(), op, ": projected must be on the device of flow (", flow.device(),
+              "); got ", projected.device());
+}
+
 }  // namespace memc

@@ -13,4 +13,8 @@ extern "C" PyObject* PyInit__C(void) {
 TORCH_LIBRARY(memc, m) {
   m.def("adaptive_warp(Tensor image, Tensor flow, Tensor kernel) -> Tensor");
   m.def("adaptive_warp_backward(Tensor grad_output, Tensor image, Tensor flow, Tensor kernel) -> (Tensor, Tensor, Tensor)");
+  // Returns the projected flow and the opmath buffer `projected` (B, 3, H, W) that the backward
+  // needs: averages (holes filled or zero) and total weights; see memc/flow_projection.h.
+  m.def("flow_projection(Tensor flow, Tensor? weight, bool fill_holes) -> (Tensor, Tensor)");
+  m.def("flow_projection_backward(Tensor grad_output, Tensor flow, Tensor? weight, Tensor projected, bool fill_holes) -> (Tensor, Tensor)");
 }

@@ -9,8 +9,11 @@ import torch
 
 from . import _C  # noqa: F401  (loads the kernels and registers torch.ops.memc.*)
 from .adaptive_warp import AdaptiveWarp, adaptive_warp
+from .flow_projection import FlowProjection, flow_projection, project_to_time
 
-__all__ = ["AdaptiveWarp", "adaptive_warp", "cuda_kernels_built"]
+__all__ = [
+    "AdaptiveWarp", "adaptive_warp", "cuda_kernels_built", "FlowProjection", "flow_projection", "project_to_time",
+]
 
 
 def cuda_kernels_built() -> bool:

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["adaptive_warp_reference"]
+__all__ = ["adaptive_warp_reference", "flow_projection_reference"]
 
 
 def _gather_pixels(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -47,3 +47,67 @@ def adaptive_warp_reference(image: Tensor, flow: Tensor, kernel: Tensor) -> Tens
             tap = kernel[:, r * kernel_size + c] * weight_y * weight_x
             warped = warped + tap.unsqueeze(1) * _gather_pixels(image, rows, cols)
     return torch.where(valid.unsqueeze(1), warped, image)
+
+
+def _nearest_received(received: Tensor, dim: int):
+    """For each pixel, the index along `dim` (-1 or -2) of the nearest received pixel strictly
+    before and strictly after it, with masks saying whether one exists. By running max/min scans."""
+    length = received.shape[dim]
+    shape = [1] * received.dim()
+    shape[dim] = length
+    index = torch.arange(length, device=received.device).view(shape).expand_as(received)
+    marked = torch.where(received, index, torch.full_like(index, -1))
+    # Nearest at or before each pixel; for a hole that is strictly before it.
+    before = torch.cummax(marked, dim=dim).values
+    marked = torch.where(received, index, torch.full_like(index, length))
+    after = torch.cummin(marked.flip(dim), dim=dim).values.flip(dim)
+    return (before.clamp(min=0), before >= 0), (after.clamp(max=length - 1), after < length)
+
+
+def flow_projection_reference(flow: Tensor, weight: "Tensor | None" = None, fill_holes: bool = True) -> Tensor:
+    """Reference for :func:`memc_ops.flow_projection`; see its docstring for the definition.
+
+    Sources whose weight is not a positive finite number are skipped (the raw op's rule)."""
+    batch, _, height, width = flow.shape
+    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
+    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
+    target_x, target_y = xs + flow[:, 0], ys + flow[:, 1]
+    w = torch.ones_like(flow[:, 0]) if weight is None else weight[:, 0]
+    usable = (
+        (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+        & (w > 0) & torch.isfinite(w)
+    )
+    # Unused sources get harmless stand-ins so that indices stay in range and gradients finite.
+    zero = torch.zeros_like(w)
+    w = torch.where(usable, w, zero)
+    safe_flow = torch.where(usable.unsqueeze(1), flow, torch.zeros_like(flow))
+    x0 = torch.where(usable, target_x, zero).detach().floor().long()
+    y0 = torch.where(usable, target_y, zero).detach().floor().long()
+    x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
+    values = torch.cat([-safe_flow * w.unsqueeze(1), w.unsqueeze(1)], 1).reshape(batch, 3, height * width)
+    sums = torch.zeros_like(values)
+    for rows in (y0, y1):
+        for cols in (x0, x1):
+            index = (rows * width + cols).reshape(batch, 1, height * width).expand(batch, 3, height * width)
+            sums = sums.scatter_add(2, index, values)
+    sums = sums.reshape(batch, 3, height, width)
+    total = sums[:, 2:]
+    received = total > 0
+    average = torch.where(received, sums[:, :2] / torch.where(received, total, torch.ones_like(total)), 0)
+    if not fill_holes:
+        return average
+    received = received[:, 0]
+    filled = torch.zeros_like(average)
+    directions = torch.zeros_like(total)
+    for dim in (-1, -2):
+        for index, exists in _nearest_received(received, dim):
+            if dim == -1:
+                gather_index = (torch.arange(height, device=flow.device).view(1, height, 1) * width + index)
+            else:
+                gather_index = index * width + torch.arange(width, device=flow.device).view(1, 1, width)
+            gather_index = gather_index.reshape(batch, 1, height * width).expand(batch, 2, height * width)
+            neighbour = average.reshape(batch, 2, height * width).gather(2, gather_index).reshape(average.shape)
+            filled = filled + torch.where(exists.unsqueeze(1), neighbour, 0)
+            directions = directions + exists.unsqueeze(1).to(total.dtype)
+    filled = torch.where(directions > 0, filled / directions.clamp(min=1), 0)
+    return torch.where(received.unsqueeze(1), average, filled)

@@ -1,0 +1,161 @@
+// CPU kernels of the flow projection layer: loops over pixels and lines calling the shared math
+// in memc/flow_projection.h.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <optional>
+#include <tuple>
+
+#include "common.h"
+#include "memc/flow_projection.h"
+
+namespace memc {
+namespace {
+
+// Roughly how many pixel visits make a task worth handing to another thread.
+constexpr int64_t kPixelsPerTask = 2048;
+
+int64_t lines_per_task(int64_t length) {
+  return std::max<int64_t>(1, kPixelsPerTask / std::max<int64_t>(1, length));
+}
+
+// Calls f(n, y) for every row of every image, in parallel.
+template <typename F>
+void for_each_row(int64_t batch, int64_t height, int64_t width, const F& f) {
+  at::parallel_for(0, batch * height, lines_per_task(width), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      f(row / height, row % height);
+    }
+  });
+}
+
+// Calls f(n, x) for every column of every image, in parallel.
+template <typename F>
+void for_each_column(int64_t batch, int64_t height, int64_t width, const F& f) {
+  at::parallel_for(0, batch * width, lines_per_task(height), [&](int64_t begin, int64_t end) {
+    for (int64_t column = begin; column < end; ++column) {
+      f(column / width, column % width);
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, const std::optional<at::Tensor>& weight,
+                                                       bool fill_holes) {
+  check_flow_projection_inputs("flow_projection", flow, weight);
+  const bool weighted = has_tensor(weight);
+  const int64_t batch = flow.size(0), height = flow.size(2), width = flow.size(3);
+  at::Tensor output = at::empty_like(flow);
+  const auto opmath_dtype = at::toOpMathType(flow.scalar_type());
+  at::Tensor projected = at::zeros({batch, 3, height, width}, flow.options().dtype(opmath_dtype));
+  if (output.numel() == 0) {
+    return {output, projected};
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_cpu", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    const auto flow_view = view4d<const scalar_t>(flow);
+    const auto weight_view = optional_view4d<const scalar_t>(weight);
+    const auto projected_view = view4d<opmath_t>(projected);
+    const auto output_view = view4d<scalar_t>(output);
+    // A source can land anywhere in its image: one thread owns each image, so plain adds are
+    // race-free and the sums are deterministic.
+    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        for (int64_t y = 0; y < height; ++y) {
+          for (int64_t x = 0; x < width; ++x) {
+            flow_projection_splat_pixel<scalar_t, opmath_t>(flow_view, weight_view, weighted, projected_view, height,
+                                                            width, n, y, x, PlainAdd{});
+          }
+        }
+      }
+    });
+    for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
+      for (int64_t x = 0; x < width; ++x) {
+        flow_projection_average_pixel<scalar_t, opmath_t>(projected_view, output_view, !fill_holes, n, y, x);
+      }
+    });
+    if (!fill_holes) {
+      return;
+    }
+    at::Tensor row_extents = at::empty({batch, height, 2}, flow.options().dtype(at::kLong));
+    const LineExtents rows{row_extents.data_ptr<int64_t>(), height};
+    for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
+      RowFillVisitor<opmath_t> visit{projected_view};
+      scan_line(projected_view, image_row(n, y, width), visit, rows.at(n, y));
+    });
+    for_each_column(batch, height, width, [&](int64_t n, int64_t x) {
+      ColumnFillVisitor<scalar_t, opmath_t> visit{projected_view, output_view, rows};
+      int64_t column_extent[2];
+      scan_line(projected_view, image_column(n, x, height), visit, column_extent);
+    });
+  });
+  return {output, projected};
+}
+
+std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor& grad_output, const at::Tensor& flow,
+                                                                const std::optional<at::Tensor>& weight,
+                                                                const at::Tensor& projected, bool fill_holes) {
+  check_flow_projection_backward_inputs(grad_output, flow, weight, projected);
+  const bool weighted = has_tensor(weight);
+  const int64_t batch = flow.size(0), height = flow.size(2), width = flow.size(3);
+  at::Tensor grad_flow = at::empty_like(flow);
+  at::Tensor grad_weight = weighted ? at::empty_like(*weight) : at::empty({0}, flow.options());
+  // Gradient with respect to each pixel's average: its own output gradient, plus (with hole
+  // filling) the shares of the holes that took their value from it.
+  at::Tensor grad_average = at::empty({batch, 2, height, width}, projected.options());
+  grad_average.copy_(grad_output);
+  if (grad_flow.numel() == 0) {
+    return {grad_flow, grad_weight};
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_backward_cpu", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    const auto grad_output_view = view4d<const scalar_t>(grad_output);
+    const auto flow_view = view4d<const scalar_t>(flow);
+    const auto weight_view = optional_view4d<const scalar_t>(weight);
+    const auto projected_view = view4d<const opmath_t>(projected);
+    const auto grad_average_view = view4d<opmath_t>(grad_average);
+    if (fill_holes) {
+      // Rows, then columns, then rows again: each pass owns its lines, so plain adds are race-free.
+      at::Tensor row_extents = at::empty({batch, height, 2}, flow.options().dtype(at::kLong));
+      at::Tensor column_extents = at::empty({batch, width, 2}, flow.options().dtype(at::kLong));
+      const LineExtents rows{row_extents.data_ptr<int64_t>(), height};
+      const LineExtents columns{column_extents.data_ptr<int64_t>(), width};
+      for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
+        ExtentVisitor visit;
+        scan_line(projected_view, image_row(n, y, width), visit, rows.at(n, y));
+      });
+      for_each_column(batch, height, width, [&](int64_t n, int64_t x) {
+        FillGradVisitor<scalar_t, opmath_t> visit{grad_output_view, grad_average_view, rows, false};
+        scan_line(projected_view, image_column(n, x, height), visit, columns.at(n, x));
+      });
+      for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
+        FillGradVisitor<scalar_t, opmath_t> visit{grad_output_view, grad_average_view, columns, true};
+        int64_t row_extent[2];
+        scan_line(projected_view, image_row(n, y, width), visit, row_extent);
+      });
+    }
+    const auto grad_flow_view = view4d<scalar_t>(grad_flow);
+    const auto grad_weight_view = optional_view4d<scalar_t>(weighted ? std::optional<at::Tensor>(grad_weight)
+                                                                     : std::nullopt);
+    const auto grad_average_read = view4d<const opmath_t>(grad_average);
+    for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
+      for (int64_t x = 0; x < width; ++x) {
+        flow_projection_grad_pixel<scalar_t, opmath_t>(flow_view, weight_view, weighted, projected_view,
+                                                       grad_average_read, grad_flow_view, grad_weight_view, height,
+                                                       width, n, y, x);
+      }
+    });
+  });
+  return {grad_flow, grad_weight};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(memc, CPU, m) {
+  m.impl("flow_projection", &flow_projection_cpu);
+  m.impl("flow_projection_backward", &flow_projection_backward_cpu);
+}
+
+}  // namespace memc

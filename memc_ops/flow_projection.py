@@ -1,0 +1,146 @@
+"""The flow projection layer of MEMC-Net (and DAIN's depth-aware variant): its Python face,
+autograd and fake kernel."""
+
+import numbers
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["FlowProjection", "flow_projection", "project_to_time"]
+
+
+def flow_projection(flow: Tensor, weight: Optional[Tensor] = None, fill_holes: bool = True) -> Tensor:
+    """Projects a flow from the source frame to the intermediate time, reversing it.
+
+    Args:
+        flow: (B, 2, H, W) displacement in pixels of each source pixel to the intermediate time
+            (channel 0 horizontal, 1 vertical); for time t, pass t times the frame-to-frame flow
+            (or use :func:`project_to_time`).
+        weight: optional (B, 1, H, W) positive weight per source pixel, e.g. inverse depth
+            (DAIN's depth-aware projection: near objects win). Every value must be positive and
+            finite; otherwise a ``ValueError`` is raised (the raw op ``torch.ops.memc.flow_projection``
+            instead skips such sources, as if they left the frame).
+        fill_holes: fill the pixels that receive nothing from their nearest projected neighbours.
+
+    Returns:
+        (B, 2, H, W) flow at the intermediate time pointing back to the source frame; same dtype,
+        device and memory layout as ``flow``.
+
+    Definition, with w(y) = weight(y) (1 when no weight is given):
+
+    * Splatting: every source pixel y whose target p = y + flow(y) lies in [0, W-1] x [0, H-1]
+      adds w(y) * (-flow(y)) and w(y) to each of the four pixels {floor(p_x), min(floor(p_x)+1, W-1)}
+      x {floor(p_y), min(floor(p_y)+1, H-1)} (equal shares, as released; at the last row or column
+      a pixel receives twice). NaN targets are not projected.
+    * Averaging: a pixel that received anything takes sum / total weight.
+    * Hole filling (``fill_holes=True``): a pixel that received nothing takes the mean of the
+      averages of the nearest received pixels to its left, right, above and below (those that
+      exist; the released kernels' outside-in filling); with none at all it stays 0. Without
+      hole filling, holes are 0.
+
+    The gradient is exact with respect to ``flow`` and ``weight``, through the hole filling too
+    (the released kernels drop that path): which pixels are hit, and which neighbours fill a
+    hole, are piecewise constant in the flow and contribute nothing. The cost is O(B * H * W),
+    also for frames with large holes. float16 and bfloat16 are accumulated in float32. On CUDA
+    the splatting uses atomic float additions, so the forward's last bits may vary between runs.
+    """
+    if weight is not None and not torch.compiler.is_compiling():
+        _check_weight_values(weight)
+    output, _ = torch.ops.memc.flow_projection.default(flow, weight, fill_holes)
+    return output
+
+
+def project_to_time(
+    flow_0to1: Tensor, t: Union[float, Tensor], weight: Optional[Tensor] = None, fill_holes: bool = True
+) -> Tensor:
+    """The flow at time t in (0, 1) pointing back to frame 0: ``flow_projection(t * flow_0to1, ...)``.
+
+    Args:
+        flow_0to1: (B, 2, H, W) flow from frame 0 to frame 1.
+        t: a number in [0, 1], or a tensor of shape (), (B,) or (B, 1, 1, 1) for one time per
+            sample (its values are not checked). For the flow back to frame 1, pass the flow
+            from frame 1 to frame 0 and 1 - t.
+        weight, fill_holes: as for :func:`flow_projection`.
+
+    Returns:
+        (B, 2, H, W) flow at time t, in the dtype of ``flow_0to1``.
+    """
+    if isinstance(t, Tensor):
+        if t.dim() == 1:
+            t = t.view(-1, 1, 1, 1)
+        if not (t.dim() == 0 or (t.dim() == 4 and t.shape[1:] == (1, 1, 1))):
+            raise ValueError(f"project_to_time: t must be a number or a tensor of shape (), (B,) or (B, 1, 1, 1); "
+                             f"got shape {tuple(t.shape)}")
+    elif isinstance(t, numbers.Real):
+        if not 0 <= t <= 1:
+            raise ValueError(f"project_to_time: t must lie in [0, 1]; got {t}")
+    else:
+        raise TypeError(f"project_to_time: t must be a number or a tensor; got {type(t).__name__}")
+    return flow_projection((t * flow_0to1).to(flow_0to1.dtype), weight, fill_holes)
+
+
+def _check_weight_values(weight: Tensor) -> None:
+    # Shapes and dtypes are checked by the op itself; the values need a look at the data (on a GPU,
+    # one synchronisation), which the kernels avoid: they skip unusable sources instead.
+    if weight.is_floating_point() and weight.numel() > 0:
+        bad = ~(torch.isfinite(weight) & (weight > 0))
+        if bool(bad.any()):
+            count = int(bad.sum())
+            raise ValueError(
+                f"flow_projection: weight must be positive and finite (it divides the projected sums); "
+                f"got {count} value(s) that are zero, negative, infinite or NaN, e.g. {weight[bad][0].item()}"
+            )
+
+
+def _opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@torch.library.register_fake("memc::flow_projection")
+def _flow_projection_fake(flow: Tensor, weight: Optional[Tensor], fill_holes: bool):
+    batch, _, height, width = flow.shape
+    projected = flow.new_empty((batch, 3, height, width), dtype=_opmath_dtype(flow.dtype))
+    return torch.empty_like(flow), projected
+
+
+@torch.library.register_fake("memc::flow_projection_backward")
+def _flow_projection_backward_fake(grad_output: Tensor, flow: Tensor, weight: Optional[Tensor], projected: Tensor,
+                                   fill_holes: bool):
+    grad_weight = torch.empty_like(weight) if weight is not None else flow.new_empty((0,))
+    return torch.empty_like(flow), grad_weight
+
+
+def _setup_context(ctx, inputs, output):
+    flow, weight, fill_holes = inputs
+    _, projected = output
+    ctx.mark_non_differentiable(projected)
+    ctx.save_for_backward(flow, weight, projected)
+    ctx.fill_holes = fill_holes
+
+
+def _backward(ctx, grad_output, grad_projected):
+    flow, weight, projected = ctx.saved_tensors
+    if grad_output is None:
+        return None, None, None
+    grad_flow, grad_weight = torch.ops.memc.flow_projection_backward.default(
+        grad_output, flow, weight, projected, ctx.fill_holes
+    )
+    return grad_flow, (grad_weight if weight is not None else None), None
+
+
+torch.library.register_autograd("memc::flow_projection", _backward, setup_context=_setup_context)
+
+
+class FlowProjection(nn.Module):
+    """``nn.Module`` form of :func:`flow_projection` (no parameters): ``forward(flow, weight=None)``."""
+
+    def __init__(self, fill_holes: bool = True):
+        super().__init__()
+        self.fill_holes = fill_holes
+
+    def forward(self, flow: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+        return flow_projection(flow, weight, self.fill_holes)
+
+    def extra_repr(self) -> str:
+        return f"fill_holes={self.fill_holes}"

@@ -1,0 +1,389 @@
+"""The flow projection op: its definition (against the pure-PyTorch reference and a literal
+per-pixel transcription), its gradients (hole filling included), dtypes and layouts, its
+registration, and its errors."""
+
+import pytest
+import torch
+
+import memc_ops
+from memc_ops.reference import flow_projection_reference
+
+
+def make_flow(batch, height, width, kind="mixed", dtype=torch.float64, device="cpu"):
+    scale = torch.tensor([width, height], dtype=dtype, device=device).view(1, 2, 1, 1)
+    if kind == "inside":  # small motions, mostly landing in the frame
+        flow = torch.randn(batch, 2, height, width, dtype=dtype, device=device) * 1.5
+    elif kind == "mixed":  # inside and leaving the frame, with holes of all sizes
+        flow = (torch.rand(batch, 2, height, width, dtype=dtype, device=device) - 0.5) * 1.2 * scale
+    elif kind == "outside":  # every source leaves the frame: an all-hole frame
+        flow = torch.full((batch, 2, height, width), 1.0, dtype=dtype, device=device) * (scale + 3)
+    elif kind == "converge":  # every source aims near the same point: many land on the same pixels
+        ys = torch.arange(height, dtype=dtype, device=device).view(1, height, 1)
+        xs = torch.arange(width, dtype=dtype, device=device).view(1, 1, width)
+        centre_x = (width - 1) / 2 + 0.3 * torch.rand(batch, 1, 1, dtype=dtype, device=device)
+        centre_y = (height - 1) / 2 + 0.3 * torch.rand(batch, 1, 1, dtype=dtype, device=device)
+        flow = torch.stack([centre_x - xs.expand(batch, height, width), centre_y - ys.expand(batch, height, width)], 1)
+    elif kind == "border":  # targets exactly on the last row and column: clamped cells count twice
+        ys = torch.arange(height, dtype=dtype, device=device).view(1, height, 1)
+        xs = torch.arange(width, dtype=dtype, device=device).view(1, 1, width)
+        flow = torch.stack([(width - 1 - xs).expand(batch, height, width),
+                            (torch.rand(batch, height, width, dtype=dtype, device=device) * (height - 1)).floor() - ys], 1)
+    elif kind == "nan":
+        flow = torch.randn(batch, 2, height, width, dtype=dtype, device=device) * 2
+        flow[torch.rand_like(flow) < 0.3] = float("nan")
+    else:
+        raise ValueError(kind)
+    return flow
+
+
+def make_weight(batch, height, width, dtype=torch.float64, device="cpu"):
+    return torch.rand(batch, 1, height, width, dtype=dtype, device=device) * 4 + 0.25
+
+
+def away_from_crossings(flow):
+    """Moves each flow to integer + [0.2, 0.8]: targets are never on a pixel boundary, so which
+    pixels are hit and which are in the frame is constant nearby and the op is differentiable."""
+    return flow.floor() + 0.2 + 0.6 * torch.rand_like(flow)
+
+
+def grads(fn, inputs, grad_output):
+    inputs = [t.detach().clone().requires_grad_(True) for t in inputs]
+    output = fn(*inputs)
+    return (output, *torch.autograd.grad(output, inputs, grad_output))
+
+
+def literal_projection(flow, weight=None, fill_holes=True):
+    """The issue's definition transcribed pixel by pixel (tiny frames only)."""
+    batch, _, height, width = flow.shape
+    output = torch.zeros_like(flow)
+    for n in range(batch):
+        sums = [[[0.0, 0.0] for _ in range(width)] for _ in range(height)]
+        counts = [[0.0] * width for _ in range(height)]
+        for y in range(height):
+            for x in range(width):
+                fx, fy = flow[n, 0, y, x].item(), flow[n, 1, y, x].item()
+                w = 1.0 if weight is None else weight[n, 0, y, x].item()
+                px, py = x + fx, y + fy
+                if not (0 <= px <= width - 1 and 0 <= py <= height - 1):
+                    continue
+                i, j = int(px // 1), int(py // 1)
+                for row in (j, min(j + 1, height - 1)):
+                    for col in (i, min(i + 1, width - 1)):
+                        sums[row][col][0] -= w * fx
+                        sums[row][col][1] -= w * fy
+                        counts[row][col] += w
+        average = [[[s / counts[y][x] for s in sums[y][x]] if counts[y][x] > 0 else None for x in range(width)]
+                   for y in range(height)]
+        for y in range(height):
+            for x in range(width):
+                if average[y][x] is not None:
+                    output[n, :, y, x] = torch.tensor(average[y][x], dtype=flow.dtype)
+                elif fill_holes:
+                    found = []
+                    for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0)):
+                        yy, xx = y + dy, x + dx
+                        while 0 <= yy < height and 0 <= xx < width and average[yy][xx] is None:
+                            yy, xx = yy + dy, xx + dx
+                        if 0 <= yy < height and 0 <= xx < width:
+                            found.append(average[yy][xx])
+                    if found:
+                        output[n, 0, y, x] = sum(v[0] for v in found) / len(found)
+                        output[n, 1, y, x] = sum(v[1] for v in found) / len(found)
+    return output
+
+
+# batch, height, width, flow kind
+CASES = [
+    (1, 1, 1, "inside"),
+    (2, 7, 13, "mixed"),
+    (2, 7, 13, "inside"),
+    (3, 9, 5, "mixed"),
+    (2, 8, 8, "outside"),
+    (2, 9, 11, "converge"),
+    (2, 6, 9, "border"),
+    (2, 8, 11, "nan"),
+    (1, 16, 24, "mixed"),
+]
+
+
+@pytest.mark.parametrize("fill_holes", [True, False], ids=["fill", "nofill"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_forward_and_backward_match_reference(case, weighted, fill_holes, device):
+    batch, height, width, kind = case
+    flow = make_flow(batch, height, width, kind, device=device)
+    inputs = [flow] + ([make_weight(batch, height, width, device=device)] if weighted else [])
+    grad_output = torch.randn_like(flow)
+
+    def ours(flow, weight=None):
+        return memc_ops.flow_projection(flow, weight, fill_holes=fill_holes)
+
+    def reference(flow, weight=None):
+        return flow_projection_reference(flow, weight, fill_holes=fill_holes)
+
+    got, want = grads(ours, inputs, grad_output), grads(reference, inputs, grad_output)
+    for name, a, b in zip(["output", "grad flow", "grad weight"], got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("kind", ["mixed", "converge", "border", "inside"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_matches_the_literal_definition(kind, weighted):
+    """Checks the reference and the op against a pixel-by-pixel transcription of the issue."""
+    flow = make_flow(2, 6, 7, kind)
+    weight = make_weight(2, 6, 7) if weighted else None
+    for fill_holes in (True, False):
+        expected = literal_projection(flow, weight, fill_holes)
+        torch.testing.assert_close(flow_projection_reference(flow, weight, fill_holes), expected, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(memc_ops.flow_projection(flow, weight, fill_holes), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_sources_landing_on_one_pixel_are_averaged(device):
+    flow = torch.zeros(1, 2, 4, 5, dtype=torch.float64, device=device)
+    flow[..., :] = 100.0  # everything leaves the frame ...
+    flow[0, :, 0, 0] = torch.tensor([2.0, 1.0])  # ... except three sources landing exactly on (y=1, x=2)
+    flow[0, :, 3, 4] = torch.tensor([-2.0, -2.0])
+    flow[0, :, 1, 1] = torch.tensor([1.0, 0.0])
+    weight = torch.ones(1, 1, 4, 5, dtype=torch.float64, device=device)
+    weight[0, 0, 3, 4] = 3.0
+    out = memc_ops.flow_projection(flow, fill_holes=False)
+    # An integer target splats to (1, 2), (1, 3), (2, 2) and (2, 3) alike.
+    expected = -(flow[0, :, 0, 0] + flow[0, :, 3, 4] + flow[0, :, 1, 1]) / 3
+    for y, x in ((1, 2), (1, 3), (2, 2), (2, 3)):
+        torch.testing.assert_close(out[0, :, y, x], expected)
+    assert out[0, :, 0].abs().sum() == 0 and out[0, :, 3].abs().sum() == 0
+    weighted = memc_ops.flow_projection(flow, weight, fill_holes=False)
+    expected = -(flow[0, :, 0, 0] + 3 * flow[0, :, 3, 4] + flow[0, :, 1, 1]) / 5  # the heavy source wins more
+    torch.testing.assert_close(weighted[0, :, 1, 2], expected)
+
+
+def test_last_row_and_column_receive_twice(device):
+    flow = torch.full((1, 2, 3, 4), 50.0, dtype=torch.float64, device=device)
+    flow[0, :, 0, 0] = torch.tensor([3.0, 2.0])  # lands exactly on the bottom-right corner (2, 3)
+    flow[0, :, 2, 1] = torch.tensor([1.5, -0.5])  # lands at (1.5, 2.5): cells (1..2, 2..3)
+    weight = torch.ones(1, 1, 3, 4, dtype=torch.float64, device=device)
+    out = memc_ops.flow_projection(flow, weight, fill_holes=False)
+    # The corner counts source (0, 0) four times and source (2, 1) once.
+    torch.testing.assert_close(out[0, :, 2, 3], -(4 * flow[0, :, 0, 0] + flow[0, :, 2, 1]) / 5)
+    torch.testing.assert_close(out[0, :, 1, 2], -flow[0, :, 2, 1])
+
+
+def test_holes_take_the_mean_of_their_nearest_neighbours_in_four_directions(device):
+    flow = torch.full((1, 2, 5, 6), 50.0, dtype=torch.float64, device=device)
+    # Two sources on the last row and column: each fills exactly one corner pixel (2x2 clamped).
+    flow[0, :, 0, 0] = torch.tensor([5.0, 4.0])  # -> (y=4, x=5)
+    flow[0, :, 1, 1] = torch.tensor([-1.0, 3.0])  # -> (y=4, x=0)
+    out = memc_ops.flow_projection(flow, fill_holes=True)
+    right, left = -flow[0, :, 0, 0], -flow[0, :, 1, 1]
+    torch.testing.assert_close(out[0, :, 4, 5], right)
+    torch.testing.assert_close(out[0, :, 4, 0], left)
+    torch.testing.assert_close(out[0, :, 4, 2], (left + right) / 2)  # left and right only
+    torch.testing.assert_close(out[0, :, 1, 5], right)  # down only
+    torch.testing.assert_close(out[0, :, 1, 2], torch.zeros(2, dtype=torch.float64, device=device))  # none
+    torch.testing.assert_close(out, literal_projection(flow.cpu()).to(device))
+
+
+@pytest.mark.parametrize("fill_holes", [True, False])
+def test_all_hole_frame_is_zero_with_zero_gradient(fill_holes, device):
+    flow = make_flow(2, 5, 7, "outside", device=device).requires_grad_(True)
+    weight = make_weight(2, 5, 7, device=device).requires_grad_(True)
+    out = memc_ops.flow_projection(flow, weight, fill_holes)
+    assert torch.equal(out, torch.zeros_like(out))
+    out.sum().backward()
+    assert torch.equal(flow.grad, torch.zeros_like(flow)) and torch.equal(weight.grad, torch.zeros_like(weight))
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 17), (2, 17, 1)], ids=["single-row", "single-column"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_single_row_and_single_column(shape, weighted, device):
+    batch, height, width = shape
+    flow = make_flow(batch, height, width, "mixed", device=device)
+    # In a single row only sources that keep their row project (and the reverse for a column).
+    flow[:, 1 if height == 1 else 0] = 0
+    flow[:, :, :, ::3] = 99.0  # some sources leave: holes to fill
+    weight = make_weight(batch, height, width, device=device) if weighted else None
+    for fill_holes in (True, False):
+        ours = memc_ops.flow_projection(flow, weight, fill_holes)
+        torch.testing.assert_close(ours, flow_projection_reference(flow, weight, fill_holes), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(ours.cpu(), literal_projection(flow.cpu(), None if weight is None else weight.cpu(),
+                                                                  fill_holes), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fill_holes", [True, False], ids=["fill", "nofill"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradcheck(seed, weighted, fill_holes, device):
+    torch.manual_seed(seed)
+    flow = away_from_crossings(make_flow(2, 6, 8, "mixed", device=device)).requires_grad_(True)
+    inputs = [flow] + ([make_weight(2, 6, 8, device=device).requires_grad_(True)] if weighted else [])
+
+    def project(flow, weight=None):
+        return memc_ops.flow_projection(flow, weight, fill_holes=fill_holes)
+
+    assert torch.autograd.gradcheck(project, inputs)
+
+
+def test_gradient_flows_through_filled_holes(device):
+    """The released kernels drop this path: a filled hole's value depends on its neighbours' flow."""
+    flow = torch.full((1, 2, 4, 6), 50.0, dtype=torch.float64, device=device)
+    flow[0, :, 0, 0] = torch.tensor([5.0, 3.0])  # fills only the bottom-right corner
+    flow.requires_grad_(True)
+    out = memc_ops.flow_projection(flow, fill_holes=True)
+    assert out[0, 0, 0, 5] == -5.0  # a hole whose only received neighbour is the corner, below it
+    out[0, 0, 0, 5].backward()
+    assert flow.grad[0, 0, 0, 0] == -1.0 and flow.grad[0, 1, 0, 0] == 0.0
+
+
+def test_gradcheck_non_contiguous(device):
+    flow = away_from_crossings(make_flow(2, 8, 6, "mixed", device=device))
+    weight = make_weight(2, 8, 6, device=device)
+    inputs = [flow.transpose(2, 3).requires_grad_(True), weight.transpose(2, 3).requires_grad_(True)]
+    assert not inputs[0].is_contiguous()
+    assert torch.autograd.gradcheck(memc_ops.flow_projection, inputs)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "sliced"])
+def test_layouts_match_contiguous(layout, device):
+    flow = make_flow(2, 9, 12, "mixed", dtype=torch.float32, device=device)
+    weight = make_weight(2, 9, 12, dtype=torch.float32, device=device)
+    if layout == "channels_last":
+        strided = [t.contiguous(memory_format=torch.channels_last) for t in (flow, weight)]
+    else:
+        strided = [torch.cat([t, t], dim=3)[..., ::2] for t in (flow, weight)]
+    grad_output = torch.randn_like(flow)
+    ours = grads(memc_ops.flow_projection, strided, grad_output)
+    expected = grads(memc_ops.flow_projection, [t.contiguous() for t in strided], grad_output)
+    for got, want in zip(ours, expected):
+        torch.testing.assert_close(got, want)
+    if layout == "channels_last":
+        assert ours[0].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_low_precision_close_to_float64(dtype, device):
+    flow = make_flow(2, 16, 20, "inside", dtype=torch.float64, device=device)
+    weight = make_weight(2, 16, 20, device=device)
+    low = [t.to(dtype) for t in (flow, weight)]
+    high = [t.double() for t in low]  # the same rounded inputs: only the kernels' arithmetic differs
+    grad_output = torch.randn(2, 2, 16, 20, dtype=torch.float64, device=device).to(dtype)
+    ours = grads(memc_ops.flow_projection, low, grad_output)
+    expected = grads(memc_ops.flow_projection, high, grad_output.double())
+    tolerance = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-5}[dtype]
+    for name, got, want in zip(["output", "grad flow", "grad weight"], ours, expected):
+        assert got.dtype == dtype, name
+        scale = want.abs().max().clamp_min(1)
+        assert (got.double() - want).abs().max() <= tolerance * scale, name
+
+
+def test_opcheck(device):
+    samples = []
+    for weighted in (False, True):
+        for fill_holes in (False, True):
+            for requires_grad in (False, True):
+                dtype = torch.float64 if requires_grad else torch.float32
+                flow = make_flow(2, 7, 9, "mixed", dtype=dtype, device=device).requires_grad_(requires_grad)
+                weight = make_weight(2, 7, 9, dtype=dtype, device=device).requires_grad_(requires_grad) if weighted else None
+                samples.append((flow, weight, fill_holes))
+    for sample in samples:
+        torch.library.opcheck(torch.ops.memc.flow_projection.default, sample)
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile(backend, device):
+    torch._dynamo.reset()
+
+    def project_and_scale(flow, weight):
+        return 2.0 * memc_ops.flow_projection(flow, weight, fill_holes=True) + flow
+
+    compiled = torch.compile(project_and_scale, fullgraph=True, backend=backend)
+    inputs = [make_flow(2, 8, 8, "mixed", dtype=torch.float32, device=device),
+              make_weight(2, 8, 8, dtype=torch.float32, device=device)]
+    grad_output = torch.randn(2, 2, 8, 8, device=device)
+    ours = grads(compiled, inputs, grad_output)
+    expected = grads(project_and_scale, inputs, grad_output)
+    for got, want in zip(ours, expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_project_to_time(device):
+    flow = make_flow(3, 6, 7, "mixed", device=device)
+    torch.testing.assert_close(memc_ops.project_to_time(flow, 0.25), memc_ops.flow_projection(0.25 * flow))
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64, device=device)
+    expected = torch.cat([memc_ops.flow_projection(t[i].item() * flow[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(memc_ops.project_to_time(flow, t), expected)
+    half = memc_ops.project_to_time(flow.half(), torch.tensor(0.5, device=device))
+    assert half.dtype == torch.float16
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        memc_ops.project_to_time(flow, 1.5)
+
+
+def test_module_wrapper(device):
+    flow = make_flow(1, 6, 6, "mixed", dtype=torch.float32, device=device)
+    torch.testing.assert_close(memc_ops.FlowProjection(fill_holes=False)(flow), memc_ops.flow_projection(flow, None, False))
+
+
+def test_empty_batch(device):
+    flow = torch.zeros(0, 2, 4, 4, device=device, requires_grad=True)
+    out = memc_ops.flow_projection(flow)
+    assert out.shape == (0, 2, 4, 4)
+    out.sum().backward()
+    assert flow.grad.shape == (0, 2, 4, 4)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan")])
+def test_unusable_weights_are_rejected(bad, device):
+    flow = make_flow(1, 4, 5, "inside", device=device)
+    weight = make_weight(1, 4, 5, device=device)
+    weight[0, 0, 2, 3] = bad
+    with pytest.raises(ValueError, match="weight must be positive and finite"):
+        memc_ops.flow_projection(flow, weight)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan")])
+def test_raw_op_skips_sources_with_unusable_weights(bad, device):
+    """torch.ops.memc.flow_projection (no value check) treats them like sources leaving the frame."""
+    flow = make_flow(2, 5, 6, "inside", device=device)
+    weight = make_weight(2, 5, 6, device=device)
+    weight[0, 0, 2, 3] = bad
+    weight[1, 0, 0, 0] = bad
+    raw, _ = torch.ops.memc.flow_projection.default(flow, weight, True)
+    gone = flow.clone()
+    gone[0, :, 2, 3] = 1e6
+    gone[1, :, 0, 0] = 1e6
+    torch.testing.assert_close(raw, memc_ops.flow_projection(gone, weight.clamp(0.1, 10).nan_to_num(1.0)))
+    torch.testing.assert_close(raw, flow_projection_reference(flow, weight))
+
+
+BAD_INPUTS = [
+    # description, (flow shape, weight shape or None), expected fragment of the message
+    ("flow rank", ((2, 8, 8), None), "flow must be a 4-D tensor"),
+    ("flow channels", ((1, 3, 8, 8), None), "flow must have shape (B, 2, H, W); got (1, 3, 8, 8)"),
+    ("weight channels", ((1, 2, 8, 8), (1, 2, 8, 8)), "weight must have shape (B, 1, H, W) = (1, 1, 8, 8)"),
+    ("weight size", ((1, 2, 8, 8), (1, 1, 8, 7)), "weight must have shape (B, 1, H, W) = (1, 1, 8, 8)"),
+    ("weight batch", ((2, 2, 8, 8), (1, 1, 8, 8)), "weight must have shape (B, 1, H, W) = (2, 1, 8, 8)"),
+    ("weight rank", ((1, 2, 8, 8), (1, 8, 8)), "weight must be a 4-D tensor"),
+]
+
+
+@pytest.mark.parametrize("description, shapes, message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_shapes_are_rejected_with_a_clear_message(description, shapes, message):
+    flow_shape, weight_shape = shapes
+    flow = torch.zeros(flow_shape)
+    weight = None if weight_shape is None else torch.ones(weight_shape)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        memc_ops.flow_projection(flow, weight)
+
+
+def test_integer_and_mixed_dtypes_are_rejected():
+    flow, weight = torch.zeros(1, 2, 4, 4), torch.ones(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="flow must be float32, float64, float16 or bfloat16; got Long"):
+        memc_ops.flow_projection(flow.long())
+    with pytest.raises(ValueError, match="weight must have the dtype of flow"):
+        memc_ops.flow_projection(flow, weight.double())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_mixed_devices_are_rejected():
+    flow, weight = torch.zeros(1, 2, 4, 4), torch.ones(1, 1, 4, 4)
+    with pytest.raises(RuntimeError, match="weight must be on the device of flow"):
+        memc_ops.flow_projection(flow, weight.cuda())

@@ -29,11 +29,6 @@ MANIFEST = json.loads((Path(__file__).parent / "data" / "original_state_dict_sha
 FACTORIES = {"MEMC_Net": memc_net, "MEMC_Net_s": memc_net_s, "MEMC_Net_star": memc_net_star}
 VARIANTS = list(FACTORIES)
 
-needs_projection = pytest.mark.skipif(
-    not hasattr(memc_ops, "flow_projection"), reason="memc_ops.flow_projection not available"
-)
-
-
 def random_original_state_dict(variant, seed=0):
     """Random tensors under the released names and shapes, scaled like trained weights (so that
     activations neither vanish nor explode through the deep networks)."""
@@ -152,7 +147,6 @@ def test_checkpoint_without_batch_norm_counters_loads():
     assert torch.equal(model.kernel_net.trunk.encoder[1].norm.running_var, state_dict["initScaleNets_filter.8.running_var"])
 
 
-@needs_projection
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_same_weights_loaded_twice_give_identical_outputs(variant, models, tmp_path):
     first = models(variant)  # loaded from random_original_state_dict(variant)
@@ -165,7 +159,6 @@ def test_same_weights_loaded_twice_give_identical_outputs(variant, models, tmp_p
         assert torch.equal(second(frame0, frame1), expected)
 
 
-@needs_projection
 def test_own_checkpoints_round_trip_with_weights_only_loading(models):
     trained = models("MEMC_Net_s")
     buffer = io.BytesIO()
@@ -295,7 +288,6 @@ def test_spynet_warp_samples_the_second_frame_at_x_plus_flow():
 # --- Forward, backward, determinism ------------------------------------------------------------
 
 
-@needs_projection
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_forward_shapes_at_any_size_and_time(variant, models):
     model = models(variant)
@@ -315,7 +307,6 @@ def test_forward_shapes_at_any_size_and_time(variant, models):
     assert torch.isfinite(out.frame).all()
 
 
-@needs_projection
 def test_each_sample_is_interpolated_independently_of_the_batch(models):
     model = models("MEMC_Net_s")
     frame0, frame1 = frames(2, 40, 72, seed=3)
@@ -326,7 +317,6 @@ def test_each_sample_is_interpolated_independently_of_the_batch(models):
     torch.testing.assert_close(together[1:], alone, rtol=1e-4, atol=1e-4)
 
 
-@needs_projection
 def test_time_changes_the_projected_flows(models):
     model = models("MEMC_Net_s")
     frame0, frame1 = frames(1, 64, 64, seed=4)
@@ -337,7 +327,6 @@ def test_time_changes_the_projected_flows(models):
     assert not torch.allclose(early.flows[0], late.flows[0])
 
 
-@needs_projection
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_eval_mode_is_deterministic(variant, models):
     model = models(variant)
@@ -346,7 +335,6 @@ def test_eval_mode_is_deterministic(variant, models):
         assert torch.equal(model(frame0, frame1, t=0.4), model(frame0, frame1, t=0.4))
 
 
-@needs_projection
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_backward_reaches_every_parameter(variant, models):
     model = models(variant)
@@ -368,8 +356,7 @@ def test_backward_reaches_every_parameter(variant, models):
         model.eval()
 
 
-@needs_projection
-def test_holes_are_filled_only_without_gradients_unless_asked(models):
+def test_holes_are_filled_only_without_gradients_unless_asked(models, monkeypatch):
     model = models("MEMC_Net_s")
     frame0, frame1 = frames(1, 64, 64, seed=6)
     calls = []
@@ -379,14 +366,11 @@ def test_holes_are_filled_only_without_gradients_unless_asked(models):
         calls.append(kwargs.get("fill_holes"))
         return real(flow, *args, **kwargs)
 
-    memc_ops.flow_projection = spy
-    try:
-        with torch.no_grad():
-            model(frame0, frame1)
-        model(frame0, frame1)  # gradients flow through the projection: holes left empty
-        model(frame0, frame1, fill_holes=True)
-    finally:
-        memc_ops.flow_projection = real
+    monkeypatch.setattr(memc_ops, "flow_projection", spy)
+    with torch.no_grad():
+        model(frame0, frame1)
+    model(frame0, frame1)  # gradients flow through the projection: holes left empty, as released
+    model(frame0, frame1, fill_holes=True)
     assert calls == [True, False, True]
 
 
@@ -418,7 +402,6 @@ AUTOCAST_CASES = [("MEMC_Net", "cpu", torch.bfloat16)] + [
 ]
 
 
-@needs_projection
 @pytest.mark.parametrize("variant, device, dtype", AUTOCAST_CASES)
 def test_runs_under_autocast(variant, device, dtype, models):
     model = models(variant).to(device)

@@ -1,0 +1,143 @@
+"""Times memc_ops.flow_projection against the pure-PyTorch reference.
+
+    python benchmarks/bench_projection.py                  # every device present (CPU: lighter cases)
+    python benchmarks/bench_projection.py --device cuda --json results.json
+    python benchmarks/bench_projection.py --device cpu --full --weighted
+
+Two flows per size: "smooth" (a motion of a few pixels, few holes) and "holes" (everything
+converging towards the centre, leaving the outer half of the frame as large holes: the case where
+the released kernels' pixel-by-pixel hole search costs O(H*W*max(H, W))). For each size, flow and
+pass (forward, forward+backward) it prints the median time, the effective memory traffic (the
+bytes the op must at least read and write, divided by the time), that as a share of the GPU's peak
+bandwidth, and the speed-up over the reference. Hole filling is on.
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import memc_ops  # noqa: E402
+from memc_ops.reference import flow_projection_reference  # noqa: E402
+
+# (name, batch, height, width)
+SIZES = [("vimeo90k-train", 16, 256, 448), ("1080p", 1, 1080, 1920)]
+# On a CPU by default: the same frame sizes with a smaller batch, to stay within a minute.
+CPU_SIZES = [("vimeo90k-train-b2", 2, 256, 448), ("1080p", 1, 1080, 1920)]
+FLOWS = ["smooth", "holes"]
+
+
+def make_flow(kind, batch, height, width, dtype, device):
+    ys = torch.arange(height, device=device, dtype=torch.float32).view(1, height, 1).expand(batch, height, width)
+    xs = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, width).expand(batch, height, width)
+    if kind == "smooth":  # a smooth motion of a few pixels, as between consecutive video frames
+        u, v = ys * (3.14 / height), xs * (3.14 / width)
+        flow = torch.stack([4 * torch.sin(u + v), 3 * torch.cos(2 * v - u)], 1)
+    elif kind == "holes":  # zoom towards the centre: the outer half of the frame receives nothing
+        flow = torch.stack([0.5 * ((width - 1) / 2 - xs), 0.5 * ((height - 1) / 2 - ys)], 1)
+    else:
+        raise ValueError(kind)
+    return flow.contiguous().to(dtype)
+
+
+def traffic_bytes(batch, height, width, dtype, weighted, backward):
+    """Bytes flow_projection must move at least: read flow (and weight), write the output;
+    backward also reads grad_output, flow (and weight) and writes their gradients."""
+    element = torch.empty((), dtype=dtype).element_size()
+    per_pixel = 2 + 2 + int(weighted)
+    if backward:
+        per_pixel += 2 + 2 + 2 + 3 * int(weighted)
+    return batch * height * width * per_pixel * element
+
+
+def run_case(name, batch, height, width, kind, dtype, device, repeats, weighted):
+    flow = make_flow(kind, batch, height, width, dtype, device)
+    weight = torch.rand(batch, 1, height, width, device=device, dtype=dtype) + 0.5 if weighted else None
+    methods = {"memc": memc_ops.flow_projection, "reference": flow_projection_reference}
+    warmup = 2 if device.type == "cuda" else 1
+    rows = []
+    for backward in (False, True):
+        inputs = [t.detach().requires_grad_(backward) for t in ((flow, weight) if weighted else (flow,))]
+        grad_output = torch.ones_like(flow) if backward else None
+        times = {}
+        for method, fn in methods.items():
+            def step(fn=fn):
+                output = fn(*inputs)
+                if backward:
+                    torch.autograd.backward(output, grad_output)
+                    for tensor in inputs:
+                        tensor.grad = None
+            try:
+                times[method] = common.time_ms(step, device, repeats, warmup=warmup)
+            except torch.OutOfMemoryError:
+                times[method] = None
+                torch.cuda.empty_cache()
+        traffic = traffic_bytes(batch, height, width, dtype, weighted, backward)
+        peak = common.peak_bandwidth_gbps(device)
+        for method, milliseconds in times.items():
+            row = {
+                "case": name, "shape": f"{batch}x2x{height}x{width}", "flow": kind,
+                "dtype": str(dtype).replace("torch.", ""), "weighted": weighted,
+                "pass": "fwd+bwd" if backward else "fwd", "method": method, "ms": milliseconds,
+                "gbps": None, "peak_share": None, "speedup_vs_reference": None,
+            }
+            if milliseconds is not None:
+                row["gbps"] = traffic / milliseconds / 1e6
+                row["peak_share"] = row["gbps"] / peak if peak else None
+                if times.get("reference") is not None:
+                    row["speedup_vs_reference"] = times["reference"] / milliseconds
+            rows.append(row)
+    return rows
+
+
+COLUMNS = [
+    ("case", "case", "{}"), ("shape", "Bx2xHxW", "{}"), ("flow", "flow", "{}"), ("dtype", "dtype", "{}"),
+    ("pass", "pass", "{}"), ("method", "method", "{}"), ("ms", "ms", "{:.3f}"), ("gbps", "GB/s", "{:.1f}"),
+    ("peak_share", "of peak", "{:.0%}"), ("speedup_vs_reference", "x ref", "{:.1f}"),
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], action="append",
+                        help="device(s) to run on (default: the CPU and, when present, the GPU)")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], action="append",
+                        help="dtype(s) to run (default: float32)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default: 20 on GPU, 3 on CPU)")
+    parser.add_argument("--full", action="store_true", help="on a CPU too, the full batch of 16 at 448x256")
+    parser.add_argument("--weighted", action="store_true", help="time the weighted (depth-aware) projection")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not (torch.cuda.is_available() and memc_ops.cuda_kernels_built()):
+        parser.error("--device cuda needs a GPU and memc_ops built with its CUDA kernels")
+    dtypes = [getattr(torch, name) for name in (args.dtype or ["float32"])]
+    all_rows, environments = [], []
+    for device_name in devices:
+        device = torch.device(device_name)
+        environment = common.environment(device)
+        environments.append(environment)
+        print(f"\n# flow_projection, fill_holes=True{', weighted' if args.weighted else ''}: "
+              + ", ".join(f"{k} {v}" for k, v in environment.items()))
+        repeats = args.repeats or (20 if device.type == "cuda" else 3)
+        sizes = SIZES if device.type == "cuda" or args.full else CPU_SIZES
+        rows = []
+        for dtype in dtypes:
+            for name, batch, height, width in sizes:
+                for kind in FLOWS:
+                    rows += run_case(name, batch, height, width, kind, dtype, device, repeats, args.weighted)
+        common.print_table(rows, COLUMNS)
+        for row in rows:
+            row["device"] = device_name
+        all_rows += rows
+    if args.json:
+        common.write_json(args.json, environments, all_rows)
+
+
+if __name__ == "__main__":
+    main()

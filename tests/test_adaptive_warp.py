@@ -257,3 +257,18 @@ def test_flows_of_half_the_frame_or_more_copy_the_input(device):
     torch.testing.assert_close(output[0, :, 0, 2], image[0, :, 0, 2], rtol=0, atol=0)
     assert not torch.allclose(output[0, :, 2, 1], image[0, :, 2, 1])
     torch.testing.assert_close(output, adaptive_warp_reference(image, flow, kernel), rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_backward_split_into_row_bands_matches_reference():
+    """With fewer (batch, channel) planes than threads the CPU backward cuts planes into row bands."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        inputs = make_inputs(1, 1, 9, 12, 4, "mixed")
+        grad_output = torch.randn(1, 1, 9, 12, dtype=torch.float64)
+        ours = grads(memc_ops.adaptive_warp, inputs, grad_output)
+        expected = grads(adaptive_warp_reference, inputs, grad_output)
+        for got, want in zip(ours, expected):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    finally:
+        torch.set_num_threads(threads)

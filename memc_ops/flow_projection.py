@@ -19,8 +19,9 @@ def flow_projection(flow: Tensor, weight: Optional[Tensor] = None, fill_holes: b
             (or use :func:`project_to_time`).
         weight: optional (B, 1, H, W) positive weight per source pixel, e.g. inverse depth
             (DAIN's depth-aware projection: near objects win). Every value must be positive and
-            finite; otherwise a ``ValueError`` is raised (the raw op ``torch.ops.memc.flow_projection``
-            instead skips such sources, as if they left the frame).
+            finite; otherwise a ``ValueError`` is raised. That check reads the values (on a GPU,
+            one synchronisation) and is skipped inside ``torch.compile``; there, and in the raw op
+            ``torch.ops.memc.flow_projection``, such sources are skipped as if they left the frame.
         fill_holes: fill the pixels that receive nothing from their nearest projected neighbours.
 
     Returns:

@@ -73,7 +73,7 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
     });
     for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
       for (int64_t x = 0; x < width; ++x) {
-        flow_projection_average_pixel<scalar_t, opmath_t>(projected_view, output_view, !fill_holes, n, y, x);
+        flow_projection_average_pixel<scalar_t, opmath_t>(projected_view, output_view, fill_holes, n, y, x);
       }
     });
     if (!fill_holes) {

@@ -54,12 +54,12 @@ __global__ void splat_kernel(Strided4d<const scalar_t> flow, Strided4d<const sca
 
 template <typename scalar_t>
 __global__ void average_kernel(Strided4d<at::opmath_type<scalar_t>> projected, Strided4d<scalar_t> output,
-                               bool write_output, int64_t batch, int64_t height, int64_t width) {
+                               bool fill_holes, int64_t batch, int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t pixels = batch * height * width;
   for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
     const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
-    flow_projection_average_pixel<scalar_t, opmath_t>(projected, output, write_output, n, y, x);
+    flow_projection_average_pixel<scalar_t, opmath_t>(projected, output, fill_holes, n, y, x);
   }
 }
 
@@ -128,7 +128,7 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cuda(const at::Tensor& flow, 
         height, width);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     average_kernel<scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(projected_view, output_view,
-                                                                                 !fill_holes, batch, height, width);
+                                                                                 fill_holes, batch, height, width);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (fill_holes) {
       at::Tensor row_extents = at::empty({batch, height, 2}, flow.options().dtype(at::kLong));

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "memc/strided.h"
 
@@ -109,21 +110,25 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE bool received(const Strided4d<T>& projected, i
   return projected(n, kTotalWeightChannel, y, x) > 0;
 }
 
-// Turns the sums of pixel (n, y, x) into their average (holes keep their zero sums) and, when
-// `output` is given (no hole filling), writes the pixel's output.
+// Turns the sums of pixel (n, y, x) into their average and writes the output of a received
+// pixel; a hole (zero sums) is written as 0 only when holes are not filled (else the fill passes
+// write it).
 template <typename scalar_t, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void flow_projection_average_pixel(const Strided4d<opmath_t>& projected,
                                                                      const Strided4d<scalar_t>& output,
-                                                                     bool write_output, int64_t n, int64_t y,
+                                                                     bool fill_holes, int64_t n, int64_t y,
                                                                      int64_t x) {
   const opmath_t total = projected(n, kTotalWeightChannel, y, x);
   if (total > opmath_t(0)) {
-    projected(n, 0, y, x) /= total;
-    projected(n, 1, y, x) /= total;
-  }
-  if (write_output) {
-    output(n, 0, y, x) = static_cast<scalar_t>(projected(n, 0, y, x));
-    output(n, 1, y, x) = static_cast<scalar_t>(projected(n, 1, y, x));
+    const opmath_t average_x = projected(n, 0, y, x) / total;
+    const opmath_t average_y = projected(n, 1, y, x) / total;
+    projected(n, 0, y, x) = average_x;
+    projected(n, 1, y, x) = average_y;
+    output(n, 0, y, x) = static_cast<scalar_t>(average_x);
+    output(n, 1, y, x) = static_cast<scalar_t>(average_y);
+  } else if (!fill_holes) {
+    output(n, 0, y, x) = scalar_t(0);
+    output(n, 1, y, x) = scalar_t(0);
   }
 }
 
@@ -162,32 +167,81 @@ struct LineExtents {
   }
 };
 
-// Walks a line once, calling visit.hole(i, before, after) for every hole i with the nearest
-// received pixels before and after it (-1 when there is none), and visit.received(i) for the
-// others. Each pixel is visited at most twice: O(length). Stores the line's extent in *extent.
+// How many pixels of a line are tested together: their loads are independent, so that a GPU
+// thread keeps several in flight instead of waiting for each in turn.
+constexpr int kScanChunk = 8;
+
+// The holes strictly between `before` (a received pixel, or -1) and `end` (a received pixel, or
+// the line's length): one segment() call, then hole() for each, then end_segment().
+template <typename Visitor>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void visit_segment(const PlaneLine& line, int64_t before, int64_t end,
+                                                     Visitor& visit) {
+  if (end - before <= 1) {
+    return;
+  }
+  visit.segment(line, before, end < line.length ? end : -1);
+  for (int64_t hole = before + 1; hole < end; ++hole) {
+    visit.hole(line, hole);
+  }
+  visit.end_segment(line);
+}
+
+// Walks a line once, visiting each run of holes with the nearest received pixels before and
+// after it (-1 when there is none) and calling visit.received(i) for the received pixels. Each
+// pixel is touched at most twice: O(length). Stores the line's (first, last) received pixel in
+// extent (length and -1 when it has none).
 template <typename T, typename Visitor>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void scan_line(const Strided4d<T>& projected, const PlaneLine& line,
                                                  Visitor& visit, int64_t* extent) {
   int64_t before = -1;
   int64_t first = line.length;
-  for (int64_t i = 0; i <= line.length; ++i) {
-    const bool end = i == line.length;
-    if (!end && !received(projected, line.n, line.y(i), line.x(i))) {
-      continue;
+  for (int64_t base = 0; base < line.length; base += kScanChunk) {
+    bool hit[kScanChunk];
+MEMC_UNROLL
+    for (int k = 0; k < kScanChunk; ++k) {
+      const int64_t i = base + k;
+      hit[k] = i < line.length && received(projected, line.n, line.y(i), line.x(i));
     }
-    // The holes since the previous received pixel lie between `before` and `i`.
-    const int64_t after = end ? -1 : i;
-    for (int64_t hole = before + 1; hole < i; ++hole) {
-      visit.hole(line, hole, before, after);
-    }
-    if (!end) {
+    for (int k = 0; k < kScanChunk; ++k) {
+      if (!hit[k]) {
+        continue;
+      }
+      const int64_t i = base + k;
+      visit_segment(line, before, i, visit);
       visit.received(line, i);
       first = first == line.length ? i : first;
       before = i;
     }
   }
+  visit_segment(line, before, line.length, visit);
   extent[0] = first;
   extent[1] = before;
+}
+
+// Sum of the averages (channels 0-1 of `projected`) at the existing ones of pixels a and b of a
+// line (-1: none), and how many exist.
+template <typename opmath_t>
+struct NeighbourSum {
+  opmath_t x, y;
+  int count;
+};
+
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE NeighbourSum<std::remove_const_t<T>> neighbour_sum(const Strided4d<T>& projected,
+                                                                                    const PlaneLine& line, int64_t a,
+                                                                                    int64_t b) {
+  NeighbourSum<std::remove_const_t<T>> sum{0, 0, 0};
+  if (a >= 0) {
+    sum.x += projected(line.n, 0, line.y(a), line.x(a));
+    sum.y += projected(line.n, 1, line.y(a), line.x(a));
+    ++sum.count;
+  }
+  if (b >= 0) {
+    sum.x += projected(line.n, 0, line.y(b), line.x(b));
+    sum.y += projected(line.n, 1, line.y(b), line.x(b));
+    ++sum.count;
+  }
+  return sum;
 }
 
 // Forward, row pass: writes to each hole the sum of the averages of its nearest received pixels
@@ -195,60 +249,51 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void scan_line(const Strided4d<T>& projected, 
 template <typename opmath_t>
 struct RowFillVisitor {
   Strided4d<opmath_t> projected;
+  NeighbourSum<opmath_t> sides;
 
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i, int64_t before, int64_t after) {
-    opmath_t sum_x = 0, sum_y = 0;
-    if (before >= 0) {
-      sum_x += projected(line.n, 0, line.y(before), line.x(before));
-      sum_y += projected(line.n, 1, line.y(before), line.x(before));
-    }
-    if (after >= 0) {
-      sum_x += projected(line.n, 0, line.y(after), line.x(after));
-      sum_y += projected(line.n, 1, line.y(after), line.x(after));
-    }
-    projected(line.n, 0, line.y(i), line.x(i)) = sum_x;
-    projected(line.n, 1, line.y(i), line.x(i)) = sum_y;
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine& line, int64_t before, int64_t after) {
+    sides = neighbour_sum(projected, line, before, after);
   }
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i) {
+    projected(line.n, 0, line.y(i), line.x(i)) = sides.x;
+    projected(line.n, 1, line.y(i), line.x(i)) = sides.y;
+  }
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void end_segment(const PlaneLine&) {}
   C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine&, int64_t) {}
 };
 
 // Forward, column pass: completes each hole with its nearest received pixels above and below,
-// divides by the number of directions found (row and column), and writes the column's output.
+// divides by the number of directions found (row and column), and writes the hole's output.
 template <typename scalar_t, typename opmath_t>
 struct ColumnFillVisitor {
   Strided4d<opmath_t> projected;
   Strided4d<scalar_t> output;
   LineExtents row_extents;
+  NeighbourSum<opmath_t> sides;
 
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i, int64_t before, int64_t after) {
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine& line, int64_t before, int64_t after) {
+    sides = neighbour_sum(projected, line, before, after);
+  }
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i) {
     const int64_t n = line.n, y = line.y(i), x = line.x(i);
-    opmath_t sum_x = projected(n, 0, y, x), sum_y = projected(n, 1, y, x);  // left + right
-    if (before >= 0) {
-      sum_x += projected(n, 0, line.y(before), x);
-      sum_y += projected(n, 1, line.y(before), x);
-    }
-    if (after >= 0) {
-      sum_x += projected(n, 0, line.y(after), x);
-      sum_y += projected(n, 1, line.y(after), x);
-    }
-    const int directions = row_extents.directions(n, y, x) + int(before >= 0) + int(after >= 0);
-    const opmath_t value_x = directions > 0 ? sum_x / opmath_t(directions) : opmath_t(0);
-    const opmath_t value_y = directions > 0 ? sum_y / opmath_t(directions) : opmath_t(0);
+    const int directions = row_extents.directions(n, y, x) + sides.count;
+    // Channels 0-1 of a hole hold the left + right sum written by the row pass.
+    const opmath_t value_x = directions > 0 ? (projected(n, 0, y, x) + sides.x) / opmath_t(directions) : opmath_t(0);
+    const opmath_t value_y = directions > 0 ? (projected(n, 1, y, x) + sides.y) / opmath_t(directions) : opmath_t(0);
     projected(n, 0, y, x) = value_x;
     projected(n, 1, y, x) = value_y;
     output(n, 0, y, x) = static_cast<scalar_t>(value_x);
     output(n, 1, y, x) = static_cast<scalar_t>(value_y);
   }
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine& line, int64_t i) {
-    const int64_t n = line.n, y = line.y(i), x = line.x(i);
-    output(n, 0, y, x) = static_cast<scalar_t>(projected(n, 0, y, x));
-    output(n, 1, y, x) = static_cast<scalar_t>(projected(n, 1, y, x));
-  }
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void end_segment(const PlaneLine&) {}
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine&, int64_t) {}
 };
 
 // Backward, first pass over the rows: only the rows' extents are needed.
 struct ExtentVisitor {
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine&, int64_t, int64_t, int64_t) {}
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine&, int64_t, int64_t) {}
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine&, int64_t) {}
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void end_segment(const PlaneLine&) {}
   C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine&, int64_t) {}
 };
 
@@ -256,31 +301,44 @@ struct ExtentVisitor {
 // neighbour's average receives grad_output(hole) / k. `grad_average` starts as grad_output
 // (the received pixels' own term); the column pass adds the shares of up/down neighbours, the row
 // pass those of left/right neighbours. `other_extents` are the extents of the crossing lines,
-// giving the directions found across.
+// giving the directions found across. A run of holes shares its two neighbours, so the shares
+// are summed over the run and added once.
 template <typename scalar_t, typename opmath_t>
 struct FillGradVisitor {
   Strided4d<const scalar_t> grad_output;
   Strided4d<opmath_t> grad_average;
   LineExtents other_extents;
   bool along_rows;
+  int64_t before, after;
+  int found;  // neighbours along this line: 0, 1 or 2
+  opmath_t share_x, share_y;
 
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i, int64_t before, int64_t after) {
-    if (before < 0 && after < 0) {
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine&, int64_t before_, int64_t after_) {
+    before = before_;
+    after = after_;
+    found = int(before_ >= 0) + int(after_ >= 0);
+    share_x = 0;
+    share_y = 0;
+  }
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i) {
+    if (found == 0) {
       return;  // nothing to share along this line
     }
     const int64_t n = line.n, y = line.y(i), x = line.x(i);
     // Directions across: the crossing line through the hole is column x (row pass) or row y.
     const int across = along_rows ? other_extents.directions(n, x, y) : other_extents.directions(n, y, x);
-    const opmath_t share = opmath_t(1) / opmath_t(across + int(before >= 0) + int(after >= 0));
-    const opmath_t grad_x = static_cast<opmath_t>(grad_output(n, 0, y, x)) * share;
-    const opmath_t grad_y = static_cast<opmath_t>(grad_output(n, 1, y, x)) * share;
+    const opmath_t inverse_k = opmath_t(1) / opmath_t(across + found);
+    share_x += static_cast<opmath_t>(grad_output(n, 0, y, x)) * inverse_k;
+    share_y += static_cast<opmath_t>(grad_output(n, 1, y, x)) * inverse_k;
+  }
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void end_segment(const PlaneLine& line) {
     if (before >= 0) {
-      grad_average(n, 0, line.y(before), line.x(before)) += grad_x;
-      grad_average(n, 1, line.y(before), line.x(before)) += grad_y;
+      grad_average(line.n, 0, line.y(before), line.x(before)) += share_x;
+      grad_average(line.n, 1, line.y(before), line.x(before)) += share_y;
     }
     if (after >= 0) {
-      grad_average(n, 0, line.y(after), line.x(after)) += grad_x;
-      grad_average(n, 1, line.y(after), line.x(after)) += grad_y;
+      grad_average(line.n, 0, line.y(after), line.x(after)) += share_x;
+      grad_average(line.n, 1, line.y(after), line.x(after)) += share_y;
     }
   }
   C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine&, int64_t) {}

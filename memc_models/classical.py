@@ -1,0 +1,254 @@
+"""The training-free motion path: "conventional MEMC" (Fig. 2a of the MEMC-Net paper) on memc_ops.
+
+No weights: OpenCV's DIS estimator gives the optical flow in both directions, and everything per
+pixel after it runs on ``memc_ops`` or vectorised tensor code, on the frames' device.
+
+For two frames I0, I1 and a time t in (0, 1):
+
+1. Motion: F01 and F10 by DIS (on the CPU, on grey 8-bit frames).
+   Flows are estimated at full resolution (DIS's medium preset otherwise stops at half).
+2. Occlusion by forward-backward consistency: a pixel x of frame 0 is occluded in frame 1 (or its
+   flow is unreliable) when ``|F01(x) + F10(x + F01(x))|^2 > alpha (|F01|^2 + |F10(..)|^2) + beta``
+   (Sundaram, Brox and Keutzer, ECCV 2010), or when x + F01(x) leaves the frame; likewise for
+   frame 1.
+3. Projection: ``memc_ops.flow_projection`` of t F01 and of (1 - t) F10, weighting the
+   consistent sources far above the occluded ones: where two sources meet at time t, the one that
+   stays visible in the other frame is the one in front. Where both frames see a pixel, its two
+   projected flows, two estimates of one linear motion, are averaged.
+4. Warping: ``memc_ops.adaptive_warp`` of each frame with its projected flow and a fixed kernel:
+   per-pixel 4x4 bicubic (Keys, a = -0.5) coefficients expressed in the op's bilinear-quadrant
+   form, or plain bilinear.
+5. Blending: the warped frames weighted by time, (1 - t) and t, times their visibility at time t:
+   frame 0 counts only where some source of frame 0 landed (no hole in its projection) and where
+   frame 1's sample is not one that frame 0 cannot see, and vice versa. Where neither frame
+   explains a pixel, both warps (whose flows the projection filled from the nearest projected
+   neighbours) are blended by time alone.
+"""
+
+import dataclasses
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import memc_ops
+
+__all__ = ["ClassicalConfig", "ClassicalInterpolator", "dis_flow", "forward_backward_occlusion", "bicubic_kernel"]
+
+_DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassicalConfig:
+    """Settings of the training-free path.
+
+    Attributes:
+        preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"`` (OpenCV's own presets).
+        finest_scale: the pyramid level where DIS stops; 0 (full resolution) by default, None
+            for the preset's own.
+        kernel: the fixed warping kernel, ``"bicubic"`` or ``"bilinear"``.
+        consistency_alpha, consistency_beta: the forward-backward test's relative and absolute
+            tolerances (Sundaram et al.'s values).
+        occluded_weight: projection weight of a source that fails the test (consistent ones: 1).
+    """
+
+    preset: str = "medium"
+    finest_scale: Optional[int] = 0
+    kernel: str = "bicubic"
+    consistency_alpha: float = 0.01
+    consistency_beta: float = 0.5
+    occluded_weight: float = 1e-3
+
+    def __post_init__(self):
+        if self.preset not in _DIS_PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(_DIS_PRESETS)}; got {self.preset!r}")
+        if self.kernel not in ("bicubic", "bilinear"):
+            raise ValueError(f"kernel must be 'bicubic' or 'bilinear'; got {self.kernel!r}")
+        if not self.occluded_weight > 0:
+            raise ValueError(f"occluded_weight must be positive; got {self.occluded_weight}")
+
+
+def _grey_uint8(frames: Tensor) -> np.ndarray:
+    """(B, 3, H, W) RGB in [0, 1] -> (B, H, W) uint8 luma (BT.601, as OpenCV's RGB2GRAY)."""
+    luma = 0.299 * frames[:, 0] + 0.587 * frames[:, 1] + 0.114 * frames[:, 2]
+    return (luma.float() * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def dis_flow(frame0: Tensor, frame1: Tensor, preset: str = "medium", finest_scale: Optional[int] = 0) -> Tensor:
+    """Optical flow frame0 -> frame1 by OpenCV's DIS, (B, 2, H, W) float32 on the frames' device.
+
+    DIS runs on the CPU; its variational refinement is on in every preset. ``finest_scale`` is
+    the pyramid level where DIS stops (0: full resolution; None: the preset's, 1 for "medium",
+    which upsamples a half-resolution flow)."""
+    import cv2
+
+    dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+    if finest_scale is not None:
+        dis.setFinestScale(finest_scale)
+    grey0, grey1 = _grey_uint8(frame0), _grey_uint8(frame1)
+    flows = [dis.calc(a, b, None) for a, b in zip(grey0, grey1)]
+    return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).contiguous().to(frame0.device)
+
+
+def _bilinear_kernel(like: Tensor) -> Tensor:
+    return like.new_ones((like.shape[0], 4, like.shape[2], like.shape[3]))
+
+
+def _sample(image: Tensor, flow: Tensor) -> Tensor:
+    """Bilinear backward warp through memc_ops (pixels whose target leaves the frame keep their own value)."""
+    return memc_ops.adaptive_warp(image, flow, _bilinear_kernel(flow).to(image.dtype))
+
+
+def _targets_inside(flow: Tensor) -> Tensor:
+    """(B, 1, H, W) bool: x + flow(x) lies in the frame (adaptive_warp's validity rule)."""
+    _, _, height, width = flow.shape
+    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, width)
+    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1)
+    tx, ty = xs + flow[:, 0], ys + flow[:, 1]
+    inside = (tx >= 0) & (tx <= width - 1) & (ty >= 0) & (ty <= height - 1)
+    inside &= (flow[:, 0].abs() < width / 2) & (flow[:, 1].abs() < height / 2)
+    return inside.unsqueeze(1)
+
+
+def forward_backward_occlusion(flow_0to1: Tensor, flow_1to0: Tensor, alpha: float = 0.01, beta: float = 0.5) -> Tensor:
+    """(B, 1, H, W) float: 1 where a pixel of frame 0 fails the forward-backward test (or leaves
+    the frame), 0 where its flow is confirmed by the flow back."""
+    back = _sample(flow_1to0, flow_0to1)
+    mismatch = (flow_0to1 + back).square().sum(1, keepdim=True)
+    scale = flow_0to1.square().sum(1, keepdim=True) + back.square().sum(1, keepdim=True)
+    occluded = (mismatch > alpha * scale + beta) | ~_targets_inside(flow_0to1)
+    return occluded.to(flow_0to1.dtype)
+
+
+def _coverage(flow: Tensor) -> Tensor:
+    """(B, 1, H, W) bool: the pixels that receive a source when ``flow`` (source -> time t) is
+    splatted to the four integer neighbours of each in-frame target, as flow_projection does."""
+    batch, _, height, width = flow.shape
+    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
+    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
+    tx, ty = xs + flow[:, 0], ys + flow[:, 1]
+    usable = (tx >= 0) & (tx <= width - 1) & (ty >= 0) & (ty <= height - 1)
+    x0 = torch.where(usable, tx, 0).floor().long()
+    y0 = torch.where(usable, ty, 0).floor().long()
+    x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
+    counts = torch.zeros(batch, height * width, device=flow.device, dtype=flow.dtype)
+    ones = usable.to(flow.dtype).reshape(batch, -1)
+    for rows in (y0, y1):
+        for cols in (x0, x1):
+            counts.scatter_add_(1, (rows * width + cols).reshape(batch, -1), ones)
+    return (counts > 0).view(batch, 1, height, width)
+
+
+def _keys_cubic(x: Tensor) -> Tensor:
+    """Keys' cubic convolution kernel (a = -0.5) at distances |x| <= 2."""
+    x = x.abs()
+    near = (1.5 * x - 2.5) * x * x + 1.0
+    far = ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0
+    return torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def bicubic_kernel(flow: Tensor) -> Tensor:
+    """(B, 16, H, W) adaptive_warp coefficients (K = 4) that make the warp bicubic.
+
+    adaptive_warp weights the left two columns of its 4x4 window by (1 - a) and the right two by a
+    (a the fractional part of the target), rows likewise, then by the kernel; dividing Keys'
+    weights for offsets -1, 0, 1, 2 by those factors gives, per pixel, exactly bicubic weights.
+    """
+    _, _, height, width = flow.shape
+    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, width)
+    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1)
+    a = torch.frac(xs + flow[:, 0]) % 1.0  # fractional parts in [0, 1), also for negative targets
+    b = torch.frac(ys + flow[:, 1]) % 1.0
+
+    def axis(f: Tensor) -> Tensor:  # (B, 4, H, W) per-offset coefficients along one axis
+        eps = 1e-6
+        left, right = (1.0 - f).clamp(min=eps), f.clamp(min=eps)
+        # A weight whose factor is ~0 contributes ~0 whatever it is; the cubic's zeros at the
+        # integers keep the ratios bounded.
+        return torch.stack(
+            (_keys_cubic(1.0 + f) / left, _keys_cubic(f) / left, _keys_cubic(1.0 - f) / right, _keys_cubic(2.0 - f) / right), 1
+        )
+
+    kx, ky = axis(a), axis(b)
+    kernel = ky.unsqueeze(2) * kx.unsqueeze(1)  # (B, 4 rows, 4 cols, H, W), tap = row * 4 + col
+    return kernel.flatten(1, 2)
+
+
+def _symmetrize(back: Tensor, t: float, both: Tensor) -> Tensor:
+    """Where a pixel at time t is seen by both frames (``both``, (B, 1, H, W) bool), its two
+    projected flows are two estimates of one linear motion v: to frame 0 -t v, to frame 1
+    (1 - t) v. Averaging the two estimates of v halves the variance of independent errors."""
+    to0, to1 = back.chunk(2, 0)
+    velocity = 0.5 * (to1 / (1.0 - t) - to0 / t)
+    to0 = torch.where(both, -t * velocity, to0)
+    to1 = torch.where(both, (1.0 - t) * velocity, to1)
+    return torch.cat((to0, to1), 0)
+
+
+class ClassicalInterpolator:
+    """Training-free frame interpolation: DIS flow, flow projection, fixed-kernel adaptive warping,
+    occlusion-aware blending (see the module docstring).
+
+    ``interpolator(frame0, frame1, t)`` with (B, 3, H, W) RGB frames in [0, 1] returns the frame at
+    time t; :meth:`interpolate` returns several times from one motion estimate.
+    """
+
+    def __init__(self, config: ClassicalConfig = ClassicalConfig()):
+        self.config = config
+
+    def __call__(self, frame0: Tensor, frame1: Tensor, t: float = 0.5) -> Tensor:
+        return self.interpolate(frame0, frame1, [t])[0]
+
+    def motion(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(F01, F10, occlusion of frame 0, occlusion of frame 1), float32 on the frames' device."""
+        if frame0.shape != frame1.shape or frame0.dim() != 4 or frame0.shape[1] != 3:
+            raise ValueError(f"frames must both have shape (B, 3, H, W); got {tuple(frame0.shape)} and {tuple(frame1.shape)}")
+        cfg = self.config
+        flow01 = dis_flow(frame0, frame1, cfg.preset, cfg.finest_scale)
+        flow10 = dis_flow(frame1, frame0, cfg.preset, cfg.finest_scale)
+        flows = torch.cat((flow01, flow10), 0)
+        occluded = forward_backward_occlusion(flows, torch.cat((flow10, flow01), 0), cfg.consistency_alpha, cfg.consistency_beta)
+        occ0, occ1 = occluded.chunk(2, 0)
+        return flow01, flow10, occ0, occ1
+
+    @torch.no_grad()
+    def interpolate(self, frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tensor]:
+        """The frames at each time in ``times`` (each in (0, 1)), as a list of (B, 3, H, W) tensors
+        in the frames' dtype, clamped to [0, 1]."""
+        for t in times:
+            if not 0.0 < float(t) < 1.0:
+                raise ValueError(f"every time must lie in (0, 1); got {t}")
+        dtype = frame0.dtype
+        flow01, flow10, occ0, occ1 = self.motion(frame0, frame1)
+        flows = torch.cat((flow01, flow10), 0)
+        occluded = torch.cat((occ0, occ1), 0)
+        weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))
+        frames = torch.cat((frame0, frame1), 0).float()
+        batch = frame0.shape[0]
+        outputs = []
+        for t in times:
+            t = float(t)
+            scales = flows.new_tensor([t] * batch + [1.0 - t] * batch).view(-1, 1, 1, 1)
+            scaled = flows * scales
+            # Per pixel at time t: displacement back to frame 0 (first half) and to frame 1.
+            back = memc_ops.flow_projection(scaled, weight=weight, fill_holes=True)
+            covered = _coverage(scaled).float()
+            # The sample of each frame is content the other frame does not show where that
+            # frame's own forward-backward test failed.
+            own_occlusion = _sample(occluded, back)
+            cov0, cov1 = covered.chunk(2, 0)
+            occ_t0, occ_t1 = own_occlusion.chunk(2, 0)
+            back = _symmetrize(back, t, (cov0 * cov1 * (1.0 - occ_t0) * (1.0 - occ_t1)) > 0.5)
+            kernel = bicubic_kernel(back) if self.config.kernel == "bicubic" else _bilinear_kernel(back)
+            warp0, warp1 = memc_ops.adaptive_warp(frames, back, kernel).chunk(2, 0)
+            visible0 = cov0 * (1.0 - occ_t1)
+            visible1 = cov1 * (1.0 - occ_t0)
+            # eps: where neither frame explains a pixel, both warps are blended by time alone.
+            eps = 1e-3
+            w0 = (1.0 - t) * (visible0 + eps)
+            w1 = t * (visible1 + eps)
+            frame = (w0 * warp0 + w1 * warp1) / (w0 + w1)
+            outputs.append(frame.clamp(0, 1).to(dtype))
+        return outputs

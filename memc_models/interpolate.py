@@ -1,0 +1,238 @@
+"""``memc-interpolate``: frames between two images, or a video at N times its frame rate.
+
+    memc-interpolate A.png B.png -o MID.png                 # the frame at t = 0.5
+    memc-interpolate A.png B.png -o OUT.png --factor 4      # OUT_t0.250.png, OUT_t0.500.png, ...
+    memc-interpolate IN.mp4 -o OUT.mp4 --factor 2           # twice the frame rate
+    memc-interpolate IN.mp4 -o OUT.mp4 --checkpoint memc_star.pth --model memc_star
+
+Without ``--checkpoint`` the training-free path of :mod:`memc_models.classical` runs (nothing to
+download); with one, a MEMC-Net model (ours, saved with ``torch.save(model.state_dict())``, or
+a checkpoint released by the authors).
+"""
+
+import argparse
+import os
+import sys
+import time
+from typing import Callable, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .io import UserError, VideoReader, VideoWriter, has_audio, read_image, to_uint8, write_image
+
+__all__ = ["Interpolator", "build_interpolator", "frame_times", "main", "pick_device"]
+
+#: --model choices -> (factory name in memc_models, the released code's variant name)
+MODELS = {"memc": ("memc_net", "MEMC_Net"), "memc_s": ("memc_net_s", "MEMC_Net_s"), "memc_star": ("memc_net_star", "MEMC_Net_star")}
+
+#: Interpolates (1, 3, H, W) frames in [0, 1] at several times in (0, 1).
+Interpolator = Callable[[Tensor, Tensor, Sequence[float]], List[Tensor]]
+
+
+def pick_device(name: str) -> torch.device:
+    import memc_ops
+
+    cuda_ok = torch.cuda.is_available() and memc_ops.cuda_kernels_built()
+    if name == "auto":
+        return torch.device("cuda" if cuda_ok else "cpu")
+    if name == "cuda" and not cuda_ok:
+        why = "no CUDA GPU is visible" if not torch.cuda.is_available() else "memc_ops was built without CUDA kernels"
+        raise UserError(f"--device cuda: {why}; use --device cpu")
+    return torch.device(name)
+
+
+def frame_times(times: Optional[Sequence[float]], factor: Optional[int]) -> List[float]:
+    """The times to interpolate: ``times`` as given, or k / factor for k = 1 .. factor - 1."""
+    if factor is not None:
+        if factor < 2:
+            raise UserError(f"--factor must be an integer of at least 2; got {factor}")
+        return [k / factor for k in range(1, factor)]
+    times = list(times) if times else [0.5]
+    for t in times:
+        if not 0.0 < t < 1.0:
+            raise UserError(f"--times must lie strictly between 0 and 1; got {t}")
+    return times
+
+
+def _load_model(path: str, model_name: str, device: torch.device):
+    import memc_models
+    from memc_models.checkpoint import convert_original_state_dict
+
+    if not os.path.isfile(path):
+        raise UserError(f"--checkpoint {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"--checkpoint {path}: cannot read it as a PyTorch checkpoint ({str(error).splitlines()[0]})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise UserError(f"--checkpoint {path}: expected a state dict of tensors")
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+    def fits(name: str) -> bool:  # names and shapes only, on the meta device
+        factory, variant = MODELS[name]
+        with torch.device("meta"):
+            model = getattr(memc_models, factory)()
+        own = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+        if set(own) <= set(state) and set(state) - set(own) <= {k for k in state if k.endswith("num_batches_tracked")}:
+            return all(tuple(state[k].shape) == tuple(s) for k, s in own.items())
+        converted, unplaced = convert_original_state_dict(state, variant, model)
+        return not unplaced and set(own) <= set(converted) and all(tuple(converted[k].shape) == tuple(s) for k, s in own.items())
+
+    if not fits(model_name):
+        others = [name for name in MODELS if name != model_name and fits(name)]
+        hint = f"; it fits --model {others[0]}" if others else "; it fits none of memc, memc_s, memc_star"
+        raise UserError(f"--checkpoint {path} is not a --model {model_name} checkpoint{hint}")
+    factory, variant = MODELS[model_name]
+    model = getattr(memc_models, factory)()
+    own_names = set(model.state_dict())
+    if any(k in own_names for k in state):
+        model.load_state_dict(state, strict=False)
+    else:
+        model = memc_models.load_original_checkpoint(state, variant)
+    return model.eval().to(device)
+
+
+def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, model: str = "memc",
+                       half: bool = False) -> Interpolator:
+    """The default training-free path, or the MEMC-Net ``model`` from ``checkpoint``."""
+    if checkpoint is None:
+        from .classical import ClassicalInterpolator
+
+        classical = ClassicalInterpolator()
+        return lambda frame0, frame1, times: classical.interpolate(frame0.to(device), frame1.to(device), times)
+
+    net = _load_model(checkpoint, model, device)
+    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=half and device.type == "cuda")
+
+    @torch.no_grad()
+    def run(frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tensor]:
+        frame0, frame1 = frame0.to(device), frame1.to(device)
+        with autocast:
+            return [net(frame0, frame1, float(t)).float().clamp(0, 1) for t in times]
+
+    return run
+
+
+def _output_paths(output: str, times: Sequence[float]) -> List[str]:
+    if len(times) == 1:
+        return [output]
+    stem, suffix = os.path.splitext(output)
+    return [f"{stem}_t{t:.3f}{suffix or '.png'}" for t in times]
+
+
+def _images(args, interpolate: Interpolator, times: List[float]) -> None:
+    frame0, frame1 = read_image(args.inputs[0]), read_image(args.inputs[1])
+    if frame0.shape != frame1.shape:
+        raise UserError(
+            f"the frames differ in size: {args.inputs[0]} is {frame0.shape[3]}x{frame0.shape[2]}, "
+            f"{args.inputs[1]} is {frame1.shape[3]}x{frame1.shape[2]}"
+        )
+    paths = _output_paths(args.output, times)
+    start = time.perf_counter()
+    frames = interpolate(frame0, frame1, times)
+    elapsed = time.perf_counter() - start
+    for path, frame in zip(paths, frames):
+        write_image(path, frame)
+        if not args.quiet:
+            print(path)
+    if not args.quiet:
+        print(f"{len(frames)} frame(s) in {elapsed:.2f} s", file=sys.stderr)
+
+
+def _video(args, interpolate: Interpolator, times: List[float], factor: int) -> None:
+    from tqdm import tqdm
+
+    reader = VideoReader(args.inputs[0])
+    if has_audio(args.inputs[0]) and not args.quiet:
+        print(f"note: {args.inputs[0]} has audio; the output has none (its timing changes with the frame rate)",
+              file=sys.stderr)
+    writer = None
+    previous = None
+    total = None if reader.frame_count is None else factor * (reader.frame_count - 1) + 1
+    bar = tqdm(total=total, unit="frame", desc="interpolating", disable=args.quiet, dynamic_ncols=True)
+    try:
+        for pixels in reader:
+            if writer is None:
+                writer = VideoWriter(args.output, reader.size, reader.fps * factor)
+            current = torch.from_numpy(pixels.astype("float32") / 255.0).permute(2, 0, 1).unsqueeze(0)
+            if previous is not None:
+                for frame in interpolate(previous, current, times):
+                    writer.write(to_uint8(frame))
+                    bar.update(1)
+            writer.write(pixels)
+            bar.update(1)
+            previous = current
+    finally:
+        bar.close()
+        reader.close()
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise UserError(f"{args.inputs[0]}: the video has no frames")
+    if not args.quiet:
+        print(f"{args.output}: {writer.frames_written} frames at {reader.fps * factor:g} fps", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memc-interpolate",
+        description="Interpolate the frames between two images, or raise a video's frame rate, with "
+        "MEMC-Net's flow projection and adaptive warping. Without --checkpoint a training-free path runs "
+        "(DIS optical flow, projection, bicubic adaptive warping, occlusion-aware blending).",
+        epilog="examples:\n  memc-interpolate a.png b.png -o mid.png\n"
+        "  memc-interpolate a.png b.png -o out.png --factor 4   (writes out_t0.250.png ...)\n"
+        "  memc-interpolate in.mp4 -o out.mp4 --factor 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="two images (A B), or one video")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output image (with several times, one file per time: NAME_t0.250.EXT ...) or video")
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument("--times", type=float, nargs="+", metavar="T", help="times in (0, 1) between two images (default 0.5)")
+    timing.add_argument("--factor", type=int, metavar="N",
+                        help="N-1 evenly spaced frames between each pair; a video comes out at N times its frame rate "
+                        "(default 2 for videos)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
+    parser.add_argument("--half", action="store_true", help="float16 autocast for the MEMC-Net model on CUDA")
+    parser.add_argument("--checkpoint", metavar="PATH", help="a MEMC-Net checkpoint (ours or the authors' release)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="memc", help="the checkpoint's variant (default: memc)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if len(args.inputs) > 2:
+            raise UserError(f"expected two images or one video; got {len(args.inputs)} inputs")
+        video = len(args.inputs) == 1
+        if video and args.times is not None:
+            raise UserError("--times applies to two images; for a video use --factor N")
+        factor = args.factor if args.factor is not None else (2 if video else None)
+        times = frame_times(args.times, factor)
+        if args.half and args.checkpoint is None and not args.quiet:
+            print("note: --half applies to MEMC-Net models; the default path runs in float32", file=sys.stderr)
+        device = pick_device(args.device)
+        for path in args.inputs:  # fail before loading a model
+            if not os.path.isfile(path):
+                raise UserError(f"{path}: no such file")
+        interpolate = build_interpolator(device, args.checkpoint, args.model, args.half)
+        if video:
+            _video(args, interpolate, times, factor)
+        else:
+            _images(args, interpolate, times)
+    except UserError as error:
+        print(f"memc-interpolate: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("memc-interpolate: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -286,6 +286,10 @@ def test_opcheck(device):
                 samples.append((flow, weight, fill_holes))
     for sample in samples:
         torch.library.opcheck(torch.ops.memc.flow_projection.default, sample)
+        flow, weight, fill_holes = (t.detach() if isinstance(t, torch.Tensor) else t for t in sample)
+        _, projected = torch.ops.memc.flow_projection.default(flow, weight, fill_holes)
+        backward_sample = (torch.randn_like(flow), flow, weight, projected, fill_holes)
+        torch.library.opcheck(torch.ops.memc.flow_projection_backward.default, backward_sample)
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])

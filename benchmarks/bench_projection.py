@@ -58,7 +58,6 @@ def run_case(name, batch, height, width, kind, dtype, device, repeats, weighted)
     flow = make_flow(kind, batch, height, width, dtype, device)
     weight = torch.rand(batch, 1, height, width, device=device, dtype=dtype) + 0.5 if weighted else None
     methods = {"memc": memc_ops.flow_projection, "reference": flow_projection_reference}
-    warmup = 2 if device.type == "cuda" else 1
     rows = []
     for backward in (False, True):
         inputs = [t.detach().requires_grad_(backward) for t in ((flow, weight) if weighted else (flow,))]
@@ -72,7 +71,7 @@ def run_case(name, batch, height, width, kind, dtype, device, repeats, weighted)
                     for tensor in inputs:
                         tensor.grad = None
             try:
-                times[method] = common.time_ms(step, device, repeats, warmup=warmup)
+                times[method] = common.time_ms(step, device, repeats)
             except torch.OutOfMemoryError:
                 times[method] = None
                 torch.cuda.empty_cache()
@@ -107,7 +106,7 @@ def main(argv=None):
                         help="device(s) to run on (default: the CPU and, when present, the GPU)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], action="append",
                         help="dtype(s) to run (default: float32)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default: 20 on GPU, 3 on CPU)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default: 20 on GPU, 5 on CPU)")
     parser.add_argument("--full", action="store_true", help="on a CPU too, the full batch of 16 at 448x256")
     parser.add_argument("--weighted", action="store_true", help="time the weighted (depth-aware) projection")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
@@ -124,7 +123,7 @@ def main(argv=None):
         environments.append(environment)
         print(f"\n# flow_projection, fill_holes=True{', weighted' if args.weighted else ''}: "
               + ", ".join(f"{k} {v}" for k, v in environment.items()))
-        repeats = args.repeats or (20 if device.type == "cuda" else 3)
+        repeats = args.repeats or (20 if device.type == "cuda" else 5)
         sizes = SIZES if device.type == "cuda" or args.full else CPU_SIZES
         rows = []
         for dtype in dtypes:

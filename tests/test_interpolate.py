@@ -1,0 +1,223 @@
+"""memc-interpolate and the training-free path, end to end on small frames made here: a real
+photograph (scikit-image's sample data) moved by a known smooth motion, so the true intermediate
+frames are known."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from memc_models.classical import ClassicalInterpolator, bicubic_kernel
+from memc_models.evaluate import interpolation_error
+from memc_models.interpolate import main
+
+import memc_ops
+
+cv2 = pytest.importorskip("cv2")
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+iio = pytest.importorskip("imageio.v3")
+
+HEIGHT, WIDTH = 96, 128
+
+
+def _photo() -> np.ndarray:
+    skdata = pytest.importorskip("skimage.data")
+    return skdata.astronaut()  # 512 x 512 RGB
+
+
+def _frame_at(t: float, height: int = HEIGHT, width: int = WIDTH, speed: float = 1.0) -> np.ndarray:
+    """The photograph at time t under a smooth motion: a rotation about a point off the frame, a
+    zoom and a translation growing linearly with t (every pixel moves differently, up to ~8 px
+    between t = 0 and 1)."""
+    photo = _photo()
+    angle, zoom, shift = 3.0 * t * speed, 1.0 + 0.04 * t * speed, (7.0 * t * speed, -4.0 * t * speed)
+    matrix = cv2.getRotationMatrix2D((180.0, 140.0), angle, zoom)
+    matrix[:, 2] += shift
+    # Sample the middle of the photograph at a quarter of its size (anti-aliased first).
+    small = cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA)
+    moved = cv2.warpAffine(small, matrix, (256, 256), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    top, left = (256 - height) // 2, (256 - width) // 2
+    return moved[top : top + height, left : left + width]
+
+
+def _tensor(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
+
+
+def test_default_path_beats_frame_averaging():
+    first, middle, second = (_tensor(_frame_at(t)) for t in (0.0, 0.5, 1.0))
+    ours = ClassicalInterpolator()(first, second, 0.5)
+    ours_ie = interpolation_error(ours, middle)
+    average_ie = interpolation_error(0.5 * (first + second), middle)
+    assert ours.shape == first.shape
+    assert ours_ie < 0.5 * average_ie, (ours_ie, average_ie)
+
+
+def test_several_times_are_each_close_to_their_truth():
+    first, second = _tensor(_frame_at(0.0)), _tensor(_frame_at(1.0))
+    times = [0.25, 0.75]
+    outputs = ClassicalInterpolator().interpolate(first, second, times)
+    for t, output in zip(times, outputs):
+        truth = _tensor(_frame_at(t))
+        blend = (1 - t) * first + t * second
+        assert interpolation_error(output, truth) < 0.6 * interpolation_error(blend, truth), t
+
+
+def test_default_path_runs_on_device(device):
+    first, second = _tensor(_frame_at(0.0)).to(device), _tensor(_frame_at(1.0)).to(device)
+    cpu = ClassicalInterpolator()(first.cpu(), second.cpu(), 0.5)
+    ours = ClassicalInterpolator()(first, second, 0.5)
+    assert ours.device == first.device
+    torch.testing.assert_close(ours.cpu(), cpu, atol=2e-3, rtol=0)
+
+
+def _keys(x: float) -> float:
+    x = abs(x)
+    return 1.5 * x**3 - 2.5 * x**2 + 1 if x <= 1 else -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2 if x < 2 else 0.0
+
+
+def test_bicubic_kernel_reproduces_bicubic_interpolation():
+    # A whole-image subpixel shift through adaptive_warp with the bicubic kernel equals Keys'
+    # cubic convolution (a = -0.5), written out here as a sum of shifted copies, inside the frame.
+    image = _tensor(_frame_at(0.0)).double()
+    dx, dy = 0.3, -0.6
+    flow = torch.zeros(1, 2, HEIGHT, WIDTH, dtype=torch.float64)
+    flow[:, 0], flow[:, 1] = dx, dy
+    warped = memc_ops.adaptive_warp(image, flow, bicubic_kernel(flow))
+    # Targets x + 0.3 -> column x, fraction 0.3; y - 0.6 -> row y - 1, fraction 0.4.
+    a, b, first_col, first_row = 0.3, 0.4, -1, -2
+    col_weights = [_keys(1 + a), _keys(a), _keys(1 - a), _keys(2 - a)]
+    row_weights = [_keys(1 + b), _keys(b), _keys(1 - b), _keys(2 - b)]
+    margin = 4
+    inner = (slice(None), slice(None), slice(margin, HEIGHT - margin), slice(margin, WIDTH - margin))
+    expected = torch.zeros_like(image[inner])
+    for r, wy in enumerate(row_weights):
+        for c, wx in enumerate(col_weights):
+            rows = slice(margin + first_row + r, HEIGHT - margin + first_row + r)
+            cols = slice(margin + first_col + c, WIDTH - margin + first_col + c)
+            expected += wy * wx * image[:, :, rows, cols]
+    torch.testing.assert_close(warped[inner], expected, atol=1e-9, rtol=0)
+
+
+def _write_images(tmp_path, *frames):
+    paths = []
+    for k, frame in enumerate(frames):
+        path = tmp_path / f"frame{k}.png"
+        iio.imwrite(path, frame)
+        paths.append(str(path))
+    return paths
+
+
+def test_cli_writes_the_middle_frame(tmp_path):
+    a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0))
+    out = tmp_path / "out" / "mid.png"
+    assert main([a, b, "-o", str(out), "--device", "cpu", "-q"]) == 0
+    written = iio.imread(out)
+    assert written.shape == (HEIGHT, WIDTH, 3) and written.dtype == np.uint8
+    truth = _tensor(_frame_at(0.5))
+    average = 0.5 * (_tensor(_frame_at(0.0)) + _tensor(_frame_at(1.0)))
+    assert interpolation_error(_tensor(written), truth) < 0.5 * interpolation_error(average, truth)
+
+
+def test_cli_writes_one_file_per_time(tmp_path):
+    a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0))
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--factor", "4", "-q"]) == 0
+    for t in ("0.250", "0.500", "0.750"):
+        assert iio.imread(tmp_path / f"out_t{t}.png").shape == (HEIGHT, WIDTH, 3)
+
+
+def _write_clip(path, count, height=48, width=64):
+    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=10, macro_block_size=1,
+                                         pix_fmt_out="yuv444p", ffmpeg_log_level="error")
+    writer.send(None)
+    for k in range(count):
+        writer.send(np.ascontiguousarray(_frame_at(k / 4, height, width)))
+    writer.close()
+
+
+def _video_info(path):
+    frames = imageio_ffmpeg.read_frames(str(path))
+    meta = next(frames)
+    return meta, sum(1 for _ in frames)
+
+
+@pytest.mark.parametrize("factor, size", [(2, (48, 64)), (3, (47, 63))])
+def test_video_has_factor_times_the_frames(tmp_path, factor, size):
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    _write_clip(clip, 5, *size)
+    assert main([str(clip), "-o", str(out), "--factor", str(factor), "-q"]) == 0
+    meta, count = _video_info(out)
+    assert count == factor * (5 - 1) + 1
+    assert tuple(meta["size"]) == (size[1], size[0])
+    assert meta["fps"] == pytest.approx(10 * factor)
+
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "memc_models.interpolate", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _assert_user_error(result, *words):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "error:" in result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_missing_file_is_an_error(tmp_path):
+    a, = _write_images(tmp_path, _frame_at(0.0))
+    _assert_user_error(_run_cli(a, tmp_path / "nope.png", "-o", tmp_path / "out.png"), "nope.png", "no such file")
+
+
+def test_unreadable_image_is_an_error(tmp_path):
+    a, = _write_images(tmp_path, _frame_at(0.0))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    _assert_user_error(_run_cli(a, bad, "-o", tmp_path / "out.png"), "bad.png", "cannot read")
+
+
+def test_frames_of_different_sizes_are_an_error(tmp_path, capsys):
+    a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0, 64, 80))
+    assert main([a, b, "-o", str(tmp_path / "out.png")]) != 0
+    assert "differ in size" in capsys.readouterr().err
+
+
+def test_video_without_frames_is_an_error(tmp_path, capsys):
+    empty = tmp_path / "empty.mp4"
+    writer = imageio_ffmpeg.write_frames(str(empty), (64, 48), fps=10, macro_block_size=1, ffmpeg_log_level="quiet")
+    writer.send(None)
+    writer.close()
+    assert main([str(empty), "-o", str(tmp_path / "out.mp4")]) != 0
+    err = capsys.readouterr().err
+    assert "empty.mp4" in err and "error:" in err
+
+
+def test_checkpoint_for_another_variant_is_an_error(tmp_path, capsys):
+    import memc_models
+
+    checkpoint = tmp_path / "memc_s.pth"
+    torch.save(memc_models.memc_net_s().state_dict(), checkpoint)
+    a, b = _write_images(tmp_path, _frame_at(0.0, 64, 64), _frame_at(1.0, 64, 64))
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc"]) != 0
+    err = capsys.readouterr().err
+    assert "not a --model memc checkpoint" in err and "memc_s" in err
+    # The right variant loads and runs.
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_s", "-q"]) == 0
+    assert iio.imread(tmp_path / "out.png").shape == (64, 64, 3)
+
+
+def test_unreadable_checkpoint_is_an_error(tmp_path, capsys):
+    a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0))
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"garbage")
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(bad)]) != 0
+    assert "bad.pth" in capsys.readouterr().err
+
+
+def test_bad_times_are_an_error(tmp_path, capsys):
+    a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0))
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--times", "1.5"]) != 0
+    assert "--times" in capsys.readouterr().err

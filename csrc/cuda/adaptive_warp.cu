@@ -11,26 +11,11 @@
 #include <tuple>
 
 #include "common.h"
+#include "cuda/launch.cuh"
 #include "memc/adaptive_warp.h"
 
 namespace memc {
 namespace {
-
-constexpr int kThreadsPerBlock = 256;
-
-// Concurrent pixels scatter into the same image-gradient entries.
-struct AtomicAdd {
-  template <typename T>
-  __device__ __forceinline__ void operator()(T* target, T value) const {
-    gpuAtomicAdd(target, value);
-  }
-};
-
-int64_t blocks_for(int64_t pixels) {
-  // A grid-stride loop covers whatever a capped grid does not.
-  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
-  return std::max<int64_t>(1, std::min<int64_t>((pixels + kThreadsPerBlock - 1) / kThreadsPerBlock, max_blocks));
-}
 
 template <int K, typename scalar_t>
 __global__ void adaptive_warp_forward_kernel(Strided4d<const scalar_t> image, Strided4d<const scalar_t> flow,
@@ -38,8 +23,7 @@ __global__ void adaptive_warp_forward_kernel(Strided4d<const scalar_t> image, St
                                              int64_t batch, int64_t channels, int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t pixels = batch * height * width;
-  for (int64_t pixel = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; pixel < pixels;
-       pixel += int64_t(blockDim.x) * gridDim.x) {
+  for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
     const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
     adaptive_warp_forward_pixel<K, scalar_t, opmath_t>(image, flow, kernel, output, channels, height, width, n, y, x);
   }
@@ -53,8 +37,7 @@ __global__ void adaptive_warp_backward_kernel(Strided4d<const scalar_t> grad_out
                                               int64_t channels, int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t pixels = batch * height * width;
-  for (int64_t pixel = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; pixel < pixels;
-       pixel += int64_t(blockDim.x) * gridDim.x) {
+  for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
     const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
     adaptive_warp_kernel_flow_grad_pixel<K, scalar_t, opmath_t>(grad_output, image, flow, kernel, grad_flow,
                                                                 grad_kernel, channels, height, width, n, y, x);

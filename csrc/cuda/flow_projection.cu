@@ -14,30 +14,11 @@
 #include <tuple>
 
 #include "common.h"
+#include "cuda/launch.cuh"
 #include "memc/flow_projection.h"
 
 namespace memc {
 namespace {
-
-constexpr int kThreadsPerBlock = 256;
-
-// Concurrent sources splat into the same pixels. The accumulator is opmath (float or double),
-// so these are native atomics also for half-precision inputs.
-struct AtomicAdd {
-  template <typename T>
-  __device__ __forceinline__ void operator()(T* target, T value) const {
-    gpuAtomicAdd(target, value);
-  }
-};
-
-int64_t blocks_for(int64_t threads) {
-  // A grid-stride loop covers whatever a capped grid does not.
-  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
-  return std::max<int64_t>(1, std::min<int64_t>((threads + kThreadsPerBlock - 1) / kThreadsPerBlock, max_blocks));
-}
-
-__device__ __forceinline__ int64_t first_thread() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
-__device__ __forceinline__ int64_t thread_stride() { return int64_t(blockDim.x) * gridDim.x; }
 
 template <typename scalar_t>
 __global__ void splat_kernel(Strided4d<const scalar_t> flow, Strided4d<const scalar_t> weight, bool weighted,

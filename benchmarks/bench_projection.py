@@ -58,38 +58,14 @@ def run_case(name, batch, height, width, kind, dtype, device, repeats, weighted)
     flow = make_flow(kind, batch, height, width, dtype, device)
     weight = torch.rand(batch, 1, height, width, device=device, dtype=dtype) + 0.5 if weighted else None
     methods = {"memc": memc_ops.flow_projection, "reference": flow_projection_reference}
+    inputs = (flow, weight) if weighted else (flow,)
+    case = {"case": name, "shape": f"{batch}x2x{height}x{width}", "flow": kind,
+            "dtype": str(dtype).replace("torch.", ""), "weighted": weighted}
     rows = []
     for backward in (False, True):
-        inputs = [t.detach().requires_grad_(backward) for t in ((flow, weight) if weighted else (flow,))]
-        grad_output = torch.ones_like(flow) if backward else None
-        times = {}
-        for method, fn in methods.items():
-            def step(fn=fn):
-                output = fn(*inputs)
-                if backward:
-                    torch.autograd.backward(output, grad_output)
-                    for tensor in inputs:
-                        tensor.grad = None
-            try:
-                times[method] = common.time_ms(step, device, repeats)
-            except torch.OutOfMemoryError:
-                times[method] = None
-                torch.cuda.empty_cache()
+        times = common.time_methods(methods, inputs, backward, device, repeats)
         traffic = traffic_bytes(batch, height, width, dtype, weighted, backward)
-        peak = common.peak_bandwidth_gbps(device)
-        for method, milliseconds in times.items():
-            row = {
-                "case": name, "shape": f"{batch}x2x{height}x{width}", "flow": kind,
-                "dtype": str(dtype).replace("torch.", ""), "weighted": weighted,
-                "pass": "fwd+bwd" if backward else "fwd", "method": method, "ms": milliseconds,
-                "gbps": None, "peak_share": None, "speedup_vs_reference": None,
-            }
-            if milliseconds is not None:
-                row["gbps"] = traffic / milliseconds / 1e6
-                row["peak_share"] = row["gbps"] / peak if peak else None
-                if times.get("reference") is not None:
-                    row["speedup_vs_reference"] = times["reference"] / milliseconds
-            rows.append(row)
+        rows += common.result_rows(case, times, traffic, device, backward)
     return rows
 
 

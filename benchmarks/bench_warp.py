@@ -77,37 +77,12 @@ def run_case(name, batch, channels, height, width, dtype, device, repeats):
     if device.type == "cpu" and dtype != torch.float32:
         # grid_sample's half-precision CPU backward corrupts memory (seen with torch 2.14.1).
         del methods["grid_sample"]
+    case = {"case": name, "shape": f"{batch}x{channels}x{height}x{width}", "dtype": str(dtype).replace("torch.", "")}
     rows = []
     for backward in (False, True):
-        inputs = [t.detach().requires_grad_(backward) for t in (image, flow, kernel)]
-        grad_output = torch.ones_like(image) if backward else None
-        times = {}
-        for method, fn in methods.items():
-            def step(fn=fn):
-                output = fn(*inputs)
-                if backward:
-                    torch.autograd.backward(output, grad_output)
-                    for tensor in inputs:
-                        tensor.grad = None
-            try:
-                times[method] = common.time_ms(step, device, repeats)
-            except torch.OutOfMemoryError:
-                times[method] = None
-                torch.cuda.empty_cache()
+        times = common.time_methods(methods, (image, flow, kernel), backward, device, repeats)
         traffic = traffic_bytes(batch, channels, height, width, dtype, backward)
-        peak = common.peak_bandwidth_gbps(device)
-        for method, milliseconds in times.items():
-            row = {
-                "case": name, "shape": f"{batch}x{channels}x{height}x{width}", "dtype": str(dtype).replace("torch.", ""),
-                "pass": "fwd+bwd" if backward else "fwd", "method": method, "ms": milliseconds,
-                "gbps": None, "peak_share": None, "speedup_vs_reference": None,
-            }
-            if milliseconds is not None:
-                row["gbps"] = traffic / milliseconds / 1e6
-                row["peak_share"] = row["gbps"] / peak if peak else None
-                if times.get("reference") is not None:
-                    row["speedup_vs_reference"] = times["reference"] / milliseconds
-            rows.append(row)
+        rows += common.result_rows(case, times, traffic, device, backward)
     return rows
 
 

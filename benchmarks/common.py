@@ -89,3 +89,42 @@ def write_json(path, environment_info, rows):
     with open(path, "w") as handle:
         json.dump({"environment": environment_info, "results": rows}, handle, indent=2)
     print(f"wrote {path}")
+
+
+def time_methods(methods, inputs, backward, device, repeats):
+    """Median milliseconds of each method(*inputs) (forward only, or forward and backward of a
+    ones gradient); None for a method that ran out of memory."""
+    inputs = [t.detach().requires_grad_(backward) for t in inputs]
+    times = {}
+    for method, fn in methods.items():
+        def step(fn=fn):
+            output = fn(*inputs)
+            if backward:
+                torch.autograd.backward(output, torch.ones_like(output))
+                for tensor in inputs:
+                    tensor.grad = None
+        try:
+            times[method] = time_ms(step, device, repeats)
+        except torch.OutOfMemoryError:
+            times[method] = None
+            torch.cuda.empty_cache()
+    return times
+
+
+def result_rows(case, times, traffic, device, backward):
+    """One row per method: the case's fields, time, effective bandwidth, share of the device's
+    peak, and speed-up over the method named "reference"."""
+    peak = peak_bandwidth_gbps(device)
+    rows = []
+    for method, milliseconds in times.items():
+        row = dict(case, **{
+            "pass": "fwd+bwd" if backward else "fwd", "method": method, "ms": milliseconds,
+            "gbps": None, "peak_share": None, "speedup_vs_reference": None,
+        })
+        if milliseconds is not None:
+            row["gbps"] = traffic / milliseconds / 1e6
+            row["peak_share"] = row["gbps"] / peak if peak else None
+            if times.get("reference") is not None:
+                row["speedup_vs_reference"] = times["reference"] / milliseconds
+        rows.append(row)
+    return rows

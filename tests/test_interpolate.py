@@ -209,6 +209,22 @@ def test_checkpoint_for_another_variant_is_an_error(tmp_path, capsys):
     assert iio.imread(tmp_path / "out.png").shape == (64, 64, 3)
 
 
+def test_released_checkpoint_layout_loads_through_the_converter(tmp_path, capsys):
+    import memc_models
+    from memc_models.checkpoint import original_names
+
+    model = memc_models.memc_net_s()
+    names = original_names(model)
+    released = {"module." + names[key]: value for key, value in model.state_dict().items() if key in names}
+    checkpoint = tmp_path / "released_memc_s.pth"
+    torch.save({"state_dict": released}, checkpoint)
+    a, b = _write_images(tmp_path, _frame_at(0.0, 64, 64), _frame_at(1.0, 64, 64))
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_s", "-q"]) == 0
+    assert iio.imread(tmp_path / "out.png").shape == (64, 64, 3)
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_star"]) != 0
+    assert "it fits --model memc_s" in capsys.readouterr().err
+
+
 def test_unreadable_checkpoint_is_an_error(tmp_path, capsys):
     a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0))
     bad = tmp_path / "bad.pth"

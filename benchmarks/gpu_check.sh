@@ -18,6 +18,8 @@ cd /tmp
 python3 -m pytest "$REPO/tests" -q -rs -p no:cacheprovider > "$OUT/tests.log" 2>&1; echo "tests: exit $?"; tail -5 "$OUT/tests.log"
 compute-sanitizer --tool memcheck --error-exitcode 1 python3 "$REPO/benchmarks/cuda_workload.py" > "$OUT/sanitizer.log" 2>&1
 echo "compute-sanitizer memcheck: exit $?"; tail -5 "$OUT/sanitizer.log"
+compute-sanitizer --tool initcheck --error-exitcode 1 python3 "$REPO/benchmarks/cuda_workload.py" > "$OUT/initcheck.log" 2>&1
+echo "compute-sanitizer initcheck: exit $?"; tail -5 "$OUT/initcheck.log"
 python3 "$REPO/benchmarks/bench_warp.py" --device cuda --dtype float32 --dtype float16 --json "$OUT/bench_warp.json" > "$OUT/bench_warp.txt" 2>&1
 echo "bench_warp: exit $?"; cat "$OUT/bench_warp.txt"
 if [ -f "$REPO/benchmarks/bench_projection.py" ]; then

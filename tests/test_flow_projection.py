@@ -391,3 +391,15 @@ def test_mixed_devices_are_rejected():
     flow, weight = torch.zeros(1, 2, 4, 4), torch.ones(1, 1, 4, 4)
     with pytest.raises(RuntimeError, match="weight must be on the device of flow"):
         memc_ops.flow_projection(flow, weight.cuda())
+
+
+def test_target_rounded_onto_the_width_stays_inside_the_frame():
+    """float32 cannot hold W - 1 = 2^24 + 3: a target of W - 1 rounds to W, which must still land in
+    the last column (not one past it, in the next channel's memory)."""
+    width = 2**24 + 4
+    flow = torch.zeros(1, 2, 1, width)
+    flow[0, 0, 0, width - 2] = 1.0  # target W - 1, stored as float(W - 1) = W
+    output = memc_ops.flow_projection(flow, fill_holes=False)
+    assert output[0, :, 0, 0].tolist() == [0.0, 0.0]  # where the stray write landed before
+    # The last column averages its own zero flow and the -1 it received.
+    assert output[0, :, 0, width - 1].tolist() == [-0.5, 0.0]

@@ -18,7 +18,7 @@ namespace memc {
 namespace {
 
 template <int K, typename scalar_t>
-__global__ void adaptive_warp_forward_kernel(Strided4d<const scalar_t> image, Strided4d<const scalar_t> flow,
+__global__ void __launch_bounds__(kThreadsPerBlock) adaptive_warp_forward_kernel(Strided4d<const scalar_t> image, Strided4d<const scalar_t> flow,
                                              Strided4d<const scalar_t> kernel, Strided4d<scalar_t> output,
                                              int64_t batch, int64_t channels, int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -30,7 +30,7 @@ __global__ void adaptive_warp_forward_kernel(Strided4d<const scalar_t> image, St
 }
 
 template <int K, typename scalar_t>
-__global__ void adaptive_warp_backward_kernel(Strided4d<const scalar_t> grad_output, Strided4d<const scalar_t> image,
+__global__ void __launch_bounds__(kThreadsPerBlock) adaptive_warp_backward_kernel(Strided4d<const scalar_t> grad_output, Strided4d<const scalar_t> image,
                                               Strided4d<const scalar_t> flow, Strided4d<const scalar_t> kernel,
                                               Strided4d<scalar_t> grad_flow, Strided4d<scalar_t> grad_kernel,
                                               Strided4d<at::opmath_type<scalar_t>> grad_image, int64_t batch,

@@ -21,7 +21,7 @@ namespace memc {
 namespace {
 
 template <typename scalar_t>
-__global__ void splat_kernel(Strided4d<const scalar_t> flow, Strided4d<const scalar_t> weight, bool weighted,
+__global__ void __launch_bounds__(kThreadsPerBlock) splat_kernel(Strided4d<const scalar_t> flow, Strided4d<const scalar_t> weight, bool weighted,
                              Strided4d<at::opmath_type<scalar_t>> projected, int64_t batch, int64_t height,
                              int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -34,7 +34,7 @@ __global__ void splat_kernel(Strided4d<const scalar_t> flow, Strided4d<const sca
 }
 
 template <typename scalar_t>
-__global__ void average_kernel(Strided4d<at::opmath_type<scalar_t>> projected, Strided4d<scalar_t> output,
+__global__ void __launch_bounds__(kThreadsPerBlock) average_kernel(Strided4d<at::opmath_type<scalar_t>> projected, Strided4d<scalar_t> output,
                                bool fill_holes, int64_t batch, int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t pixels = batch * height * width;
@@ -47,7 +47,7 @@ __global__ void average_kernel(Strided4d<at::opmath_type<scalar_t>> projected, S
 // One thread per row (along_rows) or column of every image. When `extents.data` is set, each
 // line's extent is stored there.
 template <typename T, typename Visitor>
-__global__ void scan_lines_kernel(Strided4d<T> projected, Visitor visitor, LineExtents extents, bool along_rows,
+__global__ void __launch_bounds__(kThreadsPerBlock) scan_lines_kernel(Strided4d<T> projected, Visitor visitor, LineExtents extents, bool along_rows,
                                   int64_t batch, int64_t height, int64_t width) {
   const int64_t lines_per_image = along_rows ? height : width;
   const int64_t lines = batch * lines_per_image;
@@ -65,13 +65,17 @@ template <typename T, typename Visitor>
 void launch_scan_lines(const Strided4d<T>& projected, const Visitor& visitor, const LineExtents& extents,
                        bool along_rows, int64_t batch, int64_t height, int64_t width, cudaStream_t stream) {
   const int64_t lines = batch * (along_rows ? height : width);
-  scan_lines_kernel<T, Visitor><<<blocks_for(lines), kThreadsPerBlock, 0, stream>>>(projected, visitor, extents,
-                                                                                   along_rows, batch, height, width);
+  // There are few lines (about a thousand per image) and each is a long serial walk: small blocks
+  // spread them over all multiprocessors instead of piling them onto a handful.
+  constexpr int kThreadsPerLineBlock = 32;
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((lines + kThreadsPerLineBlock - 1) / kThreadsPerLineBlock, 1 << 30));
+  scan_lines_kernel<T, Visitor><<<blocks, kThreadsPerLineBlock, 0, stream>>>(projected, visitor, extents, along_rows,
+                                                                             batch, height, width);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename scalar_t>
-__global__ void grad_kernel(Strided4d<const scalar_t> flow, Strided4d<const scalar_t> weight, bool weighted,
+__global__ void __launch_bounds__(kThreadsPerBlock) grad_kernel(Strided4d<const scalar_t> flow, Strided4d<const scalar_t> weight, bool weighted,
                             Strided4d<const at::opmath_type<scalar_t>> projected,
                             Strided4d<const at::opmath_type<scalar_t>> grad_average, Strided4d<scalar_t> grad_flow,
                             Strided4d<scalar_t> grad_weight, int64_t batch, int64_t height, int64_t width) {

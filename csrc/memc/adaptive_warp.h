@@ -1,5 +1,6 @@
 // The per-pixel math of the adaptive warping layer, compiled by both g++ (CPU kernels) and
-// nvcc (CUDA kernels), so that both backends compute exactly the same function.
+// nvcc (CUDA kernels), so that both backends compute the same function: the same branches and
+// the same sums in the same order (nvcc may fuse a multiply and add, so the last bits can differ).
 //
 // For output pixel x = (x, y) with flow f = (f_x, f_y) and target x' = x + f:
 //   * valid when x' lies in [0, W-1] x [0, H-1], |f_x| < W/2 and |f_y| < H/2;

@@ -1,5 +1,6 @@
 // The per-pixel and per-line math of the flow projection layer, compiled by both g++ (CPU
-// kernels) and nvcc (CUDA kernels), so that both backends compute exactly the same function.
+// kernels) and nvcc (CUDA kernels), so that both backends compute the same function (nvcc may fuse
+// a multiply and add, and CUDA's atomic sums arrive in any order, so the last bits can differ).
 //
 // Forward, for each source pixel y = (x, y) with flow f and weight w (1 when unweighted):
 //   * target p = y + f; the source is projected when p lies in [0, W-1] x [0, H-1] and w is a
@@ -56,8 +57,10 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectionCells locate_projection(int64_t y, i
     return cells;
   }
   cells.projected = true;
-  cells.rows[0] = static_cast<int64_t>(::floor(target_y));
-  cells.cols[0] = static_cast<int64_t>(::floor(target_x));
+  // The clamp matters only where T cannot hold W - 1 exactly (float beyond 2^24), so that a target
+  // rounded up to W never reaches past the last column.
+  cells.rows[0] = clamp_index(static_cast<int64_t>(::floor(target_y)), height);
+  cells.cols[0] = clamp_index(static_cast<int64_t>(::floor(target_x)), width);
   cells.rows[1] = cells.rows[0] + 1;
   cells.cols[1] = cells.cols[0] + 1;
   cells.row_count = cells.rows[1] <= height - 1 ? 2 : 1;

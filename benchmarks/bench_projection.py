@@ -12,7 +12,6 @@ bytes the op must at least read and write, divided by the time), that as a share
 bandwidth, and the speed-up over the reference. Hole filling is on.
 """
 
-import argparse
 import os
 import sys
 
@@ -77,41 +76,18 @@ COLUMNS = [
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=["cpu", "cuda"], action="append",
-                        help="device(s) to run on (default: the CPU and, when present, the GPU)")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], action="append",
-                        help="dtype(s) to run (default: float32)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default: 20 on GPU, 5 on CPU)")
+    parser = common.argument_parser(__doc__, default_dtypes=["float32"], cpu_repeats=5)
     parser.add_argument("--full", action="store_true", help="on a CPU too, the full batch of 16 at 448x256")
     parser.add_argument("--weighted", action="store_true", help="time the weighted (depth-aware) projection")
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
 
-    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if "cuda" in devices and not (torch.cuda.is_available() and memc_ops.cuda_kernels_built()):
-        parser.error("--device cuda needs a GPU and memc_ops built with its CUDA kernels")
-    dtypes = [getattr(torch, name) for name in (args.dtype or ["float32"])]
-    all_rows, environments = [], []
-    for device_name in devices:
-        device = torch.device(device_name)
-        environment = common.environment(device)
-        environments.append(environment)
-        print(f"\n# flow_projection, fill_holes=True{', weighted' if args.weighted else ''}: "
-              + ", ".join(f"{k} {v}" for k, v in environment.items()))
-        repeats = args.repeats or (20 if device.type == "cuda" else 5)
+    def rows_for(device, dtype, repeats):
         sizes = SIZES if device.type == "cuda" or args.full else CPU_SIZES
-        rows = []
-        for dtype in dtypes:
-            for name, batch, height, width in sizes:
-                for kind in FLOWS:
-                    rows += run_case(name, batch, height, width, kind, dtype, device, repeats, args.weighted)
-        common.print_table(rows, COLUMNS)
-        for row in rows:
-            row["device"] = device_name
-        all_rows += rows
-    if args.json:
-        common.write_json(args.json, environments, all_rows)
+        return [row for name, batch, height, width in sizes for kind in FLOWS
+                for row in run_case(name, batch, height, width, kind, dtype, device, repeats, args.weighted)]
+
+    title = "flow_projection, fill_holes=True" + (", weighted" if args.weighted else "")
+    common.run_benchmark(parser, args, title, rows_for, COLUMNS)
 
 
 if __name__ == "__main__":

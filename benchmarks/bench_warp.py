@@ -10,7 +10,6 @@ of the GPU's peak bandwidth, and the speed-up over the reference. grid_sample (b
 padding) is the nearest built-in: it does bilinear warping without the learned 4x4 kernels.
 """
 
-import argparse
 import os
 import sys
 
@@ -94,38 +93,15 @@ COLUMNS = [
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=["cpu", "cuda"], action="append",
-                        help="device(s) to run on (default: the CPU and, when present, the GPU)")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], action="append",
-                        help="dtype(s) to run (default: float32 and float16)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default: 20 on GPU, 3 on CPU)")
+    parser = common.argument_parser(__doc__, default_dtypes=["float32", "float16"], cpu_repeats=3)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a quick look on a CPU")
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    sizes = QUICK_SIZES if args.quick else SIZES
 
-    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if "cuda" in devices and not (torch.cuda.is_available() and memc_ops.cuda_kernels_built()):
-        parser.error("--device cuda needs a GPU and memc_ops built with its CUDA kernels")
-    dtypes = [getattr(torch, name) for name in (args.dtype or ["float32", "float16"])]
-    all_rows, environments = [], []
-    for device_name in devices:
-        device = torch.device(device_name)
-        environment = common.environment(device)
-        environments.append(environment)
-        print(f"\n# adaptive_warp, K={KERNEL_SIZE}: " + ", ".join(f"{k} {v}" for k, v in environment.items()))
-        repeats = args.repeats or (20 if device.type == "cuda" else 3)
-        sizes = QUICK_SIZES if args.quick else SIZES
-        rows = []
-        for dtype in dtypes:
-            for name, batch, channels, height, width in sizes:
-                rows += run_case(name, batch, channels, height, width, dtype, device, repeats)
-        common.print_table(rows, COLUMNS)
-        for row in rows:
-            row["device"] = device_name
-        all_rows += rows
-    if args.json:
-        common.write_json(args.json, environments, all_rows)
+    def rows_for(device, dtype, repeats):
+        return [row for size in sizes for row in run_case(*size, dtype, device, repeats)]
+
+    common.run_benchmark(parser, args, f"adaptive_warp, K={KERNEL_SIZE}", rows_for, COLUMNS)
 
 
 if __name__ == "__main__":

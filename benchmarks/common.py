@@ -1,11 +1,14 @@
 """Timing, bandwidth and table helpers shared by the benchmark scripts."""
 
+import argparse
 import json
 import platform
 import statistics
 import time
 
 import torch
+
+import memc_ops
 
 # Theoretical DRAM bandwidth (GB/s) of common GPUs, from their vendors' data sheets; matched by
 # substring of torch.cuda.get_device_name(), most specific first.
@@ -128,3 +131,51 @@ def result_rows(case, times, traffic, device, backward):
                 row["speedup_vs_reference"] = times["reference"] / milliseconds
         rows.append(row)
     return rows
+
+
+def argument_parser(description, default_dtypes, cpu_repeats):
+    """The options every benchmark takes: --device, --dtype, --repeats, --json."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], action="append",
+                        help="device(s) to run on (default: the CPU and, when present, the GPU)")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], action="append",
+                        help=f"dtype(s) to run (default: {' and '.join(default_dtypes)})")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timed runs per measurement (default: 20 on GPU, {cpu_repeats} on CPU)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.set_defaults(default_dtypes=default_dtypes, cpu_repeats=cpu_repeats)
+    return parser
+
+
+def selected_devices(parser, args):
+    """The devices asked for (default: the CPU and any GPU), checked against this build."""
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not (torch.cuda.is_available() and memc_ops.cuda_kernels_built()):
+        parser.error("--device cuda needs a GPU and memc_ops built with its CUDA kernels")
+    return [torch.device(name) for name in devices]
+
+
+def selected_dtypes(args):
+    return [getattr(torch, name) for name in (args.dtype or args.default_dtypes)]
+
+
+def repeats_for(args, device):
+    return args.repeats or (20 if device.type == "cuda" else args.cpu_repeats)
+
+
+def run_benchmark(parser, args, title, rows_for, columns):
+    """For each selected device: print the environment, collect rows_for(device, dtype, repeats)
+    over the selected dtypes, print them as a table; then write everything to --json if asked."""
+    all_rows, environments = [], []
+    dtypes = selected_dtypes(args)
+    for device in selected_devices(parser, args):
+        info = environment(device)
+        environments.append(info)
+        print(f"\n# {title}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+        rows = []
+        for dtype in dtypes:
+            rows += rows_for(device, dtype, repeats_for(args, device))
+        print_table(rows, columns)
+        all_rows += [dict(row, device=str(device)) for row in rows]
+    if args.json:
+        write_json(args.json, environments, all_rows)

@@ -1,0 +1,508 @@
+"""``memc-train``: train MEMC-Net, MEMC-Net_s or MEMC-Net* on Vimeo90K triplets.
+
+    memc-train vimeo_triplet --model memc_s --out runs/memc_s
+    memc-train vimeo_triplet --model memc_star --init-checkpoint MEMC-Net_star.pth --out runs/ft
+    memc-train vimeo_triplet --resume runs/memc_s/last.pt --out runs/memc_s --epochs 120
+
+The authors released no training code for MEMC-Net; the defaults follow DAIN's released
+``train.py`` (same authors, same building blocks): Adamax (0.9, 0.999) with learning rate 2e-3
+for the kernel, mask and context networks, 2e-5 (x0.01) for the flow network and 1e-3 for the
+post-processing network, no weight decay, ReduceLROnPlateau (factor 0.2, patience 5) on the
+validation loss, the Charbonnier loss sqrt(x^2 + 1e-6^2) on the final frame, batch 1, 100 epochs,
+full 256x448 triplets with random horizontal and vertical flips and temporal order swap.
+
+Each epoch writes ``OUT/last.pt`` (model, optimizer, scheduler, epoch, config: for ``--resume``),
+``OUT/best.pt`` (the model's state dict alone, when the validation PSNR improves: load it with
+``memc-interpolate --checkpoint OUT/best.pt --model ...``) and a line of ``OUT/log.csv``.
+"""
+
+import argparse
+import contextlib
+import csv
+import math
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from .interpolate import MODELS, _load_model, pick_device
+from .io import UserError
+
+__all__ = [
+    "LEARNING_RATES",
+    "VimeoTriplets",
+    "augment_triplet",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "charbonnier",
+    "load_training_state",
+    "main",
+    "parameter_groups",
+    "save_training_state",
+    "train_step",
+    "triplet_folders",
+    "validate",
+]
+
+#: Base learning rate of each sub-network of :class:`memc_models.MEMCNet` (DAIN's train.py:
+#: lr 2e-3, flow x0.01, post-processing ("rectify") 1e-3); ``--lr`` scales them all.
+LEARNING_RATES: Dict[str, float] = {
+    "flow_net": 2e-3 * 0.01,
+    "kernel_net": 2e-3,
+    "mask_net": 2e-3,
+    "context_net": 2e-3,
+    "post_net": 1e-3,
+}
+
+_FRAMES = ("im1.png", "im2.png", "im3.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+def _is_triplet(folder: str) -> bool:
+    return all(os.path.isfile(os.path.join(folder, name)) for name in _FRAMES)
+
+
+def _read_list(root: str, list_name: str) -> Optional[List[str]]:
+    path = os.path.join(root, list_name)
+    if not os.path.isfile(path):
+        return None
+    base = os.path.join(root, "sequences") if os.path.isdir(os.path.join(root, "sequences")) else root
+    with open(path) as handle:
+        folders = [os.path.normpath(os.path.join(base, line.strip())) for line in handle if line.strip()]
+    missing = [folder for folder in folders if not _is_triplet(folder)]
+    if missing:
+        raise UserError(
+            f"{path} lists {len(missing)} folder(s) without im1.png, im2.png, im3.png, e.g. {missing[0]}"
+        )
+    return folders
+
+
+def triplet_folders(root: str, split: str = "train") -> Tuple[List[str], bool]:
+    """The triplet folders of ``split`` (``"train"`` or ``"test"``) under a Vimeo90K root.
+
+    With ``tri_trainlist.txt`` / ``tri_testlist.txt`` (entries ``XXXXX/YYYY`` under
+    ``root/sequences`` or ``root``) the lists are used. Without the list of ``split``, training
+    uses every folder holding im1.png, im2.png and im3.png that the test list does not name, and
+    validation uses the training folders. Returns (folders, from_list).
+    """
+    if not os.path.isdir(root):
+        raise UserError(f"{root}: no such folder")
+    listed = _read_list(root, f"tri_{split}list.txt")
+    if listed is not None:
+        if not listed:
+            raise UserError(f"{os.path.join(root, f'tri_{split}list.txt')} is empty")
+        return listed, True
+    if split == "test":
+        return triplet_folders(root, "train")[0], False
+    excluded = set(_read_list(root, "tri_testlist.txt") or ())
+    folders = sorted(
+        os.path.normpath(dirpath)
+        for dirpath, _, files in os.walk(root)
+        if all(name in files for name in _FRAMES) and os.path.normpath(dirpath) not in excluded
+    )
+    if not folders:
+        raise UserError(f"{root}: no Vimeo90K triplets (folders with im1.png, im2.png, im3.png, or tri_trainlist.txt)")
+    return folders, False
+
+
+def _read_png(path: str) -> Tensor:
+    import imageio.v3 as iio
+
+    pixels = iio.imread(path)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[-1] in (1, 2):
+        pixels = np.repeat(pixels[..., :1], 3, axis=-1)
+    scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    return torch.from_numpy(np.ascontiguousarray(pixels[..., :3]).astype(np.float32) / scale).permute(2, 0, 1)
+
+
+def augment_triplet(frames: Tensor, hflip: bool, vflip: bool, swap: bool) -> Tensor:
+    """(3 frames, C, H, W) -> the same triplet flipped left-right and/or up-down, and with the
+    first and last frame exchanged (the middle frame is still their midpoint)."""
+    if hflip:
+        frames = frames.flip(-1)
+    if vflip:
+        frames = frames.flip(-2)
+    if swap:
+        frames = frames.flip(0)
+    return frames
+
+
+class VimeoTriplets(Dataset):
+    """Vimeo90K triplets as ``(frame0, middle, frame1)``, each a (3, H, W) float32 RGB tensor in [0, 1].
+
+    Args:
+        root: the Vimeo90K triplet folder (``sequences/`` and the lists), or a folder of triplet
+            folders.
+        split: ``"train"`` or ``"test"`` (see :func:`triplet_folders`).
+        crop: (height, width) of a crop taken at the same place in all three frames: random with
+            ``augment``, centred without; None for the full frames.
+        augment: random crop position, horizontal and vertical flips and temporal order swap,
+            each flip and the swap with probability 1/2 (drawn from torch's generator, so
+            ``torch.manual_seed`` and DataLoader workers seed them).
+        limit: use only the first ``limit`` triplets.
+    """
+
+    def __init__(self, root: str, split: str = "train", crop: Optional[Tuple[int, int]] = None,
+                 augment: bool = False, limit: Optional[int] = None):
+        self.folders, self.from_list = triplet_folders(root, split)
+        if limit is not None:
+            self.folders = self.folders[:limit]
+        self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
+        self.augment = augment
+        if self.crop is not None:
+            if min(self.crop) < 1:
+                raise UserError(f"--crop must be two positive sizes H W; got {self.crop[0]} {self.crop[1]}")
+            height, width = self.frame_size(0)
+            if self.crop[0] > height or self.crop[1] > width:
+                raise UserError(
+                    f"--crop {self.crop[0]} {self.crop[1]} is larger than the frames of {self.folders[0]} "
+                    f"({height}x{width}, H x W)"
+                )
+
+    def frame_size(self, index: int) -> Tuple[int, int]:
+        """(H, W) of triplet ``index``."""
+        return tuple(_read_png(os.path.join(self.folders[index], _FRAMES[0])).shape[-2:])
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def __getitem__(self, index: int) -> Tuple[Tensor, Tensor, Tensor]:
+        folder = self.folders[index]
+        images = [_read_png(os.path.join(folder, name)) for name in _FRAMES]
+        if any(image.shape != images[0].shape for image in images):
+            raise ValueError(f"{folder}: the three frames differ in size: {[tuple(i.shape[1:]) for i in images]}")
+        frames = torch.stack(images)
+        height, width = frames.shape[-2:]
+        if self.crop is not None:
+            crop_h, crop_w = self.crop
+            if crop_h > height or crop_w > width:
+                raise ValueError(f"{folder}: frames of {height}x{width} are smaller than the crop {crop_h}x{crop_w}")
+            if self.augment:
+                top = int(torch.randint(height - crop_h + 1, ()))
+                left = int(torch.randint(width - crop_w + 1, ()))
+            else:
+                top, left = (height - crop_h) // 2, (width - crop_w) // 2
+            frames = frames[..., top : top + crop_h, left : left + crop_w]
+        if self.augment:
+            hflip, vflip, swap = (torch.rand(3) < 0.5).tolist()
+            frames = augment_triplet(frames, hflip, vflip, swap)
+        frames = frames.contiguous()
+        return frames[0], frames[1], frames[2]
+
+
+# ----------------------------------------------------------------------------------------------
+# Model, optimisation, loss
+
+
+def build_model(name: str, init_checkpoint: Optional[str] = None) -> nn.Module:
+    """A ``--model`` (memc, memc_s, memc_star), freshly initialised or from a checkpoint (ours or
+    the authors'), in train mode on the CPU."""
+    import memc_models
+
+    if name not in MODELS:
+        raise UserError(f"--model must be one of {', '.join(sorted(MODELS))}; got {name!r}")
+    if init_checkpoint is not None:
+        model = _load_model(init_checkpoint, name, torch.device("cpu"))
+    else:
+        model = getattr(memc_models, MODELS[name][0])()
+    return model.train()
+
+
+def parameter_groups(model: nn.Module, lr_scale: float = 1.0) -> List[dict]:
+    """Optimizer parameter groups, one per sub-network of the model, at
+    ``LEARNING_RATES[name] * lr_scale``; each group carries its ``name``."""
+    groups = []
+    for name, module in model.named_children():
+        params = [p for p in module.parameters() if p.requires_grad]
+        if not params:
+            continue
+        if name not in LEARNING_RATES:
+            raise ValueError(f"no learning rate for the sub-network {name!r}; known: {', '.join(LEARNING_RATES)}")
+        groups.append({"name": name, "params": params, "lr": LEARNING_RATES[name] * lr_scale})
+    grouped = {id(p) for group in groups for p in group["params"]}
+    stray = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in grouped]
+    if stray:
+        raise ValueError(f"parameters outside the sub-networks: {', '.join(stray)}")
+    return groups
+
+
+def build_optimizer(model: nn.Module, lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    return torch.optim.Adamax(parameter_groups(model, lr_scale), betas=(0.9, 0.999), weight_decay=0.0)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, patience=5)
+
+
+def charbonnier(output: Tensor, target: Tensor, epsilon: float = 1e-6) -> Tensor:
+    """mean(sqrt((output - target)^2 + epsilon^2)), computed in float32."""
+    difference = output.float() - target.float()
+    return torch.sqrt(difference * difference + epsilon * epsilon).mean()
+
+
+def _autocast(device: torch.device, amp: bool):
+    if not amp or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Sequence[Tensor],
+               device: torch.device = torch.device("cpu"), amp: bool = False,
+               scaler: Optional["torch.amp.GradScaler"] = None) -> float:
+    """One optimisation step on ``(frame0, middle, frame1)``; returns the loss."""
+    frame0, middle, frame1 = (x.to(device, non_blocking=True) for x in batch)
+    optimizer.zero_grad(set_to_none=True)
+    with _autocast(device, amp):
+        output = model(frame0, frame1, 0.5)
+    loss = charbonnier(output, middle)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the training loss is {float(loss)}; lower --lr or turn off --amp")
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: DataLoader, device: torch.device = torch.device("cpu"),
+             amp: bool = False, progress: bool = False) -> Tuple[float, float]:
+    """(mean Charbonnier loss, mean PSNR in dB on 8-bit levels) over the loader's triplets."""
+    from tqdm import tqdm
+
+    from .evaluate import psnr
+
+    was_training = model.training
+    model.eval()
+    losses, psnrs = [], []
+    try:
+        for frame0, middle, frame1 in tqdm(loader, desc="validating", leave=False, disable=not progress,
+                                           dynamic_ncols=True):
+            frame0, middle, frame1 = frame0.to(device), middle.to(device), frame1.to(device)
+            with _autocast(device, amp):
+                output = model(frame0, frame1, 0.5)
+            output = output.float()
+            for k in range(output.shape[0]):
+                losses.append(float(charbonnier(output[k], middle[k])))
+                psnrs.append(min(psnr(output[k].clamp(0, 1), middle[k]), 100.0))  # identical frames: cap inf
+    finally:
+        model.train(was_training)
+    return float(np.mean(losses)), float(np.mean(psnrs))
+
+
+def save_training_state(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                        epoch: int, config: dict, best_psnr: float = -math.inf) -> None:
+    """Writes ``{"model", "optimizer", "scheduler", "epoch", "config", "best_psnr"}`` (``epoch``: the
+    number of completed epochs) atomically, loadable with ``torch.load(weights_only=True)``."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": int(epoch),
+        "config": dict(config),
+        "best_psnr": float(best_psnr),
+    }
+    temporary = path + ".tmp"
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def load_training_state(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> dict:
+    """Restores what :func:`save_training_state` wrote into the given objects; returns the dict."""
+    if not os.path.isfile(path):
+        raise UserError(f"--resume {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"--resume {path}: cannot read it as a PyTorch checkpoint ({str(error).splitlines()[0]})") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch"} <= set(state):
+        raise UserError(f"--resume {path}: not a memc-train last.pt (expected model, optimizer, scheduler, epoch)")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError) as error:
+        raise UserError(f"--resume {path} does not fit this --model: {str(error).splitlines()[0]}") from None
+    scheduler.load_state_dict(state["scheduler"])
+    return state
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memc-train",
+        description="Train MEMC-Net (memc), MEMC-Net_s (memc_s) or MEMC-Net* (memc_star) on Vimeo90K triplets "
+        "with the recipe of DAIN's released train.py (Adamax, per-network learning rates, ReduceLROnPlateau, "
+        "Charbonnier loss, flips and temporal swap).",
+        epilog="DATA is the Vimeo90K triplet folder (sequences/XXXXX/YYYY/im1.png im2.png im3.png with "
+        "tri_trainlist.txt and tri_testlist.txt), or any folder of triplet folders (validated on the "
+        "training triplets when it has no tri_testlist.txt).\n\n"
+        "examples:\n  memc-train vimeo_triplet --model memc_s --out runs/memc_s\n"
+        "  memc-train vimeo_triplet --model memc --init-checkpoint MEMC-Net_best.pth --lr 0.1 --out runs/ft\n"
+        "  memc-train vimeo_triplet --model memc_s --resume runs/memc_s/last.pt --out runs/memc_s\n"
+        "  memc-train vimeo_triplet --model memc_s --crop 128 128 --epochs 1 --max-steps 20 --val-limit 10",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("data", metavar="DATA", help="Vimeo90K triplet folder, or a folder of triplet folders")
+    parser.add_argument("--out", default=os.path.join("runs", "memc-train"), metavar="DIR",
+                        help="where last.pt, best.pt and log.csv go (default: runs/memc-train)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="memc", help="the variant (default: memc)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--init-checkpoint", metavar="PATH",
+                       help="start from these weights: ours (a state dict) or the authors' released checkpoint")
+    start.add_argument("--resume", metavar="PATH",
+                       help="continue from a last.pt: model, optimizer, scheduler and epoch")
+    parser.add_argument("--epochs", type=int, default=100, help="train until this many epochs are done (default: 100)")
+    parser.add_argument("--batch-size", type=int, default=1, help="triplets per step (default: 1)")
+    parser.add_argument("--crop", type=int, nargs=2, default=(256, 448), metavar=("H", "W"),
+                        help="random training crop (default: 256 448, full Vimeo90K frames); validation uses full frames")
+    parser.add_argument("--lr", type=float, default=1.0, metavar="SCALE",
+                        help="multiplies every learning rate (default 1: 2e-3 kernel/mask/context, 2e-5 flow, 1e-3 post-processing)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="data loading processes (default: min(4, CPUs))")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (default: auto)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 (or float16 where unsupported) autocast on CUDA")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="at most N training steps per epoch (quick runs)")
+    parser.add_argument("--val-limit", type=int, metavar="N", help="validate on the first N test triplets only")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _check_args(args) -> None:
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
+    for name in ("max_steps", "val_limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1; got {value}")
+    if args.workers < 0:
+        raise UserError(f"--workers must be 0 or more; got {args.workers}")
+    if not args.lr > 0:
+        raise UserError(f"--lr must be positive; got {args.lr}")
+    if min(args.crop) < 1:
+        raise UserError(f"--crop must be two positive sizes H W; got {args.crop[0]} {args.crop[1]}")
+    for option, path in (("--resume", args.resume), ("--init-checkpoint", args.init_checkpoint)):
+        if path is not None and not os.path.isfile(path):
+            raise UserError(f"{option} {path}: no such file")
+
+
+def _log(path: str, row: dict) -> None:
+    new = not os.path.isfile(path)
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _train(args) -> None:
+    from tqdm import tqdm
+
+    _check_args(args)
+    device = pick_device(args.device)
+    if not os.path.isdir(args.data):
+        raise UserError(f"{args.data}: no such folder")
+    torch.manual_seed(args.seed)
+
+    train_set = VimeoTriplets(args.data, "train", crop=tuple(args.crop), augment=True)
+    val_set = VimeoTriplets(args.data, "test", limit=args.val_limit)
+    say = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    if not val_set.from_list:
+        say(f"note: {args.data} has no tri_testlist.txt; validating on the training triplets")
+
+    loader_options = dict(num_workers=args.workers, pin_memory=device.type == "cuda",
+                          persistent_workers=args.workers > 0)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=False, **loader_options)
+    val_loader = DataLoader(val_set, batch_size=1, shuffle=False, **loader_options)
+
+    model = build_model(args.model, args.init_checkpoint).to(device)
+    optimizer = build_optimizer(model, args.lr)
+    scheduler = build_scheduler(optimizer)
+    base_lr = optimizer.param_groups[0]["lr"]
+    epoch, best_psnr = 0, -math.inf
+    if args.resume:
+        state = load_training_state(args.resume, model, optimizer, scheduler)
+        previous = state.get("config", {}).get("model")
+        if previous not in (None, args.model):
+            raise UserError(f"--resume {args.resume} was trained with --model {previous}; pass --model {previous}")
+        epoch, best_psnr = int(state["epoch"]), float(state.get("best_psnr", -math.inf))
+        base_lr = LEARNING_RATES[optimizer.param_groups[0]["name"]] * float(state.get("config", {}).get("lr", args.lr))
+        say(f"resumed from {args.resume} after epoch {epoch} (best PSNR {best_psnr:.2f} dB)")
+        if epoch >= args.epochs:
+            raise UserError(f"--resume {args.resume} has already done {epoch} epochs; pass --epochs above {epoch}")
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda"
+                                  and not torch.cuda.is_bf16_supported())
+    if args.amp and device.type != "cuda":
+        say("note: --amp applies on CUDA; training in float32")
+
+    os.makedirs(args.out, exist_ok=True)
+    config = {key: (list(value) if isinstance(value, tuple) else value) for key, value in vars(args).items()}
+    for epoch in range(epoch + 1, args.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        steps = len(train_loader) if args.max_steps is None else min(args.max_steps, len(train_loader))
+        losses = []
+        bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", unit="step", disable=args.quiet, dynamic_ncols=True)
+        try:
+            for batch in train_loader:
+                if len(losses) >= steps:
+                    break
+                losses.append(train_step(model, optimizer, batch, device, args.amp, scaler))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", mean=f"{np.mean(losses):.4f}")
+        finally:
+            bar.close()
+        val_loss, val_psnr = validate(model, val_loader, device, args.amp, progress=not args.quiet)
+        scheduler.step(val_loss)
+        improved = val_psnr > best_psnr
+        if improved:
+            best_psnr = val_psnr
+            torch.save(model.state_dict(), os.path.join(args.out, "best.pt"))
+        save_training_state(os.path.join(args.out, "last.pt"), model, optimizer, scheduler, epoch, config, best_psnr)
+        seconds = time.perf_counter() - start
+        _log(os.path.join(args.out, "log.csv"), {
+            "epoch": epoch, "steps": len(losses), "train_loss": f"{np.mean(losses):.6f}",
+            "val_loss": f"{val_loss:.6f}", "val_psnr": f"{val_psnr:.4f}",
+            "lr_factor": f"{optimizer.param_groups[0]['lr'] / base_lr:.6g}", "seconds": f"{seconds:.1f}",
+        })
+        say(f"epoch {epoch}: train loss {np.mean(losses):.4f}, val loss {val_loss:.4f}, "
+            f"val PSNR {val_psnr:.2f} dB{' (best)' if improved else ''}, {seconds:.0f} s")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _train(args)
+    except UserError as error:
+        print(f"memc-train: error: {error}", file=sys.stderr)
+        return 1
+    except FloatingPointError as error:
+        print(f"memc-train: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("memc-train: interrupted (OUT/last.pt holds the last finished epoch; continue with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,7 @@ Each epoch writes ``OUT/last.pt`` (model, optimizer, scheduler, epoch, config: f
 import argparse
 import contextlib
 import csv
+import itertools
 import math
 import os
 import sys
@@ -306,9 +307,10 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device = torch.
 
 
 def save_training_state(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-                        epoch: int, config: dict, best_psnr: float = -math.inf) -> None:
+                        epoch: int, config: dict, best_psnr: float = -math.inf, scaler=None) -> None:
     """Writes ``{"model", "optimizer", "scheduler", "epoch", "config", "best_psnr"}`` (``epoch``: the
-    number of completed epochs) atomically, loadable with ``torch.load(weights_only=True)``."""
+    number of completed epochs; plus ``"scaler"`` under float16 autocast) atomically, loadable with
+    ``torch.load(weights_only=True)``."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -317,12 +319,15 @@ def save_training_state(path: str, model: nn.Module, optimizer: torch.optim.Opti
         "config": dict(config),
         "best_psnr": float(best_psnr),
     }
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
     temporary = path + ".tmp"
     torch.save(state, temporary)
     os.replace(temporary, path)
 
 
-def load_training_state(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> dict:
+def load_training_state(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                        scaler=None) -> dict:
     """Restores what :func:`save_training_state` wrote into the given objects; returns the dict."""
     if not os.path.isfile(path):
         raise UserError(f"--resume {path}: no such file")
@@ -338,6 +343,8 @@ def load_training_state(path: str, model: nn.Module, optimizer: torch.optim.Opti
     except (RuntimeError, ValueError) as error:
         raise UserError(f"--resume {path} does not fit this --model: {str(error).splitlines()[0]}") from None
     scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and scaler.is_enabled() and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     return state
 
 
@@ -438,9 +445,11 @@ def _train(args) -> None:
     optimizer = build_optimizer(model, args.lr)
     scheduler = build_scheduler(optimizer)
     base_lr = optimizer.param_groups[0]["lr"]
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda"
+                                  and not torch.cuda.is_bf16_supported())
     epoch, best_psnr = 0, -math.inf
     if args.resume:
-        state = load_training_state(args.resume, model, optimizer, scheduler)
+        state = load_training_state(args.resume, model, optimizer, scheduler, scaler)
         previous = state.get("config", {}).get("model")
         if previous not in (None, args.model):
             raise UserError(f"--resume {args.resume} was trained with --model {previous}; pass --model {previous}")
@@ -449,8 +458,6 @@ def _train(args) -> None:
         say(f"resumed from {args.resume} after epoch {epoch} (best PSNR {best_psnr:.2f} dB)")
         if epoch >= args.epochs:
             raise UserError(f"--resume {args.resume} has already done {epoch} epochs; pass --epochs above {epoch}")
-    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda"
-                                  and not torch.cuda.is_bf16_supported())
     if args.amp and device.type != "cuda":
         say("note: --amp applies on CUDA; training in float32")
 
@@ -463,9 +470,7 @@ def _train(args) -> None:
         losses = []
         bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", unit="step", disable=args.quiet, dynamic_ncols=True)
         try:
-            for batch in train_loader:
-                if len(losses) >= steps:
-                    break
+            for batch in itertools.islice(train_loader, steps):
                 losses.append(train_step(model, optimizer, batch, device, args.amp, scaler))
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", mean=f"{np.mean(losses):.4f}")
@@ -477,7 +482,7 @@ def _train(args) -> None:
         if improved:
             best_psnr = val_psnr
             torch.save(model.state_dict(), os.path.join(args.out, "best.pt"))
-        save_training_state(os.path.join(args.out, "last.pt"), model, optimizer, scheduler, epoch, config, best_psnr)
+        save_training_state(os.path.join(args.out, "last.pt"), model, optimizer, scheduler, epoch, config, best_psnr, scaler)
         seconds = time.perf_counter() - start
         _log(os.path.join(args.out, "log.csv"), {
             "epoch": epoch, "steps": len(losses), "train_loss": f"{np.mean(losses):.6f}",

@@ -214,6 +214,22 @@ def test_init_checkpoint_loads_our_weights(tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_init_checkpoint_loads_a_released_layout(tmp_path):
+    """A checkpoint under the authors' names (as their .pth files hold them) goes through the converter."""
+    from memc_models.checkpoint import original_names
+
+    source = memc_models.memc_net_s()
+    own = source.state_dict()
+    released = {theirs: own[ours] for ours, theirs in original_names(source).items()}
+    path = str(tmp_path / "MEMC-Net_s.pth")
+    torch.save(released, path)
+    model = train.build_model("memc_s", path)
+    assert model.training
+    for name, value in model.state_dict().items():
+        if not name.endswith("num_batches_tracked"):
+            assert torch.equal(value, own[name]), name
+
+
 # ---------------------------------------------------------------------------------- command line
 
 

@@ -55,7 +55,9 @@ def frame_times(times: Optional[Sequence[float]], factor: Optional[int]) -> List
     return times
 
 
-def _load_model(path: str, model_name: str, device: torch.device):
+def load_model(path: str, model_name: str, device: torch.device):
+    """The MEMC-Net variant `model_name` with the weights at `path` (ours or the authors' release),
+    in eval mode on `device`; a UserError names what is wrong with the file."""
     import memc_models
     from memc_models.checkpoint import convert_original_state_dict
 
@@ -104,7 +106,7 @@ def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, m
         classical = ClassicalInterpolator()
         return lambda frame0, frame1, times: classical.interpolate(frame0.to(device), frame1.to(device), times)
 
-    net = _load_model(checkpoint, model, device)
+    net = load_model(checkpoint, model, device)
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=half and device.type == "cuda")
 
     @torch.no_grad()

@@ -31,8 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from .interpolate import MODELS, _load_model, pick_device
-from .io import UserError
+from .interpolate import MODELS, load_model, pick_device
+from .io import UserError, read_image
 
 __all__ = [
     "LEARNING_RATES",
@@ -115,18 +115,6 @@ def triplet_folders(root: str, split: str = "train") -> Tuple[List[str], bool]:
     return folders, False
 
 
-def _read_png(path: str) -> Tensor:
-    import imageio.v3 as iio
-
-    pixels = iio.imread(path)
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.shape[-1] in (1, 2):
-        pixels = np.repeat(pixels[..., :1], 3, axis=-1)
-    scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
-    return torch.from_numpy(np.ascontiguousarray(pixels[..., :3]).astype(np.float32) / scale).permute(2, 0, 1)
-
-
 def augment_triplet(frames: Tensor, hflip: bool, vflip: bool, swap: bool) -> Tensor:
     """(3 frames, C, H, W) -> the same triplet flipped left-right and/or up-down, and with the
     first and last frame exchanged (the middle frame is still their midpoint)."""
@@ -173,14 +161,14 @@ class VimeoTriplets(Dataset):
 
     def frame_size(self, index: int) -> Tuple[int, int]:
         """(H, W) of triplet ``index``."""
-        return tuple(_read_png(os.path.join(self.folders[index], _FRAMES[0])).shape[-2:])
+        return tuple(read_image(os.path.join(self.folders[index], _FRAMES[0])).shape[-2:])
 
     def __len__(self) -> int:
         return len(self.folders)
 
     def __getitem__(self, index: int) -> Tuple[Tensor, Tensor, Tensor]:
         folder = self.folders[index]
-        images = [_read_png(os.path.join(folder, name)) for name in _FRAMES]
+        images = [read_image(os.path.join(folder, name))[0] for name in _FRAMES]
         if any(image.shape != images[0].shape for image in images):
             raise ValueError(f"{folder}: the three frames differ in size: {[tuple(i.shape[1:]) for i in images]}")
         frames = torch.stack(images)
@@ -214,7 +202,7 @@ def build_model(name: str, init_checkpoint: Optional[str] = None) -> nn.Module:
     if name not in MODELS:
         raise UserError(f"--model must be one of {', '.join(sorted(MODELS))}; got {name!r}")
     if init_checkpoint is not None:
-        model = _load_model(init_checkpoint, name, torch.device("cpu"))
+        model = load_model(init_checkpoint, name, torch.device("cpu"))
     else:
         model = getattr(memc_models, MODELS[name][0])()
     return model.train()

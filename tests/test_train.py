@@ -16,7 +16,7 @@ import torch
 
 import memc_models
 from memc_models import train
-from memc_models.interpolate import _load_model
+from memc_models.interpolate import load_model
 
 HEIGHT, WIDTH = 32, 64
 SHIFT = (1, 2)  # (dy, dx) per frame: the scene moves down 1 and right 2 pixels each frame
@@ -255,7 +255,7 @@ def test_cli_trains_validates_saves_and_resumes(tmp_path, vimeo, capsys):
     # best.pt is a plain state dict that memc-interpolate --checkpoint loads.
     best = torch.load(os.path.join(out, "best.pt"), weights_only=True)
     memc_models.memc_net_s().load_state_dict(best)
-    loaded = _load_model(os.path.join(out, "best.pt"), "memc_s", torch.device("cpu"))
+    loaded = load_model(os.path.join(out, "best.pt"), "memc_s", torch.device("cpu"))
     assert torch.equal(loaded.post_net.state_dict()["convs.0.weight"], best["post_net.convs.0.weight"])
 
     assert train.main(common + ["--epochs", "2", "--resume", os.path.join(out, "last.pt")]) == 0

@@ -9,17 +9,11 @@
 #include <tuple>
 
 #include "common.h"
+#include "cpu/parallel.h"
 #include "memc/adaptive_warp.h"
 
 namespace memc {
 namespace {
-
-// Roughly how many pixel visits make a task worth handing to another thread.
-constexpr int64_t kPixelsPerTask = 2048;
-
-int64_t rows_per_task(int64_t width) {
-  return std::max<int64_t>(1, kPixelsPerTask / std::max<int64_t>(1, width));
-}
 
 at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, const at::Tensor& kernel) {
   const int kernel_size = check_adaptive_warp_inputs(image, flow, kernel);
@@ -33,13 +27,10 @@ at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, co
     const auto output_view = view4d<scalar_t>(output);
     dispatch_kernel_size(kernel_size, [&](auto kernel_size_constant) {
       constexpr int K = decltype(kernel_size_constant)::value;
-      at::parallel_for(0, batch * height, rows_per_task(width), [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-          const int64_t n = row / height, y = row % height;
-          for (int64_t x = 0; x < width; ++x) {
-            adaptive_warp_forward_pixel<K, scalar_t, opmath_t>(image_view, flow_view, kernel_view, output_view,
-                                                               channels, height, width, n, y, x);
-          }
+      for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
+        for (int64_t x = 0; x < width; ++x) {
+          adaptive_warp_forward_pixel<K, scalar_t, opmath_t>(image_view, flow_view, kernel_view, output_view,
+                                                             channels, height, width, n, y, x);
         }
       });
     });
@@ -76,19 +67,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
     dispatch_kernel_size(kernel_size, [&](auto kernel_size_constant) {
       constexpr int K = decltype(kernel_size_constant)::value;
       // Flow and kernel gradients belong to their pixel: parallel over pixels.
-      at::parallel_for(0, batch * height, rows_per_task(width), [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-          const int64_t n = row / height, y = row % height;
-          for (int64_t x = 0; x < width; ++x) {
-            adaptive_warp_kernel_flow_grad_pixel<K, scalar_t, opmath_t>(grad_output_view, image_view, flow_view,
-                                                                        kernel_view, grad_flow_view, grad_kernel_view,
-                                                                        channels, height, width, n, y, x);
-          }
+      for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
+        for (int64_t x = 0; x < width; ++x) {
+          adaptive_warp_kernel_flow_grad_pixel<K, scalar_t, opmath_t>(grad_output_view, image_view, flow_view,
+                                                                      kernel_view, grad_flow_view, grad_kernel_view,
+                                                                      channels, height, width, n, y, x);
         }
       });
       const auto first_band_view = view4d<opmath_t>(band_grads[0]);
       const int64_t band_pixels = height * width / bands;
-      const int64_t tasks_per_chunk = std::max<int64_t>(1, kPixelsPerTask / std::max<int64_t>(1, band_pixels));
+      const int64_t tasks_per_chunk = lines_per_task(band_pixels);
       at::parallel_for(0, planes * bands, tasks_per_chunk, [&](int64_t begin, int64_t end) {
         for (int64_t task = begin; task < end; ++task) {
           const int64_t plane = task / bands, band = task % bands;

@@ -10,37 +10,11 @@
 #include <tuple>
 
 #include "common.h"
+#include "cpu/parallel.h"
 #include "memc/flow_projection.h"
 
 namespace memc {
 namespace {
-
-// Roughly how many pixel visits make a task worth handing to another thread.
-constexpr int64_t kPixelsPerTask = 2048;
-
-int64_t lines_per_task(int64_t length) {
-  return std::max<int64_t>(1, kPixelsPerTask / std::max<int64_t>(1, length));
-}
-
-// Calls f(n, y) for every row of every image, in parallel.
-template <typename F>
-void for_each_row(int64_t batch, int64_t height, int64_t width, const F& f) {
-  at::parallel_for(0, batch * height, lines_per_task(width), [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      f(row / height, row % height);
-    }
-  });
-}
-
-// Calls f(n, x) for every column of every image, in parallel.
-template <typename F>
-void for_each_column(int64_t batch, int64_t height, int64_t width, const F& f) {
-  at::parallel_for(0, batch * width, lines_per_task(height), [&](int64_t begin, int64_t end) {
-    for (int64_t column = begin; column < end; ++column) {
-      f(column / width, column % width);
-    }
-  });
-}
 
 std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, const std::optional<at::Tensor>& weight,
                                                        bool fill_holes) {

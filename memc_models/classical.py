@@ -23,6 +23,14 @@ For two frames I0, I1 and a time t in (0, 1):
    frame 1's sample is not one that frame 0 cannot see, and vice versa. Where neither frame
    explains a pixel, both warps (whose flows the projection filled from the nearest projected
    neighbours) are blended by time alone.
+6. Self-ensemble over orientations: steps 1-5 run on the frames as given, mirrored left-right,
+   upside down and rotated by 180 degrees, and each result is turned back. DIS's patch grid and
+   pyramid fall differently on each, so their flow errors differ. Per pixel, the results are
+   averaged with weights softmax(-disagreement / s), the disagreement being the mean |warp0 - warp1|
+   over a 7x7 window (where both frames see the pixel; a fixed 0.1 elsewhere): an orientation
+   whose two warps agree has found a motion that explains both frames. The ensemble is exactly
+   mirror-symmetric, and on the shared Middlebury frames and a held-aside real video it lowered
+   the interpolation error by 2-3% (README) at four times the cost; ``orientations=1`` skips it.
 """
 
 import dataclasses
@@ -39,6 +47,14 @@ __all__ = ["ClassicalConfig", "ClassicalInterpolator", "dis_flow", "forward_back
 
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 
+# The self-ensemble's orientations as the image dimensions to flip: as given, mirrored left-right,
+# upside down, rotated by 180 degrees. Each is its own inverse.
+_ORIENTATIONS = ((), (3,), (2,), (2, 3))
+
+# Disagreement assigned to pixels that only one frame (or neither) explains: there the two warps
+# are not expected to agree, and every orientation should count about the same.
+_UNSEEN_DISAGREEMENT = 0.1
+
 
 @dataclasses.dataclass(frozen=True)
 class ClassicalConfig:
@@ -52,6 +68,10 @@ class ClassicalConfig:
         consistency_alpha, consistency_beta: the forward-backward test's relative and absolute
             tolerances (Sundaram et al.'s values).
         occluded_weight: projection weight of a source that fails the test (consistent ones: 1).
+        orientations: how many orientations the self-ensemble runs: 4 (as given, mirrored
+            left-right, upside down, rotated 180 degrees), 2 (the first two) or 1 (no ensemble).
+        agreement_scale: s in the ensemble weights softmax(-disagreement / s), on [0, 1] levels.
+        agreement_radius: the disagreement is averaged over a (2r + 1)^2 window.
     """
 
     preset: str = "medium"
@@ -60,6 +80,9 @@ class ClassicalConfig:
     consistency_alpha: float = 0.01
     consistency_beta: float = 0.5
     occluded_weight: float = 1e-3
+    orientations: int = 4
+    agreement_scale: float = 0.03
+    agreement_radius: int = 3
 
     def __post_init__(self):
         if self.preset not in _DIS_PRESETS:
@@ -68,6 +91,12 @@ class ClassicalConfig:
             raise ValueError(f"kernel must be 'bicubic' or 'bilinear'; got {self.kernel!r}")
         if not self.occluded_weight > 0:
             raise ValueError(f"occluded_weight must be positive; got {self.occluded_weight}")
+        if self.orientations not in (1, 2, 4):
+            raise ValueError(f"orientations must be 1, 2 or 4; got {self.orientations!r}")
+        if not self.agreement_scale > 0:
+            raise ValueError(f"agreement_scale must be positive; got {self.agreement_scale}")
+        if not (isinstance(self.agreement_radius, int) and self.agreement_radius >= 0):
+            raise ValueError(f"agreement_radius must be a non-negative integer; got {self.agreement_radius!r}")
 
 
 def _grey_uint8(frames: Tensor) -> np.ndarray:
@@ -220,14 +249,32 @@ class ClassicalInterpolator:
         for t in times:
             if not 0.0 < float(t) < 1.0:
                 raise ValueError(f"every time must lie in (0, 1); got {t}")
-        dtype = frame0.dtype
+        cfg = self.config
+        if cfg.orientations == 1:
+            return [frame.clamp(0, 1).to(frame0.dtype) for frame, _ in self._interpolate_once(frame0, frame1, times)]
+        # results[o][i]: (frame, disagreement) of orientation o at times[i], turned back.
+        results = []
+        for dims in _ORIENTATIONS[: cfg.orientations]:
+            oriented = self._interpolate_once(_flip(frame0, dims), _flip(frame1, dims), times)
+            results.append([(_flip(frame, dims), _flip(disagreement, dims)) for frame, disagreement in oriented])
+        outputs = []
+        for i in range(len(times)):
+            frames = torch.stack([result[i][0] for result in results])
+            disagreements = torch.stack([result[i][1] for result in results])
+            weights = torch.softmax(-disagreements / cfg.agreement_scale, dim=0)
+            outputs.append((weights * frames).sum(0).clamp(0, 1).to(frame0.dtype))
+        return outputs
+
+    def _interpolate_once(self, frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tuple[Tensor, Tensor]]:
+        """Steps 1-5 in one orientation: per time, the float32 frame (unclamped) and its
+        (B, 1, H, W) disagreement map (step 6)."""
         flow01, flow10, occ0, occ1 = self.motion(frame0, frame1)
         flows = torch.cat((flow01, flow10), 0)
         occluded = torch.cat((occ0, occ1), 0)
         weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))
         frames = torch.cat((frame0, frame1), 0).float()
         batch = frame0.shape[0]
-        outputs = []
+        results = []
         for t in times:
             t = float(t)
             scales = flows.new_tensor([t] * batch + [1.0 - t] * batch).view(-1, 1, 1, 1)
@@ -250,5 +297,18 @@ class ClassicalInterpolator:
             w0 = (1.0 - t) * (visible0 + eps)
             w1 = t * (visible1 + eps)
             frame = (w0 * warp0 + w1 * warp1) / (w0 + w1)
-            outputs.append(frame.clamp(0, 1).to(dtype))
-        return outputs
+            results.append((frame, self._disagreement(warp0, warp1, visible0 * visible1)))
+        return results
+
+    def _disagreement(self, warp0: Tensor, warp1: Tensor, both_visible: Tensor) -> Tensor:
+        """(B, 1, H, W): mean |warp0 - warp1| over channels and a (2r + 1)^2 window (clipped at
+        the frame's edges), counting pixels not seen by both frames as _UNSEEN_DISAGREEMENT."""
+        difference = (warp0.clamp(0, 1) - warp1.clamp(0, 1)).abs().mean(1, keepdim=True)
+        difference = both_visible * difference + (1.0 - both_visible) * _UNSEEN_DISAGREEMENT
+        r = self.config.agreement_radius
+        return F.avg_pool2d(difference, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+
+
+def _flip(image: Tensor, dims: Tuple[int, ...]) -> Tensor:
+    """``image`` flipped along ``dims`` (no copy for no dims)."""
+    return image.flip(dims).contiguous() if dims else image

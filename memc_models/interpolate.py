@@ -98,12 +98,13 @@ def load_model(path: str, model_name: str, device: torch.device):
 
 
 def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, model: str = "memc",
-                       half: bool = False) -> Interpolator:
-    """The default training-free path, or the MEMC-Net ``model`` from ``checkpoint``."""
+                       half: bool = False, fast: bool = False) -> Interpolator:
+    """The default training-free path (one orientation instead of the four-way self-ensemble when
+    ``fast``), or the MEMC-Net ``model`` from ``checkpoint``."""
     if checkpoint is None:
-        from .classical import ClassicalInterpolator
+        from .classical import ClassicalConfig, ClassicalInterpolator
 
-        classical = ClassicalInterpolator()
+        classical = ClassicalInterpolator(ClassicalConfig(orientations=1 if fast else 4))
         return lambda frame0, frame1, times: classical.interpolate(frame0.to(device), frame1.to(device), times)
 
     net = load_model(checkpoint, model, device)
@@ -201,6 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--half", action="store_true", help="float16 autocast for the MEMC-Net model on CUDA")
     parser.add_argument("--checkpoint", metavar="PATH", help="a MEMC-Net checkpoint (ours or the authors' release)")
     parser.add_argument("--model", choices=sorted(MODELS), default="memc", help="the checkpoint's variant (default: memc)")
+    parser.add_argument("--fast", action="store_true",
+                        help="training-free path: one orientation, no self-ensemble (4x faster, ~2%% higher error)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
     return parser
 
@@ -222,7 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for path in args.inputs:  # fail before loading a model
             if not os.path.isfile(path):
                 raise UserError(f"{path}: no such file")
-        interpolate = build_interpolator(device, args.checkpoint, args.model, args.half)
+        interpolate = build_interpolator(device, args.checkpoint, args.model, args.half, args.fast)
         if video:
             _video(args, interpolate, times, factor)
         else:

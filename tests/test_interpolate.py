@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from memc_models.classical import ClassicalInterpolator, bicubic_kernel
+from memc_models.classical import ClassicalConfig, ClassicalInterpolator, bicubic_kernel
 from memc_models.evaluate import interpolation_error
 from memc_models.interpolate import main
 
@@ -73,6 +73,33 @@ def test_default_path_runs_on_device(device):
     torch.testing.assert_close(ours.cpu(), cpu, atol=2e-3, rtol=0)
 
 
+def test_self_ensemble_is_mirror_symmetric():
+    # The four orientations form a group under mirroring: interpolating mirrored frames gives the
+    # mirrored frame, whatever DIS does on each orientation.
+    first, second = _tensor(_frame_at(0.0)), _tensor(_frame_at(1.0))
+    ours = ClassicalInterpolator()(first, second, 0.5)
+    for dims in ((3,), (2,), (2, 3)):
+        mirrored = ClassicalInterpolator()(first.flip(dims), second.flip(dims), 0.5)
+        torch.testing.assert_close(mirrored.flip(dims), ours, atol=1e-6, rtol=0)
+
+
+def test_self_ensemble_is_a_per_pixel_blend_of_the_orientations():
+    first, second = _tensor(_frame_at(0.0)), _tensor(_frame_at(1.0))
+    single = ClassicalInterpolator(ClassicalConfig(orientations=1))
+    oriented = torch.stack([single(first.flip(d), second.flip(d), 0.5).flip(d) if d else single(first, second, 0.5)
+                            for d in ((), (3,), (2,), (2, 3))])
+    ours = ClassicalInterpolator()(first, second, 0.5)
+    assert (ours >= oriented.amin(0) - 1e-6).all() and (ours <= oriented.amax(0) + 1e-6).all()
+    assert not torch.equal(ours, oriented[0])
+
+
+@pytest.mark.parametrize("settings", [dict(orientations=3), dict(agreement_scale=0.0), dict(agreement_radius=-1),
+                                      dict(kernel="lanczos"), dict(preset="slow"), dict(occluded_weight=0.0)])
+def test_bad_settings_are_an_error(settings):
+    with pytest.raises(ValueError, match=next(iter(settings))):
+        ClassicalConfig(**settings)
+
+
 def _keys(x: float) -> float:
     x = abs(x)
     return 1.5 * x**3 - 2.5 * x**2 + 1 if x <= 1 else -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2 if x < 2 else 0.0
@@ -110,10 +137,11 @@ def _write_images(tmp_path, *frames):
     return paths
 
 
-def test_cli_writes_the_middle_frame(tmp_path):
+@pytest.mark.parametrize("speed", [[], ["--fast"]])
+def test_cli_writes_the_middle_frame(tmp_path, speed):
     a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0))
     out = tmp_path / "out" / "mid.png"
-    assert main([a, b, "-o", str(out), "--device", "cpu", "-q"]) == 0
+    assert main([a, b, "-o", str(out), "--device", "cpu", "-q", *speed]) == 0
     written = iio.imread(out)
     assert written.shape == (HEIGHT, WIDTH, 3) and written.dtype == np.uint8
     truth = _tensor(_frame_at(0.5))

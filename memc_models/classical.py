@@ -252,17 +252,14 @@ class ClassicalInterpolator:
         cfg = self.config
         if cfg.orientations == 1:
             return [frame.clamp(0, 1).to(frame0.dtype) for frame, _ in self._interpolate_once(frame0, frame1, times)]
-        # results[o][i]: (frame, disagreement) of orientation o at times[i], turned back.
-        results = []
+        # Orientation outside, times inside: DIS runs once per orientation, and each time keeps one
+        # running blend, not one frame per orientation.
+        blends = [_AgreementBlend(cfg.agreement_scale) for _ in times]
         for dims in _ORIENTATIONS[: cfg.orientations]:
             oriented = self._interpolate_once(_flip(frame0, dims), _flip(frame1, dims), times)
-            results.append([(_flip(frame, dims), _flip(disagreement, dims)) for frame, disagreement in oriented])
-        outputs = []
-        for i in range(len(times)):
-            frames = torch.stack([result[i][0] for result in results])
-            disagreements = torch.stack([result[i][1] for result in results])
-            weights = torch.softmax(-disagreements / cfg.agreement_scale, dim=0)
-            outputs.append((weights * frames).sum(0).clamp(0, 1).to(frame0.dtype))
+            for blend, (frame, disagreement) in zip(blends, oriented):
+                blend.add(_flip(frame, dims), _flip(disagreement, dims))
+        outputs = [blend.result().clamp(0, 1).to(frame0.dtype) for blend in blends]
         return outputs
 
     def _interpolate_once(self, frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tuple[Tensor, Tensor]]:
@@ -307,6 +304,33 @@ class ClassicalInterpolator:
         difference = both_visible * difference + (1.0 - both_visible) * _UNSEEN_DISAGREEMENT
         r = self.config.agreement_radius
         return F.avg_pool2d(difference, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+
+
+class _AgreementBlend:
+    """Per-pixel mean of frames weighted by softmax(-disagreement / scale) over the frames added,
+    accumulated online (as streaming softmax does): the weights are taken relative to the lowest
+    disagreement so far, so they never all underflow, whatever the scale."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+        self.lowest: Optional[Tensor] = None
+        self.weighted_sum: Optional[Tensor] = None
+        self.total_weight: Optional[Tensor] = None
+
+    def add(self, frame: Tensor, disagreement: Tensor) -> None:
+        if self.lowest is None:
+            self.lowest = disagreement
+            self.weighted_sum, self.total_weight = frame.clone(), torch.ones_like(disagreement)
+            return
+        lowest = torch.minimum(self.lowest, disagreement)
+        rescale = torch.exp((lowest - self.lowest) / self.scale)  # earlier weights, relative to the new lowest
+        weight = torch.exp((lowest - disagreement) / self.scale)
+        self.weighted_sum = self.weighted_sum * rescale + weight * frame
+        self.total_weight = self.total_weight * rescale + weight
+        self.lowest = lowest
+
+    def result(self) -> Tensor:
+        return self.weighted_sum / self.total_weight
 
 
 def _flip(image: Tensor, dims: Tuple[int, ...]) -> Tensor:

@@ -93,6 +93,22 @@ def test_self_ensemble_is_a_per_pixel_blend_of_the_orientations():
     assert not torch.equal(ours, oriented[0])
 
 
+def test_agreement_blend_is_a_softmax_weighted_mean_that_never_underflows():
+    from memc_models.classical import _AgreementBlend
+
+    frames = [torch.full((1, 3, 2, 2), v) for v in (0.2, 0.4, 0.9)]
+    disagreements = [torch.tensor([[0.5, 0.1], [0.3, 0.3]]).view(1, 1, 2, 2) + d for d in (0.0, 0.2, -0.1)]
+    for scale in (0.03, 1.0, 1e-4):
+        blend = _AgreementBlend(scale)
+        for frame, disagreement in zip(frames, disagreements):
+            blend.add(frame, disagreement)
+        weights = torch.softmax(-torch.stack(disagreements).double() / scale, 0)
+        expected = (weights * torch.stack(frames).double()).sum(0).float()
+        torch.testing.assert_close(blend.result(), expected)
+    # At a tiny scale every weight but the best's is exp(-1000): the best frame, not 0/0.
+    assert torch.allclose(blend.result(), frames[2])
+
+
 @pytest.mark.parametrize("settings", [dict(orientations=3), dict(agreement_scale=0.0), dict(agreement_radius=-1),
                                       dict(kernel="lanczos"), dict(preset="slow"), dict(occluded_weight=0.0)])
 def test_bad_settings_are_an_error(settings):

@@ -46,6 +46,7 @@ import memc_ops
 __all__ = ["ClassicalConfig", "ClassicalInterpolator", "dis_flow", "forward_backward_occlusion", "bicubic_kernel"]
 
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+_DIS_MIN_SIZE = 16
 
 # The self-ensemble's orientations as the image dimensions to flip: as given, mirrored left-right,
 # upside down, rotated by 180 degrees. Each is its own inverse.
@@ -117,7 +118,12 @@ def dis_flow(frame0: Tensor, frame1: Tensor, preset: str = "medium", finest_scal
     if finest_scale is not None:
         dis.setFinestScale(finest_scale)
     grey0, grey1 = _grey_uint8(frame0), _grey_uint8(frame1)
-    flows = [dis.calc(a, b, None) for a, b in zip(grey0, grey1)]
+    height, width = grey0.shape[1:]
+    # DIS refuses frames under about 12 pixels a side: pad small ones by repeating their edges,
+    # and crop the flow back.
+    pad = ((0, 0), (0, max(_DIS_MIN_SIZE - height, 0)), (0, max(_DIS_MIN_SIZE - width, 0)))
+    grey0, grey1 = np.pad(grey0, pad, mode="edge"), np.pad(grey1, pad, mode="edge")
+    flows = [dis.calc(a, b, None)[:height, :width] for a, b in zip(grey0, grey1)]
     return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).contiguous().to(frame0.device)
 
 

@@ -93,6 +93,15 @@ def test_self_ensemble_is_a_per_pixel_blend_of_the_orientations():
     assert not torch.equal(ours, oriented[0])
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (8, 8), (64, 3), (5, 40)])
+def test_frames_smaller_than_dis_accepts_are_interpolated(size):
+    first, second = torch.rand(2, 1, 3, *size, generator=torch.Generator().manual_seed(0))
+    outputs = ClassicalInterpolator().interpolate(first, second, [0.25, 0.5])
+    for output in outputs:
+        assert output.shape == first.shape and torch.isfinite(output).all()
+        assert (output >= 0).all() and (output <= 1).all()
+
+
 def test_agreement_blend_is_a_softmax_weighted_mean_that_never_underflows():
     from memc_models.classical import _AgreementBlend
 

@@ -19,7 +19,8 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .io import UserError, VideoReader, VideoWriter, has_audio, read_image, to_uint8, write_image
+from .io import (UserError, VideoReader, VideoWriter, check_image_output, check_video_output, has_audio, read_image,
+                 to_uint8, write_image)
 
 __all__ = ["Interpolator", "build_interpolator", "frame_times", "main", "pick_device"]
 
@@ -123,7 +124,7 @@ def _output_paths(output: str, times: Sequence[float]) -> List[str]:
     if len(times) == 1:
         return [output]
     stem, suffix = os.path.splitext(output)
-    return [f"{stem}_t{t:.3f}{suffix or '.png'}" for t in times]
+    return [f"{stem}_t{t:.3f}{suffix}" for t in times]
 
 
 def _images(args, interpolate: Interpolator, times: List[float]) -> None:
@@ -225,6 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for path in args.inputs:  # fail before loading a model
             if not os.path.isfile(path):
                 raise UserError(f"{path}: no such file")
+        (check_video_output if video else check_image_output)(args.output)
         interpolate = build_interpolator(device, args.checkpoint, args.model, args.half, args.fast)
         if video:
             _video(args, interpolate, times, factor)

@@ -13,7 +13,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["UserError", "read_image", "write_image", "to_uint8", "VideoReader", "VideoWriter", "has_audio"]
+__all__ = ["UserError", "read_image", "write_image", "to_uint8", "VideoReader", "VideoWriter", "has_audio",
+           "check_image_output", "check_video_output"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# The video encoder per container: each one FFmpeg (as shipped by imageio-ffmpeg) can put in it.
+VIDEO_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "libx264",
+                ".webm": "libvpx-vp9"}
+
+
+def _extension(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def check_image_output(path: str) -> None:
+    """Raises UserError unless ``path`` names an image format we write (checked before any work)."""
+    if _extension(path) not in IMAGE_EXTENSIONS:
+        raise UserError(f"{path}: an output image needs one of the extensions {', '.join(IMAGE_EXTENSIONS)}")
+
+
+def check_video_output(path: str) -> None:
+    """Raises UserError unless ``path`` names a video container we write (checked before any work)."""
+    if _extension(path) not in VIDEO_CODECS:
+        raise UserError(f"{path}: an output video needs one of the extensions {', '.join(VIDEO_CODECS)}")
 
 
 class UserError(Exception):
@@ -62,6 +84,7 @@ def write_image(path: str, frame) -> None:
     the folder."""
     import imageio.v3 as iio
 
+    check_image_output(path)
     pixels = frame if isinstance(frame, np.ndarray) else to_uint8(frame)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -123,15 +146,16 @@ class VideoReader:
 
 class VideoWriter:
     """Streams (H, W, 3) uint8 RGB frames into a video file at ``fps``, keeping the size exactly
-    (H.264 in .mp4/.mov/.mkv; yuv444p when a side is odd, which 4:2:0 cannot hold)."""
+    (H.264, or VP9 in .webm: see VIDEO_CODECS; yuv444p when a side is odd, which 4:2:0 cannot hold)."""
 
     def __init__(self, path: str, size: Tuple[int, int], fps: float, quality: float = 8):
         import imageio_ffmpeg
 
+        check_video_output(path)
         width, height = size
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        codec = "libx264" if os.path.splitext(path)[1].lower() in (".mp4", ".mov", ".mkv", ".m4v") else None
+        codec = VIDEO_CODECS[_extension(path)]
         self.path = path
         self.frames_written = 0
         self._writer = imageio_ffmpeg.write_frames(

@@ -196,11 +196,11 @@ def _video_info(path):
     return meta, sum(1 for _ in frames)
 
 
-@pytest.mark.parametrize("factor, size", [(2, (48, 64)), (3, (47, 63))])
-def test_video_has_factor_times_the_frames(tmp_path, factor, size):
-    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+@pytest.mark.parametrize("factor, size, container", [(2, (48, 64), "mp4"), (3, (47, 63), "mkv"), (2, (48, 64), "webm")])
+def test_video_has_factor_times_the_frames(tmp_path, factor, size, container):
+    clip, out = tmp_path / "clip.mp4", tmp_path / f"out.{container}"
     _write_clip(clip, 5, *size)
-    assert main([str(clip), "-o", str(out), "--factor", str(factor), "-q"]) == 0
+    assert main([str(clip), "-o", str(out), "--factor", str(factor), "-q", "--fast"]) == 0
     meta, count = _video_info(out)
     assert count == factor * (5 - 1) + 1
     assert tuple(meta["size"]) == (size[1], size[0])
@@ -230,6 +230,18 @@ def test_unreadable_image_is_an_error(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     _assert_user_error(_run_cli(a, bad, "-o", tmp_path / "out.png"), "bad.png", "cannot read")
+
+
+def test_output_without_a_known_extension_is_an_error_before_any_work(tmp_path, capsys):
+    a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0))
+    for output in ("out.xyz", "out"):
+        assert main([a, b, "-o", str(tmp_path / output), "-q"]) != 0
+        assert "an output image needs one of the extensions .png" in capsys.readouterr().err
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip, 3)
+    assert main([str(clip), "-o", str(tmp_path / "out.gif"), "-q"]) != 0
+    assert "an output video needs one of the extensions .mp4" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "frame0.png", "frame1.png"]
 
 
 def test_frames_of_different_sizes_are_an_error(tmp_path, capsys):

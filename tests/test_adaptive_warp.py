@@ -205,8 +205,11 @@ def test_module_wrapper(device):
 
 
 def test_empty_batch(device):
-    image, flow, kernel = make_inputs(0, 3, 4, 4, 4, "zero", dtype=torch.float32, device=device)
-    assert memc_ops.adaptive_warp(image, flow, kernel).shape == (0, 3, 4, 4)
+    image, flow, kernel = make_inputs(0, 3, 4, 4, 4, "zero", dtype=torch.float32, device=device, requires_grad=True)
+    output = memc_ops.adaptive_warp(image, flow, kernel)
+    assert output.shape == (0, 3, 4, 4)
+    output.sum().backward()  # no planes to cut into bands
+    assert image.grad.shape == (0, 3, 4, 4) and flow.grad.shape == (0, 2, 4, 4) and kernel.grad.shape == (0, 16, 4, 4)
 
 
 BAD_INPUTS = [

@@ -334,6 +334,50 @@ def test_empty_batch(device):
     assert flow.grad.shape == (0, 2, 4, 4)
 
 
+def cpu_projection_with_threads(threads, flow, weight=None):
+    """The raw op's (output, projected) on the CPU computed with `threads` threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return torch.ops.memc.flow_projection.default(flow, weight, True)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("zoom", [1.0, 0.5], ids=["to-a-point", "to-the-centre"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_cpu_row_bands_give_the_single_thread_result(batch, weighted, zoom):
+    """With fewer images than threads the CPU splat cuts each image into bands of rows, each adding
+    into its own copy of the sums. Sources from every band land on the same pixels (a converging
+    flow); flows and weights are multiples of 1/8, so that every sum is exact in any order and a
+    lost, doubled or misplaced add cannot hide in rounding."""
+    flow = (zoom * make_flow(batch, 37, 23, "converge") * 8).round() / 8
+    weight = (make_weight(batch, 37, 23) * 8).round() / 8 if weighted else None
+    expected_output, expected_projected = cpu_projection_with_threads(1, flow, weight)
+    for threads in (2, 3, 4):
+        output, projected = cpu_projection_with_threads(threads, flow, weight)
+        assert torch.equal(projected, expected_projected), f"{threads} threads"
+        assert torch.equal(output, expected_output), f"{threads} threads"
+
+
+@pytest.mark.parametrize("kind", ["converge", "mixed"])
+def test_cpu_row_bands_are_deterministic(kind):
+    """With inexact sums the bands' copies change the rounding, not the result: the same bits on
+    every run with a given number of threads (the copies are summed in band order), and the
+    single-thread result up to rounding."""
+    flow = make_flow(1, 37, 23, kind, dtype=torch.float32)
+    weight = make_weight(1, 37, 23, dtype=torch.float32)
+    single_thread = cpu_projection_with_threads(1, flow, weight)
+    for threads in (2, 3, 4):
+        first = cpu_projection_with_threads(threads, flow, weight)
+        for _ in range(3):
+            again = cpu_projection_with_threads(threads, flow, weight)
+            assert all(torch.equal(a, b) for a, b in zip(again, first)), f"{threads} threads"
+        for got, want in zip(first, single_thread):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan")])
 def test_unusable_weights_are_rejected(bad, device):
     flow = make_flow(1, 4, 5, "inside", device=device)

@@ -5,8 +5,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <algorithm>
 #include <tuple>
+#include <vector>
 
 #include "common.h"
 #include "cpu/parallel.h"
@@ -47,15 +47,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
   const int64_t batch = image.size(0), channels = image.size(1), height = image.size(2), width = image.size(3);
   at::Tensor grad_flow = at::empty_like(flow);
   at::Tensor grad_kernel = at::empty_like(kernel);
-  // Image gradients are scattered: each task owns one (batch, channel) plane and one band of its
-  // source rows, and adds into its band's private copy of the gradient, so plain adds are
-  // race-free; the copies are summed at the end. With fewer planes than threads the planes are
-  // cut into bands to keep every thread busy. Half types accumulate in float32, rounded once.
+  // Image gradients are scattered: in bands of source rows per (batch, channel) plane, each into
+  // its band's private copy (see scatter_bands). Half types accumulate in float32, rounded once.
   const int64_t planes = batch * channels;
-  const int64_t threads = at::get_num_threads();
-  const int64_t bands = planes >= threads || height == 0 ? 1 : std::min<int64_t>((threads + planes - 1) / planes, height);
+  const int64_t bands = scatter_bands(planes, height);
   const auto opmath_dtype = at::toOpMathType(image.scalar_type());
-  at::Tensor band_grads = at::zeros({bands, batch, channels, height, width}, image.options().dtype(opmath_dtype));
+  const std::vector<at::Tensor> band_grads =
+      zeroed_band_copies(bands, image.sizes(), image.options().dtype(opmath_dtype));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "adaptive_warp_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const auto grad_output_view = view4d<const scalar_t>(grad_output);
@@ -74,27 +72,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
                                                                       channels, height, width, n, y, x);
         }
       });
-      const auto first_band_view = view4d<opmath_t>(band_grads[0]);
-      const int64_t band_pixels = height * width / bands;
-      const int64_t tasks_per_chunk = lines_per_task(band_pixels);
-      at::parallel_for(0, planes * bands, tasks_per_chunk, [&](int64_t begin, int64_t end) {
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t plane = task / bands, band = task % bands;
-          const int64_t n = plane / channels, ch = plane % channels;
-          Strided4d<opmath_t> grad_image_view = first_band_view;
-          grad_image_view.data += band * band_grads.stride(0);
-          for (int64_t y = band * height / bands; y < (band + 1) * height / bands; ++y) {
-            for (int64_t x = 0; x < width; ++x) {
-              adaptive_warp_image_grad_pixel<K, scalar_t, opmath_t>(grad_output_view, flow_view, kernel_view,
-                                                                    grad_image_view, ch, ch + 1, height, width, n,
-                                                                    y, x, PlainAdd{});
-            }
-          }
+      const auto grad_image_views = band_views<opmath_t>(band_grads);
+      for_each_band_row(planes, bands, height, width, [&](int64_t plane, int64_t band, int64_t y) {
+        const int64_t n = plane / channels, ch = plane % channels;
+        for (int64_t x = 0; x < width; ++x) {
+          adaptive_warp_image_grad_pixel<K, scalar_t, opmath_t>(grad_output_view, flow_view, kernel_view,
+                                                                grad_image_views[band], ch, ch + 1, height, width, n,
+                                                                y, x, PlainAdd{});
         }
       });
     });
   });
-  at::Tensor grad_image = bands == 1 ? band_grads[0] : band_grads.sum(0);
+  const at::Tensor grad_image = sum_band_copies(band_grads);
   return {grad_image.to(image.scalar_type()), grad_flow, grad_kernel};
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 #include "common.h"
 #include "cpu/parallel.h"
@@ -23,28 +24,29 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
   const int64_t batch = flow.size(0), height = flow.size(2), width = flow.size(3);
   at::Tensor output = at::empty_like(flow);
   const auto opmath_dtype = at::toOpMathType(flow.scalar_type());
-  at::Tensor projected = at::zeros({batch, 3, height, width}, flow.options().dtype(opmath_dtype));
   if (output.numel() == 0) {
-    return {output, projected};
+    return {output, at::zeros({batch, 3, height, width}, flow.options().dtype(opmath_dtype))};
   }
+  // A source can land anywhere in its image: the splat runs in bands of source rows per image,
+  // each into its band's private copy of the sums (see scatter_bands), summed in band order.
+  const int64_t bands = scatter_bands(batch, height);
+  const std::vector<at::Tensor> band_sums =
+      zeroed_band_copies(bands, {batch, 3, height, width}, flow.options().dtype(opmath_dtype));
+  at::Tensor projected;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const auto flow_view = view4d<const scalar_t>(flow);
     const auto weight_view = optional_view4d<const scalar_t>(weight);
-    const auto projected_view = view4d<opmath_t>(projected);
-    const auto output_view = view4d<scalar_t>(output);
-    // A source can land anywhere in its image: one thread owns each image, so plain adds are
-    // race-free and the sums are deterministic.
-    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) {
-        for (int64_t y = 0; y < height; ++y) {
-          for (int64_t x = 0; x < width; ++x) {
-            flow_projection_splat_pixel<scalar_t, opmath_t>(flow_view, weight_view, weighted, projected_view, height,
-                                                            width, n, y, x, PlainAdd{});
-          }
-        }
+    const auto band_sum_views = band_views<opmath_t>(band_sums);
+    for_each_band_row(batch, bands, height, width, [&](int64_t n, int64_t band, int64_t y) {
+      for (int64_t x = 0; x < width; ++x) {
+        flow_projection_splat_pixel<scalar_t, opmath_t>(flow_view, weight_view, weighted, band_sum_views[band], height,
+                                                        width, n, y, x, PlainAdd{});
       }
     });
+    projected = sum_band_copies(band_sums);
+    const auto projected_view = view4d<opmath_t>(projected);
+    const auto output_view = view4d<scalar_t>(output);
     for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
       for (int64_t x = 0; x < width; ++x) {
         flow_projection_average_pixel<scalar_t, opmath_t>(projected_view, output_view, fill_holes, n, y, x);

@@ -53,6 +53,8 @@ def frame_times(times: Optional[Sequence[float]], factor: Optional[int]) -> List
     for t in times:
         if not 0.0 < t < 1.0:
             raise UserError(f"--times must lie strictly between 0 and 1; got {t}")
+        if times.count(t) > 1:
+            raise UserError(f"--times lists {t} more than once")
     return times
 
 
@@ -121,10 +123,16 @@ def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, m
 
 
 def _output_paths(output: str, times: Sequence[float]) -> List[str]:
+    """OUT itself for one time, else OUT_t<time><ext> per time: to 3 decimals, or as many more as
+    it takes to tell the times apart (never two times in one file)."""
     if len(times) == 1:
         return [output]
     stem, suffix = os.path.splitext(output)
-    return [f"{stem}_t{t:.3f}{suffix}" for t in times]
+    for decimals in range(3, 10):
+        paths = [f"{stem}_t{t:.{decimals}f}{suffix}" for t in times]
+        if len(set(paths)) == len(paths):
+            return paths
+    raise UserError("--times: some times differ by less than 1e-9; they would share an output file")
 
 
 def _images(args, interpolate: Interpolator, times: List[float]) -> None:

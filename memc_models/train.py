@@ -170,13 +170,13 @@ class VimeoTriplets(Dataset):
         folder = self.folders[index]
         images = [read_image(os.path.join(folder, name))[0] for name in _FRAMES]
         if any(image.shape != images[0].shape for image in images):
-            raise ValueError(f"{folder}: the three frames differ in size: {[tuple(i.shape[1:]) for i in images]}")
+            raise UserError(f"{folder}: the three frames differ in size: {[tuple(i.shape[1:]) for i in images]}")
         frames = torch.stack(images)
         height, width = frames.shape[-2:]
         if self.crop is not None:
             crop_h, crop_w = self.crop
             if crop_h > height or crop_w > width:
-                raise ValueError(f"{folder}: frames of {height}x{width} are smaller than the crop {crop_h}x{crop_w}")
+                raise UserError(f"{folder}: frames of {height}x{width} (H x W) are smaller than --crop {crop_h} {crop_w}")
             if self.augment:
                 top = int(torch.randint(height - crop_h + 1, ()))
                 left = int(torch.randint(width - crop_w + 1, ()))
@@ -481,12 +481,22 @@ def _train(args) -> None:
             f"val PSNR {val_psnr:.2f} dB{' (best)' if improved else ''}, {seconds:.0f} s")
 
 
+def _user_message(error: UserError) -> str:
+    """The message of a UserError, also when a DataLoader worker raised it: the loader re-raises it
+    in the main process with the worker's traceback as its text, whose last line is
+    ``memc_models.io.UserError: <message>``."""
+    text = str(error)
+    if text.startswith("Caught UserError") and "Traceback" in text:
+        return text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         _train(args)
     except UserError as error:
-        print(f"memc-train: error: {error}", file=sys.stderr)
+        print(f"memc-train: error: {_user_message(error)}", file=sys.stderr)
         return 1
     except FloatingPointError as error:
         print(f"memc-train: error: {error}", file=sys.stderr)

@@ -2,6 +2,7 @@
 photograph (scikit-image's sample data) moved by a known smooth motion, so the true intermediate
 frames are known."""
 
+import os
 import subprocess
 import sys
 
@@ -302,3 +303,15 @@ def test_bad_times_are_an_error(tmp_path, capsys):
     a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0))
     assert main([a, b, "-o", str(tmp_path / "out.png"), "--times", "1.5"]) != 0
     assert "--times" in capsys.readouterr().err
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--times", "0.5", "0.25", "0.5"]) != 0
+    assert "--times lists 0.5 more than once" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "out_t0.500.png")
+
+
+def test_each_time_gets_its_own_file(tmp_path):
+    """One file per time, named to 3 decimals, or more where 3 would not tell two times apart."""
+    a, b = _write_images(tmp_path, _frame_at(0.0, 32, 32), _frame_at(1.0, 32, 32))
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--times", "0.25", "0.75", "--fast", "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("out*")) == ["out_t0.250.png", "out_t0.750.png"]
+    assert main([a, b, "-o", str(tmp_path / "close.png"), "--times", "0.1234", "0.1236", "--fast", "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("close*")) == ["close_t0.1234.png", "close_t0.1236.png"]

@@ -290,6 +290,21 @@ def test_cli_errors(tmp_path, vimeo, capsys):
     assert not os.path.exists(tmp_path / "out" / "last.pt")
 
 
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "in-a-worker"])
+def test_cli_a_later_triplet_smaller_than_the_crop_is_an_error(tmp_path, vimeo, capsys, workers):
+    """The crop is checked against the first triplet up front; one that turns out smaller later is
+    found while loading, in a DataLoader worker or not, and reported without a traceback."""
+    small = os.path.join(vimeo, "sequences", "00001", "0002")
+    for k in (1, 2, 3):
+        path = os.path.join(small, f"im{k}.png")
+        iio.imwrite(path, iio.imread(path)[: HEIGHT // 2])
+    argv = [vimeo, "--crop", str(HEIGHT), str(WIDTH), "--workers", str(workers), "--device", "cpu", "-q",
+            "--model", "memc_s", "--out", str(tmp_path / "out")]
+    code, err = _error(argv, capsys)
+    assert code == 1
+    assert err.strip() == f"memc-train: error: {small}: frames of {HEIGHT // 2}x{WIDTH} (H x W) are smaller than --crop {HEIGHT} {WIDTH}"
+
+
 def test_cli_wrong_variant_checkpoint_is_an_error(tmp_path, vimeo, capsys):
     path = str(tmp_path / "memc_s.pt")
     torch.save(memc_models.memc_net_s().state_dict(), path)

@@ -3,6 +3,8 @@
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_same_device, check_tensor
+
 __all__ = ["AdaptiveWarp", "adaptive_warp"]
 
 
@@ -33,7 +35,13 @@ def adaptive_warp(image: Tensor, flow: Tensor, kernel: Tensor) -> Tensor:
     Gradients are exact for all three inputs, the copy-through branch included; the flow gradient
     comes from a and b (the window itself is piecewise constant in the flow). float16 and bfloat16
     are computed in float32. All inputs must share dtype and device; any strides are accepted.
+    Other inputs raise TypeError (not a tensor), ValueError (shape or dtype) or RuntimeError
+    (device), naming the argument.
     """
+    check_tensor("adaptive_warp", "image", image, "(B, C, H, W)")
+    check_tensor("adaptive_warp", "flow", flow, "(B, 2, H, W)")
+    check_tensor("adaptive_warp", "kernel", kernel, "(B, K*K, H, W)")
+    check_same_device("adaptive_warp", "image", image, flow=flow, kernel=kernel)
     return torch.ops.memc.adaptive_warp.default(image, flow, kernel)
 
 

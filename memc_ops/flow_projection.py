@@ -7,6 +7,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_bool, check_same_device, check_tensor
+
 __all__ = ["FlowProjection", "flow_projection", "project_to_time"]
 
 
@@ -45,7 +47,14 @@ def flow_projection(flow: Tensor, weight: Optional[Tensor] = None, fill_holes: b
     hole, are piecewise constant in the flow and contribute nothing. The cost is O(B * H * W),
     also for frames with large holes. float16 and bfloat16 are accumulated in float32. On CUDA
     the splatting uses atomic float additions, so the forward's last bits may vary between runs.
+    Other inputs raise TypeError (not a tensor, ``fill_holes`` not a bool), ValueError (shape,
+    dtype or weight values) or RuntimeError (device), naming the argument.
     """
+    check_tensor("flow_projection", "flow", flow, "(B, 2, H, W)")
+    if weight is not None:
+        check_tensor("flow_projection", "weight", weight, "(B, 1, H, W) or None")
+        check_same_device("flow_projection", "flow", flow, weight=weight)
+    check_bool("flow_projection", "fill_holes", fill_holes)
     if weight is not None and not torch.compiler.is_compiling():
         _check_weight_values(weight)
     output, _ = torch.ops.memc.flow_projection.default(flow, weight, fill_holes)
@@ -60,19 +69,27 @@ def project_to_time(
     Args:
         flow_0to1: (B, 2, H, W) flow from frame 0 to frame 1.
         t: a number in [0, 1], or a tensor of shape (), (B,) or (B, 1, 1, 1) for one time per
-            sample (its values are not checked). For the flow back to frame 1, pass the flow
+            sample (B = 1: one time for all; its values are not checked; a (B,) or (B, 1, 1, 1)
+            tensor must be on the device of ``flow_0to1``). For the flow back to frame 1, pass the flow
             from frame 1 to frame 0 and 1 - t.
         weight, fill_holes: as for :func:`flow_projection`.
 
     Returns:
         (B, 2, H, W) flow at time t, in the dtype of ``flow_0to1``.
     """
+    check_tensor("project_to_time", "flow_0to1", flow_0to1, "(B, 2, H, W)")
     if isinstance(t, Tensor):
+        shape = tuple(t.shape)
         if t.dim() == 1:
             t = t.view(-1, 1, 1, 1)
         if not (t.dim() == 0 or (t.dim() == 4 and t.shape[1:] == (1, 1, 1))):
             raise ValueError(f"project_to_time: t must be a number or a tensor of shape (), (B,) or (B, 1, 1, 1); "
-                             f"got shape {tuple(t.shape)}")
+                             f"got shape {shape}")
+        if t.dim() == 4 and flow_0to1.dim() == 4 and t.shape[0] not in (1, flow_0to1.shape[0]):
+            raise ValueError(f"project_to_time: t must hold one time per sample of flow_0to1 (B = {flow_0to1.shape[0]}); "
+                             f"got shape {shape}")
+        if t.dim() == 4:  # a 0-dim t may stay on the CPU, as for any scalar
+            check_same_device("project_to_time", "flow_0to1", flow_0to1, t=t)
     elif isinstance(t, numbers.Real):
         if not 0 <= t <= 1:
             raise ValueError(f"project_to_time: t must lie in [0, 1]; got {t}")
@@ -138,6 +155,7 @@ class FlowProjection(nn.Module):
 
     def __init__(self, fill_holes: bool = True):
         super().__init__()
+        check_bool("FlowProjection", "fill_holes", fill_holes)
         self.fill_holes = fill_holes
 
     def forward(self, flow: Tensor, weight: Optional[Tensor] = None) -> Tensor:

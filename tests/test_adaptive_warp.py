@@ -275,3 +275,31 @@ def test_cpu_backward_split_into_row_bands_matches_reference():
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("argument", ["image", "flow", "kernel"])
+def test_non_tensor_arguments_are_rejected_naming_the_argument(argument):
+    inputs = {"image": torch.zeros(1, 3, 4, 4), "flow": torch.zeros(1, 2, 4, 4), "kernel": torch.zeros(1, 16, 4, 4)}
+    shapes = {"image": "(B, C, H, W)", "flow": "(B, 2, H, W)", "kernel": "(B, K*K, H, W)"}
+    expected = f"adaptive_warp: {argument} must be a torch.Tensor of shape {shapes[argument]}; got"
+    with pytest.raises(TypeError) as error:
+        memc_ops.adaptive_warp(**{**inputs, argument: None})
+    assert str(error.value) == f"{expected} None"
+    with pytest.raises(TypeError) as error:
+        memc_ops.adaptive_warp(**{**inputs, argument: inputs[argument].numpy()})
+    assert str(error.value) == f"{expected} numpy.ndarray (convert it with torch.from_numpy)"
+
+
+def test_tensors_on_different_devices_are_rejected_naming_the_devices():
+    """A 'meta' tensor among CPU tensors would select the fake kernel and return an uninitialised
+    CPU tensor; the wrapper refuses before calling the op."""
+    image, flow, kernel = torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4, 4), torch.zeros(1, 16, 4, 4)
+    with pytest.raises(RuntimeError) as error:
+        memc_ops.adaptive_warp(image, flow, kernel.to("meta"))
+    assert str(error.value) == "adaptive_warp: kernel must be on the device of image (cpu); got meta"
+    with pytest.raises(RuntimeError) as error:
+        memc_ops.adaptive_warp(image.to("meta"), flow, kernel)
+    assert str(error.value) == "adaptive_warp: flow must be on the device of image (meta); got cpu"
+    # All on 'meta' is shape propagation, as torch.compile uses it.
+    output = memc_ops.adaptive_warp(image.to("meta"), flow.to("meta"), kernel.to("meta"))
+    assert output.device.type == "meta" and output.shape == (1, 3, 4, 4)

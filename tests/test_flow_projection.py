@@ -447,3 +447,55 @@ def test_target_rounded_onto_the_width_stays_inside_the_frame():
     assert output[0, :, 0, 0].tolist() == [0.0, 0.0]  # where the stray write landed before
     # The last column averages its own zero flow and the -1 it received.
     assert output[0, :, 0, width - 1].tolist() == [-0.5, 0.0]
+
+
+def test_non_tensor_arguments_are_rejected_naming_the_argument():
+    flow = torch.zeros(1, 2, 4, 4)
+    with pytest.raises(TypeError) as error:
+        memc_ops.flow_projection(None)
+    assert str(error.value) == "flow_projection: flow must be a torch.Tensor of shape (B, 2, H, W); got None"
+    with pytest.raises(TypeError) as error:
+        memc_ops.flow_projection(flow.numpy())
+    assert str(error.value) == ("flow_projection: flow must be a torch.Tensor of shape (B, 2, H, W); "
+                                "got numpy.ndarray (convert it with torch.from_numpy)")
+    with pytest.raises(TypeError) as error:
+        memc_ops.flow_projection(flow, torch.ones(1, 1, 4, 4).numpy())
+    assert str(error.value) == ("flow_projection: weight must be a torch.Tensor of shape (B, 1, H, W) or None; "
+                                "got numpy.ndarray (convert it with torch.from_numpy)")
+    with pytest.raises(TypeError) as error:
+        memc_ops.project_to_time(None, 0.5)
+    assert str(error.value) == "project_to_time: flow_0to1 must be a torch.Tensor of shape (B, 2, H, W); got None"
+
+
+@pytest.mark.parametrize("fill_holes, shown", [("no", "str 'no'"), (None, "None"), (1, "int 1")])
+def test_fill_holes_must_be_a_bool(fill_holes, shown):
+    with pytest.raises(TypeError) as error:
+        memc_ops.flow_projection(torch.zeros(1, 2, 4, 4), None, fill_holes)
+    assert str(error.value) == f"flow_projection: fill_holes must be True or False; got {shown}"
+    with pytest.raises(TypeError) as error:
+        memc_ops.FlowProjection(fill_holes=fill_holes)
+    assert str(error.value) == f"FlowProjection: fill_holes must be True or False; got {shown}"
+
+
+def test_tensors_on_different_devices_are_rejected_naming_the_devices():
+    flow = torch.zeros(1, 2, 4, 4)
+    with pytest.raises(RuntimeError) as error:
+        memc_ops.flow_projection(flow, torch.ones(1, 1, 4, 4, device="meta"))
+    assert str(error.value) == "flow_projection: weight must be on the device of flow (cpu); got meta"
+    with pytest.raises(RuntimeError) as error:
+        memc_ops.project_to_time(flow.to("meta"), torch.tensor([0.5]))
+    assert str(error.value) == "project_to_time: t must be on the device of flow_0to1 (meta); got cpu"
+    # A 0-dim t is a scalar and may stay on the CPU.
+    assert memc_ops.project_to_time(flow.to("meta"), torch.tensor(0.5)).device.type == "meta"
+
+
+def test_project_to_time_needs_one_time_per_sample_or_one_for_all():
+    flow = make_flow(2, 5, 6, "mixed")
+    with pytest.raises(ValueError) as error:
+        memc_ops.project_to_time(flow, torch.tensor([0.1, 0.2, 0.3]))
+    assert str(error.value) == "project_to_time: t must hold one time per sample of flow_0to1 (B = 2); got shape (3,)"
+    with pytest.raises(ValueError, match=r"one time per sample of flow_0to1 \(B = 2\); got shape \(3, 1, 1, 1\)"):
+        memc_ops.project_to_time(flow, torch.full((3, 1, 1, 1), 0.5))
+    # One time in a (1,) tensor applies to every sample, like a number.
+    torch.testing.assert_close(memc_ops.project_to_time(flow, torch.tensor([0.25], dtype=torch.float64)),
+                               memc_ops.project_to_time(flow, 0.25))

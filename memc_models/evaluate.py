@@ -13,6 +13,8 @@ Metrics, on the output rounded to 8 bits and the 8-bit truth, both on 0..255:
 * SSIM (Wang et al. 2004): Gaussian window (sigma 1.5, 11 taps), K1 = 0.01, K2 = 0.03, over the
   windows that lie inside the frame, averaged over channels (scikit-image's
   ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``).
+  Frames narrower or lower than the 11 x 11 window have no SSIM: the table shows n/a for them
+  (a smaller window would give numbers that do not compare with published ones).
 """
 
 import argparse
@@ -28,7 +30,7 @@ from torch import Tensor
 
 from .io import UserError, read_image, to_uint8, write_image
 
-__all__ = ["Sample", "interpolation_error", "rmse", "psnr", "ssim", "metrics", "middlebury_samples", "vimeo_samples", "main"]
+__all__ = ["Sample", "interpolation_error", "rmse", "psnr", "ssim", "ssim_defined", "metrics", "middlebury_samples", "vimeo_samples", "main"]
 
 METRICS = ("IE", "RMSE", "PSNR", "SSIM")
 
@@ -53,14 +55,29 @@ def psnr(output: Tensor, truth: Tensor) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
-def _gaussian_window(sigma: float = 1.5, radius: int = 5) -> Tensor:
+SSIM_WINDOW = 11  # taps of SSIM's Gaussian window, in each direction
+
+
+def _gaussian_window(sigma: float = 1.5, radius: int = SSIM_WINDOW // 2) -> Tensor:
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
     g = torch.exp(-(x * x) / (2 * sigma * sigma))
     return g / g.sum()
 
 
+def ssim_defined(frame: Tensor) -> bool:
+    """Whether SSIM's 11 x 11 window fits inside a (…, H, W) frame."""
+    return min(frame.shape[-2:]) >= SSIM_WINDOW
+
+
 def ssim(output: Tensor, truth: Tensor) -> float:
-    """Mean SSIM over the channels of the 8-bit images (data range 255), valid windows only."""
+    """Mean SSIM over the channels of the 8-bit images (data range 255), valid windows only.
+
+    Raises ValueError for frames smaller than the 11 x 11 window in either direction (as
+    scikit-image does): SSIM is not defined for them.
+    """
+    if not ssim_defined(output):
+        raise ValueError(f"ssim: frames of height {output.shape[-2]} and width {output.shape[-1]} are smaller than "
+                         f"SSIM's {SSIM_WINDOW} x {SSIM_WINDOW} window")
     x, y = _levels(output), _levels(truth)
     if x.dim() == 3:
         x, y = x.unsqueeze(0), y.unsqueeze(0)
@@ -80,8 +97,9 @@ def ssim(output: Tensor, truth: Tensor) -> float:
 
 
 def metrics(output: Tensor, truth: Tensor) -> Dict[str, float]:
+    """IE, RMSE, PSNR and SSIM; SSIM is NaN (shown as n/a) when the frames are smaller than its window."""
     return {"IE": interpolation_error(output, truth), "RMSE": rmse(output, truth), "PSNR": psnr(output, truth),
-            "SSIM": ssim(output, truth)}
+            "SSIM": ssim(output, truth) if ssim_defined(output) else float("nan")}
 
 
 class Sample(NamedTuple):
@@ -112,18 +130,18 @@ def middlebury_samples(root: str) -> List[Sample]:
 def vimeo_samples(root: str) -> List[Sample]:
     """Vimeo90K: folders with im1..im3.png (triplets: im2 from im1, im3) or im1..im7.png
     (septuplets: im2, im4, im6 from their neighbours). The test list (tri_testlist.txt or
-    sep_testlist.txt) is used when present, else every such folder under ``root``."""
+    sep_testlist.txt, entries under ``root/sequences`` or ``root``) is used when present, else every
+    such folder under ``root``. A listed folder that is missing or lacks its frames is an error (as
+    for memc-train), not skipped: the table would otherwise cover less than the test set."""
     if not os.path.isdir(root):
         raise UserError(f"{root}: no such folder")
-    folders = []
-    for list_name in ("tri_testlist.txt", "sep_testlist.txt"):
+    folders = None
+    for list_name, frame_count in (("tri_testlist.txt", 3), ("sep_testlist.txt", 7)):
         list_path = os.path.join(root, list_name)
         if os.path.isfile(list_path):
-            base = os.path.join(root, "sequences") if os.path.isdir(os.path.join(root, "sequences")) else root
-            with open(list_path) as handle:
-                folders = [os.path.join(base, line.strip()) for line in handle if line.strip()]
+            folders = _read_test_list(root, list_path, frame_count)
             break
-    if not folders:
+    if folders is None:
         folders = sorted(dirpath for dirpath, _, files in os.walk(root) if "im1.png" in files)
     samples = []
     for folder in folders:
@@ -137,6 +155,22 @@ def vimeo_samples(root: str) -> List[Sample]:
     if not samples:
         raise UserError(f"{root}: no Vimeo90K sequence (folders with im1.png, im2.png, im3.png)")
     return samples
+
+
+def _read_test_list(root: str, list_path: str, frame_count: int) -> List[str]:
+    """The folders a Vimeo90K test list names; each must hold im1.png .. im{frame_count}.png."""
+    base = os.path.join(root, "sequences") if os.path.isdir(os.path.join(root, "sequences")) else root
+    with open(list_path) as handle:
+        folders = [os.path.normpath(os.path.join(base, line.strip())) for line in handle if line.strip()]
+    if not folders:
+        raise UserError(f"{list_path} is empty")
+    names = [f"im{k}.png" for k in range(1, frame_count + 1)]
+    missing = [folder for folder in folders if not all(os.path.isfile(os.path.join(folder, n)) for n in names)]
+    if missing:
+        expected = ", ".join(names) if frame_count == 3 else f"{names[0]} .. {names[-1]}"
+        raise UserError(f"{list_path} lists {len(missing)} folder(s) without {expected}, e.g. "
+                        + ", ".join(missing[:3]))
+    return folders
 
 
 def _error_map(output: Tensor, truth: Tensor) -> np.ndarray:
@@ -190,24 +224,58 @@ def evaluate(samples: Sequence[Sample], interpolate, save: Optional[str] = None,
 
 
 def format_table(rows) -> str:
+    """The per-sample table with a mean row; SSIM shows n/a where it is NaN (frames smaller than its
+    window), its mean is over the other samples, and a footnote says so."""
     width = max([len("sequence"), len("mean")] + [len(name) for name, *_ in rows])
     header = f"{'sequence':<{width}}  " + "  ".join(f"{m + ' ours':>10} {m + ' avg':>9}" for m in METRICS) + f"  {'s/frame':>7}"
     lines = [header, "-" * len(header)]
+
+    def cell(value: float, digits: int, columns: int) -> str:
+        return f"{'n/a':>{columns}}" if np.isnan(value) else f"{value:>{columns}.{digits}f}"
 
     def line(name, ours, average, seconds):
         cells = []
         for m in METRICS:
             digits = 4 if m == "SSIM" else 3 if m in ("IE", "RMSE") else 2
-            cells.append(f"{ours[m]:>10.{digits}f} {average[m]:>9.{digits}f}")
+            cells.append(f"{cell(ours[m], digits, 10)} {cell(average[m], digits, 9)}")
         return f"{name:<{width}}  " + "  ".join(cells) + f"  {seconds:>7.2f}"
+
+    def mean(index: int, m: str) -> float:
+        values = [row[index][m] for row in rows if not np.isnan(row[index][m])]
+        return float(np.mean(values)) if values else float("nan")
 
     for row in rows:
         lines.append(line(*row))
     lines.append("-" * len(header))
-    mean = lambda index, m: float(np.mean([row[index][m] for row in rows]))  # noqa: E731
     lines.append(line("mean", {m: mean(1, m) for m in METRICS}, {m: mean(2, m) for m in METRICS},
                       float(np.mean([row[3] for row in rows]))))
+    without_ssim = sum(np.isnan(row[1]["SSIM"]) for row in rows)
+    if without_ssim:
+        lines.append(f"SSIM n/a: {without_ssim} of {len(rows)} sample(s) have frames smaller than SSIM's "
+                     f"{SSIM_WINDOW} x {SSIM_WINDOW} window" + ("; the mean SSIM is over the others" if without_ssim < len(rows) else ""))
     return "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of samples, 1 or more; got {text}")
+    return value
+
+
+def _make_save_folder(path: str) -> None:
+    """Creates the --save folder before any work, so that a bad path fails at once."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"--save {path}: exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--save {path}: cannot create the folder ({error.strerror or error})") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"--save {path}: the folder is not writable")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -221,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
                         "triplets (im1-3) or septuplets (im1-7)")
     parser.add_argument("root", metavar="DIR", help="the dataset folder")
     parser.add_argument("--save", metavar="OUT", help="write each interpolated frame and a side-by-side comparison PNG here")
-    parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N samples")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate only the first N samples (N >= 1)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
     parser.add_argument("--half", action="store_true", help="float16 autocast for the MEMC-Net model on CUDA")
     parser.add_argument("--checkpoint", metavar="PATH", help="a MEMC-Net checkpoint (default: the training-free path)")
@@ -229,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="the checkpoint's variant (default: memc)")
     parser.add_argument("--fast", action="store_true",
                         help="training-free path: one orientation, no self-ensemble (4x faster, ~2%% higher error)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
     return parser
 
 
@@ -240,7 +308,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         samples = middlebury_samples(args.root) if args.dataset == "middlebury" else vimeo_samples(args.root)
         if args.limit is not None:
-            samples = samples[: max(args.limit, 0)]
+            samples = samples[: args.limit]
+        if args.save:
+            _make_save_folder(args.save)
+        if args.half and args.checkpoint is None and not args.quiet:
+            print("note: --half applies to MEMC-Net models; the default path runs in float32", file=sys.stderr)
         device = pick_device(args.device)
         interpolate = build_interpolator(device, args.checkpoint, args.model, args.half, args.fast)
         rows = evaluate(samples, interpolate, args.save, progress=not args.quiet)

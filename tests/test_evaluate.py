@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from memc_models.evaluate import interpolation_error, main, psnr, rmse, ssim
+import memc_models.interpolate
+from memc_models.evaluate import format_table, interpolation_error, main, metrics, psnr, rmse, ssim
 
 from test_interpolate import _frame_at, _tensor
 
@@ -121,3 +122,108 @@ def test_real_middlebury_frames(capsys):
     assert "one orientation" in out
     # Measured 2.424 for one orientation.
     assert _table_rows(out)["mean"][0] < 2.5
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fails the test if memc-eval gets as far as building the interpolator (the expensive work)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("memc-eval built a model before rejecting its arguments")
+    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", refuse)
+
+
+def _middlebury(root: pathlib.Path, height=64, width=80) -> pathlib.Path:
+    for file, t in (("frame10.png", 0.0), ("frame10i11.png", 0.5), ("frame11.png", 1.0)):
+        (root / "Seq").mkdir(parents=True, exist_ok=True)
+        iio.imwrite(root / "Seq" / file, _frame_at(t, height, width))
+    return root
+
+
+def test_save_folder_that_cannot_be_made_is_an_error_before_any_work(tmp_path, capsys, no_model):
+    data = _middlebury(tmp_path / "data")
+    a_file = tmp_path / "a.png"
+    a_file.write_bytes(b"")
+    assert main(["middlebury", str(data), "--save", str(a_file), "-q"]) == 1
+    assert capsys.readouterr().err == f"memc-eval: error: --save {a_file}: exists and is not a folder\n"
+    assert main(["middlebury", str(data), "--save", str(a_file / "x"), "-q"]) == 1
+    assert capsys.readouterr().err == f"memc-eval: error: --save {a_file / 'x'}: cannot create the folder (Not a directory)\n"
+
+
+def test_save_folder_is_created_up_front(tmp_path, capsys, monkeypatch):
+    data = _middlebury(tmp_path / "data")
+    save = tmp_path / "new" / "saved"
+    seen = []
+    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", lambda *a: seen.append(save.is_dir()) or (
+        lambda first, second, times: [0.5 * (first + second)]))
+    assert main(["middlebury", str(data), "--save", str(save), "-q"]) == 0
+    assert seen == [True] and (save / "Seq_ours.png").is_file()
+
+
+@pytest.mark.parametrize("limit", ["0", "-2"])
+def test_limit_must_be_at_least_one(tmp_path, capsys, limit, no_model):
+    with pytest.raises(SystemExit) as exit:
+        main(["middlebury", str(tmp_path), "--limit", limit])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"memc-eval: error: argument --limit: must be a whole number of samples, 1 or more; got {limit}")
+
+
+def test_vimeo_test_list_naming_missing_or_incomplete_folders_is_an_error(tmp_path, capsys, no_model):
+    _write_sequence(tmp_path / "sequences" / "00001" / "0001", ["im1.png", "im2.png", "im3.png"], [0.0, 0.5, 1.0])
+    _write_sequence(tmp_path / "sequences" / "00001" / "0002", ["im1.png", "im3.png"], [0.0, 1.0])  # no truth
+    (tmp_path / "tri_testlist.txt").write_text("00001/0001\n00001/0002\n00009/0009\n")
+    assert main(["vimeo", str(tmp_path), "-q"]) == 1
+    sequences = tmp_path / "sequences"
+    assert capsys.readouterr().err == (
+        f"memc-eval: error: {tmp_path / 'tri_testlist.txt'} lists 2 folder(s) without im1.png, im2.png, im3.png, "
+        f"e.g. {sequences / '00001' / '0002'}, {sequences / '00009' / '0009'}\n")
+    (tmp_path / "tri_testlist.txt").write_text("\n")
+    assert main(["vimeo", str(tmp_path), "-q"]) == 1
+    assert capsys.readouterr().err == f"memc-eval: error: {tmp_path / 'tri_testlist.txt'} is empty\n"
+
+
+def test_vimeo_septuplet_list_needs_all_seven_frames(tmp_path, capsys, no_model):
+    _write_sequence(tmp_path / "00001" / "0001", [f"im{k}.png" for k in (1, 2, 3)], [0.0, 0.5, 1.0])
+    (tmp_path / "sep_testlist.txt").write_text("00001/0001\n")
+    assert main(["vimeo", str(tmp_path), "-q"]) == 1
+    assert capsys.readouterr().err == (f"memc-eval: error: {tmp_path / 'sep_testlist.txt'} lists 1 folder(s) without "
+                                       f"im1.png .. im7.png, e.g. {tmp_path / '00001' / '0001'}\n")
+
+
+def test_ssim_is_not_defined_for_frames_smaller_than_its_window():
+    frame = _tensor(_frame_at(0.0, 10, 40))
+    with pytest.raises(ValueError) as error:
+        ssim(frame, frame)
+    assert str(error.value) == "ssim: frames of height 10 and width 40 are smaller than SSIM's 11 x 11 window"
+    assert math.isnan(metrics(frame, frame)["SSIM"]) and metrics(frame, frame)["PSNR"] == math.inf
+    # 11 x 11 is one window: defined.
+    assert ssim(_tensor(_frame_at(0.0, 11, 11)), _tensor(_frame_at(0.0, 11, 11))) == pytest.approx(1.0)
+
+
+def test_table_shows_ssim_as_na_and_averages_it_over_the_other_samples():
+    values = {"IE": 1.0, "RMSE": 2.0, "PSNR": 30.0}
+    rows = [("big", {**values, "SSIM": 0.9}, {**values, "SSIM": 0.8}, 0.1),
+            ("tiny", {**values, "SSIM": math.nan}, {**values, "SSIM": math.nan}, 0.1)]
+    lines = format_table(rows).splitlines()
+    assert lines[3].split()[7:9] == ["n/a", "n/a"]
+    assert lines[5].split()[7:9] == ["0.9000", "0.8000"]  # the mean row
+    assert lines[6] == "SSIM n/a: 1 of 2 sample(s) have frames smaller than SSIM's 11 x 11 window; the mean SSIM is over the others"
+    assert "n/a" not in format_table(rows[:1])
+
+
+def test_tiny_frames_are_evaluated_with_ssim_na(tmp_path, capsys):
+    data = _middlebury(tmp_path / "data", 8, 10)
+    assert main(["middlebury", str(data), "--device", "cpu", "--fast", "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].split()[0] == "Seq" and lines[3].split()[7:9] == ["n/a", "n/a"]
+    assert lines[-1] == "SSIM n/a: 1 of 1 sample(s) have frames smaller than SSIM's 11 x 11 window"
+
+
+def test_half_without_a_checkpoint_gets_a_note(tmp_path, capsys, monkeypatch):
+    data = _middlebury(tmp_path / "data", 16, 16)
+    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", lambda *a: (
+        lambda first, second, times: [0.5 * (first + second)]))
+    assert main(["middlebury", str(data), "--half"]) == 0
+    assert "note: --half applies to MEMC-Net models; the default path runs in float32\n" in capsys.readouterr().err
+    assert main(["middlebury", str(data), "--half", "-q"]) == 0
+    assert "note" not in capsys.readouterr().err

@@ -78,8 +78,8 @@ def read_image(path: str) -> Tensor:
     elif np.issubdtype(pixels.dtype, np.integer):
         # 32-bit integer images have no agreed white level (the full int32 range would make any
         # real image black), so they are refused with what to do instead.
-        raise UserError(f"{path}: {pixels.dtype} pixels (values {pixels.min()}..{pixels.max()}) have no standard scale; "
-                        "save it with 8- or 16-bit integers, or floats in [0, 1]")
+        raise UserError(f"{path}: {pixels.dtype} pixels (values {pixels.min()}..{pixels.max()}) have no standard "
+                        "scale; save it with 8- or 16-bit integers, or floats in [0, 1]")
     else:
         raise UserError(f"{path}: unsupported pixel type {pixels.dtype}")
     return torch.from_numpy(pixels.astype(np.float32) / scale).permute(2, 0, 1).unsqueeze(0)

@@ -149,6 +149,8 @@ def _make_folder(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{path}: cannot create the folder {folder} (a file is in the way)") from None
     except OSError as error:
         raise UserError(f"{path}: cannot create the folder {folder} ({_os_reason(error)})") from None
 

@@ -585,3 +585,8 @@ def test_write_image_takes_exactly_one_frame(tmp_path):
     assert not (tmp_path / "out.png").exists()
     write_image(str(tmp_path / "new" / "out.png"), torch.ones(1, 3, 4, 4))
     assert (iio.imread(tmp_path / "new" / "out.png") == 255).all()
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(UserError) as error:
+        write_image(str(tmp_path / "file" / "out.png"), torch.ones(1, 3, 4, 4))
+    in_the_way = tmp_path / "file"
+    assert str(error.value) == f"{in_the_way / 'out.png'}: cannot create the folder {in_the_way} (a file is in the way)"

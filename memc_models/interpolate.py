@@ -19,8 +19,8 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .io import (UserError, VideoReader, VideoWriter, check_image_output, check_video_output, has_audio, read_image,
-                 to_uint8, write_image)
+from .io import (IMAGE_EXTENSIONS, UserError, VideoReader, VideoWriter, check_image_output, check_output,
+                 check_video_output, has_audio, read_image, to_uint8, write_image)
 
 __all__ = ["Interpolator", "build_interpolator", "frame_times", "main", "pick_device"]
 
@@ -154,10 +154,9 @@ def _images(args, interpolate: Interpolator, times: List[float]) -> None:
         print(f"{len(frames)} frame(s) in {elapsed:.2f} s", file=sys.stderr)
 
 
-def _video(args, interpolate: Interpolator, times: List[float], factor: int) -> None:
+def _video(args, reader: VideoReader, interpolate: Interpolator, times: List[float], factor: int) -> None:
     from tqdm import tqdm
 
-    reader = VideoReader(args.inputs[0])
     if has_audio(args.inputs[0]) and not args.quiet:
         print(f"note: {args.inputs[0]} has audio; the output has none (its timing changes with the frame rate)",
               file=sys.stderr)
@@ -177,15 +176,30 @@ def _video(args, interpolate: Interpolator, times: List[float], factor: int) -> 
             writer.write(pixels)
             bar.update(1)
             previous = current
+        if writer is None:
+            raise UserError(f"{args.inputs[0]}: the video has no frames")
+        # One frame leaves nothing to interpolate: most likely a still saved as a video, so say so
+        # rather than write a copy that looks like success.
+        if writer.frames_written == 1:
+            raise UserError(f"{args.inputs[0]}: the video has only 1 frame; there is nothing to interpolate")
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
     finally:
         bar.close()
-        reader.close()
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        raise UserError(f"{args.inputs[0]}: the video has no frames")
+    writer.close()
     if not args.quiet:
         print(f"{args.output}: {writer.frames_written} frames at {reader.fps * factor:g} fps", file=sys.stderr)
+
+
+def _check_outputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """Every output can be written and none is an input (which would be destroyed while read)."""
+    for output in outputs:
+        for path in inputs:
+            if os.path.exists(output) and os.path.samefile(output, path):
+                raise UserError(f"-o {output} is the input {path}; choose another output name")
+        check_output(output)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -210,11 +224,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
     parser.add_argument("--half", action="store_true", help="float16 autocast for the MEMC-Net model on CUDA")
     parser.add_argument("--checkpoint", metavar="PATH", help="a MEMC-Net checkpoint (ours or the authors' release)")
-    parser.add_argument("--model", choices=sorted(MODELS), default="memc", help="the checkpoint's variant (default: memc)")
+    parser.add_argument("--model", choices=sorted(MODELS), help="the checkpoint's variant (default: memc)")
     parser.add_argument("--fast", action="store_true",
                         help="training-free path: one orientation, no self-ensemble (4x faster, ~2%% higher error)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
     return parser
+
+
+def _notes(args) -> List[str]:
+    """Options given that do nothing with the others given, each as a note."""
+    notes = []
+    if args.checkpoint is None:
+        if args.half:
+            notes.append("--half applies to MEMC-Net models; the default path runs in float32")
+        if args.model is not None:
+            notes.append("--model applies with --checkpoint; without one the training-free path runs")
+    elif args.fast:
+        notes.append("--fast applies to the training-free path; it does not change a --checkpoint model")
+    return notes
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -224,21 +251,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if len(args.inputs) > 2:
             raise UserError(f"expected two images or one video; got {len(args.inputs)} inputs")
         video = len(args.inputs) == 1
+        if video and os.path.splitext(args.inputs[0])[1].lower() in IMAGE_EXTENSIONS:
+            raise UserError(f"{args.inputs[0]} is an image; pass two images or one video")
         if video and args.times is not None:
             raise UserError("--times applies to two images; for a video use --factor N")
         factor = args.factor if args.factor is not None else (2 if video else None)
         times = frame_times(args.times, factor)
-        if args.half and args.checkpoint is None and not args.quiet:
-            print("note: --half applies to MEMC-Net models; the default path runs in float32", file=sys.stderr)
+        if not args.quiet:
+            for note in _notes(args):
+                print(f"note: {note}", file=sys.stderr)
         device = pick_device(args.device)
         for path in args.inputs:  # fail before loading a model
+            if os.path.isdir(path):
+                raise UserError(f"{path} is a directory; expected {'a video' if video else 'an image'} file")
             if not os.path.isfile(path):
                 raise UserError(f"{path}: no such file")
         (check_video_output if video else check_image_output)(args.output)
-        interpolate = build_interpolator(device, args.checkpoint, args.model, args.half, args.fast)
+        _check_outputs(args.inputs, [args.output] if video else _output_paths(args.output, times))
+        model = args.model or "memc"
         if video:
-            _video(args, interpolate, times, factor)
+            reader = VideoReader(args.inputs[0])
+            try:
+                interpolate = build_interpolator(device, args.checkpoint, model, args.half, args.fast)
+                _video(args, reader, interpolate, times, factor)
+            finally:
+                reader.close()
         else:
+            interpolate = build_interpolator(device, args.checkpoint, model, args.half, args.fast)
             _images(args, interpolate, times)
     except UserError as error:
         print(f"memc-interpolate: error: {error}", file=sys.stderr)

@@ -7,6 +7,7 @@ ships its own FFmpeg. Every failure a user can fix is raised as :class:`UserErro
 import os
 import re
 import subprocess
+import tempfile
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["UserError", "read_image", "write_image", "to_uint8", "VideoReader", "VideoWriter", "has_audio",
-           "check_image_output", "check_video_output"]
+           "check_image_output", "check_video_output", "check_output"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # The video encoder per container: each one FFmpeg (as shipped by imageio-ffmpeg) can put in it.
@@ -43,40 +44,115 @@ class UserError(Exception):
 
 
 def read_image(path: str) -> Tensor:
-    """An image file as a (1, 3, H, W) float32 RGB tensor in [0, 1] (grey is repeated, alpha dropped)."""
-    import imageio.v3 as iio
-
+    """An image file as a (1, 3, H, W) float32 RGB tensor in [0, 1], upright by its EXIF orientation
+    (grey is repeated, alpha dropped, CMYK and palettes converted to RGB)."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory; expected an image file")
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file")
-    try:
-        pixels = iio.imread(path)
-    except Exception as error:  # imageio raises many types for files it cannot decode
-        raise UserError(f"{path}: cannot read it as an image ({error})") from None
-    if pixels.ndim == 3 and pixels.shape[0] > 1 and pixels.shape[-1] not in (1, 2, 3, 4):
+    pixels = _decode_image(path)
+    if pixels.ndim == 4 and pixels.shape[0] == 1:  # a one-frame sequence is a still image
+        pixels = pixels[0]
+    if pixels.ndim == 4 or (pixels.ndim == 3 and pixels.shape[-1] not in (1, 2, 3, 4)):
         raise UserError(f"{path}: has {pixels.shape[0]} frames; pass still images (or one video)")
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4):
+    if pixels.ndim != 3:
         raise UserError(f"{path}: unsupported image layout {pixels.shape}")
     if pixels.shape[-1] in (1, 2):  # grey (with alpha)
         pixels = np.repeat(pixels[..., :1], 3, axis=-1)
-    pixels = pixels[..., :3]
-    if pixels.dtype == np.uint8:
+    pixels = np.ascontiguousarray(pixels[..., :3])
+    if pixels.dtype == np.bool_:
+        scale = 1.0
+    elif pixels.dtype == np.uint8:
         scale = 255.0
     elif pixels.dtype == np.uint16:
         scale = 65535.0
     elif np.issubdtype(pixels.dtype, np.floating):
+        # No scale can be told from floats: [0, 1] is the convention, anything else is refused
+        # rather than guessed (a 0..255 TIFF read as 0..1 comes out white).
+        low, high = float(pixels.min()), float(pixels.max())
+        if not (low >= 0.0 and high <= 1.0):  # NaN fails too
+            raise UserError(f"{path}: floating-point pixels range over [{low:g}, {high:g}]; expected values in [0, 1]")
         scale = 1.0
+    elif np.issubdtype(pixels.dtype, np.integer):
+        # 32-bit integer images have no agreed white level (the full int32 range would make any
+        # real image black), so they are refused with what to do instead.
+        raise UserError(f"{path}: {pixels.dtype} pixels (values {pixels.min()}..{pixels.max()}) have no standard "
+                        "scale; save it with 8- or 16-bit integers, or floats in [0, 1]")
     else:
         raise UserError(f"{path}: unsupported pixel type {pixels.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32) / scale).permute(2, 0, 1).unsqueeze(0)
+    return torch.from_numpy(pixels.astype(np.float32) / scale).permute(2, 0, 1).unsqueeze(0)
+
+
+def _decode_image(path: str) -> np.ndarray:
+    """The pixels as Pillow decodes them (EXIF orientation applied; modes it stores in other ways
+    converted to RGB or L), else as imageio does (float TIFF through tifffile, videos through
+    PyAV: these come back as they are, perhaps with several frames)."""
+    import imageio.v3 as iio
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                raise UserError(f"{path}: has {frames} frames; pass still images (or one video)")
+            image = ImageOps.exif_transpose(image)
+            if image.mode == "1":  # 1-bit: as 0 / 255 grey
+                image = image.convert("L")
+            elif image.mode in ("P", "PA"):
+                image = image.convert("RGBA")
+            elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"):
+                image = image.convert("RGB")
+            return np.asarray(image)
+    except UnidentifiedImageError:
+        pass  # not a format Pillow knows: imageio's other plugins may
+    except UserError:
+        raise
+    except Exception as error:  # a file Pillow knows but cannot decode (truncated, damaged)
+        raise UserError(f"cannot read {path} as an image ({_first_line(error)})") from None
+    try:
+        return iio.imread(path)
+    except Exception:  # imageio's message lists plugins to install, which would not help here
+        raise UserError(f"cannot read {path} as an image (unknown format or damaged file)") from None
 
 
 def to_uint8(frame: Tensor) -> np.ndarray:
     """(1, 3, H, W) or (3, H, W) in [0, 1] -> (H, W, 3) uint8, rounded."""
+    if not ((frame.dim() == 4 and frame.shape[:2] == (1, 3)) or (frame.dim() == 3 and frame.shape[0] == 3)):
+        raise ValueError(f"expected one frame of shape (1, 3, H, W) or (3, H, W); got {tuple(frame.shape)}")
     if frame.dim() == 4:
         frame = frame[0]
     return (frame.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def check_output(path: str) -> None:
+    """Raises UserError unless a file can be written at ``path``: it is not a folder, and its folder
+    exists and is writable or can be made. Makes nothing (for a bad ``-o`` before any work)."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory; expected an output file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.exists(existing):  # the nearest folder that exists: the new ones go in it
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"{path}: cannot create the folder {folder} ({existing} is a file)")
+    try:  # trying is the only sure test (permissions, read-only file systems, /sys ...)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise UserError(f"{path}: cannot write into the folder {existing} ({_os_reason(error)})") from None
+
+
+def _make_folder(path: str) -> None:
+    """Makes the folder the file ``path`` goes in."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{path}: cannot create the folder {folder} (a file is in the way)") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot create the folder {folder} ({_os_reason(error)})") from None
 
 
 def write_image(path: str, frame) -> None:
@@ -86,12 +162,13 @@ def write_image(path: str, frame) -> None:
 
     check_image_output(path)
     pixels = frame if isinstance(frame, np.ndarray) else to_uint8(frame)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    if pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise ValueError(f"expected one (H, W, 3) frame; got an array of shape {pixels.shape}")
+    _make_folder(path)
     try:
         iio.imwrite(path, pixels)
     except Exception as error:
-        raise UserError(f"{path}: cannot write the image ({error})") from None
+        raise UserError(f"{path}: cannot write the image ({_first_line(error)})") from None
 
 
 def has_audio(path: str) -> bool:
@@ -146,25 +223,42 @@ class VideoReader:
 
 class VideoWriter:
     """Streams (H, W, 3) uint8 RGB frames into a video file at ``fps``, keeping the size exactly
-    (H.264, or VP9 in .webm: see VIDEO_CODECS; yuv444p when a side is odd, which 4:2:0 cannot hold)."""
+    (H.264, or VP9 in .webm: see VIDEO_CODECS; yuv444p when a side is odd, which 4:2:0 cannot hold).
+
+    Frames go to a temporary file beside ``path`` (NAME.partial-XXXX.EXT); :meth:`close` moves it
+    to ``path`` and :meth:`discard` deletes it, so a failed run never leaves a cut-off video (or
+    a half-overwritten old one) under the final name."""
 
     def __init__(self, path: str, size: Tuple[int, int], fps: float, quality: float = 8):
         import imageio_ffmpeg
 
         check_video_output(path)
+        check_output(path)
+        _make_folder(path)
         width, height = size
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        codec = VIDEO_CODECS[_extension(path)]
+        extension = _extension(path)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        try:
+            handle, self._partial = tempfile.mkstemp(prefix=f"{stem}.partial-", suffix=extension,
+                                                     dir=os.path.dirname(os.path.abspath(path)))
+        except OSError as error:
+            raise UserError(f"{path}: cannot write a video there ({_os_reason(error)})") from None
+        os.close(handle)
+        # mkstemp makes the file private (0600); give it the permissions a new file would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._partial, 0o666 & ~umask)
         self.path = path
         self.frames_written = 0
         self._writer = imageio_ffmpeg.write_frames(
-            path, (width, height), fps=fps, quality=quality, codec=codec, pix_fmt_out=pix_fmt, macro_block_size=1,
-            ffmpeg_log_level="error",
+            self._partial, (width, height), fps=fps, quality=quality, codec=VIDEO_CODECS[extension],
+            pix_fmt_out=pix_fmt, macro_block_size=1, ffmpeg_log_level="error",
         )
         try:
             self._writer.send(None)  # starts FFmpeg
         except Exception as error:
+            self._remove_partial()
             raise UserError(f"{path}: cannot write a video there ({_first_line(error)})") from None
 
     def write(self, frame: np.ndarray) -> None:
@@ -175,7 +269,31 @@ class VideoWriter:
         self.frames_written += 1
 
     def close(self) -> None:
+        """Finishes the video and moves it to ``path``."""
         self._writer.close()
+        try:
+            os.replace(self._partial, self.path)
+        except OSError as error:
+            self._remove_partial()
+            raise UserError(f"{self.path}: cannot move the finished video there ({_os_reason(error)})") from None
+
+    def discard(self) -> None:
+        """Stops FFmpeg and deletes the unfinished video; ``path`` is left as it was."""
+        try:
+            self._writer.close()
+        finally:
+            self._remove_partial()
+
+    def _remove_partial(self) -> None:
+        try:
+            os.remove(self._partial)
+        except OSError:
+            pass
+
+
+def _os_reason(error: BaseException) -> str:
+    """'Permission denied' rather than '[Errno 13] Permission denied: /x/y'."""
+    return getattr(error, "strerror", None) or _first_line(error)
 
 
 def _first_line(error: BaseException) -> str:

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from memc_models import interpolate as interpolate_module
 from memc_models.classical import ClassicalConfig, ClassicalInterpolator, bicubic_kernel
 from memc_models.evaluate import interpolation_error
 from memc_models.interpolate import main
+from memc_models.io import UserError, read_image, to_uint8, write_image
 
 import memc_ops
 
@@ -313,5 +315,278 @@ def test_each_time_gets_its_own_file(tmp_path):
     a, b = _write_images(tmp_path, _frame_at(0.0, 32, 32), _frame_at(1.0, 32, 32))
     assert main([a, b, "-o", str(tmp_path / "out.png"), "--times", "0.25", "0.75", "--fast", "-q"]) == 0
     assert sorted(p.name for p in tmp_path.glob("out*")) == ["out_t0.250.png", "out_t0.750.png"]
-    assert main([a, b, "-o", str(tmp_path / "close.png"), "--times", "0.1234", "0.1236", "--fast", "-q"]) == 0
-    assert sorted(p.name for p in tmp_path.glob("close*")) == ["close_t0.1234.png", "close_t0.1236.png"]
+    assert main([a, b, "-o", str(tmp_path / "close.png"), "--times", "0.1231", "0.1234", "--fast", "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("close*")) == ["close_t0.1231.png", "close_t0.1234.png"]
+
+
+# --- Inputs and outputs: what is read, what is refused, what is left on disk ----------------------
+
+def _refuse_work(monkeypatch):
+    """Makes loading an interpolator fail the test: an error must come before any work."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("the interpolator was built before the error")
+    monkeypatch.setattr(interpolate_module, "build_interpolator", no_work)
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("memc-interpolate: error: ") and err.count("\n") == 1, err
+    return err[len("memc-interpolate: error: "):].rstrip("\n")
+
+
+def _listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, capsys, monkeypatch):
+    _refuse_work(monkeypatch)
+    a, b = _write_images(tmp_path, _frame_at(0.0, 32, 32), _frame_at(1.0, 32, 32))
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip, 3)
+    link = tmp_path / "link.png"
+    os.link(b, link)  # another name for the same file
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main([a, b, "-o", a, "-q"]) == 1
+    assert _error(capsys) == f"-o {a} is the input {a}; choose another output name"
+    assert main([a, b, "-o", str(link), "-q"]) == 1
+    assert _error(capsys) == f"-o {link} is the input {b}; choose another output name"
+    assert main([str(clip), "-o", str(clip), "-q"]) == 1
+    assert _error(capsys) == f"-o {clip} is the input {clip}; choose another output name"
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("output, inputs, extra, message", [
+    ("a.png/x.png", "images", [], "{out}: cannot create the folder {tmp}/a.png ({tmp}/a.png is a file)"),
+    ("a.png/sub/x.png", "images", ["--times", "0.3", "0.6"],
+     "{tmp}/a.png/sub/x_t0.300.png: cannot create the folder {tmp}/a.png/sub ({tmp}/a.png is a file)"),
+    ("a.png/x.mp4", "video", [], "{out}: cannot create the folder {tmp}/a.png ({tmp}/a.png is a file)"),
+    ("folder.png", "images", [], "{out} is a directory; expected an output file name"),
+    ("folder.mp4", "video", [], "{out} is a directory; expected an output file name"),
+])
+def test_unusable_output_is_an_error_before_any_work(tmp_path, capsys, monkeypatch, output, inputs, extra, message):
+    _refuse_work(monkeypatch)
+    a, b = _write_images(tmp_path, _frame_at(0.0, 32, 32), _frame_at(1.0, 32, 32))
+    os.replace(a, tmp_path / "a.png")
+    _write_clip(tmp_path / "clip.mp4", 3)
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "folder.mp4").mkdir()
+    before = _listing(tmp_path)
+    sources = [str(tmp_path / "a.png"), b] if inputs == "images" else [str(tmp_path / "clip.mp4")]
+    out = tmp_path / output
+    assert main([*sources, "-o", str(out), "-q", *extra]) == 1
+    assert _error(capsys) == message.format(out=out, tmp=tmp_path)
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no one can create files")
+@pytest.mark.parametrize("output", ["/proc/memc_out.png", "/proc/memc_new/out.png", "/proc/memc_out.mp4"])
+def test_output_folder_that_cannot_be_written_is_an_error_before_any_work(tmp_path, capsys, monkeypatch, output):
+    _refuse_work(monkeypatch)
+    a, b = _write_images(tmp_path, _frame_at(0.0, 32, 32), _frame_at(1.0, 32, 32))
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip, 3)
+    sources = [str(clip)] if output.endswith(".mp4") else [a, b]
+    assert main([*sources, "-o", output, "-q"]) == 1
+    assert _error(capsys).startswith(f"{output}: cannot write into the folder /proc (")
+
+
+def test_failed_video_leaves_no_partial_file_and_the_old_output_untouched(tmp_path, capsys, monkeypatch):
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    _write_clip(clip, 4)
+    out.write_bytes(b"the previous output")
+    calls = []
+
+    def failing_interpolator(*args, **kwargs):
+        def interpolate(frame0, frame1, times):
+            calls.append(1)
+            if len(calls) == 2:
+                raise UserError("stopped in the middle")
+            return [0.5 * (frame0 + frame1) for _ in times]
+        return interpolate
+
+    monkeypatch.setattr(interpolate_module, "build_interpolator", failing_interpolator)
+    assert main([str(clip), "-o", str(out), "-q"]) == 1
+    assert _error(capsys) == "stopped in the middle"
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "out.mp4"]
+
+
+def test_video_output_has_the_permissions_of_any_new_file(tmp_path):
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    _write_clip(clip, 2)
+    ordinary = tmp_path / "ordinary"
+    ordinary.write_bytes(b"")
+    assert main([str(clip), "-o", str(out), "-q", "--fast"]) == 0
+    assert os.stat(out).st_mode == os.stat(ordinary).st_mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "ordinary", "out.mp4"]
+
+
+@pytest.mark.parametrize("output", ["out.mp4", "out.png"])
+def test_one_image_as_input_is_an_error(tmp_path, capsys, monkeypatch, output):
+    _refuse_work(monkeypatch)
+    a, = _write_images(tmp_path, _frame_at(0.0, 32, 32))
+    assert main([a, "-o", str(tmp_path / output), "-q"]) == 1
+    assert _error(capsys) == f"{a} is an image; pass two images or one video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame0.png"]
+
+
+def test_one_frame_video_is_an_error_and_writes_nothing(tmp_path, capsys):
+    # One frame has no neighbour to interpolate towards; writing it back would look like success.
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip, 1)
+    assert main([str(clip), "-o", str(tmp_path / "out.mp4"), "-q", "--fast"]) == 1
+    assert _error(capsys) == f"{clip}: the video has only 1 frame; there is nothing to interpolate"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_input_that_is_a_directory_is_an_error(tmp_path, capsys, monkeypatch):
+    _refuse_work(monkeypatch)
+    a, = _write_images(tmp_path, _frame_at(0.0, 32, 32))
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "dir.mp4").mkdir()
+    assert main([a, str(tmp_path / "dir.png"), "-o", str(tmp_path / "out.png")]) == 1
+    assert _error(capsys) == f"{tmp_path / 'dir.png'} is a directory; expected an image file"
+    assert main([str(tmp_path / "dir.mp4"), "-o", str(tmp_path / "out.mp4")]) == 1
+    assert _error(capsys) == f"{tmp_path / 'dir.mp4'} is a directory; expected a video file"
+    with pytest.raises(UserError, match=f"^{tmp_path / 'dir.png'} is a directory; expected an image file$"):
+        read_image(str(tmp_path / "dir.png"))
+
+
+def _stop_before_work(monkeypatch):
+    def stop(*args, **kwargs):
+        raise UserError("stop")
+    monkeypatch.setattr(interpolate_module, "build_interpolator", stop)
+
+
+def test_options_that_do_nothing_get_a_note(tmp_path, capsys, monkeypatch):
+    _stop_before_work(monkeypatch)
+    a, b = _write_images(tmp_path, _frame_at(0.0, 32, 32), _frame_at(1.0, 32, 32))
+    out = str(tmp_path / "out.png")
+    main([a, b, "-o", out, "--model", "memc_s"])
+    assert ("note: --model applies with --checkpoint; without one the training-free path runs\n"
+            in capsys.readouterr().err)
+    main([a, b, "-o", out, "--fast", "--checkpoint", str(tmp_path / "any.pth")])
+    assert ("note: --fast applies to the training-free path; it does not change a --checkpoint model\n"
+            in capsys.readouterr().err)
+    main([a, b, "-o", out, "--half"])
+    assert "note: --half applies to MEMC-Net models" in capsys.readouterr().err
+    for quiet_or_useful in (["--model", "memc_s", "-q"], ["--checkpoint", "any.pth", "--model", "memc_s"], ["--fast"]):
+        main([a, b, "-o", out, *quiet_or_useful])
+        assert "note:" not in capsys.readouterr().err
+
+
+def _pil():
+    return pytest.importorskip("PIL.Image")
+
+
+def test_read_image_converts_one_bit_grey_and_palette_images(tmp_path):
+    Image = _pil()
+    rgb = _frame_at(0.0, 32, 32)
+    bits = rgb[..., 0] > 128
+    Image.fromarray(bits).save(tmp_path / "bits.png")
+    Image.fromarray(rgb[..., 1]).save(tmp_path / "grey.png")
+    Image.fromarray((rgb[..., 1].astype(np.uint16) * 257)).save(tmp_path / "grey16.png")
+    palette = Image.fromarray(rgb).convert("P")
+    palette.save(tmp_path / "palette.png")
+    expected_bits = torch.from_numpy(bits.astype(np.float32)).expand(1, 3, 32, 32)
+    torch.testing.assert_close(read_image(str(tmp_path / "bits.png")), expected_bits, atol=0, rtol=0)
+    grey = torch.from_numpy(rgb[..., 1].astype(np.float32) / 255).expand(1, 3, 32, 32)
+    torch.testing.assert_close(read_image(str(tmp_path / "grey.png")), grey, atol=0, rtol=0)
+    torch.testing.assert_close(read_image(str(tmp_path / "grey16.png")), grey, atol=1e-7, rtol=0)
+    torch.testing.assert_close(read_image(str(tmp_path / "palette.png")), _tensor(np.asarray(palette.convert("RGB"))),
+                               atol=0, rtol=0)
+
+
+def test_read_image_gives_cmyk_jpeg_its_rgb_colours(tmp_path):
+    Image = _pil()
+    rgb = _frame_at(0.0, 32, 32)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    frame = read_image(str(tmp_path / "cmyk.jpg"))
+    assert frame.shape == (1, 3, 32, 32) and frame.dtype == torch.float32
+    assert (frame - _tensor(rgb)).abs().mean() < 0.02  # JPEG's loss only; CMYK read as RGB is ~0.5 off
+
+
+@pytest.mark.parametrize("extension", ["jpg", "png"])
+def test_read_image_turns_the_picture_upright_by_its_exif_orientation(tmp_path, extension):
+    Image = _pil()
+    rgb = _frame_at(0.0, 32, 48)
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", as phones write it
+    path = tmp_path / f"phone.{extension}"
+    image.save(path, exif=exif)
+    stored = np.asarray(Image.open(path).convert("RGB"))  # the pixels as stored, on their side
+    frame = read_image(str(path))
+    assert frame.shape == (1, 3, 48, 32)
+    torch.testing.assert_close(frame, _tensor(np.ascontiguousarray(np.rot90(stored, -1))), atol=0, rtol=0)
+
+
+def test_read_image_takes_float_pixels_in_zero_to_one_only(tmp_path):
+    rgb = _frame_at(0.0, 32, 32)
+    iio.imwrite(tmp_path / "unit.tif", rgb.astype(np.float32) / 255)
+    torch.testing.assert_close(read_image(str(tmp_path / "unit.tif")), _tensor(rgb), atol=1e-7, rtol=0)
+    iio.imwrite(tmp_path / "bytes.tif", rgb.astype(np.float32))
+    path = tmp_path / "bytes.tif"
+    with pytest.raises(UserError) as error:
+        read_image(str(path))
+    assert str(error.value) == (f"{path}: floating-point pixels range over [{rgb.min()}, {rgb.max()}]; "
+                                "expected values in [0, 1]")
+    with_nan = rgb.astype(np.float32) / 255
+    with_nan[0, 0, 0] = np.nan
+    iio.imwrite(tmp_path / "nan.tif", with_nan)
+    with pytest.raises(UserError, match="floating-point pixels range over .*; expected values in \\[0, 1\\]"):
+        read_image(str(tmp_path / "nan.tif"))
+
+
+def test_read_image_refuses_int32_pixels_with_what_to_do(tmp_path):
+    Image = _pil()
+    Image.fromarray(np.array([[0, 100], [23500, 7]], dtype=np.int32)).save(tmp_path / "wide.tif")
+    path = tmp_path / "wide.tif"
+    with pytest.raises(UserError) as error:
+        read_image(str(path))
+    assert str(error.value) == (f"{path}: int32 pixels (values 0..23500) have no standard scale; "
+                                "save it with 8- or 16-bit integers, or floats in [0, 1]")
+
+
+def test_read_image_refuses_several_frames(tmp_path):
+    frames = np.stack([_frame_at(t, 32, 32) for t in (0.0, 0.5, 1.0)])
+    iio.imwrite(tmp_path / "anim.gif", frames, extension=".gif")
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip, 5)
+    for path, count in ((tmp_path / "anim.gif", 3), (clip, 5)):
+        with pytest.raises(UserError) as error:
+            read_image(str(path))
+        assert str(error.value) == f"{path}: has {count} frames; pass still images (or one video)"
+
+
+def test_read_image_names_a_file_it_cannot_read_in_one_line(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello")
+    for name in ("empty.png", "text.png"):
+        path = tmp_path / name
+        with pytest.raises(UserError) as error:
+            read_image(str(path))
+        assert str(error.value) == f"cannot read {path} as an image (unknown format or damaged file)"
+    # A PNG cut short: Pillow knows the format but cannot decode it.
+    iio.imwrite(tmp_path / "whole.png", _frame_at(0.0, 32, 32))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes((tmp_path / "whole.png").read_bytes()[:200])
+    with pytest.raises(UserError) as error:
+        read_image(str(cut))
+    assert str(error.value).startswith(f"cannot read {cut} as an image (") and "\n" not in str(error.value)
+
+
+def test_write_image_takes_exactly_one_frame(tmp_path):
+    expected = r"expected one frame of shape \(1, 3, H, W\) or \(3, H, W\); got \(2, 3, 4, 4\)"
+    with pytest.raises(ValueError, match=expected):
+        write_image(str(tmp_path / "out.png"), torch.zeros(2, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"got \(2, 3, 4, 4\)"):
+        to_uint8(torch.zeros(2, 3, 4, 4))
+    assert not (tmp_path / "out.png").exists()
+    write_image(str(tmp_path / "new" / "out.png"), torch.ones(1, 3, 4, 4))
+    assert (iio.imread(tmp_path / "new" / "out.png") == 255).all()
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(UserError) as error:
+        write_image(str(tmp_path / "file" / "out.png"), torch.ones(1, 3, 4, 4))
+    in_the_way = tmp_path / "file"
+    assert str(error.value) == f"{in_the_way / 'out.png'}: cannot create the folder {in_the_way} (a file is in the way)"

@@ -9,6 +9,7 @@ the released MEMC-Net models (read by instantiating them), and their parameter c
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -387,6 +388,60 @@ def test_bad_inputs_are_refused_with_a_message(models, shapes, t, message):
     model = models("MEMC_Net_s")
     with pytest.raises(ValueError, match=message):
         model(torch.rand(shapes[0]), torch.rand(shapes[1]), t=t)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 8, 8), (1, 3, 0, 8), (1, 3, 8, 0)])
+def test_empty_frames_are_a_value_error(models, shape):
+    with pytest.raises(ValueError, match=re.escape(f"frames must not be empty (B, H and W at least 1); got shape {shape}")):
+        models("MEMC_Net_s")(torch.rand(shape), torch.rand(shape))
+
+
+@pytest.mark.parametrize(
+    "t, error, message",
+    [
+        (torch.tensor([0.25, 0.5, 0.75]), ValueError, r"t must be a float or a tensor of 1 or 2 times \(one per sample\); got shape \(3,\)"),
+        (torch.tensor([0.25, 1.0]), ValueError, r"every t must lie in \(0, 1\)"),
+        ("0.5", TypeError, "t must be a float or a tensor of times; got str"),
+        (None, TypeError, "t must be a float or a tensor of times; got NoneType"),
+    ],
+)
+def test_bad_times_are_refused_with_a_message(models, t, error, message):
+    with pytest.raises(error, match=message):
+        models("MEMC_Net_s")(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), t=t)
+
+
+def test_frames_that_are_not_tensors_are_a_type_error(models):
+    frame = torch.rand(1, 3, 8, 8)
+    with pytest.raises(TypeError, match="frame0 must be a torch.Tensor of shape \\(B, 3, H, W\\); got ndarray"):
+        models("MEMC_Net_s")(frame.numpy(), frame)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_frames_in_another_dtype_than_the_model_are_a_type_error_naming_both(models, dtype):
+    # Not cast silently: the caller decides whether the frames or the model should change.
+    frame0, frame1 = frames(1, 8, 8)
+    expected = (
+        rf"the frames are {dtype} but the model's parameters are torch.float32; convert the frames "
+        rf"\(frame.to\(torch.float32\)\) or the model \(model.to\({dtype}\)\), or run under torch.autocast"
+    )
+    with pytest.raises(TypeError, match=expected):
+        models("MEMC_Net_s")(frame0.to(dtype), frame1.to(dtype))
+
+
+def test_frames_in_the_models_dtype_run():
+    model = memc_net_s().double().eval()
+    frame0, frame1 = frames(1, 8, 8)
+    with torch.no_grad():
+        middle = model(frame0.double(), frame1.double())
+    assert middle.dtype == torch.float64 and middle.shape == (1, 3, 8, 8)
+
+
+def test_frames_on_another_device_than_the_model_are_a_value_error():
+    with torch.device("meta"):
+        model = memc_net_s()
+    frame0, frame1 = frames(1, 8, 8)
+    with pytest.raises(ValueError, match=r"the frames are on cpu but the model is on meta; move the frames"):
+        model(frame0, frame1)
 
 
 # --- Mixed precision ---------------------------------------------------------------------------

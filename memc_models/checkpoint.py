@@ -116,8 +116,8 @@ def _state_dict_problem(state: Any) -> Union[str, None]:
     if not isinstance(state, Mapping):
         return f"it holds {_kind(state)}, not a state dict (a dict of names to tensors)"
     if is_training_state(state):
-        return ("it is a memc-train last.pt (model, optimizer, ...), not a state dict: its weights are "
-                "torch.load(path)['model'], or use best.pt")
+        return ("it is a memc-train last.pt (model, optimizer, ...), not a state dict: load its weights with "
+                "model.load_state_dict(torch.load(path, weights_only=True)['model'])")
     if not state:
         return "it holds an empty dict, not a state dict"
     for name, value in state.items():

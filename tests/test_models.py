@@ -189,7 +189,8 @@ def test_a_pickled_model_is_refused_without_terminal_codes_or_weights_only_advic
         ({}, "it holds an empty dict, not a state dict"),
         ({"a": 1}, "it is not a state dict: entry 'a' holds an int, not a tensor"),
         ({"model": {"a": torch.zeros(1)}, "epoch": 3},
-         "it is a memc-train last.pt (model, optimizer, ...), not a state dict: its weights are torch.load(path)['model'], or use best.pt"),
+         "it is a memc-train last.pt (model, optimizer, ...), not a state dict: load its weights with "
+         "model.load_state_dict(torch.load(path, weights_only=True)['model'])"),
     ],
 )
 def test_loading_a_file_without_a_state_dict_says_what_it_holds(tmp_path, content, message):

@@ -34,7 +34,9 @@ For two frames I0, I1 and a time t in (0, 1):
 """
 
 import dataclasses
-from typing import List, Optional, Sequence, Tuple
+import math
+import numbers
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -42,6 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import memc_ops
+
+from .memc_net import _check_frames, _check_time
 
 __all__ = ["ClassicalConfig", "ClassicalInterpolator", "dis_flow", "forward_backward_occlusion", "bicubic_kernel"]
 
@@ -55,6 +59,14 @@ _ORIENTATIONS = ((), (3,), (2,), (2, 3))
 # Disagreement assigned to pixels that only one frame (or neither) explains: there the two warps
 # are not expected to agree, and every orientation should count about the same.
 _UNSEEN_DISAGREEMENT = 0.1
+
+# Frames are RGB in [0, 1]; values beyond this margin mean another scale (0..255, -1..1), which
+# the 8-bit conversion for DIS would clip to a blank frame. Within it, a little overshoot (from a
+# resampling filter, say) is accepted.
+_RANGE_MARGIN = 0.5
+
+#: A time: a float, or a tensor of one time or B times (one per sample).
+Time = Union[float, Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +100,11 @@ class ClassicalConfig:
     def __post_init__(self):
         if self.preset not in _DIS_PRESETS:
             raise ValueError(f"preset must be one of {', '.join(_DIS_PRESETS)}; got {self.preset!r}")
+        _check_finest_scale(self.finest_scale)
+        if not (self.consistency_alpha >= 0 and self.consistency_beta >= 0):
+            raise ValueError(
+                f"consistency_alpha and consistency_beta must be >= 0; got {self.consistency_alpha} and {self.consistency_beta}"
+            )
         if self.kernel not in ("bicubic", "bilinear"):
             raise ValueError(f"kernel must be 'bicubic' or 'bilinear'; got {self.kernel!r}")
         if not self.occluded_weight > 0:
@@ -98,6 +115,13 @@ class ClassicalConfig:
             raise ValueError(f"agreement_scale must be positive; got {self.agreement_scale}")
         if not (isinstance(self.agreement_radius, int) and self.agreement_radius >= 0):
             raise ValueError(f"agreement_radius must be a non-negative integer; got {self.agreement_radius!r}")
+
+
+def _check_finest_scale(finest_scale: Optional[int]) -> None:
+    if finest_scale is not None and not (
+        isinstance(finest_scale, numbers.Integral) and not isinstance(finest_scale, bool) and finest_scale >= 0
+    ):
+        raise ValueError(f"finest_scale must be None or an integer >= 0 (0: full resolution); got {finest_scale!r}")
 
 
 def _grey_uint8(frames: Tensor) -> np.ndarray:
@@ -114,9 +138,10 @@ def dis_flow(frame0: Tensor, frame1: Tensor, preset: str = "medium", finest_scal
     which upsamples a half-resolution flow)."""
     import cv2
 
+    _check_finest_scale(finest_scale)
     dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
     if finest_scale is not None:
-        dis.setFinestScale(finest_scale)
+        dis.setFinestScale(int(finest_scale))
     grey0, grey1 = _grey_uint8(frame0), _grey_uint8(frame1)
     height, width = grey0.shape[1:]
     # DIS refuses frames under about 12 pixels a side: pad small ones by repeating their edges,
@@ -211,7 +236,7 @@ def bicubic_kernel(flow: Tensor) -> Tensor:
     return kernel.flatten(1, 2)
 
 
-def _symmetrize(back: Tensor, t: float, both: Tensor) -> Tensor:
+def _symmetrize(back: Tensor, t: Time, both: Tensor) -> Tensor:
     """Where a pixel at time t is seen by both frames (``both``, (B, 1, H, W) bool), its two
     projected flows are two estimates of one linear motion v: to frame 0 -t v, to frame 1
     (1 - t) v. Averaging the two estimates of v halves the variance of independent errors."""
@@ -228,18 +253,22 @@ class ClassicalInterpolator:
 
     ``interpolator(frame0, frame1, t)`` with (B, 3, H, W) RGB frames in [0, 1] returns the frame at
     time t; :meth:`interpolate` returns several times from one motion estimate.
+
+    Frames are floating-point tensors of one shape, dtype and device, as for
+    :class:`memc_models.MEMCNet`: integer frames are a ``TypeError``, and values clearly outside
+    [0, 1] (such as 0..255 or -1..1) a ``ValueError``. A time t is a float in (0, 1) or, as for
+    MEMCNet, a tensor of one time or B times (one per sample).
     """
 
     def __init__(self, config: ClassicalConfig = ClassicalConfig()):
         self.config = config
 
-    def __call__(self, frame0: Tensor, frame1: Tensor, t: float = 0.5) -> Tensor:
+    def __call__(self, frame0: Tensor, frame1: Tensor, t: Time = 0.5) -> Tensor:
         return self.interpolate(frame0, frame1, [t])[0]
 
     def motion(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """(F01, F10, occlusion of frame 0, occlusion of frame 1), float32 on the frames' device."""
-        if frame0.shape != frame1.shape or frame0.dim() != 4 or frame0.shape[1] != 3:
-            raise ValueError(f"frames must both have shape (B, 3, H, W); got {tuple(frame0.shape)} and {tuple(frame1.shape)}")
+        _check_frames(frame0, frame1)
         cfg = self.config
         flow01 = dis_flow(frame0, frame1, cfg.preset, cfg.finest_scale)
         flow10 = dis_flow(frame1, frame0, cfg.preset, cfg.finest_scale)
@@ -249,12 +278,23 @@ class ClassicalInterpolator:
         return flow01, flow10, occ0, occ1
 
     @torch.no_grad()
-    def interpolate(self, frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tensor]:
-        """The frames at each time in ``times`` (each in (0, 1)), as a list of (B, 3, H, W) tensors
-        in the frames' dtype, clamped to [0, 1]."""
-        for t in times:
-            if not 0.0 < float(t) < 1.0:
-                raise ValueError(f"every time must lie in (0, 1); got {t}")
+    def interpolate(self, frame0: Tensor, frame1: Tensor, times: Union[Time, Sequence[Time]]) -> List[Tensor]:
+        """The frames at each time of ``times``, as a list of (B, 3, H, W) tensors in the frames'
+        dtype, clamped to [0, 1]. Each time is a float in (0, 1) or a tensor of one time or B
+        times (one per sample); a single time is taken as ``[time]``."""
+        _check_frames(frame0, frame1)
+        for name, frame in (("frame0", frame0), ("frame1", frame1)):
+            low, high = float(frame.min()), float(frame.max())
+            if math.isnan(low) or math.isnan(high):
+                raise ValueError(f"{name} holds NaN; expected RGB values in [0, 1]")
+            if not (low >= -_RANGE_MARGIN and high <= 1.0 + _RANGE_MARGIN):
+                scale = " (8-bit frames: divide by 255)" if high > 1.0 + _RANGE_MARGIN else ""
+                raise ValueError(f"{name} must hold RGB values in [0, 1]; got values from {low:.4g} to {high:.4g}{scale}")
+        if isinstance(times, (numbers.Real, Tensor)):
+            times = [times]
+        # Times as floats or float32 tensors (the computation's dtype, whatever the frames').
+        like = frame0.new_empty(0, dtype=torch.float32)
+        times = [_check_time(t, frame0.shape[0], like) for t in times]
         cfg = self.config
         if cfg.orientations == 1:
             return [frame.clamp(0, 1).to(frame0.dtype) for frame, _ in self._interpolate_once(frame0, frame1, times)]
@@ -268,19 +308,18 @@ class ClassicalInterpolator:
         outputs = [blend.result().clamp(0, 1).to(frame0.dtype) for blend in blends]
         return outputs
 
-    def _interpolate_once(self, frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tuple[Tensor, Tensor]]:
-        """Steps 1-5 in one orientation: per time, the float32 frame (unclamped) and its
-        (B, 1, H, W) disagreement map (step 6)."""
+    def _interpolate_once(self, frame0: Tensor, frame1: Tensor, times: Sequence[Time]) -> List[Tuple[Tensor, Tensor]]:
+        """Steps 1-5 in one orientation: per time (a float or a (B or 1, 1, 1, 1) tensor), the
+        float32 frame (unclamped) and its (B, 1, H, W) disagreement map (step 6)."""
         flow01, flow10, occ0, occ1 = self.motion(frame0, frame1)
         flows = torch.cat((flow01, flow10), 0)
         occluded = torch.cat((occ0, occ1), 0)
         weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))
         frames = torch.cat((frame0, frame1), 0).float()
-        batch = frame0.shape[0]
+        ones = flows.new_ones(frame0.shape[0], 1, 1, 1)
         results = []
         for t in times:
-            t = float(t)
-            scales = flows.new_tensor([t] * batch + [1.0 - t] * batch).view(-1, 1, 1, 1)
+            scales = torch.cat((t * ones, (1.0 - t) * ones), 0)
             scaled = flows * scales
             # Per pixel at time t: displacement back to frame 0 (first half) and to frame 1.
             back = memc_ops.flow_projection(scaled, weight=weight, fill_holes=True)

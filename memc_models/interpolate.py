@@ -58,45 +58,48 @@ def frame_times(times: Optional[Sequence[float]], factor: Optional[int]) -> List
     return times
 
 
-def load_model(path: str, model_name: str, device: torch.device):
-    """The MEMC-Net variant `model_name` with the weights at `path` (ours or the authors' release),
-    in eval mode on `device`; a UserError names what is wrong with the file."""
+def load_model(path: str, model_name: str, device: torch.device, option: str = "--checkpoint"):
+    """The MEMC-Net variant `model_name` (a --model name) with the weights at `path`, in eval mode
+    on `device`. The file holds our state dict (torch.save(model.state_dict())), a memc-train
+    last.pt (its "model" entry), or the authors' release. A UserError beginning with `option`, the
+    command-line option that named the file, says what is wrong with it."""
     import memc_models
-    from memc_models.checkpoint import convert_original_state_dict
+    from memc_models.checkpoint import compare_state_dict, is_training_state, read_checkpoint
 
     if not os.path.isfile(path):
-        raise UserError(f"--checkpoint {path}: no such file")
+        raise UserError(f"{option} {path}: no such file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise UserError(f"--checkpoint {path}: cannot read it as a PyTorch checkpoint ({str(error).splitlines()[0]})") from None
+        state = read_checkpoint(path)
+    except ValueError as error:
+        raise UserError(f"{option} {error}") from None
+    except OSError as error:
+        raise UserError(f"{option} {path}: cannot read it ({error.strerror or error})") from None
+    if is_training_state(state):
+        config = state.get("config")
+        trained = config.get("model") if isinstance(config, dict) else None
+        if trained in MODELS and trained != model_name:
+            raise UserError(f"{option} {path} is a memc-train last.pt trained with --model {trained}; pass --model {trained}")
+        state = state["model"]
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise UserError(f"--checkpoint {path}: expected a state dict of tensors")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-
-    def fits(name: str) -> bool:  # names and shapes only, on the meta device
-        factory, variant = MODELS[name]
-        with torch.device("meta"):
-            model = getattr(memc_models, factory)()
-        own = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-        if set(own) <= set(state) and set(state) - set(own) <= {k for k in state if k.endswith("num_batches_tracked")}:
-            return all(tuple(state[k].shape) == tuple(s) for k, s in own.items())
-        converted, unplaced = convert_original_state_dict(state, variant, model)
-        return not unplaced and set(own) <= set(converted) and all(tuple(converted[k].shape) == tuple(s) for k, s in own.items())
-
-    if not fits(model_name):
-        others = [name for name in MODELS if name != model_name and fits(name)]
-        hint = f"; it fits --model {others[0]}" if others else "; it fits none of memc, memc_s, memc_star"
-        raise UserError(f"--checkpoint {path} is not a --model {model_name} checkpoint{hint}")
+    try:
+        mismatches = {name: compare_state_dict(state, name) for name in MODELS}  # names and shapes only
+    except ValueError as error:
+        raise UserError(f"{option} {path}: {error}") from None
+    if not mismatches[model_name].fits:
+        others = [name for name in MODELS if mismatches[name].fits]
+        if others:
+            raise UserError(f"{option} {path} is not a --model {model_name} checkpoint; it fits --model {others[0]}")
+        nearest = min(MODELS, key=lambda name: (mismatches[name].size, name != model_name))
+        raise UserError(f"{option} {path} is not a --model {model_name} checkpoint; it fits none of memc, memc_s, "
+                        f"memc_star (as --model {nearest}: {mismatches[nearest].describe()})")
     factory, variant = MODELS[model_name]
-    model = getattr(memc_models, factory)()
-    own_names = set(model.state_dict())
-    if any(k in own_names for k in state):
-        model.load_state_dict(state, strict=False)
-    else:
+    if mismatches[model_name].released:
         model = memc_models.load_original_checkpoint(state, variant)
+    else:
+        model = getattr(memc_models, factory)()
+        state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+        model.load_state_dict(state, strict=False)  # fits: at most batch-norm counters are missing
     return model.eval().to(device)
 
 

@@ -3,6 +3,7 @@
 warping, blending and post-processing."""
 
 import dataclasses
+import numbers
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
@@ -146,6 +147,21 @@ class MEMCNet(nn.Module):
         """The frames are padded internally to a multiple of this."""
         return max(self.flow_net.size_multiple, self.kernel_net.size_multiple)
 
+    def _check_fits_model(self, frame: Tensor) -> None:
+        parameter = next(self.parameters())
+        if frame.device != parameter.device:
+            raise ValueError(
+                f"the frames are on {frame.device} but the model is on {parameter.device}; "
+                f"move the frames (frame.to({str(parameter.device)!r})) or the model (model.to({str(frame.device)!r}))"
+            )
+        # Under autocast the layers take mixed dtypes; otherwise a cast here would hide a model
+        # left in float32 for half frames (or the reverse), so the caller decides.
+        if frame.dtype != parameter.dtype and not torch.is_autocast_enabled(frame.device.type):
+            raise TypeError(
+                f"the frames are {frame.dtype} but the model's parameters are {parameter.dtype}; convert the "
+                f"frames (frame.to({parameter.dtype})) or the model (model.to({frame.dtype})), or run under torch.autocast"
+            )
+
     def estimate_motion(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, Tensor]:
         """Flows frame0 -> frame1 and frame1 -> frame0 in pixels, (B, 2, H, W) each; H and W
         multiples of :attr:`size_multiple`. Both directions run as one batch."""
@@ -172,8 +188,11 @@ class MEMCNet(nn.Module):
         """Interpolates the frame at time ``t`` between ``frame0`` (t = 0) and ``frame1`` (t = 1).
 
         Args:
-            frame0, frame1: (B, 3, H, W) RGB frames in [0, 1], same shape, dtype and device.
-            t: time in (0, 1): a float, or a (B,) tensor with one time per sample.
+            frame0, frame1: (B, 3, H, W) RGB frames in [0, 1], same shape, dtype and device, on
+                the model's device and in its parameters' dtype (any floating dtype under
+                ``torch.autocast``). Frames are not cast silently: a dtype that differs from the
+                model's is a ``TypeError`` saying to convert one or the other.
+            t: time in (0, 1): a float, or a tensor of one time or B times (one per sample).
             fill_holes: fill the holes of the projected flows (None: only when no gradient flows
                 through them, as released).
             return_intermediates: return a :class:`MEMCNetOutput` rather than the frame alone.
@@ -182,6 +201,7 @@ class MEMCNet(nn.Module):
             The (B, 3, H, W) interpolated frame, or a :class:`MEMCNetOutput`.
         """
         _check_frames(frame0, frame1)
+        self._check_fits_model(frame0)
         batch, _, height, width = frame0.shape
         t = _check_time(t, batch, frame0)
 
@@ -234,7 +254,10 @@ class MEMCNet(nn.Module):
 
 
 def _check_frames(frame0: Tensor, frame1: Tensor) -> None:
+    """(B, 3, H, W) floating-point tensors of one shape, dtype and device, none of B, H, W zero."""
     for name, frame in (("frame0", frame0), ("frame1", frame1)):
+        if not isinstance(frame, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (B, 3, H, W); got {type(frame).__name__}")
         if frame.dim() != 4 or frame.shape[1] != 3:
             raise ValueError(f"{name} must have shape (B, 3, H, W); got {tuple(frame.shape)}")
         if not frame.is_floating_point():
@@ -244,15 +267,20 @@ def _check_frames(frame0: Tensor, frame1: Tensor) -> None:
             f"frame1 must match frame0 {tuple(frame0.shape)} {frame0.dtype} on {frame0.device}; "
             f"got {tuple(frame1.shape)} {frame1.dtype} on {frame1.device}"
         )
+    if frame0.numel() == 0:
+        raise ValueError(f"frames must not be empty (B, H and W at least 1); got shape {tuple(frame0.shape)}")
 
 
 def _check_time(t: Union[float, Tensor], batch: int, like: Tensor) -> Union[float, Tensor]:
+    """``t`` as a float, or as a (B, 1, 1, 1) or (1, 1, 1, 1) tensor of ``like``'s dtype and device."""
     if isinstance(t, Tensor):
         if t.numel() not in (1, batch):
-            raise ValueError(f"t must be a float or a tensor of {batch} times; got shape {tuple(t.shape)}")
+            raise ValueError(f"t must be a float or a tensor of 1 or {batch} times (one per sample); got shape {tuple(t.shape)}")
         if not bool(((t > 0) & (t < 1)).all()):
             raise ValueError("every t must lie in (0, 1)")
         return t.to(device=like.device, dtype=like.dtype).reshape(-1, 1, 1, 1)
+    if not isinstance(t, numbers.Real):
+        raise TypeError(f"t must be a float or a tensor of times; got {type(t).__name__}")
     t = float(t)
     if not 0.0 < t < 1.0:
         raise ValueError(f"t must lie in (0, 1); got {t}")

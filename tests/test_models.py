@@ -9,6 +9,7 @@ the released MEMC-Net models (read by instantiating them), and their parameter c
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,9 @@ from memc_models import (
     memc_net_s,
     memc_net_star,
 )
+from memc_models.checkpoint import compare_state_dict, read_checkpoint
+from memc_models.interpolate import load_model
+from memc_models.io import UserError
 
 MANIFEST = json.loads((Path(__file__).parent / "data" / "original_state_dict_shapes.json").read_text())["models"]
 FACTORIES = {"MEMC_Net": memc_net, "MEMC_Net_s": memc_net_s, "MEMC_Net_star": memc_net_star}
@@ -137,6 +141,163 @@ def test_converter_reports_entries_it_cannot_place_and_unwraps_containers():
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="variant must be one of"):
         convert_original_state_dict({}, "MEMC_Net_VE")
+
+
+@pytest.mark.parametrize(
+    "name, variant",
+    [("memc", "MEMC_Net"), ("memc_s", "MEMC_Net_s"), ("memc_star", "MEMC_Net_star"), ("memc_net_s", "MEMC_Net_s"),
+     ("MEMC-Net*", "MEMC_Net_star"), ("MEMC_Net_s", "MEMC_Net_s")],
+)
+def test_variants_are_accepted_under_the_command_line_and_factory_names(name, variant):
+    state_dict = {entry: torch.empty(shape, device="meta") for entry, shape in MANIFEST[variant]["state_dict"].items()}
+    converted, unplaced = convert_original_state_dict(state_dict, name)
+    assert unplaced == [] and len(converted) == len(state_dict)
+    assert compare_state_dict(state_dict, name).fits
+
+
+def test_the_readme_example_loads_a_released_file_by_its_command_line_name(tmp_path):
+    torch.save(random_original_state_dict("MEMC_Net_s"), tmp_path / "MEMC-Net_s.pth")
+    model = load_original_checkpoint(tmp_path / "MEMC-Net_s.pth", "memc_s")
+    assert model.config.flow_network == "spynet" and not model.training
+
+
+def test_loading_a_file_that_is_no_checkpoint_names_it_without_torchs_advice(tmp_path):
+    path = tmp_path / "frame.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(ValueError) as error:
+        load_original_checkpoint(path, "memc_s")
+    message = str(error.value)
+    assert message.startswith(f"{path}: cannot read it as a PyTorch checkpoint (")
+    assert "weights_only" not in message and "\n" not in message
+
+
+def test_a_pickled_model_is_refused_without_terminal_codes_or_weights_only_advice(tmp_path):
+    path = tmp_path / "whole_model.pt"
+    torch.save(torch.nn.Linear(1, 1), path)
+    with pytest.raises(ValueError) as error:
+        read_checkpoint(path)
+    message = str(error.value)
+    assert message == (f"{path}: cannot read it as a PyTorch checkpoint (it holds a pickled torch.nn.modules.linear.Linear, "
+                       "not only tensors; save a state dict (model.state_dict()) instead)")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (torch.zeros(3), "it holds a tensor, not a state dict (a dict of names to tensors)"),
+        ([torch.zeros(3)], "it holds a list, not a state dict (a dict of names to tensors)"),
+        ({}, "it holds an empty dict, not a state dict"),
+        ({"a": 1}, "it is not a state dict: entry 'a' holds an int, not a tensor"),
+        ({"model": {"a": torch.zeros(1)}, "epoch": 3},
+         "it is a memc-train last.pt (model, optimizer, ...), not a state dict: load its weights with "
+         "model.load_state_dict(torch.load(path, weights_only=True)['model'])"),
+    ],
+)
+def test_loading_a_file_without_a_state_dict_says_what_it_holds(tmp_path, content, message):
+    path = tmp_path / "thing.pt"
+    torch.save(content, path)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):
+        load_original_checkpoint(path, "memc_s")
+
+
+def test_our_own_state_dict_is_refused_with_a_hint_to_load_state_dict():
+    with torch.device("meta"):
+        ours = memc_net_s().state_dict()
+    with pytest.raises(ValueError, match=re.escape(
+            "the state dict holds memc_models' own names (as model.state_dict() saves them), not the released ones: "
+            "load it with model.load_state_dict(torch.load(path, weights_only=True)) on memc_models.memc_net_s(), "
+            "or pass it to memc-interpolate --checkpoint")):
+        load_original_checkpoint(ours, "memc_s")
+
+
+def test_a_released_checkpoint_that_nearly_fits_names_the_first_few_differences():
+    state_dict = random_original_state_dict("MEMC_Net_s")
+    missing = [name for name in state_dict if name.startswith("flownets.")][:5]
+    for name in missing:
+        del state_dict[name]
+    state_dict["extra.weight"] = torch.zeros(1)
+    state_dict["rectifyNet.0.bias"] = torch.zeros(7)
+    with pytest.raises(RuntimeError) as error:
+        load_original_checkpoint(state_dict, "MEMC_Net_s")
+    message = str(error.value)
+    assert message.startswith("the state dict does not fit MEMC_Net_s: 1 checkpoint entries have no place in MEMC_Net_s: extra.weight; ")
+    assert f"5 weights of MEMC_Net_s are missing from the checkpoint: {', '.join(missing[:3])} and 2 more" in message
+    assert "1 checkpoint entries have another shape in MEMC_Net_s: rectifyNet.0.bias (7,) instead of (64,)" in message
+    with pytest.warns(UserWarning, match="keeping the model's own values"):
+        model = load_original_checkpoint(state_dict, "MEMC_Net_s", strict=False)
+    assert model.post_net.convs[0].bias.shape == (64,)
+
+
+def test_compare_state_dict_lists_differences_in_the_checkpoints_own_naming():
+    with torch.device("meta"):
+        ours = memc_net_s().state_dict()
+    ours["extra.weight"] = torch.zeros(1)
+    mismatch = compare_state_dict(ours, "memc_s")
+    assert not mismatch.released and mismatch.unexpected == ["extra.weight"] and not mismatch.missing
+    assert mismatch.describe() == "1 entry unexpected (extra.weight)"
+    released = random_original_state_dict("MEMC_Net_s")
+    del released["rectifyNet.0.bias"]
+    mismatch = compare_state_dict(released, "memc_s")
+    assert mismatch.released and mismatch.missing == ["rectifyNet.0.bias"]
+
+
+# --- load_model: the command-line tools' --checkpoint and --init-checkpoint ----------------------
+
+
+def test_load_model_takes_the_weights_of_a_memc_train_last_pt(models, tmp_path):
+    trained = models("MEMC_Net_s")
+    path = tmp_path / "last.pt"
+    torch.save({"model": trained.state_dict(), "optimizer": {"state": {}}, "scheduler": {}, "epoch": 3,
+                "config": {"model": "memc_s", "lr": 1.0}}, path)
+    model = load_model(str(path), "memc_s", torch.device("cpu"))
+    for name, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_load_model_names_the_variant_a_last_pt_was_trained_with(models, tmp_path):
+    path = tmp_path / "last.pt"
+    torch.save({"model": models("MEMC_Net_s").state_dict(), "epoch": 3, "config": {"model": "memc_s"}}, path)
+    with pytest.raises(UserError, match=re.escape(
+            f"--init-checkpoint {path} is a memc-train last.pt trained with --model memc_s; pass --model memc_s")):
+        load_model(str(path), "memc_star", torch.device("cpu"), option="--init-checkpoint")
+
+
+def test_load_model_messages_name_the_option_that_gave_the_file(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([1, 2], path)
+    for option in ("--checkpoint", "--init-checkpoint"):
+        with pytest.raises(UserError, match=re.escape(f"{option} {path}: it holds a list, not a state dict")):
+            load_model(str(path), "memc_s", torch.device("cpu"), option=option)
+    with pytest.raises(UserError, match=re.escape(f"--init-checkpoint {tmp_path / 'nothing.pt'}: no such file")):
+        load_model(str(tmp_path / "nothing.pt"), "memc_s", torch.device("cpu"), option="--init-checkpoint")
+
+
+def test_load_model_refuses_a_pickled_model_in_one_line_without_weights_only_advice(tmp_path):
+    path = tmp_path / "whole_model.pt"
+    torch.save(torch.nn.Linear(1, 1), path)
+    with pytest.raises(UserError) as error:
+        load_model(str(path), "memc_s", torch.device("cpu"))
+    assert str(error.value) == (f"--checkpoint {path}: cannot read it as a PyTorch checkpoint (it holds a pickled "
+                                "torch.nn.modules.linear.Linear, not only tensors; save a state dict (model.state_dict()) instead)")
+
+
+@pytest.mark.parametrize("model_name, nearest", [("memc_s", "memc_s"), ("memc_star", "memc_s")])
+def test_load_model_names_what_keeps_a_nearly_fitting_state_dict_from_loading(tmp_path, model_name, nearest):
+    with torch.device("meta"):
+        state = memc_net_s().state_dict()
+    state = {name: torch.zeros(value.shape) for name, value in state.items()}
+    state["extra.weight"] = torch.zeros(1)
+    for name in [name for name in state if name.startswith("flow_net.levels.0.")][:4]:
+        del state[name]
+    path = tmp_path / "nearly.pt"
+    torch.save(state, path)
+    with pytest.raises(UserError) as error:
+        load_model(str(path), model_name, torch.device("cpu"))
+    assert str(error.value) == (
+        f"--checkpoint {path} is not a --model {model_name} checkpoint; it fits none of memc, memc_s, memc_star "
+        f"(as --model {nearest}: 4 entries missing (flow_net.levels.0.0.weight, flow_net.levels.0.0.bias, "
+        "flow_net.levels.0.2.weight and 1 more); 1 entry unexpected (extra.weight))"
+    )
 
 
 def test_checkpoint_without_batch_norm_counters_loads():
@@ -387,6 +548,60 @@ def test_bad_inputs_are_refused_with_a_message(models, shapes, t, message):
     model = models("MEMC_Net_s")
     with pytest.raises(ValueError, match=message):
         model(torch.rand(shapes[0]), torch.rand(shapes[1]), t=t)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 8, 8), (1, 3, 0, 8), (1, 3, 8, 0)])
+def test_empty_frames_are_a_value_error(models, shape):
+    with pytest.raises(ValueError, match=re.escape(f"frames must not be empty (B, H and W at least 1); got shape {shape}")):
+        models("MEMC_Net_s")(torch.rand(shape), torch.rand(shape))
+
+
+@pytest.mark.parametrize(
+    "t, error, message",
+    [
+        (torch.tensor([0.25, 0.5, 0.75]), ValueError, r"t must be a float or a tensor of 1 or 2 times \(one per sample\); got shape \(3,\)"),
+        (torch.tensor([0.25, 1.0]), ValueError, r"every t must lie in \(0, 1\)"),
+        ("0.5", TypeError, "t must be a float or a tensor of times; got str"),
+        (None, TypeError, "t must be a float or a tensor of times; got NoneType"),
+    ],
+)
+def test_bad_times_are_refused_with_a_message(models, t, error, message):
+    with pytest.raises(error, match=message):
+        models("MEMC_Net_s")(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), t=t)
+
+
+def test_frames_that_are_not_tensors_are_a_type_error(models):
+    frame = torch.rand(1, 3, 8, 8)
+    with pytest.raises(TypeError, match="frame0 must be a torch.Tensor of shape \\(B, 3, H, W\\); got ndarray"):
+        models("MEMC_Net_s")(frame.numpy(), frame)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_frames_in_another_dtype_than_the_model_are_a_type_error_naming_both(models, dtype):
+    # Not cast silently: the caller decides whether the frames or the model should change.
+    frame0, frame1 = frames(1, 8, 8)
+    expected = (
+        rf"the frames are {dtype} but the model's parameters are torch.float32; convert the frames "
+        rf"\(frame.to\(torch.float32\)\) or the model \(model.to\({dtype}\)\), or run under torch.autocast"
+    )
+    with pytest.raises(TypeError, match=expected):
+        models("MEMC_Net_s")(frame0.to(dtype), frame1.to(dtype))
+
+
+def test_frames_in_the_models_dtype_run():
+    model = memc_net_s().double().eval()
+    frame0, frame1 = frames(1, 8, 8)
+    with torch.no_grad():
+        middle = model(frame0.double(), frame1.double())
+    assert middle.dtype == torch.float64 and middle.shape == (1, 3, 8, 8)
+
+
+def test_frames_on_another_device_than_the_model_are_a_value_error():
+    with torch.device("meta"):
+        model = memc_net_s()
+    frame0, frame1 = frames(1, 8, 8)
+    with pytest.raises(ValueError, match=r"the frames are on cpu but the model is on meta; move the frames"):
+        model(frame0, frame1)
 
 
 # --- Mixed precision ---------------------------------------------------------------------------

@@ -1,0 +1,149 @@
+"""The training-free path's interface (memc_models.classical): which frames, times and settings
+it accepts, and the errors for the rest. Its accuracy is tested in test_interpolate.py."""
+
+import pytest
+import torch
+
+from memc_models.classical import ClassicalConfig, ClassicalInterpolator, dis_flow
+
+pytest.importorskip("cv2")
+
+
+def frames(batch=1, height=24, width=32, seed=0):
+    """Two frames with a shared smooth texture shifted by a few pixels, values in [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.nn.functional.avg_pool2d(torch.rand(batch, 3, height + 8, width + 8, generator=generator), 3, 1, 1)
+    return base[..., 2 : 2 + height, 3 : 3 + width].contiguous(), base[..., 5 : 5 + height, 1 : 1 + width].contiguous()
+
+
+@pytest.fixture(scope="module")
+def fast():
+    return ClassicalInterpolator(ClassicalConfig(orientations=1))
+
+
+# --- Frames ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32])
+def test_integer_frames_are_a_type_error_as_for_memcnet(fast, dtype):
+    frame0, frame1 = frames()
+    with pytest.raises(TypeError, match=rf"frame0 must be a floating-point tensor in \[0, 1\]; got {dtype}"):
+        fast((frame0 * 255).to(dtype), (frame1 * 255).to(dtype))
+
+
+@pytest.mark.parametrize(
+    "scale, offset, message",
+    [
+        (255.0, 0.0, r"frame0 must hold RGB values in \[0, 1\]; got values from .* \(8-bit frames: divide by 255\)"),
+        (2.0, -1.0, r"frame0 must hold RGB values in \[0, 1\]; got values from -"),
+        (float("nan"), 0.0, "frame0 holds NaN"),
+    ],
+)
+def test_float_frames_clearly_outside_0_1_are_a_value_error(fast, scale, offset, message):
+    frame0, frame1 = frames()
+    with pytest.raises(ValueError, match=message):
+        fast(frame0 * scale + offset, frame1)
+
+
+def test_a_slight_overshoot_of_0_1_is_accepted(fast):
+    frame0, frame1 = frames()
+    frame0 = frame0 * 1.1 - 0.05  # as after a sharpening resampling filter
+    assert fast(frame0, frame1).shape == frame0.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_output_has_the_frames_dtype(fast, dtype):
+    frame0, frame1 = frames()
+    middle = fast(frame0.to(dtype), frame1.to(dtype))
+    assert middle.dtype == dtype
+    # Rounding can move DIS's 8-bit input, and so a flow vector, here and there: close on average.
+    assert (middle.float() - fast(frame0, frame1)).abs().mean() < 0.01
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda a, b: (a[:0], b[:0]), ValueError, r"frames must not be empty .*got shape \(0, 3, 24, 32\)"),
+        (lambda a, b: (a[:, :, :0], b[:, :, :0]), ValueError, r"frames must not be empty"),
+        (lambda a, b: (a, b.double()), ValueError, "frame1 must match frame0"),
+        (lambda a, b: (a[:, :1], b[:, :1]), ValueError, r"frame0 must have shape \(B, 3, H, W\)"),
+        (lambda a, b: (a.numpy(), b.numpy()), TypeError, "frame0 must be a torch.Tensor"),
+    ],
+)
+def test_bad_frames_are_refused_with_a_message(fast, make, error, message):
+    with pytest.raises(error, match=message):
+        fast(*make(*frames()))
+
+
+# --- Times -------------------------------------------------------------------------------------
+
+
+def test_per_sample_times_give_what_each_sample_gets_alone(fast):
+    frame0, frame1 = frames(batch=2)
+    both = fast(frame0, frame1, torch.tensor([0.25, 0.75]))
+    assert both.shape == (2, 3, 24, 32)
+    for k, t in enumerate((0.25, 0.75)):
+        alone = fast(frame0[k : k + 1], frame1[k : k + 1], t)
+        torch.testing.assert_close(both[k : k + 1], alone, atol=1e-5, rtol=0)
+
+
+def test_per_sample_times_work_with_the_self_ensemble():
+    frame0, frame1 = frames(batch=2)
+    ensemble = ClassicalInterpolator(ClassicalConfig(orientations=2))
+    both = ensemble.interpolate(frame0, frame1, [torch.tensor([0.25, 0.75]), 0.5])
+    torch.testing.assert_close(both[0][1:], ensemble(frame0[1:], frame1[1:], 0.75), atol=1e-5, rtol=0)
+    torch.testing.assert_close(both[1][:1], ensemble(frame0[:1], frame1[:1], 0.5), atol=1e-5, rtol=0)
+
+
+def test_a_one_element_time_tensor_equals_the_float(fast):
+    frame0, frame1 = frames(batch=2)
+    assert torch.equal(fast(frame0, frame1, torch.tensor(0.5)), fast(frame0, frame1, 0.5))
+
+
+def test_interpolate_takes_a_single_time_as_a_list_of_one(fast):
+    frame0, frame1 = frames()
+    single = fast.interpolate(frame0, frame1, 0.5)
+    assert isinstance(single, list) and len(single) == 1
+    assert torch.equal(single[0], fast.interpolate(frame0, frame1, [0.5])[0])
+
+
+@pytest.mark.parametrize(
+    "t, error, message",
+    [
+        (0.0, ValueError, r"t must lie in \(0, 1\); got 0.0"),
+        (1.5, ValueError, r"t must lie in \(0, 1\); got 1.5"),
+        (torch.tensor([0.25, 1.0]), ValueError, r"every t must lie in \(0, 1\)"),
+        (torch.tensor([0.25, 0.5, 0.75]), ValueError, r"t must be a float or a tensor of 1 or 2 times"),
+        ("0.5", TypeError, "t must be a float or a tensor of times; got str"),
+    ],
+)
+def test_bad_times_are_refused_with_a_message(fast, t, error, message):
+    frame0, frame1 = frames(batch=2)
+    with pytest.raises(error, match=message):
+        fast(frame0, frame1, t)
+
+
+# --- Settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("finest_scale", [-1, 1.5, True, "0"])
+def test_finest_scale_must_be_none_or_a_non_negative_integer(finest_scale):
+    message = r"finest_scale must be None or an integer >= 0 \(0: full resolution\); got "
+    with pytest.raises(ValueError, match=message):
+        ClassicalConfig(finest_scale=finest_scale)
+    frame0, frame1 = frames()
+    with pytest.raises(ValueError, match=message):
+        dis_flow(frame0, frame1, finest_scale=finest_scale)
+
+
+@pytest.mark.parametrize("finest_scale", [None, 0, 2])
+def test_valid_finest_scales_run(finest_scale):
+    frame0, frame1 = frames()
+    middle = ClassicalInterpolator(ClassicalConfig(finest_scale=finest_scale, orientations=1))(frame0, frame1)
+    assert middle.shape == frame0.shape and torch.isfinite(middle).all()
+
+
+@pytest.mark.parametrize("settings", [dict(consistency_alpha=-1.0), dict(consistency_beta=-0.5)])
+def test_consistency_tolerances_must_not_be_negative(settings):
+    with pytest.raises(ValueError, match="consistency_alpha and consistency_beta must be >= 0"):
+        ClassicalConfig(**settings)

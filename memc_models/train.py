@@ -13,7 +13,9 @@ full 256x448 triplets with random horizontal and vertical flips and temporal ord
 
 Each epoch writes ``OUT/last.pt`` (model, optimizer, scheduler, epoch, config: for ``--resume``),
 ``OUT/best.pt`` (the model's state dict alone, when the validation PSNR improves: load it with
-``memc-interpolate --checkpoint OUT/best.pt --model ...``) and a line of ``OUT/log.csv``.
+``memc-interpolate --checkpoint OUT/best.pt --model ...``) and a line of ``OUT/log.csv``. A new run
+refuses an ``OUT`` that holds one: continue it with ``--resume OUT/last.pt`` (log.csv grows) or
+replace it with ``--overwrite``.
 """
 
 import argparse
@@ -23,6 +25,7 @@ import itertools
 import math
 import os
 import sys
+import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -257,7 +260,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Sequen
         output = model(frame0, frame1, 0.5)
     loss = charbonnier(output, middle)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"the training loss is {float(loss)}; lower --lr or turn off --amp")
+        # detach: float() of a tensor that requires grad warns
+        raise FloatingPointError(f"the training loss is {float(loss.detach())}; lower --lr or turn off --amp")
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -314,9 +318,8 @@ def save_training_state(path: str, model: nn.Module, optimizer: torch.optim.Opti
     os.replace(temporary, path)
 
 
-def load_training_state(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-                        scaler=None) -> dict:
-    """Restores what :func:`save_training_state` wrote into the given objects; returns the dict."""
+def _read_training_state(path: str) -> dict:
+    """The dict in a memc-train last.pt, checked for the entries :func:`save_training_state` writes."""
     if not os.path.isfile(path):
         raise UserError(f"--resume {path}: no such file")
     try:
@@ -325,14 +328,56 @@ def load_training_state(path: str, model: nn.Module, optimizer: torch.optim.Opti
         raise UserError(f"--resume {path}: cannot read it as a PyTorch checkpoint ({str(error).splitlines()[0]})") from None
     if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch"} <= set(state):
         raise UserError(f"--resume {path}: not a memc-train last.pt (expected model, optimizer, scheduler, epoch)")
+    return state
+
+
+def _mismatch(saved: dict, model: nn.Module) -> str:
+    """How the state dict ``saved`` differs from ``model``'s: missing, unexpected and reshaped
+    entries, each counted with an example (torch's own message starts with a line that names none)."""
+    if not isinstance(saved, dict):
+        return f"its model entry is a {type(saved).__name__}, not a state dict"
+    own = model.state_dict()
+    parts = []
+    missing = [name for name in own if name not in saved]
+    unexpected = [name for name in saved if name not in own]
+    reshaped = [name for name in own if name in saved and hasattr(saved[name], "shape")
+                and tuple(saved[name].shape) != tuple(own[name].shape)]
+    if missing:
+        parts.append(f"{len(missing)} weights missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if reshaped:
+        name = reshaped[0]
+        parts.append(f"{len(reshaped)} of another shape (e.g. {name}: {tuple(saved[name].shape)} saved, "
+                     f"{tuple(own[name].shape)} in the model)")
+    return ", ".join(parts) if parts else "its weights do not load into it"
+
+
+def _restore_training_state(path: str, state: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+                            scheduler, scaler=None) -> None:
+    """Loads a dict read by :func:`_read_training_state` (from ``path``) into the given objects."""
+    saved_model = state.get("config", {}).get("model")
+    trained_with = f" (it was trained with --model {saved_model})" if saved_model else ""
     try:
         model.load_state_dict(state["model"])
+    except (RuntimeError, ValueError, TypeError, AttributeError):
+        raise UserError(f"--resume {path} does not fit this model{trained_with}: "
+                        f"{_mismatch(state['model'], model)}") from None
+    try:
         optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError) as error:
-        raise UserError(f"--resume {path} does not fit this --model: {str(error).splitlines()[0]}") from None
+    except (RuntimeError, ValueError, TypeError, KeyError) as error:
+        raise UserError(f"--resume {path}: its optimizer state does not fit this model{trained_with}: "
+                        f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and scaler.is_enabled() and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
+
+
+def load_training_state(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                        scaler=None) -> dict:
+    """Restores what :func:`save_training_state` wrote into the given objects; returns the dict."""
+    state = _read_training_state(path)
+    _restore_training_state(path, state, model, optimizer, scheduler, scaler)
     return state
 
 
@@ -363,7 +408,10 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--init-checkpoint", metavar="PATH",
                        help="start from these weights: ours (a state dict) or the authors' released checkpoint")
     start.add_argument("--resume", metavar="PATH",
-                       help="continue from a last.pt: model, optimizer, scheduler and epoch")
+                       help="continue from a last.pt: model, optimizer, scheduler and epoch; log.csv in --out is appended to")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an --out that holds one, deleting its last.pt, best.pt and log.csv "
+                        "(without it, that is an error)")
     parser.add_argument("--epochs", type=int, default=100, help="train until this many epochs are done (default: 100)")
     parser.add_argument("--batch-size", type=int, default=1, help="triplets per step (default: 1)")
     parser.add_argument("--crop", type=int, nargs=2, default=(256, 448), metavar=("H", "W"),
@@ -391,13 +439,47 @@ def _check_args(args) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1; got {value}")
     if args.workers < 0:
         raise UserError(f"--workers must be 0 or more; got {args.workers}")
-    if not args.lr > 0:
-        raise UserError(f"--lr must be positive; got {args.lr}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UserError(f"--lr must be a positive finite number; got {args.lr}")
     if min(args.crop) < 1:
         raise UserError(f"--crop must be two positive sizes H W; got {args.crop[0]} {args.crop[1]}")
     for option, path in (("--resume", args.resume), ("--init-checkpoint", args.init_checkpoint)):
         if path is not None and not os.path.isfile(path):
             raise UserError(f"{option} {path}: no such file")
+    if args.overwrite and args.resume is not None:
+        raise UserError("--overwrite starts a new run; it cannot go with --resume, which continues one")
+
+
+#: What a run writes in --out.
+_RUN_FILES = ("last.pt", "best.pt", "log.csv")
+
+
+def _prepare_out(args) -> None:
+    """Creates --out and checks that files can be written in it, before any work. A new run must
+    not land in a folder holding another (it would replace its checkpoints and mix the epochs of
+    both in log.csv) unless --overwrite says so; --resume continues the run there."""
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out} is a file, not a folder")
+    present = [name for name in _RUN_FILES if os.path.exists(os.path.join(out, name))]
+    if present and args.resume is None and not args.overwrite:
+        last = os.path.join(out, "last.pt")
+        resume = f"continue it with --resume {last}, " if "last.pt" in present else ""
+        raise UserError(f"--out {out} already holds a run ({', '.join(present)}); {resume}"
+                        f"pick another --out, or pass --overwrite to start afresh there")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot create the folder ({error.strerror or error})") from None
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot write files there ({error.strerror or error})") from None
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during training, with a message saying what was saved."""
 
 
 def _log(path: str, row: dict) -> None:
@@ -416,6 +498,18 @@ def _train(args) -> None:
     device = pick_device(args.device)
     if not os.path.isdir(args.data):
         raise UserError(f"{args.data}: no such folder")
+    state = None
+    if args.resume:
+        # Checked before building anything: a last.pt of another variant fails to load with a
+        # message that cannot say which --model it needs.
+        state = _read_training_state(args.resume)
+        previous = state.get("config", {}).get("model")
+        if previous not in (None, args.model):
+            raise UserError(f"--resume {args.resume} was trained with --model {previous}; pass --model {previous}")
+        if int(state["epoch"]) >= args.epochs:
+            raise UserError(f"--resume {args.resume} has already done {int(state['epoch'])} epochs; "
+                            f"pass --epochs above {int(state['epoch'])}")
+    _prepare_out(args)
     torch.manual_seed(args.seed)
 
     train_set = VimeoTriplets(args.data, "train", crop=tuple(args.crop), augment=True)
@@ -436,49 +530,63 @@ def _train(args) -> None:
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda"
                                   and not torch.cuda.is_bf16_supported())
     epoch, best_psnr = 0, -math.inf
-    if args.resume:
-        state = load_training_state(args.resume, model, optimizer, scheduler, scaler)
-        previous = state.get("config", {}).get("model")
-        if previous not in (None, args.model):
-            raise UserError(f"--resume {args.resume} was trained with --model {previous}; pass --model {previous}")
+    if state is not None:
+        _restore_training_state(args.resume, state, model, optimizer, scheduler, scaler)
         epoch, best_psnr = int(state["epoch"]), float(state.get("best_psnr", -math.inf))
         base_lr = LEARNING_RATES[optimizer.param_groups[0]["name"]] * float(state.get("config", {}).get("lr", args.lr))
         say(f"resumed from {args.resume} after epoch {epoch} (best PSNR {best_psnr:.2f} dB)")
-        if epoch >= args.epochs:
-            raise UserError(f"--resume {args.resume} has already done {epoch} epochs; pass --epochs above {epoch}")
     if args.amp and device.type != "cuda":
         say("note: --amp applies on CUDA; training in float32")
 
-    os.makedirs(args.out, exist_ok=True)
+    if args.overwrite:
+        # Only now, once everything has loaded: a failed start leaves the old run as it was.
+        for name in _RUN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(args.out, name))
     config = {key: (list(value) if isinstance(value, tuple) else value) for key, value in vars(args).items()}
-    for epoch in range(epoch + 1, args.epochs + 1):
-        start = time.perf_counter()
-        model.train()
-        steps = len(train_loader) if args.max_steps is None else min(args.max_steps, len(train_loader))
-        losses = []
-        bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", unit="step", disable=args.quiet, dynamic_ncols=True)
-        try:
-            for batch in itertools.islice(train_loader, steps):
-                losses.append(train_step(model, optimizer, batch, device, args.amp, scaler))
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", mean=f"{np.mean(losses):.4f}")
-        finally:
-            bar.close()
-        val_loss, val_psnr = validate(model, val_loader, device, args.amp, progress=not args.quiet)
-        scheduler.step(val_loss)
-        improved = val_psnr > best_psnr
-        if improved:
-            best_psnr = val_psnr
-            torch.save(model.state_dict(), os.path.join(args.out, "best.pt"))
-        save_training_state(os.path.join(args.out, "last.pt"), model, optimizer, scheduler, epoch, config, best_psnr, scaler)
-        seconds = time.perf_counter() - start
-        _log(os.path.join(args.out, "log.csv"), {
-            "epoch": epoch, "steps": len(losses), "train_loss": f"{np.mean(losses):.6f}",
-            "val_loss": f"{val_loss:.6f}", "val_psnr": f"{val_psnr:.4f}",
-            "lr_factor": f"{optimizer.param_groups[0]['lr'] / base_lr:.6g}", "seconds": f"{seconds:.1f}",
-        })
-        say(f"epoch {epoch}: train loss {np.mean(losses):.4f}, val loss {val_loss:.4f}, "
-            f"val PSNR {val_psnr:.2f} dB{' (best)' if improved else ''}, {seconds:.0f} s")
+    last_path = os.path.join(args.out, "last.pt")
+    # Where training can continue from, and after which epoch: for the message on Ctrl-C.
+    saved, saved_epoch = args.resume, epoch
+    try:
+        for epoch in range(epoch + 1, args.epochs + 1):
+            start = time.perf_counter()
+            model.train()
+            steps = len(train_loader) if args.max_steps is None else min(args.max_steps, len(train_loader))
+            losses = []
+            bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", unit="step", disable=args.quiet,
+                       dynamic_ncols=True)
+            try:
+                for batch in itertools.islice(train_loader, steps):
+                    losses.append(train_step(model, optimizer, batch, device, args.amp, scaler))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}", mean=f"{np.mean(losses):.4f}")
+            finally:
+                bar.close()
+            val_loss, val_psnr = validate(model, val_loader, device, args.amp, progress=not args.quiet)
+            if not math.isfinite(val_loss):
+                # The last step made the weights non-finite: keep last.pt at the previous epoch.
+                raise FloatingPointError(f"the validation loss after epoch {epoch} is {val_loss}; "
+                                         f"lower --lr or turn off --amp")
+            scheduler.step(val_loss)
+            improved = val_psnr > best_psnr
+            if improved:
+                best_psnr = val_psnr
+                torch.save(model.state_dict(), os.path.join(args.out, "best.pt"))
+            save_training_state(last_path, model, optimizer, scheduler, epoch, config, best_psnr, scaler)
+            saved, saved_epoch = last_path, epoch
+            seconds = time.perf_counter() - start
+            _log(os.path.join(args.out, "log.csv"), {
+                "epoch": epoch, "steps": len(losses), "train_loss": f"{np.mean(losses):.6f}",
+                "val_loss": f"{val_loss:.6f}", "val_psnr": f"{val_psnr:.4f}",
+                "lr_factor": f"{optimizer.param_groups[0]['lr'] / base_lr:.6g}", "seconds": f"{seconds:.1f}",
+            })
+            say(f"epoch {epoch}: train loss {np.mean(losses):.4f}, val loss {val_loss:.4f}, "
+                f"val PSNR {val_psnr:.2f} dB{' (best)' if improved else ''}, {seconds:.0f} s")
+    except KeyboardInterrupt:
+        if saved is None:
+            raise _Interrupted(f"interrupted in epoch {epoch}; no epoch finished yet, so nothing was saved") from None
+        raise _Interrupted(f"interrupted in epoch {epoch}; {saved} holds epoch {saved_epoch}: "
+                           f"continue with --resume {saved}") from None
 
 
 def _user_message(error: UserError) -> str:
@@ -501,8 +609,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except FloatingPointError as error:
         print(f"memc-train: error: {error}", file=sys.stderr)
         return 1
+    except _Interrupted as interruption:
+        print(f"memc-train: {interruption}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("memc-train: interrupted (OUT/last.pt holds the last finished epoch; continue with --resume)", file=sys.stderr)
+        print("memc-train: interrupted before training began", file=sys.stderr)
         return 130
     return 0
 

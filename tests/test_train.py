@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import imageio.v3 as iio
 import numpy as np
@@ -318,3 +319,175 @@ def test_module_runs_as_a_program(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "memc-train: error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def _quick(vimeo, out, *more):
+    """A one-step-per-epoch run of memc_s on 16x32 crops into ``out``."""
+    return [vimeo, "--out", str(out), "--model", "memc_s", "--crop", "16", "32", "--max-steps", "1",
+            "--workers", "0", "--device", "cpu", "-q", *more]
+
+
+def _no_work(monkeypatch):
+    """Makes reading the data or building a model fail the test: errors must come before them."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before the error")
+    monkeypatch.setattr(train, "VimeoTriplets", forbidden)
+    monkeypatch.setattr(train, "build_model", forbidden)
+
+
+def test_cli_out_that_is_a_file_or_below_one_is_an_error_before_any_work(tmp_path, vimeo, capsys, monkeypatch):
+    _no_work(monkeypatch)
+    a_file = tmp_path / "a.png"
+    a_file.write_bytes(b"not a folder")
+    code, err = _error(_quick(vimeo, a_file), capsys)
+    assert code == 1 and err.strip() == f"memc-train: error: --out {a_file} is a file, not a folder"
+    below = a_file / "run"
+    code, err = _error(_quick(vimeo, below), capsys)
+    assert code == 1 and err.strip() == f"memc-train: error: --out {below}: cannot create the folder (Not a directory)"
+    assert a_file.read_bytes() == b"not a folder"
+
+
+def test_cli_out_where_no_file_can_be_written_is_an_error_before_any_work(tmp_path, vimeo, capsys, monkeypatch):
+    _no_work(monkeypatch)
+
+    def refuse(*args, **kwargs):  # what a read-only folder answers (chmod does not stop root)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(train.tempfile, "TemporaryFile", refuse)
+    out = tmp_path / "out"
+    code, err = _error(_quick(vimeo, out), capsys)
+    assert code == 1 and err.strip() == f"memc-train: error: --out {out}: cannot write files there (Permission denied)"
+
+
+@pytest.mark.parametrize("present", [("last.pt", "best.pt", "log.csv"), ("log.csv",)], ids=["run", "log-only"])
+def test_cli_new_run_into_an_out_holding_a_run_is_an_error(tmp_path, vimeo, capsys, monkeypatch, present):
+    """Training afresh there would replace best.pt and last.pt and log epochs 1, 2, 1."""
+    _no_work(monkeypatch)
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in present:
+        (out / name).write_text("old run")
+    code, err = _error(_quick(vimeo, out), capsys)
+    resume = f"continue it with --resume {out / 'last.pt'}, " if "last.pt" in present else ""
+    assert code == 1 and err.strip() == (
+        f"memc-train: error: --out {out} already holds a run ({', '.join(present)}); {resume}"
+        "pick another --out, or pass --overwrite to start afresh there")
+    assert all((out / name).read_text() == "old run" for name in present)
+
+
+def test_cli_overwrite_starts_afresh_in_an_out_holding_a_run(tmp_path, vimeo, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("last.pt", "best.pt"):
+        (out / name).write_text("old run")
+    (out / "log.csv").write_text("epoch,steps\n1,1\n2,1\n")
+    assert train.main(_quick(vimeo, out, "--epochs", "1", "--overwrite")) == 0
+    assert [row["epoch"] for row in _read_log(str(out))] == ["1"]
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
+    memc_models.memc_net_s().load_state_dict(torch.load(out / "best.pt", weights_only=True))
+    code, err = _error(_quick(vimeo, out, "--overwrite", "--resume", str(out / "last.pt")), capsys)
+    assert code == 1 and err.strip() == "memc-train: error: --overwrite starts a new run; it cannot go with --resume, which continues one"
+
+
+def _last_pt(path, config):
+    """A memc-train last.pt of a fresh memc_s with this config."""
+    model = memc_models.memc_net_s()
+    optimizer = train.build_optimizer(model)
+    train.save_training_state(str(path), model, optimizer, train.build_scheduler(optimizer), epoch=1, config=config)
+
+
+def test_cli_resume_with_another_model_names_the_right_one_before_any_work(tmp_path, vimeo, capsys, monkeypatch):
+    _no_work(monkeypatch)
+    last = tmp_path / "last.pt"
+    _last_pt(last, {"model": "memc_s"})
+    out = tmp_path / "out"
+    code, err = _error([vimeo, "--model", "memc", "--resume", str(last), "--out", str(out), "--epochs", "2",
+                        "--workers", "0", "--device", "cpu", "-q"], capsys)
+    assert code == 1 and err.strip() == f"memc-train: error: --resume {last} was trained with --model memc_s; pass --model memc_s"
+    assert not out.exists()
+
+
+def test_resume_that_does_not_load_says_how_it_differs(tmp_path):
+    """Without the model in its config, the load itself fails: the message counts and names what
+    differs (torch's first line names nothing)."""
+    last = tmp_path / "last.pt"
+    _last_pt(last, {})
+    model = memc_models.memc_net()
+    optimizer = train.build_optimizer(model)
+    with pytest.raises(train.UserError) as caught:
+        train.load_training_state(str(last), model, optimizer, train.build_scheduler(optimizer))
+    own, saved = model.state_dict(), memc_models.memc_net_s().state_dict()
+    missing = [name for name in own if name not in saved]
+    unexpected = [name for name in saved if name not in own]
+    reshaped = [name for name in own if name in saved and saved[name].shape != own[name].shape]
+    assert missing and unexpected and reshaped
+    assert str(caught.value) == (
+        f"--resume {last} does not fit this model: {len(missing)} weights missing (e.g. {missing[0]}), "
+        f"{len(unexpected)} unexpected (e.g. {unexpected[0]}), {len(reshaped)} of another shape "
+        f"(e.g. {reshaped[0]}: {tuple(saved[reshaped[0]].shape)} saved, {tuple(own[reshaped[0]].shape)} in the model)")
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "0", "-1"])
+def test_cli_lr_must_be_positive_and_finite(tmp_path, vimeo, capsys, monkeypatch, lr):
+    _no_work(monkeypatch)
+    code, err = _error(_quick(vimeo, tmp_path / "out", "--lr", lr), capsys)
+    assert code == 1 and err.strip() == f"memc-train: error: --lr must be a positive finite number; got {float(lr)}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_finite_training_loss_is_an_error_without_warnings(vimeo):
+    model = memc_models.memc_net_s().train()
+    optimizer = train.build_optimizer(model)
+    batch = [x.unsqueeze(0) for x in train.VimeoTriplets(vimeo, "train")[0]]
+    batch[1] = torch.full_like(batch[1], math.nan)  # a NaN target makes the loss NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FloatingPointError, match=r"^the training loss is nan; lower --lr or turn off --amp$"):
+            train.train_step(model, optimizer, batch)
+
+
+def test_cli_non_finite_validation_loss_is_an_error_and_saves_nothing(tmp_path, vimeo, capsys, monkeypatch):
+    """Diverged weights (the last step of an epoch can make them NaN) are not saved as a finished epoch."""
+    monkeypatch.setattr(train, "validate", lambda *args, **kwargs: (math.nan, math.nan))
+    out = tmp_path / "out"
+    code, err = _error(_quick(vimeo, out, "--epochs", "1"), capsys)
+    assert code == 1 and err.strip() == "memc-train: error: the validation loss after epoch 1 is nan; lower --lr or turn off --amp"
+    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
+
+
+def _interrupt_at_step(monkeypatch, step):
+    """Ctrl-C arrives during training step ``step`` (counted from 1 over the whole run)."""
+    real, calls = train.train_step, []
+
+    def train_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", train_step)
+
+
+def test_cli_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, vimeo, capsys, monkeypatch):
+    _interrupt_at_step(monkeypatch, 1)
+    out = tmp_path / "out"
+    assert train.main(_quick(vimeo, out, "--epochs", "3")) == 130
+    assert capsys.readouterr().err.strip() == "memc-train: interrupted in epoch 1; no epoch finished yet, so nothing was saved"
+    assert not (out / "last.pt").exists()
+
+
+def test_cli_ctrl_c_later_names_the_last_pt_to_resume_from(tmp_path, vimeo, capsys, monkeypatch):
+    _interrupt_at_step(monkeypatch, 2)
+    out = tmp_path / "out"
+    assert train.main(_quick(vimeo, out, "--epochs", "3")) == 130
+    last = out / "last.pt"
+    assert capsys.readouterr().err.strip() == f"memc-train: interrupted in epoch 2; {last} holds epoch 1: continue with --resume {last}"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+
+
+def test_cli_ctrl_c_before_an_epoch_of_a_resumed_run_names_the_resumed_file(tmp_path, vimeo, capsys, monkeypatch):
+    _interrupt_at_step(monkeypatch, 1)
+    last = tmp_path / "saved.pt"
+    _last_pt(last, {"model": "memc_s"})
+    assert train.main(_quick(vimeo, tmp_path / "out", "--epochs", "3", "--resume", str(last))) == 130
+    assert capsys.readouterr().err.strip() == f"memc-train: interrupted in epoch 2; {last} holds epoch 1: continue with --resume {last}"

@@ -205,7 +205,7 @@ def build_model(name: str, init_checkpoint: Optional[str] = None) -> nn.Module:
     if name not in MODELS:
         raise UserError(f"--model must be one of {', '.join(sorted(MODELS))}; got {name!r}")
     if init_checkpoint is not None:
-        model = load_model(init_checkpoint, name, torch.device("cpu"))
+        model = load_model(init_checkpoint, name, torch.device("cpu"), option="--init-checkpoint")
     else:
         model = getattr(memc_models, MODELS[name][0])()
     return model.train()

@@ -312,6 +312,7 @@ def test_cli_wrong_variant_checkpoint_is_an_error(tmp_path, vimeo, capsys):
     code, err = _error([vimeo, "--model", "memc", "--crop", "16", "32", "--init-checkpoint", path, "--workers", "0", "--device", "cpu",
                         "-q", "--out", str(tmp_path / "out")], capsys)
     assert code == 1 and "it fits --model memc_s" in err
+    assert err.startswith(f"memc-train: error: --init-checkpoint {path}")
 
 
 def test_module_runs_as_a_program(tmp_path):

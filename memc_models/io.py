@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import tempfile
+import warnings
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
@@ -112,7 +113,9 @@ def _decode_image(path: str) -> np.ndarray:
     except Exception as error:  # a file Pillow knows but cannot decode (truncated, damaged)
         raise UserError(f"cannot read {path} as an image ({_first_line(error)})") from None
     try:
-        return iio.imread(path)
+        with warnings.catch_warnings():  # probing a garbage file wakes deprecated plugins (DICOM)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return iio.imread(path)
     except Exception:  # imageio's message lists plugins to install, which would not help here
         raise UserError(f"cannot read {path} as an image (unknown format or damaged file)") from None
 

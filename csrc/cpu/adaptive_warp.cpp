@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
@@ -14,6 +15,77 @@
 
 namespace memc {
 namespace {
+
+// Pixels of a row handled together: their tap weights are gathered first, one kernel plane at a
+// time.
+constexpr int64_t kChunk = 64;
+
+// Writes output channels ch .. ch+LANES-1 of pixel (n, y, x) from its window's clamped rows and
+// columns and its tap weights, weight[t * kChunk].
+template <int LANES, int K, typename scalar_t, typename opmath_t>
+C10_ALWAYS_INLINE void warp_channels(const int64_t (&rows)[K], const int64_t (&cols)[K], const opmath_t* weight,
+                                     const Strided4d<const scalar_t>& image, const Strided4d<scalar_t>& output,
+                                     int64_t n, int64_t ch, int64_t y, int64_t x) {
+  opmath_t sums[LANES];
+  window_sums<LANES>(rows, cols, weight, kChunk, &image(n, ch, 0, 0), image.stride_c, image.stride_y,
+                     image.stride_x, sums);
+  for (int j = 0; j < LANES; ++j) {
+    output(n, ch + j, y, x) = static_cast<scalar_t>(sums[j]);
+  }
+}
+
+// The forward of one image row, computing what adaptive_warp_forward_pixel does, bit for bit, in
+// an order that suits a CPU:
+//   * the tap weights of a chunk of pixels are computed one kernel plane at a time: reading the
+//     K*K planes pixel by pixel touches K*K lines a multiple of 4 KiB apart, which share one set
+//     of the L1 cache and evict each other before the next pixel reuses them;
+//   * the channels are summed four at a time: one channel's sum is a chain of K*K dependent adds,
+//     and independent chains keep the CPU busy.
+template <int K, typename scalar_t, typename opmath_t>
+void adaptive_warp_forward_row(const Strided4d<const scalar_t>& image, const Strided4d<const scalar_t>& flow,
+                               const Strided4d<const scalar_t>& kernel, const Strided4d<scalar_t>& output,
+                               int64_t channels, int64_t height, int64_t width, int64_t n, int64_t y) {
+  constexpr int kLanes = 4;
+  WarpWindow<opmath_t> windows[kChunk];
+  opmath_t weights[K * K][kChunk];
+  for (int64_t x0 = 0; x0 < width; x0 += kChunk) {
+    const int64_t count = std::min(kChunk, width - x0);
+    for (int64_t i = 0; i < count; ++i) {
+      windows[i] = locate_pixel_window<K, scalar_t, opmath_t>(flow, n, y, x0 + i, height, width);
+    }
+    for (int r = 0; r < K; ++r) {
+      for (int c = 0; c < K; ++c) {
+        const scalar_t* coefficients = &kernel(n, r * K + c, y, x0);
+        for (int64_t i = 0; i < count; ++i) {
+          weights[r * K + c][i] =
+              tap_weight<K>(static_cast<opmath_t>(coefficients[i * kernel.stride_x]), r, c, windows[i]);
+        }
+      }
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t x = x0 + i;
+      if (!windows[i].valid) {
+        for (int64_t ch = 0; ch < channels; ++ch) {
+          output(n, ch, y, x) = image(n, ch, y, x);
+        }
+        continue;
+      }
+      int64_t rows[K], cols[K];
+      clamp_window<K>(windows[i], height, width, rows, cols);
+      const opmath_t* weight = &weights[0][i];
+      int64_t ch = 0;
+      for (; ch + kLanes <= channels; ch += kLanes) {
+        warp_channels<kLanes>(rows, cols, weight, image, output, n, ch, y, x);
+      }
+      switch (channels - ch) {
+        case 3: warp_channels<3>(rows, cols, weight, image, output, n, ch, y, x); break;
+        case 2: warp_channels<2>(rows, cols, weight, image, output, n, ch, y, x); break;
+        case 1: warp_channels<1>(rows, cols, weight, image, output, n, ch, y, x); break;
+        default: break;
+      }
+    }
+  }
+}
 
 at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, const at::Tensor& kernel) {
   const int kernel_size = check_adaptive_warp_inputs(image, flow, kernel);
@@ -28,10 +100,8 @@ at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, co
     dispatch_kernel_size(kernel_size, [&](auto kernel_size_constant) {
       constexpr int K = decltype(kernel_size_constant)::value;
       for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
-        for (int64_t x = 0; x < width; ++x) {
-          adaptive_warp_forward_pixel<K, scalar_t, opmath_t>(image_view, flow_view, kernel_view, output_view,
-                                                             channels, height, width, n, y, x);
-        }
+        adaptive_warp_forward_row<K, scalar_t, opmath_t>(image_view, flow_view, kernel_view, output_view, channels,
+                                                         height, width, n, y);
       });
     });
   });

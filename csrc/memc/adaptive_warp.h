@@ -84,6 +84,13 @@ MEMC_UNROLL
   }
 }
 
+// Weight of tap (r, c): its learned coefficient times the bilinear weights of its row and column.
+template <int K, typename opmath_t>
+C10_HOST_DEVICE C10_ALWAYS_INLINE opmath_t tap_weight(opmath_t coefficient, int r, int c,
+                                                      const WarpWindow<opmath_t>& window) {
+  return coefficient * bilinear_weight(r, K, window.frac_y) * bilinear_weight(c, K, window.frac_x);
+}
+
 template <int K, typename scalar_t, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void gather_window_taps(
     const WarpWindow<opmath_t>& window, const Strided4d<const scalar_t>& kernel, int64_t n, int64_t y,
@@ -91,11 +98,9 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void gather_window_taps(
   clamp_window<K>(window, height, width, taps.rows, taps.cols);
 MEMC_UNROLL
   for (int r = 0; r < K; ++r) {
-    const opmath_t weight_y = bilinear_weight(r, K, window.frac_y);
 MEMC_UNROLL
     for (int c = 0; c < K; ++c) {
-      const opmath_t weight_x = bilinear_weight(c, K, window.frac_x);
-      taps.weight[r * K + c] = static_cast<opmath_t>(kernel(n, r * K + c, y, x)) * weight_y * weight_x;
+      taps.weight[r * K + c] = tap_weight<K>(static_cast<opmath_t>(kernel(n, r * K + c, y, x)), r, c, window);
     }
   }
 }
@@ -105,6 +110,35 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE WarpWindow<opmath_t> locate_pixel_window(
     const Strided4d<const scalar_t>& flow, int64_t n, int64_t y, int64_t x, int64_t height, int64_t width) {
   return locate_window<opmath_t>(y, x, static_cast<opmath_t>(flow(n, 1, y, x)),
                                  static_cast<opmath_t>(flow(n, 0, y, x)), height, width, K);
+}
+
+// The forward sums of `LANES` channels at one window with clamped rows and columns `rows`, `cols`
+// and tap weights weight[t * weight_stride]: channel j's samples are read at
+// image + j * stride_c, and its sum adds weight * sample over the taps in tap order, starting
+// from 0. The channels' sums are independent chains of adds, so a CPU overlaps them instead of
+// waiting on each add of a single channel (the CUDA kernel uses one lane).
+template <int LANES, int K, typename scalar_t, typename opmath_t>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void window_sums(const int64_t (&rows)[K], const int64_t (&cols)[K],
+                                                   const opmath_t* weight, int64_t weight_stride,
+                                                   const scalar_t* image, int64_t stride_c, int64_t stride_y,
+                                                   int64_t stride_x, opmath_t (&sums)[LANES]) {
+MEMC_UNROLL
+  for (int j = 0; j < LANES; ++j) {
+    sums[j] = 0;
+  }
+MEMC_UNROLL
+  for (int r = 0; r < K; ++r) {
+    const scalar_t* row = image + rows[r] * stride_y;
+MEMC_UNROLL
+    for (int c = 0; c < K; ++c) {
+      const scalar_t* sample = row + cols[c] * stride_x;
+      const opmath_t tap = weight[(r * K + c) * weight_stride];
+MEMC_UNROLL
+      for (int j = 0; j < LANES; ++j) {
+        sums[j] += tap * static_cast<opmath_t>(sample[j * stride_c]);
+      }
+    }
+  }
 }
 
 // Forward: output(n, :, y, x) for every channel.
@@ -123,15 +157,10 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_forward_pixel(
   WindowTaps<K, opmath_t> taps;
   gather_window_taps<K>(window, kernel, n, y, x, height, width, taps);
   for (int64_t ch = 0; ch < channels; ++ch) {
-    opmath_t sum = 0;
-MEMC_UNROLL
-    for (int r = 0; r < K; ++r) {
-MEMC_UNROLL
-      for (int c = 0; c < K; ++c) {
-        sum += taps.weight[r * K + c] * static_cast<opmath_t>(image(n, ch, taps.rows[r], taps.cols[c]));
-      }
-    }
-    output(n, ch, y, x) = static_cast<scalar_t>(sum);
+    opmath_t sum[1];
+    window_sums<1>(taps.rows, taps.cols, taps.weight, 1, &image(n, ch, 0, 0), image.stride_c, image.stride_y,
+                   image.stride_x, sum);
+    output(n, ch, y, x) = static_cast<scalar_t>(sum[0]);
   }
 }
 

@@ -590,3 +590,16 @@ def test_write_image_takes_exactly_one_frame(tmp_path):
         write_image(str(tmp_path / "file" / "out.png"), torch.ones(1, 3, 4, 4))
     in_the_way = tmp_path / "file"
     assert str(error.value) == f"{in_the_way / 'out.png'}: cannot create the folder {in_the_way} (a file is in the way)"
+
+
+@pytest.mark.parametrize("extension", [".jpg", ".webp"])
+def test_lossy_outputs_keep_the_detail(tmp_path, extension):
+    """JPEG (full colour resolution) and WebP frames are written at quality 95, not Pillow's
+    default 75: on a detailed real photo the round trip errs clearly less."""
+    photo = np.ascontiguousarray(_photo()[:128, :128])
+    write_image(str(tmp_path / f"out{extension}"), photo)
+    error = np.abs(iio.imread(tmp_path / f"out{extension}").astype(float) - photo).mean()
+    default_quality = tmp_path / f"default{extension}"
+    iio.imwrite(default_quality, photo)
+    assert error < 0.75 * np.abs(iio.imread(default_quality).astype(float) - photo).mean()
+    assert error < 2.0

@@ -226,7 +226,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(default 2 for videos)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
     parser.add_argument("--half", action="store_true", help="float16 autocast for the MEMC-Net model on CUDA")
-    parser.add_argument("--checkpoint", metavar="PATH", help="a MEMC-Net checkpoint: ours (memc-train best.pt or last.pt) or the authors' release")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="a MEMC-Net checkpoint: ours (memc-train best.pt or last.pt) or the authors' release")
     parser.add_argument("--model", choices=sorted(MODELS), help="the checkpoint's variant (default: memc)")
     parser.add_argument("--fast", action="store_true",
                         help="training-free path: one orientation, no self-ensemble (4x faster, ~2%% higher error)")

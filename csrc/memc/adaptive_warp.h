@@ -164,6 +164,49 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_forward_pixel(
   }
 }
 
+// Channel sums of grad_output times the image sample at each tap of a window with clamped rows
+// and columns `rows`, `cols`: products[t] adds over the channels in order, starting from 0.
+// Channel j is read at grad + j * grad_stride_c and image + j * stride_c.
+template <int K, typename scalar_t, typename opmath_t>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void window_tap_products(const int64_t (&rows)[K], const int64_t (&cols)[K],
+                                                           const scalar_t* grad, int64_t grad_stride_c,
+                                                           const scalar_t* image, int64_t stride_c, int64_t stride_y,
+                                                           int64_t stride_x, int64_t channels,
+                                                           opmath_t (&products)[K * K]) {
+MEMC_UNROLL
+  for (int t = 0; t < K * K; ++t) {
+    products[t] = 0;
+  }
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    const opmath_t g = static_cast<opmath_t>(grad[ch * grad_stride_c]);
+    const scalar_t* plane = image + ch * stride_c;
+MEMC_UNROLL
+    for (int r = 0; r < K; ++r) {
+      const scalar_t* row = plane + rows[r] * stride_y;
+MEMC_UNROLL
+      for (int c = 0; c < K; ++c) {
+        products[r * K + c] += g * static_cast<opmath_t>(row[cols[c] * stride_x]);
+      }
+    }
+  }
+}
+
+// The gradients that tap (r, c) with channel-summed product `product` (see window_tap_products)
+// contributes: returns its kernel coefficient's gradient and adds its terms of the flow gradients
+// to grad_flow_x and grad_flow_y.
+template <int K, typename opmath_t>
+C10_HOST_DEVICE C10_ALWAYS_INLINE opmath_t tap_grads(opmath_t coefficient, opmath_t product, int r, int c,
+                                                     const WarpWindow<opmath_t>& window, opmath_t& grad_flow_x,
+                                                     opmath_t& grad_flow_y) {
+  const opmath_t weight_y = bilinear_weight(r, K, window.frac_y);
+  const opmath_t slope_y = bilinear_weight_slope<opmath_t>(r, K);
+  const opmath_t weight_x = bilinear_weight(c, K, window.frac_x);
+  const opmath_t slope_x = bilinear_weight_slope<opmath_t>(c, K);
+  grad_flow_x += coefficient * weight_y * slope_x * product;
+  grad_flow_y += coefficient * slope_y * weight_x * product;
+  return weight_y * weight_x * product;
+}
+
 // Backward, the part owned by the pixel: gradients of its K*K kernel coefficients and its flow.
 // With P_t = sum over channels of grad_output * image sample at tap t:
 //   d/d kernel_t = bilinear_y * bilinear_x * P_t
@@ -189,39 +232,38 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_kernel_flow_grad_pixel(
   int64_t cols[K];
   clamp_window<K>(window, height, width, rows, cols);
   opmath_t tap_products[K * K];
-MEMC_UNROLL
-  for (int t = 0; t < K * K; ++t) {
-    tap_products[t] = 0;
-  }
-  for (int64_t ch = 0; ch < channels; ++ch) {
-    const opmath_t grad = static_cast<opmath_t>(grad_output(n, ch, y, x));
-MEMC_UNROLL
-    for (int r = 0; r < K; ++r) {
-MEMC_UNROLL
-      for (int c = 0; c < K; ++c) {
-        tap_products[r * K + c] += grad * static_cast<opmath_t>(image(n, ch, rows[r], cols[c]));
-      }
-    }
-  }
+  window_tap_products<K>(rows, cols, &grad_output(n, 0, y, x), grad_output.stride_c, &image(n, 0, 0, 0),
+                         image.stride_c, image.stride_y, image.stride_x, channels, tap_products);
   opmath_t grad_flow_x = 0;
   opmath_t grad_flow_y = 0;
 MEMC_UNROLL
   for (int r = 0; r < K; ++r) {
-    const opmath_t weight_y = bilinear_weight(r, K, window.frac_y);
-    const opmath_t slope_y = bilinear_weight_slope<opmath_t>(r, K);
 MEMC_UNROLL
     for (int c = 0; c < K; ++c) {
-      const opmath_t weight_x = bilinear_weight(c, K, window.frac_x);
-      const opmath_t slope_x = bilinear_weight_slope<opmath_t>(c, K);
       const opmath_t coefficient = static_cast<opmath_t>(kernel(n, r * K + c, y, x));
-      const opmath_t product = tap_products[r * K + c];
-      grad_kernel(n, r * K + c, y, x) = static_cast<scalar_t>(weight_y * weight_x * product);
-      grad_flow_x += coefficient * weight_y * slope_x * product;
-      grad_flow_y += coefficient * slope_y * weight_x * product;
+      grad_kernel(n, r * K + c, y, x) = static_cast<scalar_t>(
+          tap_grads<K>(coefficient, tap_products[r * K + c], r, c, window, grad_flow_x, grad_flow_y));
     }
   }
   grad_flow(n, 0, y, x) = static_cast<scalar_t>(grad_flow_x);
   grad_flow(n, 1, y, x) = static_cast<scalar_t>(grad_flow_y);
+}
+
+// Adds grad * weight[t * weight_stride] to the gradient plane `target` at each tap t of a window
+// with clamped rows and columns `rows`, `cols`, in tap order.
+template <int K, typename opmath_t, typename AddOp>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void scatter_window(const int64_t (&rows)[K], const int64_t (&cols)[K],
+                                                      const opmath_t* weight, int64_t weight_stride, opmath_t grad,
+                                                      opmath_t* target, int64_t stride_y, int64_t stride_x,
+                                                      AddOp add) {
+MEMC_UNROLL
+  for (int r = 0; r < K; ++r) {
+    opmath_t* row = target + rows[r] * stride_y;
+MEMC_UNROLL
+    for (int c = 0; c < K; ++c) {
+      add(row + cols[c] * stride_x, weight[(r * K + c) * weight_stride] * grad);
+    }
+  }
 }
 
 // Backward, the scattered part: pixel (y, x) adds grad_output * tap weight to the image gradient
@@ -244,14 +286,8 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_image_grad_pixel(
   WindowTaps<K, opmath_t> taps;
   gather_window_taps<K>(window, kernel, n, y, x, height, width, taps);
   for (int64_t ch = channel_begin; ch < channel_end; ++ch) {
-    const opmath_t grad = static_cast<opmath_t>(grad_output(n, ch, y, x));
-MEMC_UNROLL
-    for (int r = 0; r < K; ++r) {
-MEMC_UNROLL
-      for (int c = 0; c < K; ++c) {
-        add(&grad_image(n, ch, taps.rows[r], taps.cols[c]), taps.weight[r * K + c] * grad);
-      }
-    }
+    scatter_window<K>(taps.rows, taps.cols, taps.weight, 1, static_cast<opmath_t>(grad_output(n, ch, y, x)),
+                      &grad_image(n, ch, 0, 0), grad_image.stride_y, grad_image.stride_x, add);
   }
 }
 

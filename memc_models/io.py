@@ -46,7 +46,7 @@ class UserError(Exception):
 
 def read_image(path: str) -> Tensor:
     """An image file as a (1, 3, H, W) float32 RGB tensor in [0, 1], upright by its EXIF orientation
-    (grey is repeated, alpha dropped, CMYK and palettes converted to RGB)."""
+    (grey is repeated, alpha dropped, CMYK and palettes converted to RGB, 16-bit samples kept whole)."""
     if os.path.isdir(path):
         raise UserError(f"{path} is a directory; expected an image file")
     if not os.path.isfile(path):
@@ -88,7 +88,7 @@ def read_image(path: str) -> Tensor:
 
 def _decode_image(path: str) -> np.ndarray:
     """The pixels as Pillow decodes them (EXIF orientation applied; modes it stores in other ways
-    converted to RGB or L), else as imageio does (float TIFF through tifffile, videos through
+    converted to RGB or L; 16-bit colour through OpenCV, which keeps every bit), else as imageio does (float TIFF through tifffile, videos through
     PyAV: these come back as they are, perhaps with several frames)."""
     import imageio.v3 as iio
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -98,6 +98,11 @@ def _decode_image(path: str) -> np.ndarray:
             frames = getattr(image, "n_frames", 1)
             if frames > 1:
                 raise UserError(f"{path}: has {frames} frames; pass still images (or one video)")
+            if image.mode in ("RGB", "RGBA") and _stored_with_16_bits(image):
+                # Pillow keeps only the high byte of 16-bit colour; OpenCV reads all of it.
+                pixels = _decode_16_bit_colour(path)
+                if pixels is not None:
+                    return _upright(pixels, image.getexif().get(_EXIF_ORIENTATION, 1))
             image = ImageOps.exif_transpose(image)
             if image.mode == "1":  # 1-bit: as 0 / 255 grey
                 image = image.convert("L")
@@ -118,6 +123,44 @@ def _decode_image(path: str) -> np.ndarray:
             return iio.imread(path)
     except Exception:  # imageio's message lists plugins to install, which would not help here
         raise UserError(f"cannot read {path} as an image (unknown format or damaged file)") from None
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _stored_with_16_bits(image) -> bool:
+    """Whether Pillow decodes ``image`` from 16 bits per sample (its raw mode says so: "RGB;16B")."""
+    for tile in image.tile:
+        raw_mode = tile.args[0] if isinstance(tile.args, tuple) else tile.args
+        if isinstance(raw_mode, str) and ";16" in raw_mode:
+            return True
+    return False
+
+
+def _decode_16_bit_colour(path: str) -> Optional[np.ndarray]:
+    """A 16-bit RGB(A) PNG or TIFF as (H, W, 3 or 4) uint16 RGB(A), as stored (no EXIF rotation);
+    None where OpenCV cannot decode it."""
+    import cv2
+
+    pixels = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3 or pixels.shape[-1] not in (3, 4):
+        return None
+    order = [2, 1, 0, 3][: pixels.shape[-1]]  # OpenCV's BGR(A) to RGB(A)
+    return pixels[..., order]
+
+
+def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels stored under EXIF ``orientation`` (1..8) turned upright, as Pillow's exif_transpose does."""
+    turned = {
+        2: lambda p: p[:, ::-1],           # mirrored left-right
+        3: lambda p: p[::-1, ::-1],        # upside down
+        4: lambda p: p[::-1],              # mirrored top-bottom
+        5: lambda p: p.swapaxes(0, 1),     # transposed
+        6: lambda p: np.rot90(p, -1),      # on its side: turn clockwise
+        7: lambda p: p[::-1, ::-1].swapaxes(0, 1),  # transverse
+        8: lambda p: np.rot90(p, 1),       # on its other side: turn anticlockwise
+    }.get(orientation)
+    return np.ascontiguousarray(turned(pixels)) if turned else pixels
 
 
 def to_uint8(frame: Tensor) -> np.ndarray:

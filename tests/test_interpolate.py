@@ -521,6 +521,63 @@ def test_read_image_turns_the_picture_upright_by_its_exif_orientation(tmp_path, 
     torch.testing.assert_close(frame, _tensor(np.ascontiguousarray(np.rot90(stored, -1))), atol=0, rtol=0)
 
 
+def _png_with_exif(png: bytes, exif: bytes) -> bytes:
+    """A PNG file's bytes with an eXIf chunk (EXIF data starting at its byte-order mark) after IHDR."""
+    import struct
+    import zlib
+
+    chunk = b"eXIf" + exif
+    exif_chunk = struct.pack(">I", len(exif)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    end_of_header = 8 + 4 + 4 + 13 + 4  # signature, then IHDR's length, type, 13 data bytes and CRC
+    return png[:end_of_header] + exif_chunk + png[end_of_header:]
+
+
+@pytest.mark.parametrize("extension", ["png", "tif"])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_read_image_keeps_all_sixteen_bits_of_colour(tmp_path, extension, channels):
+    # Pillow alone would keep only the high byte of each sample.
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 65536, size=(24, 40, channels), dtype=np.uint16)
+    path = tmp_path / f"deep.{extension}"
+    assert cv2.imwrite(str(path), rgba[..., [2, 1, 0, 3][:channels]])  # OpenCV stores BGR(A)
+    frame = read_image(str(path))
+    assert frame.shape == (1, 3, 24, 40) and frame.dtype == torch.float32
+    expected = torch.from_numpy(rgba[..., :3].astype(np.float32) / 65535).permute(2, 0, 1).unsqueeze(0)
+    torch.testing.assert_close(frame, expected, atol=0, rtol=0)
+
+
+def test_read_image_turns_a_sixteen_bit_picture_upright_by_its_exif_orientation(tmp_path):
+    Image = _pil()
+    rgb = np.random.default_rng(1).integers(0, 65536, size=(24, 40, 3), dtype=np.uint16)
+    stored = tmp_path / "stored.png"
+    assert cv2.imwrite(str(stored), rgb[..., ::-1])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "phone.png"
+    path.write_bytes(_png_with_exif(stored.read_bytes(), exif.tobytes()[len(b"Exif\0\0"):]))
+    assert Image.open(path).getexif()[0x0112] == 6
+    frame = read_image(str(path))
+    upright = np.ascontiguousarray(np.rot90(rgb, -1))
+    torch.testing.assert_close(frame[0].permute(1, 2, 0), torch.from_numpy(upright.astype(np.float32) / 65535),
+                               atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_sixteen_bit_pictures_are_turned_upright_as_pillow_turns_eight_bit_ones(tmp_path, orientation):
+    from PIL import ImageOps
+
+    from memc_models.io import _upright
+
+    Image = _pil()
+    rgb = np.random.default_rng(orientation).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(tmp_path / "turned.png", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "turned.png")))
+    np.testing.assert_array_equal(_upright(rgb, orientation), expected)
+
+
 def test_read_image_takes_float_pixels_in_zero_to_one_only(tmp_path):
     rgb = _frame_at(0.0, 32, 32)
     iio.imwrite(tmp_path / "unit.tif", rgb.astype(np.float32) / 255)

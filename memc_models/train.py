@@ -15,7 +15,8 @@ Each epoch writes ``OUT/last.pt`` (model, optimizer, scheduler, epoch, config: f
 ``OUT/best.pt`` (the model's state dict alone, when the validation PSNR improves: load it with
 ``memc-interpolate --checkpoint OUT/best.pt --model ...``) and a line of ``OUT/log.csv``. A new run
 refuses an ``OUT`` that holds one: continue it with ``--resume OUT/last.pt`` (log.csv grows) or
-replace it with ``--overwrite``.
+replace it with ``--overwrite``. Resuming into a new ``OUT`` first copies the run's log.csv and
+best.pt there; resuming into an ``OUT`` holding another run is refused.
 """
 
 import argparse
@@ -24,6 +25,7 @@ import csv
 import itertools
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -408,7 +410,8 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--init-checkpoint", metavar="PATH",
                        help="start from these weights: ours (a state dict) or the authors' released checkpoint")
     start.add_argument("--resume", metavar="PATH",
-                       help="continue from a last.pt: model, optimizer, scheduler and epoch; log.csv in --out is appended to")
+                       help="continue from a last.pt: model, optimizer, scheduler and epoch; log.csv in --out is appended to "
+                            "(into a new --out, the run's log.csv and best.pt are copied there first)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an --out that holds one, deleting its last.pt, best.pt and log.csv "
                         "(without it, that is an error)")
@@ -462,11 +465,16 @@ def _prepare_out(args) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out} is a file, not a folder")
     present = [name for name in _RUN_FILES if os.path.exists(os.path.join(out, name))]
+    last = os.path.join(out, "last.pt")
     if present and args.resume is None and not args.overwrite:
-        last = os.path.join(out, "last.pt")
         resume = f"continue it with --resume {last}, " if "last.pt" in present else ""
         raise UserError(f"--out {out} already holds a run ({', '.join(present)}); {resume}"
                         f"pick another --out, or pass --overwrite to start afresh there")
+    if present and args.resume is not None and not _resumes_in_place(args):
+        # Continuing one run into the folder of another would mix their epochs in log.csv and
+        # keep the other's best.pt unless this run beats it.
+        raise UserError(f"--out {out} holds another run ({', '.join(present)}) than --resume {args.resume}; "
+                        f"continue {args.resume}'s run in its own folder or in a new --out")
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as error:
@@ -476,6 +484,29 @@ def _prepare_out(args) -> None:
             pass
     except OSError as error:
         raise UserError(f"--out {out}: cannot write files there ({error.strerror or error})") from None
+
+
+def _resumes_in_place(args) -> bool:
+    """Whether --resume names a file in --out, so that the run goes on where it was."""
+    run_folder = os.path.dirname(os.path.abspath(args.resume))
+    return os.path.isdir(args.out) and os.path.samefile(run_folder, args.out)
+
+
+def _carry_run_files(args, say) -> None:
+    """Copies the resumed run's log.csv and best.pt from beside its last.pt into a new --out, so
+    that the folder holds the whole run: every epoch's line and the best weights so far."""
+    run_folder = os.path.dirname(os.path.abspath(args.resume))
+    carried = []
+    for name in ("log.csv", "best.pt"):
+        source = os.path.join(run_folder, name)
+        if os.path.isfile(source):
+            try:
+                shutil.copy2(source, os.path.join(args.out, name))
+            except OSError as error:
+                raise UserError(f"cannot copy {source} into --out {args.out} ({error.strerror or error})") from None
+            carried.append(name)
+    if carried:
+        say(f"copied {' and '.join(carried)} of the resumed run from {run_folder} into {args.out}")
 
 
 class _Interrupted(Exception):
@@ -538,6 +569,8 @@ def _train(args) -> None:
     if args.amp and device.type != "cuda":
         say("note: --amp applies on CUDA; training in float32")
 
+    if args.resume and not _resumes_in_place(args):
+        _carry_run_files(args, say)
     if args.overwrite:
         # Only now, once everything has loaded: a failed start leaves the old run as it was.
         for name in _RUN_FILES:

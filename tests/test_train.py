@@ -390,6 +390,37 @@ def test_cli_overwrite_starts_afresh_in_an_out_holding_a_run(tmp_path, vimeo, ca
     assert code == 1 and err.strip() == "memc-train: error: --overwrite starts a new run; it cannot go with --resume, which continues one"
 
 
+def test_cli_resume_into_a_new_out_carries_the_run_there(tmp_path, vimeo, capsys):
+    first = tmp_path / "first"
+    assert train.main(_quick(vimeo, first, "--epochs", "1")) == 0
+    best = torch.load(first / "best.pt", weights_only=True)
+    second = tmp_path / "second"
+    assert train.main(_quick(vimeo, second, "--epochs", "2", "--resume", str(first / "last.pt"))) == 0
+    assert [row["epoch"] for row in _read_log(str(second))] == ["1", "2"]
+    assert [row["epoch"] for row in _read_log(str(first))] == ["1"]  # the first run is left as it was
+    assert torch.load(first / "last.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(second / "last.pt", weights_only=True)["epoch"] == 2
+    # best.pt is the first run's unless epoch 2 validated better, as it would be in one folder.
+    second_best = torch.load(second / "best.pt", weights_only=True)
+    epoch_two_improved = float(_read_log(str(second))[1]["val_psnr"]) > float(_read_log(str(first))[0]["val_psnr"])
+    assert epoch_two_improved or all(torch.equal(second_best[k], best[k]) for k in best)
+
+
+def test_cli_resume_into_an_out_holding_another_run_is_an_error(tmp_path, vimeo, capsys, monkeypatch):
+    _no_work(monkeypatch)
+    last = tmp_path / "first" / "last.pt"
+    last.parent.mkdir()
+    _last_pt(last, {"model": "memc_s"})
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "log.csv").write_text("epoch,steps\n1,1\n")
+    code, err = _error(_quick(vimeo, other, "--epochs", "2", "--resume", str(last)), capsys)
+    assert code == 1 and err.strip() == (
+        f"memc-train: error: --out {other} holds another run (log.csv) than --resume {last}; "
+        f"continue {last}'s run in its own folder or in a new --out")
+    assert (other / "log.csv").read_text() == "epoch,steps\n1,1\n"
+
+
 def _last_pt(path, config):
     """A memc-train last.pt of a fresh memc_s with this config."""
     model = memc_models.memc_net_s()

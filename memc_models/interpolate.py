@@ -163,6 +163,10 @@ def _video(args, reader: VideoReader, interpolate: Interpolator, times: List[flo
     if has_audio(args.inputs[0]) and not args.quiet:
         print(f"note: {args.inputs[0]} has audio; the output has none (its timing changes with the frame rate)",
               file=sys.stderr)
+    if reader.looks_cut_short() and not args.quiet:
+        print(f"note: {args.inputs[0]} announces {reader.duration:g} s at {reader.fps:g} fps (about "
+              f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
+              f"interpolating the frames it holds", file=sys.stderr)
     writer = None
     previous = None
     total = None if reader.frame_count is None else factor * (reader.frame_count - 1) + 1

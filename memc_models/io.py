@@ -237,8 +237,9 @@ def has_audio(path: str) -> bool:
 
 
 class VideoReader:
-    """Streams a video's frames as (H, W, 3) uint8 RGB arrays; ``fps``, ``size`` (W, H) and an
-    estimate of ``frame_count`` are known after construction."""
+    """Streams a video's frames as (H, W, 3) uint8 RGB arrays; ``fps``, ``size`` (W, H), an
+    estimate of ``frame_count`` (the frames that decode) and ``duration`` (seconds, as the
+    container announces it; 0 if it does not) are known after construction."""
 
     def __init__(self, path: str):
         import imageio_ffmpeg
@@ -255,10 +256,19 @@ class VideoReader:
         self.size: Tuple[int, int] = tuple(meta["size"])
         if not self.fps > 0:
             raise UserError(f"{path}: the video reports no frame rate")
+        self.duration: float = float(meta.get("duration") or 0.0)
         try:
             self.frame_count: Optional[int] = imageio_ffmpeg.count_frames_and_secs(path)[0]
         except Exception:
             self.frame_count = None
+
+    def looks_cut_short(self) -> bool:
+        """Whether clearly fewer frames decode than the container's duration announces, as in a
+        file cut short (a partial download or copy, a killed recording): its header still holds
+        the full length. The 10% margin leaves variable frame rates and long audio tracks alone."""
+        if self.frame_count is None or not self.duration > 0:
+            return False
+        return self.frame_count < 0.9 * self.duration * self.fps - 1
 
     def __iter__(self) -> Iterator[np.ndarray]:
         width, height = self.size

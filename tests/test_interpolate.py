@@ -185,7 +185,8 @@ def test_cli_writes_one_file_per_time(tmp_path):
 
 
 def _write_clip(path, count, height=48, width=64):
-    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=10, macro_block_size=1,
+    codec = "libvpx-vp9" if str(path).endswith(".webm") else "libx264"
+    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=10, macro_block_size=1, codec=codec,
                                          pix_fmt_out="yuv444p", ffmpeg_log_level="error")
     writer.send(None)
     for k in range(count):
@@ -261,6 +262,26 @@ def test_video_without_frames_is_an_error(tmp_path, capsys):
     assert main([str(empty), "-o", str(tmp_path / "out.mp4")]) != 0
     err = capsys.readouterr().err
     assert "empty.mp4" in err and "error:" in err
+
+
+@pytest.mark.parametrize("container", ["mkv", "webm"])
+def test_video_cut_short_is_interpolated_with_a_note(tmp_path, capsys, container):
+    # A partial download or copy: the header still announces the full length.
+    whole = tmp_path / f"whole.{container}"
+    _write_clip(whole, 40, 32, 48)
+    cut = tmp_path / f"cut.{container}"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    decoded = _video_info(cut)[1]
+    assert 2 <= decoded < 30
+    out = tmp_path / f"out.{container}"
+    assert main([str(cut), "-o", str(out), "--factor", "2", "--fast"]) == 0
+    assert (f"note: {cut} announces 4 s at 10 fps (about 40 frames) but holds clearly fewer: the file looks cut "
+            "short; interpolating the frames it holds") in capsys.readouterr().err
+    assert _video_info(out)[1] == 2 * (decoded - 1) + 1
+    # A whole file gets no such note.
+    assert main([str(whole), "-o", str(tmp_path / f"whole_out.{container}"), "--factor", "2", "--fast"]) == 0
+    assert "cut short" not in capsys.readouterr().err
 
 
 def test_checkpoint_for_another_variant_is_an_error(tmp_path, capsys):

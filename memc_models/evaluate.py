@@ -2,6 +2,7 @@
 
     memc-eval middlebury DIR [--save OUT] [--checkpoint PATH --model memc_star]
     memc-eval vimeo DIR [--limit N]
+    memc-eval video FILE [--limit N]     (every frame i+1 from frames i and i+2)
 
 Metrics, on the output rounded to 8 bits and the 8-bit truth, both on 0..255:
 
@@ -18,19 +19,21 @@ Metrics, on the output rounded to 8 bits and the 8-bit truth, both on 0..255:
 """
 
 import argparse
+import collections
 import os
 import sys
 import time
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .io import UserError, read_image, to_uint8, write_image
+from .io import UserError, VideoReader, read_image, to_uint8, write_image
 
-__all__ = ["Sample", "interpolation_error", "rmse", "psnr", "ssim", "ssim_defined", "metrics", "middlebury_samples", "vimeo_samples", "main"]
+__all__ = ["Sample", "interpolation_error", "rmse", "psnr", "ssim", "ssim_defined", "metrics", "middlebury_samples", "vimeo_samples",
+           "video_samples", "read_samples", "main"]
 
 METRICS = ("IE", "RMSE", "PSNR", "SSIM")
 
@@ -157,6 +160,47 @@ def vimeo_samples(root: str) -> List[Sample]:
     return samples
 
 
+#: A test, loaded: (name, frame 0, frame 1, the true frame between them), frames (1, 3, H, W) in [0, 1].
+LoadedSample = Tuple[str, Tensor, Tensor, Tensor]
+
+
+def read_samples(samples: Iterable[Sample]) -> Iterator[LoadedSample]:
+    """The samples' frames, read one sample at a time."""
+    for sample in samples:
+        yield (sample.name, *(read_image(path) for path in (sample.first, sample.second, sample.truth)))
+
+
+class video_samples:
+    """A video with every inner frame held out in turn: frame i + 1 between frames i and i + 2
+    (numbered from 0), for every i, up to ``limit`` tests; iterating streams them with three frames
+    in memory at a time. Named ``frameNNNNN`` by the held-out frame. The file is opened here, so that
+    an unreadable one fails before any work; ``total`` estimates the number of tests."""
+
+    def __init__(self, path: str, limit: Optional[int] = None):
+        if os.path.isdir(path):
+            raise UserError(f"{path} is a folder; expected a video file")
+        self.path, self.limit = path, limit
+        self.reader = VideoReader(path)
+        count = self.reader.frame_count
+        self.total = None if count is None else max(count - 2, 0) if limit is None else min(max(count - 2, 0), limit)
+
+    def __iter__(self) -> Iterator[LoadedSample]:
+        try:
+            window = collections.deque(maxlen=3)
+            tests = 0
+            for index, pixels in enumerate(self.reader):
+                window.append(torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0))
+                if len(window) == 3:
+                    yield (f"frame{index - 1:05d}", window[0], window[2], window[1])
+                    tests += 1
+                    if tests == self.limit:
+                        return
+            if tests == 0:
+                raise UserError(f"{self.path}: the video has {len(window)} frame(s); holding one out needs at least 3")
+        finally:
+            self.reader.close()
+
+
 def _read_test_list(root: str, list_path: str, frame_count: int) -> List[str]:
     """The folders a Vimeo90K test list names; each must hold im1.png .. im{frame_count}.png."""
     base = os.path.join(root, "sequences") if os.path.isdir(os.path.join(root, "sequences")) else root
@@ -201,23 +245,25 @@ def comparison(first: Tensor, second: Tensor, ours: Tensor, average: Tensor, tru
     return np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0)
 
 
-def evaluate(samples: Sequence[Sample], interpolate, save: Optional[str] = None, progress: bool = True) -> List[Tuple[str, Dict[str, float], Dict[str, float], float]]:
-    """Per sample: (name, our metrics, frame-average metrics, seconds for our frame)."""
+def evaluate(samples: Iterable[LoadedSample], interpolate, save: Optional[str] = None, progress: bool = True,
+             total: Optional[int] = None) -> List[Tuple[str, Dict[str, float], Dict[str, float], float]]:
+    """Per sample: (name, our metrics, frame-average metrics, seconds for our frame). ``total``,
+    the number of samples if known, is for the progress bar."""
     from tqdm import tqdm
 
     rows = []
-    for sample in tqdm(samples, desc="evaluating", unit="seq", disable=not progress or len(samples) < 2, leave=False):
-        first, second, truth = (read_image(p) for p in (sample.first, sample.second, sample.truth))
+    for name, first, second, truth in tqdm(samples, desc="evaluating", unit="sample", total=total,
+                                           disable=not progress or total == 1, leave=False):
         if not first.shape == second.shape == truth.shape:
-            raise UserError(f"{sample.name}: the frames differ in size")
+            raise UserError(f"{name}: the frames differ in size")
         start = time.perf_counter()
         ours = interpolate(first, second, [0.5])[0].cpu()
         elapsed = time.perf_counter() - start
         average = 0.5 * (first + second)
         ours_metrics, average_metrics = metrics(ours, truth), metrics(average, truth)
-        rows.append((sample.name, ours_metrics, average_metrics, elapsed))
+        rows.append((name, ours_metrics, average_metrics, elapsed))
         if save:
-            stem = os.path.join(save, sample.name.replace("/", "_"))
+            stem = os.path.join(save, name.replace("/", "_"))
             write_image(f"{stem}_ours.png", ours)
             write_image(f"{stem}_compare.png", comparison(first, second, ours, average, truth, ours_metrics["IE"]))
     return rows
@@ -284,10 +330,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Interpolate the middle frame of each test sequence and print IE (mean absolute error, as "
         "MEMC-Net's tables), RMSE (Middlebury's IE), PSNR and SSIM for our method and for frame averaging.",
     )
-    parser.add_argument("dataset", choices=("middlebury", "vimeo"),
+    parser.add_argument("dataset", choices=("middlebury", "vimeo", "video"),
                         help="middlebury: folders with frame10.png, frame11.png, frame10i11.png; vimeo: Vimeo90K "
-                        "triplets (im1-3) or septuplets (im1-7)")
-    parser.add_argument("root", metavar="DIR", help="the dataset folder")
+                        "triplets (im1-3) or septuplets (im1-7); video: a video file, each inner frame held out "
+                        "and interpolated from its two neighbours")
+    parser.add_argument("root", metavar="PATH", help="the dataset folder, or the video file")
     parser.add_argument("--save", metavar="OUT", help="write each interpolated frame and a side-by-side comparison PNG here")
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate only the first N samples (N >= 1)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
@@ -306,16 +353,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        samples = middlebury_samples(args.root) if args.dataset == "middlebury" else vimeo_samples(args.root)
-        if args.limit is not None:
-            samples = samples[: args.limit]
+        if args.dataset == "video":
+            samples = video_samples(args.root, args.limit)
+            total = samples.total
+        else:
+            listed = middlebury_samples(args.root) if args.dataset == "middlebury" else vimeo_samples(args.root)
+            listed = listed[: args.limit]
+            samples, total = read_samples(listed), len(listed)
         if args.save:
             _make_save_folder(args.save)
         if args.half and args.checkpoint is None and not args.quiet:
             print("note: --half applies to MEMC-Net models; the default path runs in float32", file=sys.stderr)
         device = pick_device(args.device)
         interpolate = build_interpolator(device, args.checkpoint, args.model, args.half, args.fast)
-        rows = evaluate(samples, interpolate, args.save, progress=not args.quiet)
+        rows = evaluate(samples, interpolate, args.save, progress=not args.quiet, total=total)
     except UserError as error:
         print(f"memc-eval: error: {error}", file=sys.stderr)
         return 1

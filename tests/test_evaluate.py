@@ -11,7 +11,7 @@ import torch
 import memc_models.interpolate
 from memc_models.evaluate import format_table, interpolation_error, main, metrics, psnr, rmse, ssim
 
-from test_interpolate import _frame_at, _tensor
+from test_interpolate import _frame_at, _tensor, _write_clip
 
 iio = pytest.importorskip("imageio.v3")
 
@@ -101,6 +101,65 @@ def test_vimeo_command_reads_triplets_and_septuplets(tmp_path, capsys):
                          "sequences/00001/0002/im6", "mean"}
     assert main(["vimeo", str(tmp_path), "--limit", "1", "-q"]) == 0
     assert len(_table_rows(capsys.readouterr().out)) == 2
+
+
+def test_video_command_holds_out_each_inner_frame(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip, 6, 48, 64)  # frames at t = 0, 1/4, ..., 5/4 of the known motion
+    save = tmp_path / "saved"
+    assert main(["video", str(clip), "--save", str(save), "--device", "cpu", "-q", "--fast"]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert set(rows) == {f"frame{k:05d}" for k in range(1, 5)} | {"mean"}
+    ie_ours, ie_average = rows["mean"][0], rows["mean"][1]
+    assert ie_ours < 0.6 * ie_average, rows["mean"]
+    assert iio.imread(save / "frame00002_ours.png").shape == (48, 64, 3)
+    assert iio.imread(save / "frame00002_compare.png").shape == (2 * 48, 3 * 64, 3)
+    assert main(["video", str(clip), "--limit", "2", "-q", "--fast"]) == 0
+    assert set(_table_rows(capsys.readouterr().out)) == {"frame00001", "frame00002", "mean"}
+
+
+def test_video_command_compares_with_the_frames_it_holds_out(tmp_path, capsys, monkeypatch):
+    # Each held-out frame is the truth for the interpolation between its two neighbours.
+    clip = tmp_path / "clip.mkv"
+    _write_clip(clip, 5, 32, 48)
+    seen = []
+
+    def neighbours_mean(device, *args):
+        def interpolate(first, second, times):
+            seen.append((first, second))
+            return [0.5 * (first + second)]
+        return interpolate
+
+    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", neighbours_mean)
+    assert main(["video", str(clip), "-q"]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    for k in range(1, 4):
+        assert rows[f"frame{k:05d}"][0] == rows[f"frame{k:05d}"][1]  # ours is the frame average here
+    from memc_models.io import VideoReader
+    frames = [torch.from_numpy(f.astype(np.float32) / 255).permute(2, 0, 1)[None] for f in VideoReader(str(clip))]
+    assert len(seen) == 3
+    for k, (first, second) in enumerate(seen):
+        assert torch.equal(first, frames[k]) and torch.equal(second, frames[k + 2])
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_video_with_fewer_than_three_frames_is_an_error(tmp_path, capsys, count):
+    clip = tmp_path / "short.mp4"
+    _write_clip(clip, count, 32, 48)
+    assert main(["video", str(clip), "-q", "--fast"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"memc-eval: error: {clip}: the video has {count} frame(s); holding one out needs at least 3")
+
+
+def test_video_that_cannot_be_read_is_an_error_before_any_work(tmp_path, capsys, no_model):
+    not_video = tmp_path / "notes.txt"
+    not_video.write_text("no frames here")
+    for path, message in ((tmp_path / "absent.mp4", f"{tmp_path / 'absent.mp4'}: no such file"),
+                          (tmp_path, f"{tmp_path} is a folder; expected a video file")):
+        assert main(["video", str(path)]) == 1
+        assert capsys.readouterr().err.strip() == f"memc-eval: error: {message}"
+    assert main(["video", str(not_video)]) == 1
+    assert capsys.readouterr().err.startswith(f"memc-eval: error: {not_video}: cannot read it as a video")
 
 
 def test_missing_or_empty_folder_is_an_error(tmp_path, capsys):

@@ -4,6 +4,7 @@
     memc-interpolate A.png B.png -o OUT.png --factor 4      # OUT_t0.250.png, OUT_t0.500.png, ...
     memc-interpolate IN.mp4 -o OUT.mp4 --factor 2           # twice the frame rate
     memc-interpolate IN.mp4 -o OUT.mp4 --checkpoint memc_star.pth --model memc_star
+    memc-interpolate FRAMES/ -o OUT/ --factor 2             # a folder of frames: OUT/00000.png, ...
 
 Without ``--checkpoint`` the training-free path of :mod:`memc_models.classical` runs (nothing to
 download); with one, a MEMC-Net model (ours, saved with ``torch.save(model.state_dict())``, or
@@ -14,13 +15,14 @@ import argparse
 import os
 import sys
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from .io import (IMAGE_EXTENSIONS, UserError, VideoReader, VideoWriter, check_image_output, check_output,
-                 check_video_output, has_audio, read_image, to_uint8, write_image)
+from .io import (IMAGE_EXTENSIONS, SIXTEEN_BIT_EXTENSIONS, UserError, VideoReader, VideoWriter, check_image_output,
+                 check_output, check_video_output, has_audio, image_size, list_frames, read_image, stored_bits,
+                 to_uint8, write_image)
 
 __all__ = ["Interpolator", "build_interpolator", "frame_times", "main", "pick_device"]
 
@@ -146,11 +148,13 @@ def _images(args, interpolate: Interpolator, times: List[float]) -> None:
             f"{args.inputs[1]} is {frame1.shape[3]}x{frame1.shape[2]}"
         )
     paths = _output_paths(args.output, times)
+    # 16-bit inputs give 16-bit outputs where the output format has them.
+    bits = 16 if all(stored_bits(path) == 16 for path in args.inputs) else 8
     start = time.perf_counter()
     frames = interpolate(frame0, frame1, times)
     elapsed = time.perf_counter() - start
     for path, frame in zip(paths, frames):
-        write_image(path, frame)
+        write_image(path, frame, bits)
         if not args.quiet:
             print(path)
     if not args.quiet:
@@ -200,6 +204,68 @@ def _video(args, reader: VideoReader, interpolate: Interpolator, times: List[flo
         print(f"{args.output}: {writer.frames_written} frames at {reader.fps * factor:g} fps", file=sys.stderr)
 
 
+class _SequencePlan(NamedTuple):
+    frames: List[str]   # the input frames, in natural name order
+    outputs: List[str]  # OUT/00000.EXT, OUT/00001.EXT, ...
+    bits: int           # 16 for 16-bit PNG or TIFF inputs, else 8
+
+
+def _plan_sequence(args, factor: int) -> _SequencePlan:
+    """What a folder of frames becomes, checked before any work: at least two frames in the folder;
+    OUT a new or empty folder, not the input folder. The outputs are named by index with the
+    inputs' extension (5 digits, or as many as the count needs)."""
+    folder, output = args.inputs[0], args.output
+    frames = list_frames(folder)
+    if len(frames) < 2:
+        raise UserError(f"{folder}: holds {len(frames)} image(s); a folder of frames needs at least 2 "
+                        f"({', '.join(IMAGE_EXTENSIONS)})")
+    # Sizes from the headers: a frame of another size fails here, not after half the work.
+    first_size = image_size(frames[0])
+    for path in frames[1:]:
+        size = image_size(path)
+        if first_size is not None and size is not None and size != first_size:
+            raise UserError(f"the frames differ in size: {path} is {size[0]}x{size[1]}, "
+                            f"{frames[0]} {first_size[0]}x{first_size[1]}")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
+    if os.path.isdir(output):
+        if os.path.samefile(output, folder):
+            raise UserError(f"-o {output} is the input folder; choose another output folder")
+        if os.listdir(output):
+            raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+    count = factor * (len(frames) - 1) + 1
+    extension = os.path.splitext(frames[0])[1].lower()
+    digits = max(5, len(str(count - 1)))
+    outputs = [os.path.join(output, f"{index:0{digits}d}{extension}") for index in range(count)]
+    check_output(outputs[0])
+    bits = 16 if extension in SIXTEEN_BIT_EXTENSIONS and stored_bits(frames[0]) == 16 else 8
+    return _SequencePlan(frames, outputs, bits)
+
+
+def _sequence(args, plan: _SequencePlan, interpolate: Interpolator, times: List[float]) -> None:
+    """A folder of frames to a folder of factor times as many, one pair in memory at a time."""
+    from tqdm import tqdm
+
+    outputs = iter(plan.outputs)
+    previous = None
+    with tqdm(total=len(plan.outputs), unit="frame", desc="interpolating", disable=args.quiet,
+              dynamic_ncols=True) as bar:
+        for path in plan.frames:
+            current = read_image(path)
+            if previous is not None:
+                if current.shape != previous.shape:
+                    raise UserError(f"the frames differ in size: {path} is {current.shape[3]}x{current.shape[2]}, "
+                                    f"the frames before it {previous.shape[3]}x{previous.shape[2]}")
+                for frame in interpolate(previous, current, times):
+                    write_image(next(outputs), frame, plan.bits)
+                    bar.update(1)
+            write_image(next(outputs), current, plan.bits)
+            bar.update(1)
+            previous = current
+    if not args.quiet:
+        print(f"{args.output}: {len(plan.outputs)} frames from {len(plan.frames)}", file=sys.stderr)
+
+
 def _check_outputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
     """Every output can be written and none is an input (which would be destroyed while read)."""
     for output in outputs:
@@ -217,17 +283,20 @@ def _parser() -> argparse.ArgumentParser:
         "(DIS optical flow, projection, bicubic adaptive warping, occlusion-aware blending).",
         epilog="examples:\n  memc-interpolate a.png b.png -o mid.png\n"
         "  memc-interpolate a.png b.png -o out.png --factor 4   (writes out_t0.250.png ...)\n"
-        "  memc-interpolate in.mp4 -o out.mp4 --factor 2",
+        "  memc-interpolate in.mp4 -o out.mp4 --factor 2\n"
+        "  memc-interpolate frames/ -o out_frames/ --factor 2   (writes out_frames/00000.png ...)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="two images (A B), or one video")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="two images (A B), one video, or one folder of frames (in natural name order)")
     parser.add_argument("-o", "--output", required=True,
-                        help="output image (with several times, one file per time: NAME_t0.250.EXT ...) or video")
+                        help="output image (with several times, one file per time: NAME_t0.250.EXT ...), video, "
+                        "or folder (for a folder of frames)")
     timing = parser.add_mutually_exclusive_group()
     timing.add_argument("--times", type=float, nargs="+", metavar="T", help="times in (0, 1) between two images (default 0.5)")
     timing.add_argument("--factor", type=int, metavar="N",
                         help="N-1 evenly spaced frames between each pair; a video comes out at N times its frame rate "
-                        "(default 2 for videos)")
+                        "(default 2 for videos and folders of frames)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
     parser.add_argument("--half", action="store_true", help="float16 autocast for the MEMC-Net model on CUDA")
     parser.add_argument("--checkpoint", metavar="PATH",
@@ -257,21 +326,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         if len(args.inputs) > 2:
-            raise UserError(f"expected two images or one video; got {len(args.inputs)} inputs")
-        video = len(args.inputs) == 1
+            raise UserError(f"expected two images, one video or one folder of frames; got {len(args.inputs)} inputs "
+                            "(put a sequence's frames in a folder and pass the folder)")
+        sequence = len(args.inputs) == 1 and os.path.isdir(args.inputs[0])
+        video = len(args.inputs) == 1 and not sequence
         if video and os.path.splitext(args.inputs[0])[1].lower() in IMAGE_EXTENSIONS:
-            raise UserError(f"{args.inputs[0]} is an image; pass two images or one video")
-        if video and args.times is not None:
-            raise UserError("--times applies to two images; for a video use --factor N")
-        factor = args.factor if args.factor is not None else (2 if video else None)
+            raise UserError(f"{args.inputs[0]} is an image; pass two images, one video or one folder of frames")
+        if (video or sequence) and args.times is not None:
+            raise UserError(f"--times applies to two images; for a {'video' if video else 'folder of frames'} "
+                            "use --factor N")
+        factor = args.factor if args.factor is not None else (2 if video or sequence else None)
         times = frame_times(args.times, factor)
         if not args.quiet:
             for note in _notes(args):
                 print(f"note: {note}", file=sys.stderr)
         device = pick_device(args.device)
+        if sequence:
+            plan = _plan_sequence(args, factor)
+            interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast)
+            _sequence(args, plan, interpolate, times)
+            return 0
         for path in args.inputs:  # fail before loading a model
             if os.path.isdir(path):
-                raise UserError(f"{path} is a directory; expected {'a video' if video else 'an image'} file")
+                raise UserError(f"{path} is a directory; expected an image file")
             if not os.path.isfile(path):
                 raise UserError(f"{path}: no such file")
         (check_video_output if video else check_image_output)(args.output)

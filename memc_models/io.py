@@ -9,16 +9,18 @@ import re
 import subprocess
 import tempfile
 import warnings
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["UserError", "read_image", "write_image", "to_uint8", "VideoReader", "VideoWriter", "has_audio",
-           "check_image_output", "check_video_output", "check_output"]
+__all__ = ["UserError", "read_image", "write_image", "to_uint8", "to_uint16", "stored_bits", "image_size", "list_frames",
+           "VideoReader", "VideoWriter", "has_audio", "check_image_output", "check_video_output", "check_output"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: The output formats written with 16 bits per sample when asked to.
+SIXTEEN_BIT_EXTENSIONS = (".png", ".tif", ".tiff")
 # The video encoder per container: each one FFmpeg (as shipped by imageio-ffmpeg) can put in it.
 VIDEO_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "libx264",
                 ".webm": "libvpx-vp9"}
@@ -84,6 +86,47 @@ def read_image(path: str) -> Tensor:
     else:
         raise UserError(f"{path}: unsupported pixel type {pixels.dtype}")
     return torch.from_numpy(pixels.astype(np.float32) / scale).permute(2, 0, 1).unsqueeze(0)
+
+
+def stored_bits(path: str) -> int:
+    """16 if the image file stores 16 bits per sample (PNG and TIFF can), else 8 (also for files
+    Pillow cannot open: floats and other formats are not written back at 16 bits)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return 16 if image.mode.startswith("I;16") or _stored_with_16_bits(image) else 8
+    except Exception:
+        return 8
+
+
+def image_size(path: str) -> Optional[Tuple[int, int]]:
+    """(width, height) of an image file as :func:`read_image` returns it (upright), read from its
+    header alone; None where Pillow cannot open it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            on_its_side = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    except Exception:
+        return None
+    return (height, width) if on_its_side else (width, height)
+
+
+def list_frames(folder: str) -> List[str]:
+    """The image files in ``folder`` (by extension, hidden files skipped) in natural order: the
+    numbers in their names compare as numbers, so frame2.png comes before frame10.png."""
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: no such folder")
+    names = [name for name in os.listdir(folder)
+             if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+             and os.path.isfile(os.path.join(folder, name))]
+
+    def natural(name: str):
+        return [(0, int(part), part) if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+
+    return [os.path.join(folder, name) for name in sorted(names, key=natural)]
 
 
 def _decode_image(path: str) -> np.ndarray:
@@ -163,13 +206,23 @@ def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(turned(pixels)) if turned else pixels
 
 
-def to_uint8(frame: Tensor) -> np.ndarray:
-    """(1, 3, H, W) or (3, H, W) in [0, 1] -> (H, W, 3) uint8, rounded."""
+def _levels(frame: Tensor, white: float) -> Tensor:
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> (H, W, 3) levels 0..white, rounded, as float32."""
     if not ((frame.dim() == 4 and frame.shape[:2] == (1, 3)) or (frame.dim() == 3 and frame.shape[0] == 3)):
         raise ValueError(f"expected one frame of shape (1, 3, H, W) or (3, H, W); got {tuple(frame.shape)}")
     if frame.dim() == 4:
         frame = frame[0]
-    return (frame.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return (frame.detach().float().clamp(0, 1) * white).round().permute(1, 2, 0).cpu()
+
+
+def to_uint8(frame: Tensor) -> np.ndarray:
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> (H, W, 3) uint8, rounded."""
+    return _levels(frame, 255.0).to(torch.uint8).numpy()
+
+
+def to_uint16(frame: Tensor) -> np.ndarray:
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> (H, W, 3) uint16, rounded."""
+    return _levels(frame, 65535.0).numpy().astype(np.uint16)
 
 
 def check_output(path: str) -> None:
@@ -201,19 +254,38 @@ def _make_folder(path: str) -> None:
         raise UserError(f"{path}: cannot create the folder {folder} ({_os_reason(error)})") from None
 
 
-def write_image(path: str, frame) -> None:
-    """Writes a (1, 3, H, W) / (3, H, W) tensor in [0, 1], or an (H, W, 3) uint8 array; creates
-    the folder."""
+def write_image(path: str, frame, bits: int = 8) -> None:
+    """Writes a (1, 3, H, W) / (3, H, W) tensor in [0, 1], or an (H, W, 3) uint8 or uint16 array;
+    creates the folder. ``bits=16`` writes a tensor with 16 bits per sample where the format has
+    them (PNG, TIFF), else with 8."""
     import imageio.v3 as iio
 
     check_image_output(path)
-    pixels = frame if isinstance(frame, np.ndarray) else to_uint8(frame)
-    if pixels.ndim != 3 or pixels.shape[-1] != 3:
-        raise ValueError(f"expected one (H, W, 3) frame; got an array of shape {pixels.shape}")
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16; got {bits!r}")
+    extension = os.path.splitext(path)[1].lower()
+    sixteen = bits == 16 and extension in SIXTEEN_BIT_EXTENSIONS
+    if isinstance(frame, np.ndarray):
+        pixels = frame
+    else:
+        pixels = to_uint16(frame) if sixteen else to_uint8(frame)
+    if pixels.ndim != 3 or pixels.shape[-1] != 3 or pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected one (H, W, 3) uint8 or uint16 frame; got a {pixels.dtype} array of shape {pixels.shape}")
+    if pixels.dtype == np.uint16 and extension not in SIXTEEN_BIT_EXTENSIONS:
+        raise ValueError(f"{path}: 16-bit pixels need one of {', '.join(SIXTEEN_BIT_EXTENSIONS)}")
     _make_folder(path)
+    if pixels.dtype == np.uint16:  # Pillow cannot write 16-bit colour; OpenCV can
+        import cv2
+
+        try:
+            written = cv2.imwrite(path, np.ascontiguousarray(pixels[..., ::-1]))
+        except cv2.error as error:
+            raise UserError(f"{path}: cannot write the image ({_first_line(error)})") from None
+        if not written:
+            raise UserError(f"{path}: cannot write the image")
+        return
     # Pillow's default JPEG and WebP quality (75), and JPEG's halved colour resolution, blur the
     # fine detail that interpolation is judged on; quality 95 at full colour resolution keeps more.
-    extension = os.path.splitext(path)[1].lower()
     options = {".jpg": {"quality": 95, "subsampling": 0}, ".jpeg": {"quality": 95, "subsampling": 0},
                ".webp": {"quality": 95}}.get(extension, {})
     try:

@@ -340,6 +340,141 @@ def test_each_time_gets_its_own_file(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("close*")) == ["close_t0.1231.png", "close_t0.1234.png"]
 
 
+# --- Folders of frames ---------------------------------------------------------------------------
+
+def test_folder_of_frames_becomes_a_folder_of_factor_times_as_many(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    truth = [_frame_at(k / 6, 48, 64) for k in range(7)]  # every third one is an input
+    for k in (0, 1, 2):  # named so that name order (f0, f10, f5) is not frame order (f0, f5, f10)
+        iio.imwrite(frames / f"f{5 * k}.png", truth[3 * k])
+    (frames / "notes.txt").write_text("not a frame")
+    (frames / ".hidden.png").write_bytes(b"not a frame either")
+    out = tmp_path / "out"
+    assert main([str(frames), "-o", str(out), "--factor", "3", "--fast"]) == 0
+    assert capsys.readouterr().err.rstrip().endswith(f"{out}: 7 frames from 3")
+    written = sorted(out.iterdir())
+    assert [p.name for p in written] == [f"{k:05d}.png" for k in range(7)]
+    for k, path in enumerate(written):
+        pixels = iio.imread(path)
+        if k % 3 == 0:
+            np.testing.assert_array_equal(pixels, truth[k])  # the inputs, unchanged and in frame order
+        else:
+            ours = interpolation_error(_tensor(pixels), _tensor(truth[k]))
+            average = interpolation_error(_tensor(truth[k - k % 3]) * 0.5 + _tensor(truth[k - k % 3 + 3]) * 0.5,
+                                          _tensor(truth[k]))
+            assert ours < 0.6 * average, (k, ours, average)
+
+
+def test_folder_of_frames_keeps_the_inputs_format_and_factor_two_by_default(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(3):
+        iio.imwrite(frames / f"{k}.jpg", _frame_at(k / 2, 32, 48))
+    assert main([str(frames), "-o", str(tmp_path / "out"), "--fast", "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{k:05d}.jpg" for k in range(5)]
+
+
+def test_list_frames_is_in_natural_order_of_image_files(tmp_path):
+    from memc_models.io import list_frames
+
+    for name in ("img10.png", "img9.png", "img100.PNG", "img9b.jpg", "readme.md", ".img1.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "img0.png").mkdir()
+    assert [os.path.basename(p) for p in list_frames(str(tmp_path))] == ["img9.png", "img9b.jpg", "img10.png",
+                                                                        "img100.PNG"]
+
+
+@pytest.mark.parametrize("case", ["one frame", "output holds files", "output is the input", "output is a file",
+                                  "sizes differ", "times"])
+def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypatch, case):
+    _refuse_work(monkeypatch)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    count = 1 if case == "one frame" else 3
+    for k in range(count):
+        iio.imwrite(frames / f"{k}.png", _frame_at(k / 2, 32, 48 if case != "sizes differ" or k < 2 else 40))
+    out = tmp_path / "out"
+    extra = []
+    if case == "output holds files":
+        out.mkdir()
+        (out / "old.png").write_bytes(b"keep me")
+    elif case == "output is the input":
+        out = frames
+    elif case == "output is a file":
+        out = tmp_path / "out.mp4"
+        out.write_bytes(b"keep me")
+    elif case == "times":
+        extra = ["--times", "0.5"]
+    before = _listing(tmp_path)
+    assert main([str(frames), "-o", str(out), *extra]) == 1
+    expected = {
+        "one frame": f"{frames}: holds 1 image(s); a folder of frames needs at least 2 "
+                     "(.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)",
+        "output holds files": f"-o {out} already holds files; choose a new or empty folder",
+        "output is the input": f"-o {out} is the input folder; choose another output folder",
+        "output is a file": f"-o {out}: a folder of frames becomes a folder of frames; {out} is a file",
+        "sizes differ": f"the frames differ in size: {frames / '2.png'} is 40x32, {frames / '0.png'} 48x32",
+        "times": "--times applies to two images; for a folder of frames use --factor N",
+    }[case]
+    assert _error(capsys) == expected
+    assert _listing(tmp_path) == before
+
+
+# --- Sixteen-bit frames ---------------------------------------------------------------------------
+
+def _write_sixteen_bit(path, pixels):
+    assert cv2.imwrite(str(path), np.ascontiguousarray(pixels[..., ::-1]))
+
+
+def _sixteen_bit_frame(t, height=48, width=64):
+    """The moving photograph at time t with 16-bit samples (low bytes that 8 bits would lose)."""
+    frame = cv2.resize(_frame_at(t, height // 2, width // 2), (width, height), interpolation=cv2.INTER_CUBIC)
+    return (frame.astype(np.uint16) * 257 + np.uint16(123))
+
+
+@pytest.mark.parametrize("extension", ["png", "tif"])
+def test_sixteen_bit_images_give_sixteen_bit_frames(tmp_path, extension):
+    a, b = tmp_path / f"a.{extension}", tmp_path / f"b.{extension}"
+    _write_sixteen_bit(a, _sixteen_bit_frame(0.0))
+    _write_sixteen_bit(b, _sixteen_bit_frame(1.0))
+    out = tmp_path / f"mid.{extension}"
+    assert main([str(a), str(b), "-o", str(out), "--fast", "-q"]) == 0
+    pixels = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert pixels.dtype == np.uint16 and pixels.shape == (48, 64, 3)
+    assert np.any(pixels % 257 != 0)  # not 8-bit levels scaled up
+    ours = read_image(str(out))
+    expected = ClassicalInterpolator(ClassicalConfig(orientations=1))(read_image(str(a)), read_image(str(b)))
+    torch.testing.assert_close(ours, expected.clamp(0, 1), atol=0.5 / 65535, rtol=0)
+    # A format without 16-bit samples gets 8.
+    assert main([str(a), str(b), "-o", str(tmp_path / "mid.jpg"), "--fast", "-q"]) == 0
+    assert iio.imread(tmp_path / "mid.jpg").dtype == np.uint8
+
+
+def test_sixteen_bit_folder_of_frames_gives_sixteen_bit_frames(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    inputs = [_sixteen_bit_frame(k / 2) for k in range(3)]
+    for k, pixels in enumerate(inputs):
+        _write_sixteen_bit(frames / f"{k}.png", pixels)
+    assert main([str(frames), "-o", str(tmp_path / "out"), "--fast", "-q"]) == 0
+    written = [cv2.imread(str(tmp_path / "out" / f"{k:05d}.png"), cv2.IMREAD_UNCHANGED)[..., ::-1] for k in range(5)]
+    assert all(pixels.dtype == np.uint16 for pixels in written)
+    for k in (0, 1, 2):
+        np.testing.assert_array_equal(written[2 * k], inputs[k])
+
+
+def test_write_image_sixteen_bits_round_trip_and_refusals(tmp_path):
+    frame = torch.rand(1, 3, 8, 10)
+    for extension in ("png", "tif"):
+        write_image(str(tmp_path / f"deep.{extension}"), frame, bits=16)
+        torch.testing.assert_close(read_image(str(tmp_path / f"deep.{extension}")), frame, atol=0.5 / 65535, rtol=0)
+    with pytest.raises(ValueError, match="16-bit pixels need one of .png, .tif, .tiff"):
+        write_image(str(tmp_path / "deep.jpg"), np.zeros((8, 10, 3), np.uint16))
+    with pytest.raises(ValueError, match="bits must be 8 or 16; got 12"):
+        write_image(str(tmp_path / "deep.png"), frame, bits=12)
+
+
 # --- Inputs and outputs: what is read, what is refused, what is left on disk ----------------------
 
 def _refuse_work(monkeypatch):
@@ -447,7 +582,7 @@ def test_one_image_as_input_is_an_error(tmp_path, capsys, monkeypatch, output):
     _refuse_work(monkeypatch)
     a, = _write_images(tmp_path, _frame_at(0.0, 32, 32))
     assert main([a, "-o", str(tmp_path / output), "-q"]) == 1
-    assert _error(capsys) == f"{a} is an image; pass two images or one video"
+    assert _error(capsys) == f"{a} is an image; pass two images, one video or one folder of frames"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frame0.png"]
 
 
@@ -467,8 +602,9 @@ def test_input_that_is_a_directory_is_an_error(tmp_path, capsys, monkeypatch):
     (tmp_path / "dir.mp4").mkdir()
     assert main([a, str(tmp_path / "dir.png"), "-o", str(tmp_path / "out.png")]) == 1
     assert _error(capsys) == f"{tmp_path / 'dir.png'} is a directory; expected an image file"
-    assert main([str(tmp_path / "dir.mp4"), "-o", str(tmp_path / "out.mp4")]) == 1
-    assert _error(capsys) == f"{tmp_path / 'dir.mp4'} is a directory; expected a video file"
+    assert main([str(tmp_path / "dir.mp4"), "-o", str(tmp_path / "out.mp4")]) == 1  # a folder of frames, empty
+    assert _error(capsys) == (f"{tmp_path / 'dir.mp4'}: holds 0 image(s); a folder of frames needs at least 2 "
+                              "(.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)")
     with pytest.raises(UserError, match=f"^{tmp_path / 'dir.png'} is a directory; expected an image file$"):
         read_image(str(tmp_path / "dir.png"))
 

@@ -26,3 +26,7 @@ if [ -f "$REPO/benchmarks/bench_projection.py" ]; then
   python3 "$REPO/benchmarks/bench_projection.py" --device cuda --json "$OUT/bench_projection.json" > "$OUT/bench_projection.txt" 2>&1
   echo "bench_projection: exit $?"; cat "$OUT/bench_projection.txt"
 fi
+# Whole frames: the training-free path (DIS on the CPU) and the networks, float32 and float16 autocast.
+python3 "$REPO/benchmarks/bench_interpolate.py" --device cuda --dtype float32 --dtype float16 --repeats 3 \
+  --json "$OUT/bench_interpolate.json" > "$OUT/bench_interpolate.txt" 2>&1
+echo "bench_interpolate: exit $?"; cat "$OUT/bench_interpolate.txt"

@@ -1,0 +1,37 @@
+"""The benchmark scripts still run: each on a tiny case, one repeat (their figures are not checked
+here; speed is what the scripts print, never a test's pass or fail)."""
+
+import os
+import sys
+
+import pytest
+import torch
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+
+
+def test_bench_interpolate_times_every_method_on_a_small_frame():
+    pytest.importorskip("cv2")
+    import bench_interpolate
+
+    rows = bench_interpolate.rows_for(bench_interpolate.METHODS, lambda device: [("tiny", 32, 48)])
+    timed = rows(torch.device("cpu"), torch.float32, 1)
+    assert [row["method"] for row in timed] == bench_interpolate.METHODS
+    for row in timed:
+        assert row["size"] == "48x32" and row["ms"] > 0 and row["fps"] == pytest.approx(1e3 / row["ms"])
+        assert (row["flow_ms"] is not None) == row["method"].startswith("free")
+    # float16 and bfloat16 apply to the networks only (bfloat16 convolutions are slow on a CPU:
+    # which methods run is checked without running them).
+    for method in ("free-fast", "free"):
+        assert bench_interpolate.interpolator(method, torch.device("cpu"), torch.bfloat16) is None
+    assert bench_interpolate.interpolator("memc_s", torch.device("cpu"), torch.bfloat16) is not None
+
+
+def test_bench_interpolate_frames_move_by_a_few_pixels():
+    import bench_interpolate
+
+    frame0, frame1 = bench_interpolate.moving_frames(64, 96, torch.device("cpu"))
+    assert frame0.shape == frame1.shape == (1, 3, 64, 96)
+    assert 0 <= float(frame0.min()) and float(frame0.max()) <= 1
+    assert 0.01 < float((frame0 - frame1).abs().mean()) < 0.2

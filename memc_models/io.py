@@ -65,6 +65,8 @@ def read_image(path: str) -> Tensor:
     if pixels.shape[-1] in (1, 2):  # grey (with alpha)
         pixels = np.repeat(pixels[..., :1], 3, axis=-1)
     pixels = np.ascontiguousarray(pixels[..., :3])
+    if pixels.dtype.byteorder not in ("=", "|"):  # big-endian samples (Pillow's "I;16B") compare as such
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="))
     if pixels.dtype == np.bool_:
         scale = 1.0
     elif pixels.dtype == np.uint8:
@@ -141,11 +143,20 @@ def _decode_image(path: str) -> np.ndarray:
             frames = getattr(image, "n_frames", 1)
             if frames > 1:
                 raise UserError(f"{path}: has {frames} frames; pass still images (or one video)")
-            if image.mode in ("RGB", "RGBA") and _stored_with_16_bits(image):
-                # Pillow keeps only the high byte of 16-bit colour; OpenCV reads all of it.
+            sixteen_bits = _stored_with_16_bits(image)  # first: reading a PNG's EXIF loads it, which clears image.tile
+            sixteen_bit_colour = sixteen_bits and image.mode in ("RGB", "RGBA")
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            if image.format == "TIFF" and image.tag_v2.get(_TIFF_PLANAR_CONFIGURATION) == 2 and sixteen_bits:
+                # Pillow (and OpenCV) decode these to noise: refuse rather than interpolate it.
+                raise UserError(f"{path}: a 16-bit TIFF with separate colour planes is not supported; save it with "
+                                "interleaved samples (PlanarConfiguration 1)")
+            image.load()  # decodes (at 8 bits): a damaged file fails here, before OpenCV prints about it
+            # Pillow keeps only the high byte of 16-bit colour; OpenCV reads all of it. OpenCV turns
+            # a TIFF by its orientation tag itself, and fails on some: those keep Pillow's 8 bits.
+            if sixteen_bit_colour and (image.format == "PNG" or orientation == 1):
                 pixels = _decode_16_bit_colour(path)
                 if pixels is not None:
-                    return _upright(pixels, image.getexif().get(_EXIF_ORIENTATION, 1))
+                    return _upright(pixels, orientation)
             image = ImageOps.exif_transpose(image)
             if image.mode == "1":  # 1-bit: as 0 / 255 grey
                 image = image.convert("L")
@@ -169,12 +180,19 @@ def _decode_image(path: str) -> np.ndarray:
 
 
 _EXIF_ORIENTATION = 0x0112
+_TIFF_BITS_PER_SAMPLE = 258
+_TIFF_PLANAR_CONFIGURATION = 284
 
 
 def _stored_with_16_bits(image) -> bool:
-    """Whether Pillow decodes ``image`` from 16 bits per sample (its raw mode says so: "RGB;16B")."""
+    """Whether ``image`` (opened, not yet loaded) stores 16 bits per sample: its TIFF tag says so,
+    or the raw mode Pillow decodes it from does ("RGB;16B")."""
+    if image.format == "TIFF":
+        bits = image.tag_v2.get(_TIFF_BITS_PER_SAMPLE, (8,))
+        return max(bits if isinstance(bits, tuple) else (bits,)) == 16
     for tile in image.tile:
-        raw_mode = tile.args[0] if isinstance(tile.args, tuple) else tile.args
+        args = tile[3]  # (codec, extents, offset, args): a plain tuple before Pillow 11
+        raw_mode = args[0] if isinstance(args, tuple) else args
         if isinstance(raw_mode, str) and ";16" in raw_mode:
             return True
     return False
@@ -185,7 +203,14 @@ def _decode_16_bit_colour(path: str) -> Optional[np.ndarray]:
     None where OpenCV cannot decode it."""
     import cv2
 
-    pixels = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    previous_level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # a failure falls back to Pillow
+    try:
+        pixels = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        pixels = None
+    finally:
+        cv2.utils.logging.setLogLevel(previous_level)
     if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3 or pixels.shape[-1] not in (3, 4):
         return None
     order = [2, 1, 0, 3][: pixels.shape[-1]]  # OpenCV's BGR(A) to RGB(A)

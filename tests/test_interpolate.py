@@ -719,6 +719,61 @@ def test_read_image_turns_a_sixteen_bit_picture_upright_by_its_exif_orientation(
                                atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("orientation", [1, 3, 6])
+def test_read_image_turns_a_sixteen_bit_tiff_upright_by_its_orientation_tag(tmp_path, orientation):
+    tifffile = pytest.importorskip("tifffile")
+    rgb = np.random.default_rng(orientation).integers(0, 65536, size=(4, 7, 3), dtype=np.uint16)
+    path = tmp_path / "turned.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", extratags=[(0x0112, "H", 1, orientation, True)])
+    upright = {1: rgb, 3: rgb[::-1, ::-1], 6: np.rot90(rgb, -1)}[orientation]
+    frame = read_image(str(path))
+    # Upright in every case; all 16 bits where OpenCV's decoder can be used (no orientation).
+    tolerance = 0.5 / 65535 if orientation == 1 else 1 / 255
+    torch.testing.assert_close(frame[0].permute(1, 2, 0), torch.from_numpy(upright.astype(np.float32) / 65535),
+                               atol=tolerance, rtol=0)
+
+
+def test_read_image_takes_big_endian_sixteen_bit_grey(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    grey = np.random.default_rng(0).integers(0, 65536, size=(5, 6), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "grey.tif", grey, byteorder=">")
+    frame = read_image(str(tmp_path / "grey.tif"))
+    expected = torch.from_numpy(grey.astype(np.float32) / 65535).expand(1, 3, 5, 6)
+    torch.testing.assert_close(frame, expected, atol=0, rtol=0)
+
+
+def test_read_image_refuses_sixteen_bit_tiff_with_separate_colour_planes(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    planes = np.random.default_rng(0).integers(0, 65536, size=(3, 5, 6), dtype=np.uint16)
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, planes, photometric="rgb", planarconfig="separate")
+    with pytest.raises(UserError) as error:
+        read_image(str(path))
+    assert str(error.value) == (f"{path}: a 16-bit TIFF with separate colour planes is not supported; save it with "
+                                "interleaved samples (PlanarConfiguration 1)")
+
+
+def test_damaged_sixteen_bit_png_is_one_line_and_nothing_else(tmp_path, capfd):
+    whole = tmp_path / "whole.png"
+    assert cv2.imwrite(str(whole), np.random.default_rng(0).integers(0, 65536, size=(40, 50, 3), dtype=np.uint16))
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(UserError, match=f"^cannot read {damaged} as an image \\(.*\\)$"):
+        read_image(str(damaged))
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""  # no libpng or OpenCV messages
+
+
+def test_sixteen_bits_are_told_from_pillow_tiles_of_every_version():
+    from types import SimpleNamespace
+
+    from memc_models.io import _stored_with_16_bits
+
+    for tile in [("zip", (0, 0, 4, 4), 41, "RGB;16B"), ("zip", (0, 0, 4, 4), 41, ("RGB;16B", 0, 1))]:
+        assert _stored_with_16_bits(SimpleNamespace(format="PNG", tile=[tile]))  # a plain tuple: Pillow < 11
+    assert not _stored_with_16_bits(SimpleNamespace(format="PNG", tile=[("zip", (0, 0, 4, 4), 41, "RGB")]))
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_sixteen_bit_pictures_are_turned_upright_as_pillow_turns_eight_bit_ones(tmp_path, orientation):
     from PIL import ImageOps

@@ -180,9 +180,12 @@ class video_samples:
         if os.path.isdir(path):
             raise UserError(f"{path} is a folder; expected a video file")
         self.path, self.limit = path, limit
-        self.reader = VideoReader(path)
+        self.reader = VideoReader(path, constant_rate=False)  # the stored frames, none repeated
         count = self.reader.frame_count
-        self.total = None if count is None else max(count - 2, 0) if limit is None else min(max(count - 2, 0), limit)
+        if count is not None and count < 3:
+            self.reader.close()
+            raise UserError(f"{path}: the video has {count} frame(s); holding one out needs at least 3")
+        self.total = None if count is None else count - 2 if limit is None else min(count - 2, limit)
 
     def __iter__(self) -> Iterator[LoadedSample]:
         try:
@@ -270,10 +273,11 @@ def evaluate(samples: Iterable[LoadedSample], interpolate, save: Optional[str] =
 
 
 def format_table(rows) -> str:
-    """The per-sample table with a mean row; SSIM shows n/a where it is NaN (frames smaller than its
-    window), its mean is over the other samples, and a footnote says so."""
-    width = max([len("sequence"), len("mean")] + [len(name) for name, *_ in rows])
-    header = f"{'sequence':<{width}}  " + "  ".join(f"{m + ' ours':>10} {m + ' avg':>9}" for m in METRICS) + f"  {'s/frame':>7}"
+    """The per-sample table with a mean row. SSIM shows n/a where it is NaN (frames smaller than its
+    window) and PSNR inf where a frame is reproduced exactly; the mean of each is over the other
+    samples (one inf would make it inf), and a footnote says so."""
+    width = max([len("sample"), len("mean")] + [len(name) for name, *_ in rows])
+    header = f"{'sample':<{width}}  " + "  ".join(f"{m + ' ours':>10} {m + ' avg':>9}" for m in METRICS) + f"  {'s/frame':>7}"
     lines = [header, "-" * len(header)]
 
     def cell(value: float, digits: int, columns: int) -> str:
@@ -287,8 +291,10 @@ def format_table(rows) -> str:
         return f"{name:<{width}}  " + "  ".join(cells) + f"  {seconds:>7.2f}"
 
     def mean(index: int, m: str) -> float:
-        values = [row[index][m] for row in rows if not np.isnan(row[index][m])]
-        return float(np.mean(values)) if values else float("nan")
+        values = [row[index][m] for row in rows if np.isfinite(row[index][m])]
+        if values:
+            return float(np.mean(values))
+        return float("inf") if any(np.isinf(row[index][m]) for row in rows) else float("nan")
 
     for row in rows:
         lines.append(line(*row))
@@ -299,6 +305,11 @@ def format_table(rows) -> str:
     if without_ssim:
         lines.append(f"SSIM n/a: {without_ssim} of {len(rows)} sample(s) have frames smaller than SSIM's "
                      f"{SSIM_WINDOW} x {SSIM_WINDOW} window" + ("; the mean SSIM is over the others" if without_ssim < len(rows) else ""))
+    for index, method in ((1, "ours"), (2, "frame average")):
+        exact = sum(np.isinf(row[index]["PSNR"]) for row in rows)
+        if exact:
+            lines.append(f"PSNR inf: {method} reproduces {exact} of {len(rows)} sample(s) exactly"
+                         + ("; its mean PSNR is over the others" if exact < len(rows) else ""))
     return "\n".join(lines)
 
 

@@ -335,17 +335,23 @@ def has_audio(path: str) -> bool:
 
 class VideoReader:
     """Streams a video's frames as (H, W, 3) uint8 RGB arrays; ``fps``, ``size`` (W, H), an
-    estimate of ``frame_count`` (the frames that decode) and ``duration`` (seconds, as the
-    container announces it; 0 if it does not) are known after construction."""
+    estimate of ``frame_count`` (the frames stored) and of ``decoded_seconds`` (both None if
+    unknown), and ``duration`` (seconds, as the container announces it; 0 if it does not) are
+    known after construction.
 
-    def __init__(self, path: str):
+    With ``constant_rate`` (for writing at N times the rate) a variable-frame-rate video comes at
+    its nominal ``fps``, FFmpeg repeating or dropping frames to keep time; without it, every stored
+    frame comes once (for holding frames out and comparing)."""
+
+    def __init__(self, path: str, constant_rate: bool = True):
         import imageio_ffmpeg
 
         if not os.path.isfile(path):
             raise UserError(f"{path}: no such file")
         self.path = path
+        output_params = None if constant_rate else ["-fps_mode", "passthrough"]
         try:
-            self._frames = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+            self._frames = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24", output_params=output_params)
             meta = next(self._frames)
         except (StopIteration, Exception) as error:
             raise UserError(f"{path}: cannot read it as a video ({_first_line(error)})") from None
@@ -354,18 +360,23 @@ class VideoReader:
         if not self.fps > 0:
             raise UserError(f"{path}: the video reports no frame rate")
         self.duration: float = float(meta.get("duration") or 0.0)
+        self.frame_count: Optional[int] = None
+        self.decoded_seconds: Optional[float] = None
         try:
-            self.frame_count: Optional[int] = imageio_ffmpeg.count_frames_and_secs(path)[0]
+            self.frame_count, self.decoded_seconds = imageio_ffmpeg.count_frames_and_secs(path)
         except Exception:
-            self.frame_count = None
+            pass
 
     def looks_cut_short(self) -> bool:
-        """Whether clearly fewer frames decode than the container's duration announces, as in a
-        file cut short (a partial download or copy, a killed recording): its header still holds
-        the full length. The 10% margin leaves variable frame rates and long audio tracks alone."""
-        if self.frame_count is None or not self.duration > 0:
+        """Whether the video stops clearly (10%) before the duration its container announces, as a
+        file cut short does (a partial download or copy, a killed recording): its header still
+        holds the full length. A file with audio is not judged: the announced duration is its
+        longest stream's, and audio may run on after the pictures."""
+        if self.decoded_seconds is None or not self.duration > 0:
             return False
-        return self.frame_count < 0.9 * self.duration * self.fps - 1
+        if self.decoded_seconds >= 0.9 * self.duration - 1.0 / self.fps:
+            return False
+        return not has_audio(self.path)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         width, height = self.size

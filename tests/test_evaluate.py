@@ -142,6 +142,28 @@ def test_video_command_compares_with_the_frames_it_holds_out(tmp_path, capsys, m
         assert torch.equal(first, frames[k]) and torch.equal(second, frames[k + 2])
 
 
+def _ffmpeg(*arguments):
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *map(str, arguments)], check=True)
+
+
+def test_video_command_holds_out_the_stored_frames_of_a_variable_rate_video(tmp_path, capsys):
+    # 12 frames: 8 at 10 fps, then one a second. Read at a constant rate, FFmpeg would repeat the
+    # last ones many times over, and the table would score copies of the neighbours.
+    clip = tmp_path / "clip.mkv"
+    _write_clip(clip, 12, 32, 48)
+    variable = tmp_path / "variable.mkv"
+    _ffmpeg("-i", clip, "-vf", "setpts='if(lt(N,8),N/10/TB,(1+(N-8))/TB)'", "-fps_mode", "vfr", "-c:v", "libx264",
+            "-pix_fmt", "yuv444p", variable)
+    assert main(["video", str(variable), "-q", "--fast"]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert set(rows) == {f"frame{k:05d}" for k in range(1, 11)} | {"mean"}
+    assert all(math.isfinite(row[5]) for row in rows.values())  # no held-out frame equals a neighbour
+
+
 @pytest.mark.parametrize("count", [1, 2])
 def test_video_with_fewer_than_three_frames_is_an_error(tmp_path, capsys, count):
     clip = tmp_path / "short.mp4"
@@ -149,6 +171,17 @@ def test_video_with_fewer_than_three_frames_is_an_error(tmp_path, capsys, count)
     assert main(["video", str(clip), "-q", "--fast"]) == 1
     assert capsys.readouterr().err.strip() == (
         f"memc-eval: error: {clip}: the video has {count} frame(s); holding one out needs at least 3")
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_video_with_fewer_than_three_frames_is_an_error_before_any_work(tmp_path, capsys, no_model, count):
+    clip = tmp_path / "short.mp4"
+    _write_clip(clip, count, 32, 48)
+    save = tmp_path / "saved"
+    assert main(["video", str(clip), "--save", str(save)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"memc-eval: error: {clip}: the video has {count} frame(s); holding one out needs at least 3")
+    assert not save.exists()
 
 
 def test_video_that_cannot_be_read_is_an_error_before_any_work(tmp_path, capsys, no_model):
@@ -268,6 +301,19 @@ def test_table_shows_ssim_as_na_and_averages_it_over_the_other_samples():
     assert lines[5].split()[7:9] == ["0.9000", "0.8000"]  # the mean row
     assert lines[6] == "SSIM n/a: 1 of 2 sample(s) have frames smaller than SSIM's 11 x 11 window; the mean SSIM is over the others"
     assert "n/a" not in format_table(rows[:1])
+
+
+def test_table_shows_exact_frames_as_psnr_inf_and_averages_psnr_over_the_others():
+    values = {"IE": 1.0, "RMSE": 2.0, "SSIM": 0.9}
+    rows = [("moving", {**values, "PSNR": 30.0}, {**values, "PSNR": 20.0}, 0.1),
+            ("still", {**values, "PSNR": math.inf}, {**values, "PSNR": math.inf}, 0.1)]
+    lines = format_table(rows).splitlines()
+    assert lines[0].split()[0] == "sample"
+    assert lines[3].split()[5:7] == ["inf", "inf"]
+    assert lines[5].split()[5:7] == ["30.00", "20.00"]  # the mean row
+    assert lines[6:] == ["PSNR inf: ours reproduces 1 of 2 sample(s) exactly; its mean PSNR is over the others",
+                         "PSNR inf: frame average reproduces 1 of 2 sample(s) exactly; its mean PSNR is over the others"]
+    assert format_table(rows[1:]).splitlines()[4].split()[5:7] == ["inf", "inf"]  # all exact: the mean is inf
 
 
 def test_tiny_frames_are_evaluated_with_ssim_na(tmp_path, capsys):

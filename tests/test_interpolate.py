@@ -284,6 +284,26 @@ def test_video_cut_short_is_interpolated_with_a_note(tmp_path, capsys, container
     assert "cut short" not in capsys.readouterr().err
 
 
+def test_intact_videos_get_no_cut_short_note(tmp_path, capsys):
+    import subprocess
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    clip = tmp_path / "clip.mkv"
+    _write_clip(clip, 12, 32, 48)
+    # Variable frame rate: 8 frames at 10 fps, then one a second (announced as 10 fps, lasting 4.8 s).
+    variable = tmp_path / "variable.mkv"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(clip), "-vf",
+                    "setpts='if(lt(N,8),N/10/TB,(1+(N-8))/TB)'", "-fps_mode", "vfr", "-c:v", "libx264", str(variable)],
+                   check=True)
+    # Audio running on for 3 s after 1.2 s of pictures: the container announces the longer one.
+    long_audio = tmp_path / "long_audio.mp4"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(clip), "-f", "lavfi", "-i", "sine=d=3",
+                    "-c:v", "copy", "-c:a", "aac", str(long_audio)], check=True)
+    for video in (variable, long_audio):
+        assert main([str(video), "-o", str(tmp_path / f"out_{video.name}"), "--fast"]) == 0
+        assert "cut short" not in capsys.readouterr().err
+
+
 def test_checkpoint_for_another_variant_is_an_error(tmp_path, capsys):
     import memc_models
 

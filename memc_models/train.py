@@ -15,8 +15,8 @@ Each epoch writes ``OUT/last.pt`` (model, optimizer, scheduler, epoch, config: f
 ``OUT/best.pt`` (the model's state dict alone, when the validation PSNR improves: load it with
 ``memc-interpolate --checkpoint OUT/best.pt --model ...``) and a line of ``OUT/log.csv``. A new run
 refuses an ``OUT`` that holds one: continue it with ``--resume OUT/last.pt`` (log.csv grows) or
-replace it with ``--overwrite``. Resuming into a new ``OUT`` first copies the run's log.csv and
-best.pt there; resuming into an ``OUT`` holding another run is refused.
+replace it with ``--overwrite``. Resuming into a new ``OUT`` copies the run's log.csv and best.pt
+there once the first epoch validates; resuming into an ``OUT`` holding another run is refused.
 """
 
 import argparse
@@ -411,7 +411,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="start from these weights: ours (a state dict) or the authors' released checkpoint")
     start.add_argument("--resume", metavar="PATH",
                        help="continue from a last.pt: model, optimizer, scheduler and epoch; log.csv in --out is appended to "
-                            "(into a new --out, the run's log.csv and best.pt are copied there first)")
+                            "(into a new --out, the run's log.csv and best.pt are copied there after the first epoch)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an --out that holds one, deleting its last.pt, best.pt and log.csv "
                         "(without it, that is an error)")
@@ -486,27 +486,35 @@ def _prepare_out(args) -> None:
         raise UserError(f"--out {out}: cannot write files there ({error.strerror or error})") from None
 
 
+def _run_folder(args) -> str:
+    """The folder of the run --resume continues: where its last.pt really is (through links)."""
+    return os.path.dirname(os.path.realpath(args.resume))
+
+
 def _resumes_in_place(args) -> bool:
-    """Whether --resume names a file in --out, so that the run goes on where it was."""
-    run_folder = os.path.dirname(os.path.abspath(args.resume))
-    return os.path.isdir(args.out) and os.path.samefile(run_folder, args.out)
+    """Whether --resume names the last.pt of the run in --out, so that the run goes on where it was."""
+    return os.path.isdir(args.out) and os.path.samefile(_run_folder(args), args.out)
+
+
+def _files_to_carry(args) -> List[str]:
+    """The resumed run's log.csv and best.pt, those that lie beside its last.pt."""
+    return [name for name in ("log.csv", "best.pt") if os.path.isfile(os.path.join(_run_folder(args), name))]
 
 
 def _carry_run_files(args, say) -> None:
-    """Copies the resumed run's log.csv and best.pt from beside its last.pt into a new --out, so
-    that the folder holds the whole run: every epoch's line and the best weights so far."""
-    run_folder = os.path.dirname(os.path.abspath(args.resume))
+    """Copies the resumed run's log.csv and best.pt into a new --out, so that the folder holds the
+    whole run: every epoch's line and the best weights so far. Done once the first epoch there has
+    validated: a start that fails or is stopped before leaves --out as it was, to try again."""
     carried = []
-    for name in ("log.csv", "best.pt"):
-        source = os.path.join(run_folder, name)
-        if os.path.isfile(source):
-            try:
-                shutil.copy2(source, os.path.join(args.out, name))
-            except OSError as error:
-                raise UserError(f"cannot copy {source} into --out {args.out} ({error.strerror or error})") from None
-            carried.append(name)
+    for name in _files_to_carry(args):
+        source = os.path.join(_run_folder(args), name)
+        try:
+            shutil.copy2(source, os.path.join(args.out, name))
+        except OSError as error:
+            raise UserError(f"cannot copy {source} into --out {args.out} ({error.strerror or error})") from None
+        carried.append(name)
     if carried:
-        say(f"copied {' and '.join(carried)} of the resumed run from {run_folder} into {args.out}")
+        say(f"copied {' and '.join(carried)} of the resumed run from {_run_folder(args)} into {args.out}")
 
 
 class _Interrupted(Exception):
@@ -569,8 +577,14 @@ def _train(args) -> None:
     if args.amp and device.type != "cuda":
         say("note: --amp applies on CUDA; training in float32")
 
-    if args.resume and not _resumes_in_place(args):
-        _carry_run_files(args, say)
+    carry = bool(args.resume) and not _resumes_in_place(args)
+    if carry:
+        missing = [name for name in ("best.pt", "log.csv") if name not in _files_to_carry(args)]
+        if "best.pt" in missing and math.isfinite(best_psnr):
+            say(f"note: no best.pt beside {args.resume}: {os.path.join(args.out, 'best.pt')} is written when an "
+                f"epoch beats its best validation PSNR ({best_psnr:.2f} dB)")
+        if "log.csv" in missing:
+            say(f"note: no log.csv beside {args.resume}: {os.path.join(args.out, 'log.csv')} starts at epoch {epoch + 1}")
     if args.overwrite:
         # Only now, once everything has loaded: a failed start leaves the old run as it was.
         for name in _RUN_FILES:
@@ -600,6 +614,9 @@ def _train(args) -> None:
                 # The last step made the weights non-finite: keep last.pt at the previous epoch.
                 raise FloatingPointError(f"the validation loss after epoch {epoch} is {val_loss}; "
                                          f"lower --lr or turn off --amp")
+            if carry:
+                _carry_run_files(args, say)
+                carry = False
             scheduler.step(val_loss)
             improved = val_psnr > best_psnr
             if improved:

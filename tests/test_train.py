@@ -406,6 +406,49 @@ def test_cli_resume_into_a_new_out_carries_the_run_there(tmp_path, vimeo, capsys
     assert epoch_two_improved or all(torch.equal(second_best[k], best[k]) for k in best)
 
 
+def test_cli_resume_into_a_new_out_stopped_in_its_first_epoch_can_be_run_again(tmp_path, vimeo, capsys, monkeypatch):
+    first = tmp_path / "first"
+    assert train.main(_quick(vimeo, first, "--epochs", "1")) == 0
+    second = tmp_path / "second"
+    command = _quick(vimeo, second, "--epochs", "2", "--resume", str(first / "last.pt"))
+    with monkeypatch.context() as patch:
+        _interrupt_at_step(patch, 1)
+        assert train.main(command) == 130
+    assert not second.exists() or not any(second.iterdir())  # nothing carried yet: the start can be retried
+    capsys.readouterr()
+    assert train.main(command) == 0
+    assert [row["epoch"] for row in _read_log(str(second))] == ["1", "2"]
+
+
+def test_cli_resume_through_a_link_follows_it_to_the_run(tmp_path, vimeo, capsys):
+    run = tmp_path / "run"
+    assert train.main(_quick(vimeo, run, "--epochs", "1")) == 0
+    link = tmp_path / "latest.pt"
+    link.symlink_to(run / "last.pt")
+    assert train.main(_quick(vimeo, tmp_path / "new", "--epochs", "2", "--resume", str(link))) == 0
+    assert [row["epoch"] for row in _read_log(str(tmp_path / "new"))] == ["1", "2"]  # the run's log.csv came along
+    assert train.main(_quick(vimeo, run, "--epochs", "2", "--resume", str(link))) == 0  # in place
+    assert [row["epoch"] for row in _read_log(str(run))] == ["1", "2"]
+
+
+def test_cli_resume_of_a_lone_last_pt_says_what_the_new_out_lacks(tmp_path, vimeo, capsys):
+    lone = tmp_path / "lone" / "last.pt"
+    lone.parent.mkdir()
+    model = memc_models.memc_net_s()
+    optimizer = train.build_optimizer(model)
+    train.save_training_state(str(lone), model, optimizer, train.build_scheduler(optimizer), epoch=1,
+                              config={"model": "memc_s"}, best_psnr=99.0)
+    out = tmp_path / "out"
+    argv = _quick(vimeo, out, "--epochs", "2", "--resume", str(lone))
+    argv.remove("-q")
+    assert train.main(argv) == 0
+    err = capsys.readouterr().err
+    assert (f"note: no best.pt beside {lone}: {out / 'best.pt'} is written when an epoch beats its best validation "
+            f"PSNR (99.00 dB)") in err
+    assert f"note: no log.csv beside {lone}: {out / 'log.csv'} starts at epoch 2" in err
+    assert not (out / "best.pt").exists()  # a random model does not reach 99 dB
+
+
 def test_cli_resume_into_an_out_holding_another_run_is_an_error(tmp_path, vimeo, capsys, monkeypatch):
     _no_work(monkeypatch)
     last = tmp_path / "first" / "last.pt"

@@ -36,6 +36,8 @@ For two frames I0, I1 and a time t in (0, 1):
 import dataclasses
 import math
 import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -47,7 +49,8 @@ import memc_ops
 
 from .memc_net import _check_frames, _check_time
 
-__all__ = ["ClassicalConfig", "ClassicalInterpolator", "dis_flow", "forward_backward_occlusion", "bicubic_kernel"]
+__all__ = ["ClassicalConfig", "ClassicalInterpolator", "dis_flow", "dis_flows", "forward_backward_occlusion",
+           "bicubic_kernel"]
 
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 _DIS_MIN_SIZE = 16
@@ -136,20 +139,49 @@ def dis_flow(frame0: Tensor, frame1: Tensor, preset: str = "medium", finest_scal
     DIS runs on the CPU; its variational refinement is on in every preset. ``finest_scale`` is
     the pyramid level where DIS stops (0: full resolution; None: the preset's, 1 for "medium",
     which upsamples a half-resolution flow)."""
+    return dis_flows([(frame0, frame1)], preset, finest_scale)[0]
+
+
+def dis_flows(pairs: Sequence[Tuple[Tensor, Tensor]], preset: str = "medium",
+              finest_scale: Optional[int] = 0) -> List[Tensor]:
+    """:func:`dis_flow` of each (frame0, frame1) pair, computed concurrently: DIS releases the GIL,
+    and separate images keep the CPU's cores busier than DIS's own threads do within one image.
+    The flows are the same as computed one by one."""
+    _check_finest_scale(finest_scale)
+    jobs, shapes = [], []
+    for frame0, frame1 in pairs:
+        grey0, grey1 = _grey_uint8(frame0), _grey_uint8(frame1)
+        height, width = grey0.shape[1:]
+        # DIS refuses frames under about 12 pixels a side: pad small ones by repeating their
+        # edges, and crop the flow back.
+        pad = ((0, 0), (0, max(_DIS_MIN_SIZE - height, 0)), (0, max(_DIS_MIN_SIZE - width, 0)))
+        grey0, grey1 = np.pad(grey0, pad, mode="edge"), np.pad(grey1, pad, mode="edge")
+        jobs += list(zip(grey0, grey1))
+        shapes.append((len(grey0), height, width))
+    flows = iter(_dis_calc(jobs, preset, finest_scale))
+    results = []
+    for (frame0, _), (batch, height, width) in zip(pairs, shapes):
+        stacked = np.stack([next(flows)[:height, :width] for _ in range(batch)])
+        results.append(torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous().to(frame0.device))
+    return results
+
+
+def _dis_calc(jobs: Sequence[Tuple[np.ndarray, np.ndarray]], preset: str, finest_scale: Optional[int]) -> List[np.ndarray]:
+    """DIS flow (H, W, 2) of each pair of grey uint8 images, on a thread pool (one DIS object per
+    call: they are not thread-safe)."""
     import cv2
 
-    _check_finest_scale(finest_scale)
-    dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
-    if finest_scale is not None:
-        dis.setFinestScale(int(finest_scale))
-    grey0, grey1 = _grey_uint8(frame0), _grey_uint8(frame1)
-    height, width = grey0.shape[1:]
-    # DIS refuses frames under about 12 pixels a side: pad small ones by repeating their edges,
-    # and crop the flow back.
-    pad = ((0, 0), (0, max(_DIS_MIN_SIZE - height, 0)), (0, max(_DIS_MIN_SIZE - width, 0)))
-    grey0, grey1 = np.pad(grey0, pad, mode="edge"), np.pad(grey1, pad, mode="edge")
-    flows = [dis.calc(a, b, None)[:height, :width] for a, b in zip(grey0, grey1)]
-    return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).contiguous().to(frame0.device)
+    def calc(job):
+        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+        if finest_scale is not None:
+            dis.setFinestScale(int(finest_scale))
+        return dis.calc(job[0], job[1], None)
+
+    workers = min(len(jobs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1:
+        return [calc(job) for job in jobs]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(calc, jobs))
 
 
 def _bilinear_kernel(like: Tensor) -> Tensor:
@@ -269,13 +301,20 @@ class ClassicalInterpolator:
     def motion(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """(F01, F10, occlusion of frame 0, occlusion of frame 1), float32 on the frames' device."""
         _check_frames(frame0, frame1)
+        return self._motions([(frame0, frame1)])[0]
+
+    def _motions(self, pairs: Sequence[Tuple[Tensor, Tensor]]) -> List[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """:meth:`motion` of each pair, with every DIS flow of them all computed at once."""
         cfg = self.config
-        flow01 = dis_flow(frame0, frame1, cfg.preset, cfg.finest_scale)
-        flow10 = dis_flow(frame1, frame0, cfg.preset, cfg.finest_scale)
-        flows = torch.cat((flow01, flow10), 0)
-        occluded = forward_backward_occlusion(flows, torch.cat((flow10, flow01), 0), cfg.consistency_alpha, cfg.consistency_beta)
-        occ0, occ1 = occluded.chunk(2, 0)
-        return flow01, flow10, occ0, occ1
+        both_ways = [pair for frame0, frame1 in pairs for pair in ((frame0, frame1), (frame1, frame0))]
+        flows = dis_flows(both_ways, cfg.preset, cfg.finest_scale)
+        motions = []
+        for flow01, flow10 in zip(flows[0::2], flows[1::2]):
+            forward, backward = torch.cat((flow01, flow10), 0), torch.cat((flow10, flow01), 0)
+            occluded = forward_backward_occlusion(forward, backward, cfg.consistency_alpha, cfg.consistency_beta)
+            occ0, occ1 = occluded.chunk(2, 0)
+            motions.append((flow01, flow10, occ0, occ1))
+        return motions
 
     @torch.no_grad()
     def interpolate(self, frame0: Tensor, frame1: Tensor, times: Union[Time, Sequence[Time]]) -> List[Tensor]:
@@ -296,22 +335,28 @@ class ClassicalInterpolator:
         like = frame0.new_empty(0, dtype=torch.float32)
         times = [_check_time(t, frame0.shape[0], like) for t in times]
         cfg = self.config
+        orientations = _ORIENTATIONS[: cfg.orientations]
+        oriented_pairs = [(_flip(frame0, dims), _flip(frame1, dims)) for dims in orientations]
+        motions = self._motions(oriented_pairs)  # all DIS flows at once, on the CPU's cores
         if cfg.orientations == 1:
-            return [frame.clamp(0, 1).to(frame0.dtype) for frame, _ in self._interpolate_once(frame0, frame1, times)]
-        # Orientation outside, times inside: DIS runs once per orientation, and each time keeps one
-        # running blend, not one frame per orientation.
+            return [frame.clamp(0, 1).to(frame0.dtype)
+                    for frame, _ in self._interpolate_once(frame0, frame1, times, motions[0])]
+        # Orientation outside, times inside: each time keeps one running blend, not one frame per
+        # orientation.
         blends = [_AgreementBlend(cfg.agreement_scale) for _ in times]
-        for dims in _ORIENTATIONS[: cfg.orientations]:
-            oriented = self._interpolate_once(_flip(frame0, dims), _flip(frame1, dims), times)
+        for dims, (oriented0, oriented1), motion in zip(orientations, oriented_pairs, motions):
+            oriented = self._interpolate_once(oriented0, oriented1, times, motion)
             for blend, (frame, disagreement) in zip(blends, oriented):
                 blend.add(_flip(frame, dims), _flip(disagreement, dims))
         outputs = [blend.result().clamp(0, 1).to(frame0.dtype) for blend in blends]
         return outputs
 
-    def _interpolate_once(self, frame0: Tensor, frame1: Tensor, times: Sequence[Time]) -> List[Tuple[Tensor, Tensor]]:
-        """Steps 1-5 in one orientation: per time (a float or a (B or 1, 1, 1, 1) tensor), the
-        float32 frame (unclamped) and its (B, 1, H, W) disagreement map (step 6)."""
-        flow01, flow10, occ0, occ1 = self.motion(frame0, frame1)
+    def _interpolate_once(self, frame0: Tensor, frame1: Tensor, times: Sequence[Time],
+                          motion: Tuple[Tensor, Tensor, Tensor, Tensor]) -> List[Tuple[Tensor, Tensor]]:
+        """Steps 2-5 in one orientation, given its :meth:`motion`: per time (a float or a
+        (B or 1, 1, 1, 1) tensor), the float32 frame (unclamped) and its (B, 1, H, W)
+        disagreement map (step 6)."""
+        flow01, flow10, occ0, occ1 = motion
         flows = torch.cat((flow01, flow10), 0)
         occluded = torch.cat((occ0, occ1), 0)
         weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))

@@ -4,7 +4,8 @@ it accepts, and the errors for the rest. Its accuracy is tested in test_interpol
 import pytest
 import torch
 
-from memc_models.classical import ClassicalConfig, ClassicalInterpolator, dis_flow
+from memc_models import classical
+from memc_models.classical import ClassicalConfig, ClassicalInterpolator, dis_flow, dis_flows
 
 pytest.importorskip("cv2")
 
@@ -121,6 +122,40 @@ def test_bad_times_are_refused_with_a_message(fast, t, error, message):
     frame0, frame1 = frames(batch=2)
     with pytest.raises(error, match=message):
         fast(frame0, frame1, t)
+
+
+# --- Motion ------------------------------------------------------------------------------------
+
+
+def test_dis_flows_of_several_pairs_are_each_pairs_dis_flow():
+    # Computed together on a thread pool, including a batch of two and a frame below DIS's minimum.
+    pairs = [frames(), frames(batch=2, seed=1), frames(height=9, width=11, seed=2)]
+    pairs.append(pairs[0][::-1])
+    together = dis_flows(pairs)
+    assert [tuple(flow.shape) for flow in together] == [(1, 2, 24, 32), (2, 2, 24, 32), (1, 2, 9, 11), (1, 2, 24, 32)]
+    for (frame0, frame1), flow in zip(pairs, together):
+        torch.testing.assert_close(flow, dis_flow(frame0, frame1), atol=0, rtol=0)
+    for sample in range(2):  # each sample of a batch is its own DIS problem
+        alone = dis_flow(pairs[1][0][sample : sample + 1], pairs[1][1][sample : sample + 1])
+        torch.testing.assert_close(together[1][sample : sample + 1], alone, atol=0, rtol=0)
+
+
+def test_ensemble_gives_the_same_frames_with_dis_on_one_thread(monkeypatch):
+    frame0, frame1 = frames(height=32, width=40)
+    ensemble = ClassicalInterpolator()
+    pooled = ensemble.interpolate(frame0, frame1, [0.3, 0.5])
+    calls = []
+    real = classical._dis_calc
+
+    def one_by_one(jobs, preset, finest_scale):
+        calls.append(len(jobs))
+        return [real([job], preset, finest_scale)[0] for job in jobs]
+
+    monkeypatch.setattr(classical, "_dis_calc", one_by_one)
+    serial = ensemble.interpolate(frame0, frame1, [0.3, 0.5])
+    assert calls == [8]  # four orientations, both directions: one batch of DIS work per interpolation
+    for a, b in zip(pooled, serial):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
 # --- Settings ----------------------------------------------------------------------------------

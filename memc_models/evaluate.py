@@ -367,6 +367,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.dataset == "video":
             samples = video_samples(args.root, args.limit)
             total = samples.total
+            if samples.reader.looks_cut_short() and not args.quiet:
+                print(f"note: {args.root} stops well before the {samples.reader.duration:g} s its header announces: "
+                      "the file looks cut short; evaluating the frames it holds", file=sys.stderr)
         else:
             listed = middlebury_samples(args.root) if args.dataset == "middlebury" else vimeo_samples(args.root)
             listed = listed[: args.limit]

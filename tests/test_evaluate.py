@@ -173,6 +173,18 @@ def test_video_with_fewer_than_three_frames_is_an_error(tmp_path, capsys, count)
         f"memc-eval: error: {clip}: the video has {count} frame(s); holding one out needs at least 3")
 
 
+def test_video_command_notes_a_file_cut_short(tmp_path, capsys):
+    whole = tmp_path / "whole.mkv"
+    _write_clip(whole, 40, 32, 48)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert main(["video", str(cut), "--fast", "--limit", "2"]) == 0
+    assert (f"note: {cut} stops well before the 4 s its header announces: the file looks cut short; evaluating "
+            "the frames it holds") in capsys.readouterr().err
+    assert main(["video", str(whole), "--fast", "--limit", "2"]) == 0
+    assert "cut short" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("count", [1, 2])
 def test_video_with_fewer_than_three_frames_is_an_error_before_any_work(tmp_path, capsys, no_model, count):
     clip = tmp_path / "short.mp4"

@@ -441,6 +441,68 @@ def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypa
     assert _listing(tmp_path) == before
 
 
+# --- Scene cuts ----------------------------------------------------------------------------------
+
+def _other_shot(height=48, width=64) -> np.ndarray:
+    """A frame of another shot: a different photograph."""
+    skdata = pytest.importorskip("skimage.data")
+    return cv2.resize(skdata.coffee(), (width, height), interpolation=cv2.INTER_AREA)
+
+
+def test_colour_overlap_is_high_within_a_shot_and_low_across_a_cut():
+    from memc_models.interpolate import SCENE_THRESHOLD, colour_overlap
+
+    shot = [_tensor(_frame_at(t, 48, 64)) for t in (0.0, 0.5, 1.0)]
+    other = _tensor(_other_shot())
+    assert colour_overlap(shot[0], shot[0]) == pytest.approx(1.0)
+    assert min(colour_overlap(a, b) for a, b in zip(shot, shot[1:])) > 0.9
+    assert colour_overlap(shot[2], other) < SCENE_THRESHOLD
+    assert colour_overlap(shot[2], other) == pytest.approx(colour_overlap(other, shot[2]))
+
+
+def test_frames_across_a_scene_cut_repeat_the_nearest_input(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    inputs = [_frame_at(0.0, 48, 64), _frame_at(0.5, 48, 64), _other_shot(), _other_shot()]
+    for k, pixels in enumerate(inputs):
+        iio.imwrite(frames / f"{k}.png", pixels)
+    out = tmp_path / "out"
+    assert main([str(frames), "-o", str(out), "--factor", "3", "--fast"]) == 0
+    assert ("note: 1 scene cut(s), before input frame(s) 2 (counted from 0): the frames there repeat the nearest "
+            "input instead of blending two shots (--scene-threshold 0 interpolates anyway)") in capsys.readouterr().err
+    written = [iio.imread(out / f"{k:05d}.png") for k in range(10)]
+    np.testing.assert_array_equal(written[4], inputs[1])  # t = 1/3 after frame 1: frame 1 again
+    np.testing.assert_array_equal(written[5], inputs[2])  # t = 2/3: the new shot's first frame
+    assert not np.array_equal(written[1], inputs[0]) and not np.array_equal(written[1], inputs[1])  # within a shot
+    # With detection off, the cut is interpolated like any pair.
+    assert main([str(frames), "-o", str(tmp_path / "blended"), "--factor", "3", "--fast", "--scene-threshold", "0"]) == 0
+    assert "scene cut" not in capsys.readouterr().err
+    blended = iio.imread(tmp_path / "blended" / "00004.png")
+    assert not np.array_equal(blended, inputs[1]) and not np.array_equal(blended, inputs[2])
+
+
+def test_video_with_a_scene_cut_keeps_its_frame_count_and_says_so(tmp_path, capsys):
+    clip = tmp_path / "cut.mp4"
+    writer = imageio_ffmpeg.write_frames(str(clip), (64, 48), fps=10, macro_block_size=1, pix_fmt_out="yuv444p",
+                                         ffmpeg_log_level="error")
+    writer.send(None)
+    for pixels in [_frame_at(0.0, 48, 64), _frame_at(0.25, 48, 64), _other_shot(), _other_shot()]:
+        writer.send(np.ascontiguousarray(pixels))
+    writer.close()
+    out = tmp_path / "out.mp4"
+    assert main([str(clip), "-o", str(out), "--factor", "2", "--fast"]) == 0
+    assert "note: 1 scene cut(s), before input frame(s) 2 (counted from 0)" in capsys.readouterr().err
+    assert _video_info(out)[1] == 7
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "nan", "much"])
+def test_scene_threshold_outside_zero_to_one_is_an_error(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(["a.mp4", "-o", str(tmp_path / "out.mp4"), "--scene-threshold", value])
+    assert exit_.value.code == 2
+    assert f"--scene-threshold: must be a number from 0 to 1; got {value}" in capsys.readouterr().err
+
+
 # --- Sixteen-bit frames ---------------------------------------------------------------------------
 
 def _write_sixteen_bit(path, pixels):

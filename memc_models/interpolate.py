@@ -200,9 +200,13 @@ def _note_cuts(args, cuts: Sequence[int]) -> None:
 def _video(args, reader: VideoReader, interpolate: Interpolator, times: List[float], factor: int) -> None:
     from tqdm import tqdm
 
-    if has_audio(args.inputs[0]) and not args.quiet:
-        print(f"note: {args.inputs[0]} has audio; the output has none (its timing changes with the frame rate)",
-              file=sys.stderr)
+    # N times the frames at N times the rate last as long as the input: its audio still fits.
+    keep_audio = args.keep_audio and has_audio(args.inputs[0])
+    if not args.quiet:
+        if args.keep_audio and not keep_audio:
+            print(f"note: {args.inputs[0]} has no audio to keep", file=sys.stderr)
+        elif not args.keep_audio and has_audio(args.inputs[0]):
+            print(f"note: {args.inputs[0]} has audio; the output has none (--keep-audio copies it)", file=sys.stderr)
     if reader.looks_cut_short() and not args.quiet:
         print(f"note: {args.inputs[0]} announces {reader.duration:g} s at {reader.fps:g} fps (about "
               f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
@@ -239,7 +243,10 @@ def _video(args, reader: VideoReader, interpolate: Interpolator, times: List[flo
         raise
     finally:
         bar.close()
-    writer.close()
+    audio_problem = writer.close(audio_from=args.inputs[0] if keep_audio else None)
+    if audio_problem is not None and not args.quiet:
+        print(f"note: could not add the audio of {args.inputs[0]} ({audio_problem}); the output has none",
+              file=sys.stderr)
     _note_cuts(args, cuts)
     if not args.quiet:
         print(f"{args.output}: {writer.frames_written} frames at {reader.fps * factor:g} fps", file=sys.stderr)
@@ -354,6 +361,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="videos and folders of frames: two frames whose colour histograms overlap less than X "
                         f"(0..1) are a cut to another shot, where the nearest input frame is repeated instead of "
                         f"interpolated (default {SCENE_THRESHOLD}; 0 interpolates everywhere)")
+    parser.add_argument("--keep-audio", action="store_true",
+                        help="videos: copy the input's audio into the output (it lasts as long: N times the frames at "
+                        "N times the rate); by default the output has none")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
     return parser
 
@@ -378,6 +388,8 @@ def _notes(args) -> List[str]:
             notes.append("--model applies with --checkpoint; without one the training-free path runs")
     elif args.fast:
         notes.append("--fast applies to the training-free path; it does not change a --checkpoint model")
+    if args.keep_audio and not (len(args.inputs) == 1 and os.path.isfile(args.inputs[0])):
+        notes.append("--keep-audio applies to an input video")
     return notes
 
 

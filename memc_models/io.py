@@ -4,6 +4,7 @@ Images go through imageio; videos are streamed frame by frame through imageio-ff
 ships its own FFmpeg. Every failure a user can fix is raised as :class:`UserError`.
 """
 
+import contextlib
 import os
 import re
 import subprocess
@@ -24,6 +25,8 @@ SIXTEEN_BIT_EXTENSIONS = (".png", ".tif", ".tiff")
 # The video encoder per container: each one FFmpeg (as shipped by imageio-ffmpeg) can put in it.
 VIDEO_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "libx264",
                 ".webm": "libvpx-vp9"}
+# The audio encoder per container, for an input's audio that cannot be copied into it as it is.
+AUDIO_CODECS = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".mkv": "aac", ".avi": "libmp3lame", ".webm": "libopus"}
 
 
 def _extension(path: str) -> str:
@@ -437,14 +440,19 @@ class VideoWriter:
             raise UserError(f"{self.path}: writing the video failed ({_first_line(error)})") from None
         self.frames_written += 1
 
-    def close(self) -> None:
-        """Finishes the video and moves it to ``path``."""
+    def close(self, audio_from: Optional[str] = None) -> Optional[str]:
+        """Finishes the video and moves it to ``path``; with ``audio_from``, a video whose audio is
+        to be added first. Returns why that audio could not be added, or None."""
         self._writer.close()
+        audio_problem = None
+        if audio_from is not None:
+            audio_problem = _add_audio(self._partial, audio_from)
         try:
             os.replace(self._partial, self.path)
         except OSError as error:
             self._remove_partial()
             raise UserError(f"{self.path}: cannot move the finished video there ({_os_reason(error)})") from None
+        return audio_problem
 
     def discard(self) -> None:
         """Stops FFmpeg and deletes the unfinished video; ``path`` is left as it was."""
@@ -458,6 +466,35 @@ class VideoWriter:
             os.remove(self._partial)
         except OSError:
             pass
+
+
+def _add_audio(video: str, audio_from: str) -> Optional[str]:
+    """Puts the audio streams of ``audio_from`` into the file ``video`` (its video copied as it is):
+    copied where the container takes them, else re-encoded (AUDIO_CODECS). Returns None, or FFmpeg's
+    reason when neither works (``video`` is then left as it was)."""
+    import imageio_ffmpeg
+
+    extension = _extension(video)
+    handle, muxed = tempfile.mkstemp(prefix="audio-", suffix=extension, dir=os.path.dirname(os.path.abspath(video)))
+    os.close(handle)
+    reason = "unknown"
+    try:
+        for audio_codec in ("copy", AUDIO_CODECS[extension]):
+            command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", video, "-i", audio_from,
+                       "-map", "0:v:0", "-map", "1:a", "-c:v", "copy", "-c:a", audio_codec, muxed]
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=3600)
+            except (OSError, subprocess.SubprocessError) as error:
+                return _first_line(error)
+            if result.returncode == 0:
+                os.chmod(muxed, os.stat(video).st_mode & 0o777)
+                os.replace(muxed, video)
+                return None
+            reason = (result.stderr.strip().splitlines() or ["FFmpeg failed"])[-1]
+        return reason
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(muxed)
 
 
 def _os_reason(error: BaseException) -> str:

@@ -304,6 +304,73 @@ def test_intact_videos_get_no_cut_short_note(tmp_path, capsys):
         assert "cut short" not in capsys.readouterr().err
 
 
+def _clip_with_audio(tmp_path, frames=6):
+    import subprocess
+
+    silent = tmp_path / "silent.mp4"
+    _write_clip(silent, frames, 32, 48)
+    clip = tmp_path / "with_audio.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(silent), "-f", "lavfi",
+                    "-i", f"sine=frequency=440:duration={frames / 10}", "-c:v", "copy", "-c:a", "aac", "-shortest",
+                    str(clip)], check=True)
+    return clip
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv", "webm", "avi"])
+def test_keep_audio_copies_the_inputs_audio_into_the_output(tmp_path, capsys, container):
+    from memc_models.io import has_audio
+
+    clip = _clip_with_audio(tmp_path)
+    out = tmp_path / f"out.{container}"
+    assert main([str(clip), "-o", str(out), "--factor", "3", "--fast", "--keep-audio"]) == 0
+    err = capsys.readouterr().err
+    assert "note:" not in err, err
+    assert has_audio(str(out))
+    # Frames as stored (read at a constant rate, an .avi is padded to its audio's length).
+    assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 3 * 5 + 1
+    assert _video_info(out)[0]["fps"] == pytest.approx(30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["silent.mp4", "with_audio.mp4", out.name])
+
+
+def test_audio_is_dropped_with_a_note_unless_kept(tmp_path, capsys):
+    from memc_models.io import has_audio
+
+    clip = _clip_with_audio(tmp_path)
+    assert main([str(clip), "-o", str(tmp_path / "out.mp4"), "--fast"]) == 0
+    assert f"note: {clip} has audio; the output has none (--keep-audio copies it)" in capsys.readouterr().err
+    assert not has_audio(str(tmp_path / "out.mp4"))
+    silent = tmp_path / "silent.mp4"
+    assert main([str(silent), "-o", str(tmp_path / "out2.mp4"), "--fast", "--keep-audio"]) == 0
+    assert f"note: {silent} has no audio to keep" in capsys.readouterr().err
+
+
+def test_audio_that_cannot_be_added_leaves_the_video_with_a_note(tmp_path, capsys, monkeypatch):
+    from memc_models import io
+
+    clip = _clip_with_audio(tmp_path)
+    monkeypatch.setattr(io, "_add_audio", lambda video, audio_from: "Unknown encoder 'no-such-encoder'")
+    out = tmp_path / "out.mp4"
+    assert main([str(clip), "-o", str(out), "--fast", "--keep-audio"]) == 0
+    assert (f"note: could not add the audio of {clip} (Unknown encoder 'no-such-encoder'); the output has none"
+            in capsys.readouterr().err)
+    assert _video_info(out)[1] == 11
+
+
+def test_add_audio_reencodes_what_the_container_cannot_hold_and_reports_failure(tmp_path):
+    from memc_models import io
+
+    clip = _clip_with_audio(tmp_path)  # AAC audio: WebM takes only Opus or Vorbis, so it is re-encoded
+    video = tmp_path / "video.webm"
+    assert main([str(clip), "-o", str(video), "--fast", "-q"]) == 0
+    assert io._add_audio(str(video), str(clip)) is None and io.has_audio(str(video))
+    before = video.read_bytes()
+    not_media = tmp_path / "notes.txt"
+    not_media.write_text("no audio here")
+    assert io._add_audio(str(video), str(not_media))  # a reason, and the video as it was
+    assert video.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "silent.mp4", "video.webm", "with_audio.mp4"]
+
+
 def test_checkpoint_for_another_variant_is_an_error(tmp_path, capsys):
     import memc_models
 

@@ -331,7 +331,8 @@ def _check_outputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="memc-interpolate",
-        description="Interpolate the frames between two images, or raise a video's frame rate, with "
+        description="Interpolate the frames between two images, or raise the frame rate of a video or a folder of "
+        "frames, with "
         "MEMC-Net's flow projection and adaptive warping. Without --checkpoint a training-free path runs "
         "(DIS optical flow, projection, bicubic adaptive warping, occlusion-aware blending).",
         epilog="examples:\n  memc-interpolate a.png b.png -o mid.png\n"

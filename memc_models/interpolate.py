@@ -12,6 +12,7 @@ a checkpoint released by the authors).
 """
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -286,12 +287,32 @@ def _plan_sequence(args, factor: int) -> _SequencePlan:
     digits = max(5, len(str(count - 1)))
     outputs = [os.path.join(output, f"{index:0{digits}d}{extension}") for index in range(count)]
     check_output(outputs[0])
-    bits = 16 if extension in SIXTEEN_BIT_EXTENSIONS and stored_bits(frames[0]) == 16 else 8
+    sixteen = extension in SIXTEEN_BIT_EXTENSIONS and all(stored_bits(path) == 16 for path in frames)
+    bits = 16 if sixteen else 8
     return _SequencePlan(frames, outputs, bits)
 
 
 def _sequence(args, plan: _SequencePlan, interpolate: Interpolator, times: List[float]) -> None:
-    """A folder of frames to a folder of factor times as many, one pair in memory at a time."""
+    """A folder of frames to a folder of factor times as many, one pair in memory at a time. A run
+    that fails or is stopped removes what it wrote, so that the same command can run again."""
+    made_folder = not os.path.exists(args.output)
+    try:
+        cuts = _write_sequence(args, plan, interpolate, times)
+    except BaseException:
+        for path in plan.outputs:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        if made_folder:
+            with contextlib.suppress(OSError):
+                os.rmdir(args.output)
+        raise
+    _note_cuts(args, cuts)
+    if not args.quiet:
+        print(f"{args.output}: {len(plan.outputs)} frames from {len(plan.frames)}", file=sys.stderr)
+
+
+def _write_sequence(args, plan: _SequencePlan, interpolate: Interpolator, times: List[float]) -> List[int]:
+    """Writes the frames of ``plan``; returns the scene cuts (input frame indices)."""
     from tqdm import tqdm
 
     outputs = iter(plan.outputs)
@@ -314,9 +335,7 @@ def _sequence(args, plan: _SequencePlan, interpolate: Interpolator, times: List[
             write_image(next(outputs), current, plan.bits)
             bar.update(1)
             previous = current
-    _note_cuts(args, cuts)
-    if not args.quiet:
-        print(f"{args.output}: {len(plan.outputs)} frames from {len(plan.frames)}", file=sys.stderr)
+    return cuts
 
 
 def _check_outputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:

@@ -106,17 +106,24 @@ def stored_bits(path: str) -> int:
 
 
 def image_size(path: str) -> Optional[Tuple[int, int]]:
-    """(width, height) of an image file as :func:`read_image` returns it (upright), read from its
-    header alone; None where Pillow cannot open it."""
+    """(width, height) of an image file as :func:`read_image` returns it, from its header alone
+    (no decoding); None where that is not sure: a file Pillow cannot open, or one stored on its
+    side (EXIF orientation 5-8: Pillow versions differ on which size they report for some)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            width, height = image.size
-            on_its_side = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+            if image.format == "PNG":  # getexif() would decode a PNG: take the eXIf chunk seen so far
+                exif = Image.Exif()
+                if "exif" in image.info:
+                    exif.load(image.info["exif"])
+            else:
+                exif = image.getexif()
+            if exif.get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                return None
+            return image.size
     except Exception:
         return None
-    return (height, width) if on_its_side else (width, height)
 
 
 def list_frames(folder: str) -> List[str]:
@@ -127,9 +134,13 @@ def list_frames(folder: str) -> List[str]:
     names = [name for name in os.listdir(folder)
              if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
              and os.path.isfile(os.path.join(folder, name))]
+    extensions = sorted({os.path.splitext(name)[1].lower() for name in names})
+    if len(extensions) > 1:  # two sequences (or one saved twice) would interleave in name order
+        raise UserError(f"{folder}: holds images of several formats ({', '.join(extensions)}); "
+                        "keep one sequence of frames per folder")
 
     def natural(name: str):
-        return [(0, int(part), part) if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+        return [(0, int(part), part) if part.isdecimal() else (1, 0, part) for part in re.split(r"(\d+)", name)]
 
     return [os.path.join(folder, name) for name in sorted(names, key=natural)]
 

@@ -465,11 +465,15 @@ def test_folder_of_frames_keeps_the_inputs_format_and_factor_two_by_default(tmp_
 def test_list_frames_is_in_natural_order_of_image_files(tmp_path):
     from memc_models.io import list_frames
 
-    for name in ("img10.png", "img9.png", "img100.PNG", "img9b.jpg", "readme.md", ".img1.png"):
+    for name in ("img10.png", "img9.png", "img100.PNG", "img9b.png", "img\u00b2.png", "readme.md", ".img1.png"):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "img0.png").mkdir()
-    assert [os.path.basename(p) for p in list_frames(str(tmp_path))] == ["img9.png", "img9b.jpg", "img10.png",
-                                                                        "img100.PNG"]
+    assert [os.path.basename(p) for p in list_frames(str(tmp_path))] == ["img9.png", "img9b.png", "img10.png",
+                                                                        "img100.PNG", "img\u00b2.png"]
+    (tmp_path / "img11.jpg").write_bytes(b"")  # a second sequence, or the same saved twice, would interleave
+    with pytest.raises(UserError) as error:
+        list_frames(str(tmp_path))
+    assert str(error.value) == f"{tmp_path}: holds images of several formats (.jpg, .png); keep one sequence of frames per folder"
 
 
 @pytest.mark.parametrize("case", ["one frame", "output holds files", "output is the input", "output is a file",
@@ -506,6 +510,44 @@ def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypa
     }[case]
     assert _error(capsys) == expected
     assert _listing(tmp_path) == before
+
+
+def test_folder_run_that_fails_removes_what_it_wrote_and_can_run_again(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(4):
+        iio.imwrite(frames / f"{k}.png", _frame_at(k / 4, 32, 48))
+    good = (frames / "2.png").read_bytes()
+    (frames / "2.png").write_bytes(good[: len(good) // 2])  # damaged: found only when read
+    out = tmp_path / "out"
+    assert main([str(frames), "-o", str(out), "--fast", "-q"]) == 1
+    assert _error(capsys).startswith(f"cannot read {frames / '2.png'} as an image")
+    assert not out.exists()
+    (frames / "2.png").write_bytes(good)
+    assert main([str(frames), "-o", str(out), "--fast", "-q"]) == 0
+    assert len(list(out.iterdir())) == 7
+
+
+def test_folder_of_frames_stored_on_their_side_runs(tmp_path):
+    Image = _pil()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(3):
+        image = Image.fromarray(_frame_at(k / 4, 32, 48))
+        exif = image.getexif()
+        exif[0x0112] = 6
+        image.save(frames / f"{k}.jpg", exif=exif, quality=95)
+    assert main([str(frames), "-o", str(tmp_path / "out"), "--fast", "-q"]) == 0
+    assert iio.imread(tmp_path / "out" / "00001.jpg").shape == (48, 32, 3)  # upright
+
+
+def test_folder_mixing_sixteen_and_eight_bit_frames_gives_eight_bit_frames(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    iio.imwrite(frames / "0.png", _frame_at(0.0))
+    _write_sixteen_bit(frames / "1.png", _sixteen_bit_frame(0.5, 96, 128))
+    assert main([str(frames), "-o", str(tmp_path / "out"), "--fast", "-q"]) == 0
+    assert {cv2.imread(str(p), cv2.IMREAD_UNCHANGED).dtype for p in (tmp_path / "out").iterdir()} == {np.dtype(np.uint8)}
 
 
 # --- Scene cuts ----------------------------------------------------------------------------------

@@ -62,14 +62,17 @@ def interpolator(method, device, dtype):
 
 
 def flow_ms(method, frame0, frame1, device, repeats):
-    """Milliseconds of the DIS flows (both directions, every orientation, computed together as the
-    training-free path does) in a training-free frame."""
+    """Milliseconds of the DIS flows in a training-free frame: per orientation, both directions
+    computed together, as the training-free path does."""
     if not method.startswith("free"):
         return None
     orientations = [(), (3,), (2,), (2, 3)][: 1 if method == "free-fast" else 4]
     pairs = [(frame0.flip(dims), frame1.flip(dims)) if dims else (frame0, frame1) for dims in orientations]
-    both_ways = [pair for a, b in pairs for pair in ((a, b), (b, a))]
-    return common.time_ms(lambda: dis_flows(both_ways), device, repeats, warmup=1)
+
+    def flows():
+        for a, b in pairs:
+            dis_flows([(a, b), (b, a)])
+    return common.time_ms(flows, device, repeats, warmup=1)
 
 
 def rows_for(methods, sizes_for):
@@ -83,7 +86,7 @@ def rows_for(methods, sizes_for):
                     continue
                 try:
                     milliseconds = common.time_ms(lambda: run(frame0, frame1), device, repeats, warmup=1)
-                except torch.OutOfMemoryError:
+                except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch 2.5 and later
                     milliseconds = None
                     torch.cuda.empty_cache()
                 result.append({

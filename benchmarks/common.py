@@ -108,7 +108,7 @@ def time_methods(methods, inputs, backward, device, repeats):
                     tensor.grad = None
         try:
             times[method] = time_ms(step, device, repeats)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch 2.5 and later
             times[method] = None
             torch.cuda.empty_cache()
     return times

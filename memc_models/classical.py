@@ -335,16 +335,15 @@ class ClassicalInterpolator:
         like = frame0.new_empty(0, dtype=torch.float32)
         times = [_check_time(t, frame0.shape[0], like) for t in times]
         cfg = self.config
-        orientations = _ORIENTATIONS[: cfg.orientations]
-        oriented_pairs = [(_flip(frame0, dims), _flip(frame1, dims)) for dims in orientations]
-        motions = self._motions(oriented_pairs)  # all DIS flows at once, on the CPU's cores
         if cfg.orientations == 1:
-            return [frame.clamp(0, 1).to(frame0.dtype)
-                    for frame, _ in self._interpolate_once(frame0, frame1, times, motions[0])]
-        # Orientation outside, times inside: each time keeps one running blend, not one frame per
-        # orientation.
+            motion = self._motions([(frame0, frame1)])[0]
+            return [frame.clamp(0, 1).to(frame0.dtype) for frame, _ in self._interpolate_once(frame0, frame1, times, motion)]
+        # Orientation outside, times inside: one orientation's frames and motion in memory at a
+        # time, and each time keeps one running blend, not one frame per orientation.
         blends = [_AgreementBlend(cfg.agreement_scale) for _ in times]
-        for dims, (oriented0, oriented1), motion in zip(orientations, oriented_pairs, motions):
+        for dims in _ORIENTATIONS[: cfg.orientations]:
+            oriented0, oriented1 = _flip(frame0, dims), _flip(frame1, dims)
+            motion = self._motions([(oriented0, oriented1)])[0]  # both directions' DIS flows at once
             oriented = self._interpolate_once(oriented0, oriented1, times, motion)
             for blend, (frame, disagreement) in zip(blends, oriented):
                 blend.add(_flip(frame, dims), _flip(disagreement, dims))

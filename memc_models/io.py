@@ -147,8 +147,9 @@ def list_frames(folder: str) -> List[str]:
 
 def _decode_image(path: str) -> np.ndarray:
     """The pixels as Pillow decodes them (EXIF orientation applied; modes it stores in other ways
-    converted to RGB or L; 16-bit colour through OpenCV, which keeps every bit), else as imageio does (float TIFF through tifffile, videos through
-    PyAV: these come back as they are, perhaps with several frames)."""
+    converted to RGB or L; 16-bit colour through OpenCV, which keeps every bit), else as imageio
+    does (float TIFF through tifffile, videos through PyAV: these come back as they are, perhaps
+    with several frames)."""
     import imageio.v3 as iio
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -160,7 +161,8 @@ def _decode_image(path: str) -> np.ndarray:
             sixteen_bits = _stored_with_16_bits(image)  # first: reading a PNG's EXIF loads it, which clears image.tile
             sixteen_bit_colour = sixteen_bits and image.mode in ("RGB", "RGBA")
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            if image.format == "TIFF" and image.tag_v2.get(_TIFF_PLANAR_CONFIGURATION) == 2 and sixteen_bits:
+            planar = image.format == "TIFF" and image.tag_v2.get(_TIFF_PLANAR_CONFIGURATION) == 2
+            if planar and sixteen_bits:
                 # Pillow (and OpenCV) decode these to noise: refuse rather than interpolate it.
                 raise UserError(f"{path}: a 16-bit TIFF with separate colour planes is not supported; save it with "
                                 "interleaved samples (PlanarConfiguration 1)")

@@ -486,14 +486,26 @@ def _prepare_out(args) -> None:
         raise UserError(f"--out {out}: cannot write files there ({error.strerror or error})") from None
 
 
+def _run_folders(args) -> List[str]:
+    """Where the run --resume continues may lie: beside the file named, or beside the file a link
+    leads to (a link to a run's last.pt, or a run whose last.pt is a link)."""
+    named = os.path.dirname(os.path.abspath(args.resume))
+    real = os.path.dirname(os.path.realpath(args.resume))
+    return [named] if os.path.samefile(named, real) else [named, real]
+
+
 def _run_folder(args) -> str:
-    """The folder of the run --resume continues: where its last.pt really is (through links)."""
-    return os.path.dirname(os.path.realpath(args.resume))
+    """The folder of the run --resume continues: the first of :func:`_run_folders` holding its
+    log.csv or best.pt (else the file's own folder)."""
+    for folder in _run_folders(args):
+        if any(os.path.isfile(os.path.join(folder, name)) for name in ("log.csv", "best.pt")):
+            return folder
+    return _run_folders(args)[0]
 
 
 def _resumes_in_place(args) -> bool:
     """Whether --resume names the last.pt of the run in --out, so that the run goes on where it was."""
-    return os.path.isdir(args.out) and os.path.samefile(_run_folder(args), args.out)
+    return os.path.isdir(args.out) and any(os.path.samefile(folder, args.out) for folder in _run_folders(args))
 
 
 def _files_to_carry(args) -> List[str]:

@@ -431,6 +431,19 @@ def test_cli_resume_through_a_link_follows_it_to_the_run(tmp_path, vimeo, capsys
     assert [row["epoch"] for row in _read_log(str(run))] == ["1", "2"]
 
 
+def test_cli_resume_of_a_run_whose_last_pt_is_a_link(tmp_path, vimeo, capsys):
+    run = tmp_path / "run"
+    assert train.main(_quick(vimeo, run, "--epochs", "1")) == 0
+    kept = tmp_path / "kept" / "epoch1.pt"  # the run keeps its checkpoints elsewhere and links last.pt
+    kept.parent.mkdir()
+    os.replace(run / "last.pt", kept)
+    (run / "last.pt").symlink_to(kept)
+    assert train.main(_quick(vimeo, tmp_path / "new", "--epochs", "2", "--resume", str(run / "last.pt"))) == 0
+    assert [row["epoch"] for row in _read_log(str(tmp_path / "new"))] == ["1", "2"]  # carried from the run
+    assert train.main(_quick(vimeo, run, "--epochs", "2", "--resume", str(run / "last.pt"))) == 0  # in place
+    assert [row["epoch"] for row in _read_log(str(run))] == ["1", "2"]
+
+
 def test_cli_resume_of_a_lone_last_pt_says_what_the_new_out_lacks(tmp_path, vimeo, capsys):
     lone = tmp_path / "lone" / "last.pt"
     lone.parent.mkdir()

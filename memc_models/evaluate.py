@@ -384,6 +384,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as error:
         print(f"memc-eval: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("memc-eval: interrupted", file=sys.stderr)
+        return 130
     method = f"{args.model} ({args.checkpoint})" if args.checkpoint else (
         "training-free default (DIS + projection + adaptive warping" + (", one orientation)" if args.fast else ", 4-orientation ensemble)"))
     print(f"ours: {method} on {device}; avg: frame averaging; times include optical flow")

@@ -196,6 +196,17 @@ def test_video_with_fewer_than_three_frames_is_an_error_before_any_work(tmp_path
     assert not save.exists()
 
 
+def test_ctrl_c_stops_without_a_traceback(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        def interpolate(first, second, times):
+            raise KeyboardInterrupt
+        return interpolate
+
+    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", interrupted)
+    assert main(["middlebury", str(_middlebury(tmp_path / "data"))]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "memc-eval: interrupted"
+
+
 def test_video_that_cannot_be_read_is_an_error_before_any_work(tmp_path, capsys, no_model):
     not_video = tmp_path / "notes.txt"
     not_video.write_text("no frames here")

@@ -70,6 +70,8 @@ def load_model(path: str, model_name: str, device: torch.device, option: str = "
     import memc_models
     from memc_models.checkpoint import compare_state_dict, is_training_state, read_checkpoint
 
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path} is a folder; expected a checkpoint file (such as best.pt or last.pt in it)")
     if not os.path.isfile(path):
         raise UserError(f"{option} {path}: no such file")
     try:

@@ -401,6 +401,15 @@ def test_released_checkpoint_layout_loads_through_the_converter(tmp_path, capsys
     assert "it fits --model memc_s" in capsys.readouterr().err
 
 
+def test_checkpoint_that_is_a_folder_is_an_error(tmp_path, capsys):
+    a, b = _write_images(tmp_path, _frame_at(0.0, 32, 32), _frame_at(1.0, 32, 32))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    assert main([a, b, "-o", str(tmp_path / "mid.png"), "--checkpoint", str(runs), "--model", "memc_s"]) == 1
+    assert _error(capsys) == (f"--checkpoint {runs} is a folder; expected a checkpoint file "
+                              "(such as best.pt or last.pt in it)")
+
+
 def test_unreadable_checkpoint_is_an_error(tmp_path, capsys):
     a, b = _write_images(tmp_path, _frame_at(0.0), _frame_at(1.0))
     bad = tmp_path / "bad.pth"

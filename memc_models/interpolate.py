@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
@@ -23,8 +24,8 @@ import torch
 from torch import Tensor
 
 from .io import (IMAGE_EXTENSIONS, SIXTEEN_BIT_EXTENSIONS, UserError, VideoReader, VideoWriter, check_image_output,
-                 check_output, check_video_output, has_audio, image_size, list_frames, read_image, stored_bits,
-                 to_uint8, write_image)
+                 check_output, check_video_output, has_audio, image_size, list_frames, read_image, stored_as_written,
+                 stored_bits, to_uint8, write_image)
 
 __all__ = ["Interpolator", "build_interpolator", "colour_overlap", "frame_times", "main", "pick_device"]
 
@@ -334,7 +335,15 @@ def _write_sequence(args, plan: _SequencePlan, interpolate: Interpolator, times:
                 for frame in frames:
                     write_image(next(outputs), frame, plan.bits)
                     bar.update(1)
-            write_image(next(outputs), current, plan.bits)
+            output = next(outputs)
+            if stored_as_written(path, plan.bits):  # the input frame itself, not a re-encoded copy
+                try:
+                    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+                    shutil.copyfile(path, output)
+                except OSError as error:
+                    raise UserError(f"{output}: cannot write it ({error.strerror or error})") from None
+            else:
+                write_image(output, current, plan.bits)
             bar.update(1)
             previous = current
     return cuts

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["UserError", "read_image", "write_image", "to_uint8", "to_uint16", "stored_bits", "image_size", "list_frames",
+__all__ = ["UserError", "read_image", "write_image", "to_uint8", "to_uint16", "stored_bits", "stored_as_written", "image_size", "list_frames",
            "VideoReader", "VideoWriter", "has_audio", "check_image_output", "check_video_output", "check_output"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -124,6 +124,23 @@ def image_size(path: str) -> Optional[Tuple[int, int]]:
             return image.size
     except Exception:
         return None
+
+
+def stored_as_written(path: str, bits: int) -> bool:
+    """Whether :func:`write_image` with ``bits`` would store this file's picture as the file does:
+    upright RGB (no EXIF turn, no alpha, palette, grey or CMYK) with ``bits`` per sample. Such a
+    file can be copied instead of decoded and encoded again (which a lossy format would degrade)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode != "RGB" or (16 if _stored_with_16_bits(image) else 8) != bits:
+                return False
+            if image.format == "PNG":
+                return "exif" not in image.info and "icc_profile" not in image.info
+            return image.getexif().get(_EXIF_ORIENTATION, 1) == 1
+    except Exception:
+        return False
 
 
 def list_frames(folder: str) -> List[str]:

@@ -469,6 +469,25 @@ def test_folder_of_frames_keeps_the_inputs_format_and_factor_two_by_default(tmp_
         iio.imwrite(frames / f"{k}.jpg", _frame_at(k / 2, 32, 48))
     assert main([str(frames), "-o", str(tmp_path / "out"), "--fast", "-q"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{k:05d}.jpg" for k in range(5)]
+    # The input frames are copied as they are: encoding a JPEG again would lose detail.
+    for k in range(3):
+        assert (tmp_path / "out" / f"{2 * k:05d}.jpg").read_bytes() == (frames / f"{k}.jpg").read_bytes()
+
+
+def test_folder_of_frames_writes_inputs_that_differ_from_what_it_writes(tmp_path):
+    # Grey and EXIF-turned inputs are written as the RGB, upright frames around them, not copied.
+    Image = _pil()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.fromarray(cv2.cvtColor(_frame_at(0.0, 32, 48), cv2.COLOR_RGB2GRAY)).save(frames / "0.png")
+    image = Image.fromarray(np.ascontiguousarray(np.rot90(_frame_at(0.5, 32, 48), 1)))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(frames / "1.png", exif=exif)
+    assert main([str(frames), "-o", str(tmp_path / "out"), "--fast", "-q"]) == 0
+    for k in (0, 2):
+        written = Image.open(tmp_path / "out" / f"{k:05d}.png")
+        assert written.mode == "RGB" and written.size == (48, 32) and 0x0112 not in written.getexif()
 
 
 def test_list_frames_is_in_natural_order_of_image_files(tmp_path):

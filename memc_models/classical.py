@@ -301,20 +301,12 @@ class ClassicalInterpolator:
     def motion(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """(F01, F10, occlusion of frame 0, occlusion of frame 1), float32 on the frames' device."""
         _check_frames(frame0, frame1)
-        return self._motions([(frame0, frame1)])[0]
-
-    def _motions(self, pairs: Sequence[Tuple[Tensor, Tensor]]) -> List[Tuple[Tensor, Tensor, Tensor, Tensor]]:
-        """:meth:`motion` of each pair, with every DIS flow of them all computed at once."""
         cfg = self.config
-        both_ways = [pair for frame0, frame1 in pairs for pair in ((frame0, frame1), (frame1, frame0))]
-        flows = dis_flows(both_ways, cfg.preset, cfg.finest_scale)
-        motions = []
-        for flow01, flow10 in zip(flows[0::2], flows[1::2]):
-            forward, backward = torch.cat((flow01, flow10), 0), torch.cat((flow10, flow01), 0)
-            occluded = forward_backward_occlusion(forward, backward, cfg.consistency_alpha, cfg.consistency_beta)
-            occ0, occ1 = occluded.chunk(2, 0)
-            motions.append((flow01, flow10, occ0, occ1))
-        return motions
+        flow01, flow10 = dis_flows([(frame0, frame1), (frame1, frame0)], cfg.preset, cfg.finest_scale)  # at once
+        flows = torch.cat((flow01, flow10), 0)
+        occluded = forward_backward_occlusion(flows, torch.cat((flow10, flow01), 0), cfg.consistency_alpha, cfg.consistency_beta)
+        occ0, occ1 = occluded.chunk(2, 0)
+        return flow01, flow10, occ0, occ1
 
     @torch.no_grad()
     def interpolate(self, frame0: Tensor, frame1: Tensor, times: Union[Time, Sequence[Time]]) -> List[Tensor]:
@@ -336,26 +328,21 @@ class ClassicalInterpolator:
         times = [_check_time(t, frame0.shape[0], like) for t in times]
         cfg = self.config
         if cfg.orientations == 1:
-            motion = self._motions([(frame0, frame1)])[0]
-            return [frame.clamp(0, 1).to(frame0.dtype) for frame, _ in self._interpolate_once(frame0, frame1, times, motion)]
+            return [frame.clamp(0, 1).to(frame0.dtype) for frame, _ in self._interpolate_once(frame0, frame1, times)]
         # Orientation outside, times inside: one orientation's frames and motion in memory at a
         # time, and each time keeps one running blend, not one frame per orientation.
         blends = [_AgreementBlend(cfg.agreement_scale) for _ in times]
         for dims in _ORIENTATIONS[: cfg.orientations]:
-            oriented0, oriented1 = _flip(frame0, dims), _flip(frame1, dims)
-            motion = self._motions([(oriented0, oriented1)])[0]  # both directions' DIS flows at once
-            oriented = self._interpolate_once(oriented0, oriented1, times, motion)
+            oriented = self._interpolate_once(_flip(frame0, dims), _flip(frame1, dims), times)
             for blend, (frame, disagreement) in zip(blends, oriented):
                 blend.add(_flip(frame, dims), _flip(disagreement, dims))
         outputs = [blend.result().clamp(0, 1).to(frame0.dtype) for blend in blends]
         return outputs
 
-    def _interpolate_once(self, frame0: Tensor, frame1: Tensor, times: Sequence[Time],
-                          motion: Tuple[Tensor, Tensor, Tensor, Tensor]) -> List[Tuple[Tensor, Tensor]]:
-        """Steps 2-5 in one orientation, given its :meth:`motion`: per time (a float or a
-        (B or 1, 1, 1, 1) tensor), the float32 frame (unclamped) and its (B, 1, H, W)
-        disagreement map (step 6)."""
-        flow01, flow10, occ0, occ1 = motion
+    def _interpolate_once(self, frame0: Tensor, frame1: Tensor, times: Sequence[Time]) -> List[Tuple[Tensor, Tensor]]:
+        """Steps 1-5 in one orientation: per time (a float or a (B or 1, 1, 1, 1) tensor), the
+        float32 frame (unclamped) and its (B, 1, H, W) disagreement map (step 6)."""
+        flow01, flow10, occ0, occ1 = self.motion(frame0, frame1)
         flows = torch.cat((flow01, flow10), 0)
         occluded = torch.cat((occ0, occ1), 0)
         weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))

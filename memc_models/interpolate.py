@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
@@ -24,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .io import (IMAGE_EXTENSIONS, SIXTEEN_BIT_EXTENSIONS, UserError, VideoReader, VideoWriter, check_image_output,
-                 check_output, check_video_output, has_audio, image_size, list_frames, read_image, stored_as_written,
+                 check_output, copy_image, check_video_output, has_audio, image_size, list_frames, read_image, stored_as_written,
                  stored_bits, to_uint8, write_image)
 
 __all__ = ["Interpolator", "build_interpolator", "colour_overlap", "frame_times", "main", "pick_device"]
@@ -205,11 +204,12 @@ def _video(args, reader: VideoReader, interpolate: Interpolator, times: List[flo
     from tqdm import tqdm
 
     # N times the frames at N times the rate last as long as the input: its audio still fits.
-    keep_audio = args.keep_audio and has_audio(args.inputs[0])
+    audio = has_audio(args.inputs[0])
+    keep_audio = args.keep_audio and audio
     if not args.quiet:
-        if args.keep_audio and not keep_audio:
+        if args.keep_audio and not audio:
             print(f"note: {args.inputs[0]} has no audio to keep", file=sys.stderr)
-        elif not args.keep_audio and has_audio(args.inputs[0]):
+        elif not args.keep_audio and audio:
             print(f"note: {args.inputs[0]} has audio; the output has none (--keep-audio copies it)", file=sys.stderr)
     if reader.looks_cut_short() and not args.quiet:
         print(f"note: {args.inputs[0]} announces {reader.duration:g} s at {reader.fps:g} fps (about "
@@ -337,11 +337,7 @@ def _write_sequence(args, plan: _SequencePlan, interpolate: Interpolator, times:
                     bar.update(1)
             output = next(outputs)
             if stored_as_written(path, plan.bits):  # the input frame itself, not a re-encoded copy
-                try:
-                    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-                    shutil.copyfile(path, output)
-                except OSError as error:
-                    raise UserError(f"{output}: cannot write it ({error.strerror or error})") from None
+                copy_image(path, output)
             else:
                 write_image(output, current, plan.bits)
             bar.update(1)

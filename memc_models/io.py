@@ -7,6 +7,7 @@ ships its own FFmpeg. Every failure a user can fix is raised as :class:`UserErro
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["UserError", "read_image", "write_image", "to_uint8", "to_uint16", "stored_bits", "stored_as_written", "image_size", "list_frames",
+__all__ = ["UserError", "read_image", "write_image", "copy_image", "to_uint8", "to_uint16", "stored_bits", "stored_as_written", "image_size", "list_frames",
            "VideoReader", "VideoWriter", "has_audio", "check_image_output", "check_video_output", "check_output"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -350,6 +351,16 @@ def write_image(path: str, frame, bits: int = 8) -> None:
         iio.imwrite(path, pixels, **options)
     except Exception as error:
         raise UserError(f"{path}: cannot write the image ({_first_line(error)})") from None
+
+
+def copy_image(source: str, path: str) -> None:
+    """Copies the image file ``source`` to ``path`` byte for byte; creates the folder."""
+    check_image_output(path)
+    _make_folder(path)
+    try:
+        shutil.copyfile(source, path)
+    except OSError as error:
+        raise UserError(f"{path}: cannot write the image ({_os_reason(error)})") from None
 
 
 def has_audio(path: str) -> bool:

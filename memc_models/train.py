@@ -455,6 +455,8 @@ def _check_args(args) -> None:
 
 #: What a run writes in --out.
 _RUN_FILES = ("last.pt", "best.pt", "log.csv")
+#: What --resume into a new --out copies there from the run's folder.
+_CARRIED_FILES = ("log.csv", "best.pt")
 
 
 def _prepare_out(args) -> None:
@@ -465,8 +467,8 @@ def _prepare_out(args) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out} is a file, not a folder")
     present = [name for name in _RUN_FILES if os.path.exists(os.path.join(out, name))]
-    last = os.path.join(out, "last.pt")
     if present and args.resume is None and not args.overwrite:
+        last = os.path.join(out, "last.pt")
         resume = f"continue it with --resume {last}, " if "last.pt" in present else ""
         raise UserError(f"--out {out} already holds a run ({', '.join(present)}); {resume}"
                         f"pick another --out, or pass --overwrite to start afresh there")
@@ -498,7 +500,7 @@ def _run_folder(args) -> str:
     """The folder of the run --resume continues: the first of :func:`_run_folders` holding its
     log.csv or best.pt (else the file's own folder)."""
     for folder in _run_folders(args):
-        if any(os.path.isfile(os.path.join(folder, name)) for name in ("log.csv", "best.pt")):
+        if any(os.path.isfile(os.path.join(folder, name)) for name in _CARRIED_FILES):
             return folder
     return _run_folders(args)[0]
 
@@ -510,7 +512,7 @@ def _resumes_in_place(args) -> bool:
 
 def _files_to_carry(args) -> List[str]:
     """The resumed run's log.csv and best.pt, those that lie beside its last.pt."""
-    return [name for name in ("log.csv", "best.pt") if os.path.isfile(os.path.join(_run_folder(args), name))]
+    return [name for name in _CARRIED_FILES if os.path.isfile(os.path.join(_run_folder(args), name))]
 
 
 def _carry_run_files(args, say) -> None:
@@ -591,7 +593,7 @@ def _train(args) -> None:
 
     carry = bool(args.resume) and not _resumes_in_place(args)
     if carry:
-        missing = [name for name in ("best.pt", "log.csv") if name not in _files_to_carry(args)]
+        missing = [name for name in _CARRIED_FILES if name not in _files_to_carry(args)]
         if "best.pt" in missing and math.isfinite(best_psnr):
             say(f"note: no best.pt beside {args.resume}: {os.path.join(args.out, 'best.pt')} is written when an "
                 f"epoch beats its best validation PSNR ({best_psnr:.2f} dB)")

@@ -11,7 +11,7 @@ import torch
 import memc_models.interpolate
 from memc_models.evaluate import format_table, interpolation_error, main, metrics, psnr, rmse, ssim
 
-from test_interpolate import _frame_at, _tensor, _write_clip
+from test_interpolate import _frame_at, _tensor, _variable_rate_clip, _write_clip
 
 iio = pytest.importorskip("imageio.v3")
 
@@ -142,22 +142,10 @@ def test_video_command_compares_with_the_frames_it_holds_out(tmp_path, capsys, m
         assert torch.equal(first, frames[k]) and torch.equal(second, frames[k + 2])
 
 
-def _ffmpeg(*arguments):
-    import subprocess
-
-    import imageio_ffmpeg
-
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *map(str, arguments)], check=True)
-
-
 def test_video_command_holds_out_the_stored_frames_of_a_variable_rate_video(tmp_path, capsys):
     # 12 frames: 8 at 10 fps, then one a second. Read at a constant rate, FFmpeg would repeat the
     # last ones many times over, and the table would score copies of the neighbours.
-    clip = tmp_path / "clip.mkv"
-    _write_clip(clip, 12, 32, 48)
-    variable = tmp_path / "variable.mkv"
-    _ffmpeg("-i", clip, "-vf", "setpts='if(lt(N,8),N/10/TB,(1+(N-8))/TB)'", "-fps_mode", "vfr", "-c:v", "libx264",
-            "-pix_fmt", "yuv444p", variable)
+    variable = _variable_rate_clip(tmp_path)
     assert main(["video", str(variable), "-q", "--fast"]) == 0
     rows = _table_rows(capsys.readouterr().out)
     assert set(rows) == {f"frame{k:05d}" for k in range(1, 11)} | {"mean"}

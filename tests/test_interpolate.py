@@ -284,35 +284,38 @@ def test_video_cut_short_is_interpolated_with_a_note(tmp_path, capsys, container
     assert "cut short" not in capsys.readouterr().err
 
 
-def test_intact_videos_get_no_cut_short_note(tmp_path, capsys):
-    import subprocess
+def _ffmpeg(*arguments):
+    """Runs the FFmpeg that imageio-ffmpeg ships (overwriting, quiet but for errors)."""
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *map(str, arguments)], check=True)
 
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+
+def _variable_rate_clip(tmp_path):
+    """12 frames of the moving photograph, 8 at 10 fps and then one a second (announced as 10 fps,
+    lasting 4.8 s)."""
     clip = tmp_path / "clip.mkv"
     _write_clip(clip, 12, 32, 48)
-    # Variable frame rate: 8 frames at 10 fps, then one a second (announced as 10 fps, lasting 4.8 s).
     variable = tmp_path / "variable.mkv"
-    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(clip), "-vf",
-                    "setpts='if(lt(N,8),N/10/TB,(1+(N-8))/TB)'", "-fps_mode", "vfr", "-c:v", "libx264", str(variable)],
-                   check=True)
+    _ffmpeg("-i", clip, "-vf", "setpts='if(lt(N,8),N/10/TB,(1+(N-8))/TB)'", "-fps_mode", "vfr", "-c:v", "libx264",
+            "-pix_fmt", "yuv444p", variable)
+    return variable
+
+
+def test_intact_videos_get_no_cut_short_note(tmp_path, capsys):
+    variable = _variable_rate_clip(tmp_path)
     # Audio running on for 3 s after 1.2 s of pictures: the container announces the longer one.
     long_audio = tmp_path / "long_audio.mp4"
-    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(clip), "-f", "lavfi", "-i", "sine=d=3",
-                    "-c:v", "copy", "-c:a", "aac", str(long_audio)], check=True)
+    _ffmpeg("-i", tmp_path / "clip.mkv", "-f", "lavfi", "-i", "sine=d=3", "-c:v", "copy", "-c:a", "aac", long_audio)
     for video in (variable, long_audio):
         assert main([str(video), "-o", str(tmp_path / f"out_{video.name}"), "--fast"]) == 0
         assert "cut short" not in capsys.readouterr().err
 
 
 def _clip_with_audio(tmp_path, frames=6):
-    import subprocess
-
     silent = tmp_path / "silent.mp4"
     _write_clip(silent, frames, 32, 48)
     clip = tmp_path / "with_audio.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(silent), "-f", "lavfi",
-                    "-i", f"sine=frequency=440:duration={frames / 10}", "-c:v", "copy", "-c:a", "aac", "-shortest",
-                    str(clip)], check=True)
+    _ffmpeg("-i", silent, "-f", "lavfi", "-i", f"sine=frequency=440:duration={frames / 10}", "-c:v", "copy",
+            "-c:a", "aac", "-shortest", clip)
     return clip
 
 

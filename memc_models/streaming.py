@@ -160,10 +160,13 @@ class FolderSink(Transaction):
         if self.frames_written >= len(self.names):
             raise ValueError(f"{self.folder}: more than the {len(self.names)} frames planned")
         path = self._output.file_path(self.names[self.frames_written])
-        if source is not None and source.path is not None and stored_as_written(source.path, self.bits):
-            copy_image(source.path, path)
-        else:
-            write_image(path, image, self.bits)
+        try:
+            if source is not None and source.path is not None and stored_as_written(source.path, self.bits):
+                copy_image(source.path, path)
+            else:
+                write_image(path, image, self.bits)
+        except UserError as error:  # named by where the frame was going, not by the temporary folder
+            raise UserError(str(error).replace(self._output.temporary, self.folder)) from None
         self.frames_written += 1
 
     def commit(self) -> None:

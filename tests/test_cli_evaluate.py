@@ -5,12 +5,14 @@ names what it cannot use."""
 import math
 import os
 import pathlib
+import signal
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import frame_at, iio, to_tensor, variable_rate_clip, write_clip
+from helpers import (frame_at, iio, start_slow_program, to_tensor, variable_rate_clip, wait_until_interpolating,
+                     write_clip)
 from memc_models.cli import evaluate as evaluate_module
 from memc_models.cli.evaluate import format_table, main
 from memc_models.errors import UserError
@@ -357,3 +359,17 @@ def test_a_vimeo_folder_missing_a_frame_is_named(tmp_path, capsys, monkeypatch):
     _write_sequence(tmp_path / "00001" / "0002", ["im1.png", "im3.png"], [0.0, 1.0], 32, 48)
     assert main(["vimeo", str(tmp_path), "-q"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"evaluated 1 of 2; {os.path.join('00001', '0002')}: no im2.png"
+
+
+def test_sigterm_leaves_no_saved_files_and_the_old_ones_as_they_were(tmp_path):
+    data = _middlebury(tmp_path / "data", 32, 48)
+    save = tmp_path / "saved"
+    save.mkdir()
+    (save / "Seq_ours.png").write_bytes(b"an earlier run's picture")
+    process = start_slow_program("evaluate", "middlebury", data, "--save", save, "-q", seconds=60)
+    wait_until_interpolating(process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert process.stderr.read() == "memc-eval: stopped by SIGTERM\n"
+    assert [p.name for p in save.iterdir()] == ["Seq_ours.png"]
+    assert (save / "Seq_ours.png").read_bytes() == b"an earlier run's picture"

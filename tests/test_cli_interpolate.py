@@ -659,7 +659,8 @@ def test_a_full_disk_while_writing_a_folder_leaves_nothing(tmp_path, capsys, mon
     frames = _folder_of_frames(tmp_path / "frames")
     full_disk(monkeypatch, lambda path: "00003" in path)
     assert main([str(frames), "-o", str(tmp_path / "new" / "out"), "--fast", "-q"]) == 1
-    assert capsys.readouterr().err.endswith(": cannot write it (No space left on device)\n")
+    assert capsys.readouterr().err == (f"memc-interpolate: error: {tmp_path / 'new' / 'out' / '00003.png'}: cannot write "
+                                       "it (No space left on device)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
 
 

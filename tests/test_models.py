@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import memc_ops
 from memc_models import (
     RELEASE_OPTIONS,
+    MEMCNet,
     MEMCNetOutput,
     convert_original_state_dict,
     load_original_checkpoint,
@@ -327,7 +328,7 @@ def test_own_checkpoints_round_trip_with_weights_only_loading(models):
     buffer = io.BytesIO()
     torch.save(trained.state_dict(), buffer)
     buffer.seek(0)
-    fresh = memc_net_s().eval()
+    fresh = MEMCNet(trained.config).eval()  # the released weights' configuration: release padding and fill
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     frame0, frame1 = frames(1, 64, 64)
     with torch.no_grad():

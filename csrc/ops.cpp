@@ -15,6 +15,9 @@ TORCH_LIBRARY(memc, m) {
   m.def("adaptive_warp_backward(Tensor grad_output, Tensor image, Tensor flow, Tensor kernel) -> (Tensor, Tensor, Tensor)");
   // Returns the projected flow and the opmath buffer `projected` (B, 3, H, W) that the backward
   // needs: averages (holes filled or zero) and total weights; see memc/flow_projection.h.
-  m.def("flow_projection(Tensor flow, Tensor? weight, bool fill_holes) -> (Tensor, Tensor)");
-  m.def("flow_projection_backward(Tensor grad_output, Tensor flow, Tensor? weight, Tensor projected, bool fill_holes) -> (Tensor, Tensor)");
+  // fill_from_below=False is the released kernel's hole fill (left, right and above only).
+  // output_mask (flow, weight) says which gradients to compute; one not asked for comes back as
+  // an empty tensor. The defaults keep callers written before these arguments working.
+  m.def("flow_projection(Tensor flow, Tensor? weight, bool fill_holes, bool fill_from_below=True) -> (Tensor, Tensor)");
+  m.def("flow_projection_backward(Tensor grad_output, Tensor flow, Tensor? weight, Tensor projected, bool fill_holes, bool fill_from_below=True, bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
 }

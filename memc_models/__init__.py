@@ -12,13 +12,23 @@ the pairwise walk), :mod:`.metrics`, :mod:`.datasets`, :mod:`.training`; :mod:`.
 
 from .checkpoint import convert_original_state_dict, load_model, load_original_checkpoint
 from .errors import UserError
-from .memc_net import MEMCNet, MEMCNetConfig, MEMCNetOutput, memc_net, memc_net_s, memc_net_star
+from .memc_net import (
+    RELEASE_OPTIONS,
+    MEMCNet,
+    MEMCNetConfig,
+    MEMCNetOutput,
+    memc_net,
+    memc_net_s,
+    memc_net_star,
+    release_padding,
+)
 from .variants import VARIANTS
 
 __all__ = [
     "MEMCNet",
     "MEMCNetConfig",
     "MEMCNetOutput",
+    "RELEASE_OPTIONS",
     "UserError",
     "VARIANTS",
     "convert_original_state_dict",
@@ -27,4 +37,5 @@ __all__ = [
     "memc_net",
     "memc_net_s",
     "memc_net_star",
+    "release_padding",
 ]

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .atomic import AtomicFile
 from .errors import UserError, first_line, os_reason
-from .memc_net import MEMCNet
+from .memc_net import RELEASE_OPTIONS, MEMCNet
 from .networks import FlowNetS, PostProcessNet, ResidualPostProcessNet, SPyNet, TwoHeadUNet
 from .variants import VARIANTS
 from .variants import variant as _find_variant
@@ -289,8 +289,10 @@ def load_original_checkpoint(
     map_location: Union[str, torch.device] = "cpu",
     strict: bool = True,
     weights_only: bool = True,
+    as_released: bool = True,
 ) -> MEMCNet:
-    """Builds the ``variant`` model and loads a released MEMC-Net checkpoint into it.
+    """Builds the ``variant`` model and loads a released MEMC-Net checkpoint into it, configured
+    to compute what the authors' code computes with these weights.
 
     Args:
         path_or_state_dict: a released ``.pth`` file or its state dict.
@@ -304,6 +306,11 @@ def load_original_checkpoint(
             required.
         weights_only: read the file with ``torch.load(..., weights_only=True)``, which refuses
             anything but tensors and containers; turn off only for a file you trust that needs it.
+        as_released: configure the model as the release computes (``RELEASE_OPTIONS``: the
+            evaluation script's padding to multiples of 128, and the released projection's hole
+            fill, which never looks below a hole), so that the weights give the authors' frames.
+            False keeps memc's own defaults (minimal padding, holes filled from all four sides).
+            ``model.configure(...)`` changes either later.
 
     Returns:
         The model, in eval mode. Save it with ``torch.save(model.state_dict(), path)`` and load
@@ -354,6 +361,8 @@ def load_original_checkpoint(
     for name, value in own.items():
         converted.setdefault(name, value)
     model.load_state_dict(converted, strict=True)
+    if as_released:
+        model.configure(**RELEASE_OPTIONS)
     return model.eval()
 
 

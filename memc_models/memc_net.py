@@ -14,7 +14,16 @@ import memc_ops
 
 from .networks import ContextExtractor, FlowNetS, PostProcessNet, ResidualPostProcessNet, SPyNet, TwoHeadUNet
 
-__all__ = ["MEMCNet", "MEMCNetConfig", "MEMCNetOutput", "memc_net", "memc_net_s", "memc_net_star"]
+__all__ = [
+    "MEMCNet",
+    "MEMCNetConfig",
+    "MEMCNetOutput",
+    "RELEASE_OPTIONS",
+    "memc_net",
+    "memc_net_s",
+    "memc_net_star",
+    "release_padding",
+]
 
 # FlowNetS predicts flow divided by 20 at quarter resolution.
 _FLOWNETS_SCALE = 20.0
@@ -37,6 +46,19 @@ class MEMCNetConfig:
             EDSR-style network (MEMC-Net*); else the plain 8-layer post-processing network.
         init: ``"kaiming"`` or ``"xavier"`` (uniform) for the U-Nets and post-processing, as the
             released MEMC-Net / MEMC-Net_s and MEMC-Net* respectively.
+        padding: how frames are padded before the networks run (replicating the edges; the result
+            is cropped back). ``"minimal"``: centred, up to the next multiple of
+            :attr:`MEMCNet.size_multiple`. ``"release"``: as the authors' evaluation script does,
+            each side centred up to the next multiple of 128, or by 32 on both ends when it
+            already is a multiple of 128 (so 640x480 becomes 704x512, where minimal padding gives
+            640x512). The flows near the borders, and so the frames, depend on it.
+        fill_from_below: whether the flow projection fills a hole from the nearest projected pixel
+            below it too (``memc_ops.flow_projection``'s ``fill_from_below``). The released CUDA
+            kernel never searches downward (a bug: ``while(down_temp = 0.0f && ...)`` assigns), so
+            reproducing the released weights' frames needs ``False``.
+
+    ``padding`` and ``fill_from_below`` change what the model computes, not its parameters:
+    :meth:`MEMCNet.configure` changes them on a built model.
     """
 
     kernel_size: int = 4
@@ -46,6 +68,8 @@ class MEMCNetConfig:
     masks: bool = True
     context: bool = False
     init: str = "kaiming"
+    padding: str = "minimal"
+    fill_from_below: bool = True
 
     def __post_init__(self):
         if self.kernel_size not in (2, 4, 6, 8):
@@ -54,6 +78,17 @@ class MEMCNetConfig:
             raise ValueError(f"flow_network must be 'flownets' or 'spynet'; got {self.flow_network!r}")
         if self.init not in ("kaiming", "xavier"):
             raise ValueError(f"init must be 'kaiming' or 'xavier'; got {self.init!r}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be 'minimal' or 'release'; got {self.padding!r}")
+        if not isinstance(self.fill_from_below, bool):
+            raise TypeError(f"fill_from_below must be True or False; got {self.fill_from_below!r}")
+
+
+#: The padding rules of :attr:`MEMCNetConfig.padding`.
+PADDINGS = ("minimal", "release")
+
+#: The configuration that reproduces the authors' released code at test time.
+RELEASE_OPTIONS = {"padding": "release", "fill_from_below": False}
 
 
 class MEMCNetOutput(NamedTuple):
@@ -86,8 +121,10 @@ class MEMCNet(nn.Module):
     ``forward(frame0, frame1, t=0.5)`` with two (B, 3, H, W) RGB frames in [0, 1] of any size
     returns the (B, 3, H, W) frame at time t in (0, 1). The steps:
 
-    1. The frames are padded (edge replication, centred) to a multiple of
-       :attr:`size_multiple` (64 with FlowNetS, 32 with SPyNet) and the results cropped back.
+    1. The frames are padded (edge replication, centred) by :attr:`MEMCNetConfig.padding`'s rule
+       (:meth:`padding_for`): by default to a multiple of :attr:`size_multiple` (64 with
+       FlowNetS, 32 with SPyNet), or as the released evaluation script pads; the results are
+       cropped back.
     2. Motion: the flow network runs on (frame0, frame1) and (frame1, frame0); FlowNetS's output
        is multiplied by 20 and upsampled x4 (bilinear, corners aligned).
     3. Projection: ``memc_ops.flow_projection`` of t * flow(0->1) and (1-t) * flow(1->0) gives,
@@ -104,7 +141,8 @@ class MEMCNet(nn.Module):
 
     Flow projection fills holes from the nearest projected pixels when no gradient flows through
     the projection and leaves them zero otherwise, as released (``fill_holes=None``); pass
-    ``fill_holes=True`` or ``False`` to choose. ``return_intermediates=True`` returns a
+    ``fill_holes=True`` or ``False`` to choose. Whether the fill also looks below a hole is
+    :attr:`MEMCNetConfig.fill_from_below` (the released kernel does not). ``return_intermediates=True`` returns a
     :class:`MEMCNetOutput` instead of the frame alone.
 
     Use :func:`memc_net`, :func:`memc_net_s` and :func:`memc_net_star` for the released
@@ -144,8 +182,24 @@ class MEMCNet(nn.Module):
 
     @property
     def size_multiple(self) -> int:
-        """The frames are padded internally to a multiple of this."""
+        """The networks need frames whose sides are multiples of this."""
         return max(self.flow_net.size_multiple, self.kernel_net.size_multiple)
+
+    def configure(self, *, padding: Optional[str] = None, fill_from_below: Optional[bool] = None) -> "MEMCNet":
+        """Sets the options that change what the model computes but not its parameters
+        (:attr:`MEMCNetConfig.padding`, :attr:`MEMCNetConfig.fill_from_below`); None keeps one as
+        it is. Returns the model. ``model.configure(**memc_models.RELEASE_OPTIONS)`` computes as
+        the authors' released code does."""
+        changes = {name: value for name, value in (("padding", padding), ("fill_from_below", fill_from_below))
+                   if value is not None}
+        self.config = dataclasses.replace(self.config, **changes)
+        return self
+
+    def padding_for(self, height: int, width: int) -> Tuple[int, int, int, int]:
+        """(left, right, top, bottom): the edge replication applied to frames of this size."""
+        if self.config.padding == "release":
+            return release_padding(height, width)
+        return _centred_padding(height, width, self.size_multiple)
 
     def _check_fits_model(self, frame: Tensor) -> None:
         parameter = next(self.parameters())
@@ -205,7 +259,7 @@ class MEMCNet(nn.Module):
         batch, _, height, width = frame0.shape
         t = _check_time(t, batch, frame0)
 
-        padding = _centred_padding(height, width, self.size_multiple)
+        padding = self.padding_for(height, width)
         if any(padding):
             frame0 = F.pad(frame0, padding, mode="replicate")
             frame1 = F.pad(frame1, padding, mode="replicate")
@@ -216,7 +270,7 @@ class MEMCNet(nn.Module):
         scaled = torch.cat((t * motion[0], (1.0 - t) * motion[1]), 0).to(dtype)
         if fill_holes is None:
             fill_holes = not scaled.requires_grad
-        flows = memc_ops.flow_projection(scaled, fill_holes=fill_holes)
+        flows = memc_ops.flow_projection(scaled, fill_holes=fill_holes, fill_from_below=self.config.fill_from_below)
 
         kernels = self.kernel_net(frame0, frame1)
         kernel = torch.cat(kernels, 0).to(dtype)
@@ -288,11 +342,27 @@ def _check_time(t: Union[float, Tensor], batch: int, like: Tensor) -> Union[floa
 
 
 def _centred_padding(height: int, width: int, multiple: int) -> Tuple[int, int, int, int]:
-    """(left, right, top, bottom) replication padding up to a multiple, centred as in the
-    released evaluation script."""
+    """(left, right, top, bottom) replication padding up to a multiple, centred (the smaller half
+    left and on top) as in the released evaluation script."""
     pad_h = -height % multiple
     pad_w = -width % multiple
     return (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+
+
+def _release_side_padding(size: int) -> Tuple[int, int]:
+    # demo_MiddleBury.py: up to the next multiple of 128 ("more than necessary"), centred; a side
+    # that already is a multiple of 128 still gets 32 on both ends.
+    if size % 128 == 0:
+        return 32, 32
+    total = -size % 128
+    return total // 2, total - total // 2
+
+
+def release_padding(height: int, width: int) -> Tuple[int, int, int, int]:
+    """(left, right, top, bottom): how the authors' evaluation script pads a frame of this size.
+    Each side is padded, centred, to the next multiple of 128, or by 32 on both ends when it
+    already is one: 640x480 -> 704x512, 640x512 -> 704x576."""
+    return (*_release_side_padding(width), *_release_side_padding(height))
 
 
 def _cropper(padding: Tuple[int, int, int, int], height: int, width: int):

@@ -64,7 +64,8 @@ def _nearest_received(received: Tensor, dim: int):
     return (before.clamp(min=0), before >= 0), (after.clamp(max=length - 1), after < length)
 
 
-def flow_projection_reference(flow: Tensor, weight: "Tensor | None" = None, fill_holes: bool = True) -> Tensor:
+def flow_projection_reference(flow: Tensor, weight: "Tensor | None" = None, fill_holes: bool = True,
+                              fill_from_below: bool = True) -> Tensor:
     """Reference for :func:`memc_ops.flow_projection`; see its docstring for the definition.
 
     Sources whose weight is not a positive finite number are skipped (the raw op's rule)."""
@@ -100,7 +101,9 @@ def flow_projection_reference(flow: Tensor, weight: "Tensor | None" = None, fill
     filled = torch.zeros_like(average)
     directions = torch.zeros_like(total)
     for dim in (-1, -2):
-        for index, exists in _nearest_received(received, dim):
+        before, after = _nearest_received(received, dim)
+        # Along a column, "after" is the neighbour below: left out in the released fill.
+        for index, exists in (before, after) if dim == -1 or fill_from_below else (before,):
             if dim == -1:
                 gather_index = (torch.arange(height, device=flow.device).view(1, height, 1) * width + index)
             else:

@@ -52,7 +52,7 @@ def grads(fn, inputs, grad_output):
     return (output, *torch.autograd.grad(output, inputs, grad_output))
 
 
-def literal_projection(flow, weight=None, fill_holes=True):
+def literal_projection(flow, weight=None, fill_holes=True, fill_from_below=True):
     """The issue's definition transcribed pixel by pixel (tiny frames only)."""
     batch, _, height, width = flow.shape
     output = torch.zeros_like(flow)
@@ -80,7 +80,8 @@ def literal_projection(flow, weight=None, fill_holes=True):
                     output[n, :, y, x] = torch.tensor(average[y][x], dtype=flow.dtype)
                 elif fill_holes:
                     found = []
-                    for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0)):
+                    searches = ((0, -1), (0, 1), (-1, 0), (1, 0)) if fill_from_below else ((0, -1), (0, 1), (-1, 0))
+                    for dy, dx in searches:
                         yy, xx = y + dy, x + dx
                         while 0 <= yy < height and 0 <= xx < width and average[yy][xx] is None:
                             yy, xx = yy + dy, xx + dx
@@ -106,20 +107,26 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("fill_holes", [True, False], ids=["fill", "nofill"])
+# (fill_holes, fill_from_below): our fill, the released kernel's fill (no neighbour below), none.
+FILL_MODES = [(True, True), (True, False), (False, True)]
+FILL_MODE_IDS = ["fill", "release-fill", "nofill"]
+
+
+@pytest.mark.parametrize("fill_mode", FILL_MODES, ids=FILL_MODE_IDS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
-def test_forward_and_backward_match_reference(case, weighted, fill_holes, device):
+def test_forward_and_backward_match_reference(case, weighted, fill_mode, device):
     batch, height, width, kind = case
+    fill_holes, fill_from_below = fill_mode
     flow = make_flow(batch, height, width, kind, device=device)
     inputs = [flow] + ([make_weight(batch, height, width, device=device)] if weighted else [])
     grad_output = torch.randn_like(flow)
 
     def ours(flow, weight=None):
-        return memc_ops.flow_projection(flow, weight, fill_holes=fill_holes)
+        return memc_ops.flow_projection(flow, weight, fill_holes=fill_holes, fill_from_below=fill_from_below)
 
     def reference(flow, weight=None):
-        return flow_projection_reference(flow, weight, fill_holes=fill_holes)
+        return flow_projection_reference(flow, weight, fill_holes=fill_holes, fill_from_below=fill_from_below)
 
     got, want = grads(ours, inputs, grad_output), grads(reference, inputs, grad_output)
     for name, a, b in zip(["output", "grad flow", "grad weight"], got, want):
@@ -132,10 +139,12 @@ def test_matches_the_literal_definition(kind, weighted):
     """Checks the reference and the op against a pixel-by-pixel transcription of the issue."""
     flow = make_flow(2, 6, 7, kind)
     weight = make_weight(2, 6, 7) if weighted else None
-    for fill_holes in (True, False):
-        expected = literal_projection(flow, weight, fill_holes)
-        torch.testing.assert_close(flow_projection_reference(flow, weight, fill_holes), expected, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(memc_ops.flow_projection(flow, weight, fill_holes), expected, rtol=1e-12, atol=1e-12)
+    for fill_holes, fill_from_below in FILL_MODES:
+        expected = literal_projection(flow, weight, fill_holes, fill_from_below)
+        torch.testing.assert_close(flow_projection_reference(flow, weight, fill_holes, fill_from_below), expected,
+                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(memc_ops.flow_projection(flow, weight, fill_holes, fill_from_below), expected,
+                                   rtol=1e-12, atol=1e-12)
 
 
 def test_sources_landing_on_one_pixel_are_averaged(device):
@@ -183,6 +192,61 @@ def test_holes_take_the_mean_of_their_nearest_neighbours_in_four_directions(devi
     torch.testing.assert_close(out, literal_projection(flow.cpu()).to(device))
 
 
+def released_fill_example(device):
+    """A 6x6 frame where three sources each cover a 2x2 block of pixels (integer targets) and the
+    rest leave the frame:
+        A covers rows 0-1, columns 0-1;  B rows 4-5, columns 4-5;  C rows 4-5, columns 0-1.
+    Returns the flow and the three projected values -flow."""
+    flow = torch.full((1, 2, 6, 6), 50.0, dtype=torch.float64, device=device)
+    flow[0, :, 2, 2] = torch.tensor([-2.0, -2.0])  # A: (2, 2) -> (0, 0)
+    flow[0, :, 3, 3] = torch.tensor([1.0, 1.0])  # B: (3, 3) -> (4, 4)
+    flow[0, :, 5, 5] = torch.tensor([-5.0, -1.0])  # C: (5, 5) -> (4, 0)
+    return flow, -flow[0, :, 2, 2], -flow[0, :, 3, 3], -flow[0, :, 5, 5]
+
+
+def test_released_fill_leaves_out_the_neighbour_below(device):
+    """The released kernel never searches downward (its loop condition is an assignment):
+    fill_from_below=False leaves the nearest received pixel below a hole out of the mean."""
+    flow, a, b, c = released_fill_example(device)
+    ours = memc_ops.flow_projection(flow)
+    released = memc_ops.flow_projection(flow, fill_from_below=False)
+    zero = torch.zeros(2, dtype=torch.float64, device=device)
+    # Hole (2, 0): A above, C below, nothing across.
+    torch.testing.assert_close(ours[0, :, 2, 0], (a + c) / 2)
+    torch.testing.assert_close(released[0, :, 2, 0], a)
+    # Hole (2, 4): its only received neighbour is B, below. Released: no neighbour at all, so 0,
+    # as for any hole without neighbours.
+    torch.testing.assert_close(ours[0, :, 2, 4], b)
+    torch.testing.assert_close(released[0, :, 2, 4], zero)
+    # Hole (4, 2): C to the left, B to the right: the same in both modes.
+    torch.testing.assert_close(ours[0, :, 4, 2], (b + c) / 2)
+    torch.testing.assert_close(released[0, :, 4, 2], (b + c) / 2)
+    # Hole (3, 2): nothing in its row or column: 0 in both modes.
+    torch.testing.assert_close(ours[0, :, 3, 2], zero)
+    torch.testing.assert_close(released[0, :, 3, 2], zero)
+    # Received pixels are unchanged; both modes match the literal definition everywhere.
+    torch.testing.assert_close(released[0, :, 5, 0], c)
+    torch.testing.assert_close(ours, literal_projection(flow.cpu(), fill_from_below=True).to(device))
+    torch.testing.assert_close(released, literal_projection(flow.cpu(), fill_from_below=False).to(device))
+
+
+@pytest.mark.parametrize("fill_from_below", [True, False], ids=["ours", "released"])
+def test_released_fill_gradient_leaves_out_the_neighbour_below(fill_from_below, device):
+    """Hole (2, 0) takes (A + C) / 2 with our fill and A alone with the released one: C's flow
+    gets a share of the hole's gradient only in the first. Hole (2, 4), filled from B below
+    only, passes B nothing in the released mode (its value is the constant 0)."""
+    flow, _, _, _ = released_fill_example(device)
+    flow.requires_grad_(True)
+    out = memc_ops.flow_projection(flow, fill_from_below=fill_from_below)
+    out[0, 0, 2, 0].backward(retain_graph=True)
+    assert flow.grad[0, 0, 2, 2].item() == (-0.5 if fill_from_below else -1.0)  # A
+    assert flow.grad[0, 0, 5, 5].item() == (-0.5 if fill_from_below else 0.0)  # C
+    flow.grad = None
+    out[0, 0, 2, 4].backward()
+    assert flow.grad[0, 0, 3, 3].item() == (-1.0 if fill_from_below else 0.0)  # B
+    assert flow.grad.abs().sum().item() == (1.0 if fill_from_below else 0.0)
+
+
 @pytest.mark.parametrize("fill_holes", [True, False])
 def test_all_hole_frame_is_zero_with_zero_gradient(fill_holes, device):
     flow = make_flow(2, 5, 7, "outside", device=device).requires_grad_(True)
@@ -209,16 +273,17 @@ def test_single_row_and_single_column(shape, weighted, device):
                                                                   fill_holes), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("fill_holes", [True, False], ids=["fill", "nofill"])
+@pytest.mark.parametrize("fill_mode", FILL_MODES, ids=FILL_MODE_IDS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_gradcheck(seed, weighted, fill_holes, device):
+def test_gradcheck(seed, weighted, fill_mode, device):
     torch.manual_seed(seed)
+    fill_holes, fill_from_below = fill_mode
     flow = away_from_crossings(make_flow(2, 6, 8, "mixed", device=device)).requires_grad_(True)
     inputs = [flow] + ([make_weight(2, 6, 8, device=device).requires_grad_(True)] if weighted else [])
 
     def project(flow, weight=None):
-        return memc_ops.flow_projection(flow, weight, fill_holes=fill_holes)
+        return memc_ops.flow_projection(flow, weight, fill_holes=fill_holes, fill_from_below=fill_from_below)
 
     assert torch.autograd.gradcheck(project, inputs)
 
@@ -278,18 +343,77 @@ def test_low_precision_close_to_float64(dtype, device):
 def test_opcheck(device):
     samples = []
     for weighted in (False, True):
-        for fill_holes in (False, True):
+        for fill_holes, fill_from_below in FILL_MODES:
             for requires_grad in (False, True):
                 dtype = torch.float64 if requires_grad else torch.float32
                 flow = make_flow(2, 7, 9, "mixed", dtype=dtype, device=device).requires_grad_(requires_grad)
                 weight = make_weight(2, 7, 9, dtype=dtype, device=device).requires_grad_(requires_grad) if weighted else None
-                samples.append((flow, weight, fill_holes))
+                samples.append((flow, weight, fill_holes, fill_from_below))
+    # Only the flow needs a gradient: the autograd test sees the weight's gradient skipped.
+    flow = make_flow(2, 7, 9, "mixed", device=device).requires_grad_(True)
+    samples.append((flow, make_weight(2, 7, 9, device=device), True, True))
     for sample in samples:
         torch.library.opcheck(torch.ops.memc.flow_projection.default, sample)
-        flow, weight, fill_holes = (t.detach() if isinstance(t, torch.Tensor) else t for t in sample)
-        _, projected = torch.ops.memc.flow_projection.default(flow, weight, fill_holes)
-        backward_sample = (torch.randn_like(flow), flow, weight, projected, fill_holes)
-        torch.library.opcheck(torch.ops.memc.flow_projection_backward.default, backward_sample)
+        flow, weight, fill_holes, fill_from_below = (t.detach() if isinstance(t, torch.Tensor) else t for t in sample)
+        _, projected = torch.ops.memc.flow_projection.default(flow, weight, fill_holes, fill_from_below)
+        for output_mask in ([True, True], [True, False], [False, True]):
+            backward_sample = (torch.randn_like(flow), flow, weight, projected, fill_holes, fill_from_below,
+                               output_mask)
+            torch.library.opcheck(torch.ops.memc.flow_projection_backward.default, backward_sample)
+
+
+@pytest.mark.parametrize("fill_from_below", [True, False], ids=["ours", "released"])
+def test_backward_computes_only_the_gradients_in_its_output_mask(fill_from_below, device):
+    """A gradient left out of output_mask (flow, weight) comes back as an empty tensor; the other is
+    the same as with the full mask."""
+    flow = make_flow(2, 7, 9, "mixed", device=device)
+    weight = make_weight(2, 7, 9, device=device)
+    _, projected = torch.ops.memc.flow_projection.default(flow, weight, True, fill_from_below)
+    grad_output = torch.randn_like(flow)
+
+    def backward(output_mask):
+        return torch.ops.memc.flow_projection_backward.default(grad_output, flow, weight, projected, True,
+                                                               fill_from_below, output_mask)
+
+    full_flow, full_weight = backward([True, True])
+    assert full_flow.shape == flow.shape and full_weight.shape == weight.shape
+    flow_only, no_weight = backward([True, False])
+    assert torch.equal(flow_only, full_flow) and no_weight.numel() == 0
+    no_flow, weight_only = backward([False, True])
+    assert torch.equal(weight_only, full_weight) and no_flow.numel() == 0
+    neither = backward([False, False])
+    assert neither[0].numel() == 0 and neither[1].numel() == 0
+
+
+def test_autograd_asks_only_for_the_gradients_needed(device):
+    """The output mask comes from which inputs require a gradient: a weight computed without
+    gradient (the usual case, e.g. from an occlusion test) gets none computed."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RecordMasks(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.masks = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.memc.flow_projection_backward.default:
+                # Arguments equal to their schema default may arrive left out.
+                names = [argument.name for argument in func._schema.arguments]
+                given = dict(zip(names, args), **(kwargs or {}))
+                self.masks.append(list(given.get("output_mask", [True, True])))
+            return func(*args, **(kwargs or {}))
+
+    flow = make_flow(1, 6, 7, "mixed", device=device)
+    weight = make_weight(1, 6, 7, device=device)
+    for flow_grad, weight_grad in ((True, False), (False, True), (True, True)):
+        inputs = [flow.clone().requires_grad_(flow_grad), weight.clone().requires_grad_(weight_grad)]
+        with RecordMasks() as recorder:
+            memc_ops.flow_projection(*inputs).sum().backward()
+        assert recorder.masks == [[flow_grad, weight_grad]]
+        assert (inputs[0].grad is not None) == flow_grad and (inputs[1].grad is not None) == weight_grad
+        if flow_grad:
+            expected = grads(flow_projection_reference, [flow, weight], torch.ones_like(flow))[1]
+            torch.testing.assert_close(inputs[0].grad, expected)
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
@@ -312,6 +436,8 @@ def test_torch_compile(backend, device):
 def test_project_to_time(device):
     flow = make_flow(3, 6, 7, "mixed", device=device)
     torch.testing.assert_close(memc_ops.project_to_time(flow, 0.25), memc_ops.flow_projection(0.25 * flow))
+    torch.testing.assert_close(memc_ops.project_to_time(flow, 0.25, fill_from_below=False),
+                               memc_ops.flow_projection(0.25 * flow, fill_from_below=False))
     t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64, device=device)
     expected = torch.cat([memc_ops.flow_projection(t[i].item() * flow[i:i + 1]) for i in range(3)])
     torch.testing.assert_close(memc_ops.project_to_time(flow, t), expected)
@@ -324,6 +450,9 @@ def test_project_to_time(device):
 def test_module_wrapper(device):
     flow = make_flow(1, 6, 6, "mixed", dtype=torch.float32, device=device)
     torch.testing.assert_close(memc_ops.FlowProjection(fill_holes=False)(flow), memc_ops.flow_projection(flow, None, False))
+    released = memc_ops.FlowProjection(fill_from_below=False)
+    assert repr(released) == "FlowProjection(fill_holes=True, fill_from_below=False)"
+    torch.testing.assert_close(released(flow), memc_ops.flow_projection(flow, None, True, fill_from_below=False))
 
 
 def test_empty_batch(device):
@@ -475,6 +604,9 @@ def test_fill_holes_must_be_a_bool(fill_holes, shown):
     with pytest.raises(TypeError) as error:
         memc_ops.FlowProjection(fill_holes=fill_holes)
     assert str(error.value) == f"FlowProjection: fill_holes must be True or False; got {shown}"
+    with pytest.raises(TypeError) as error:
+        memc_ops.flow_projection(torch.zeros(1, 2, 4, 4), None, True, fill_holes)
+    assert str(error.value) == f"flow_projection: fill_from_below must be True or False; got {shown}"
 
 
 def test_tensors_on_different_devices_are_rejected_naming_the_devices():

@@ -18,12 +18,15 @@ import torch.nn.functional as F
 
 import memc_ops
 from memc_models import (
+    RELEASE_OPTIONS,
+    MEMCNet,
     MEMCNetOutput,
     convert_original_state_dict,
     load_original_checkpoint,
     memc_net,
     memc_net_s,
     memc_net_star,
+    release_padding,
 )
 from memc_models.checkpoint import compare_state_dict, read_checkpoint
 
@@ -264,7 +267,7 @@ def test_own_checkpoints_round_trip_with_weights_only_loading(models):
     buffer = io.BytesIO()
     torch.save(trained.state_dict(), buffer)
     buffer.seek(0)
-    fresh = memc_net_s().eval()
+    fresh = MEMCNet(trained.config).eval()  # the released weights' configuration: release padding and fill
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     frame0, frame1 = frames(1, 64, 64)
     with torch.no_grad():
@@ -573,3 +576,103 @@ def test_runs_under_autocast(variant, device, dtype, models):
         assert error < 0.1 * reference.abs().mean() + 0.05
     finally:
         model.cpu()
+
+
+# --- Release mode: the authors' padding and hole fill -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size, ends",
+    [
+        (64, (32, 32)),  # up to 128
+        (128, (32, 32)),  # already a multiple of 128: 32 on both ends anyway
+        (480, (16, 16)),  # up to 512
+        (640, (32, 32)),  # a multiple of 128
+        (388, (62, 62)),  # up to 512
+        (389, (61, 62)),  # odd total: the smaller half first
+        (584, (28, 28)),  # up to 640
+    ],
+)
+def test_release_padding_follows_the_released_evaluation_script(size, ends):
+    assert release_padding(size, 100) == (14, 14, *ends)  # width 100: up to 128
+    assert release_padding(100, size) == (*ends, 14, 14)
+
+
+def test_release_padding_pads_640x480_to_704x512():
+    left, right, top, bottom = release_padding(480, 640)
+    assert (640 + left + right, 480 + top + bottom) == (704, 512)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_released_weights_load_configured_as_the_release(variant, models):
+    config = models(variant).config
+    assert (config.padding, config.fill_from_below) == ("release", False)
+    assert {name: getattr(config, name) for name in RELEASE_OPTIONS} == RELEASE_OPTIONS
+
+
+def test_released_weights_load_with_our_defaults_when_asked():
+    model = load_original_checkpoint(random_original_state_dict("MEMC_Net_s"), "MEMC_Net_s", as_released=False)
+    assert (model.config.padding, model.config.fill_from_below) == ("minimal", True)
+    assert (memc_net_s().config.padding, memc_net_s().config.fill_from_below) == ("minimal", True)
+
+
+def _network_input_sizes(model, frame0, frame1):
+    """The (H, W) the flow network sees first, and the output."""
+    seen = {}
+
+    def record(module, args):
+        seen.setdefault("size", tuple(args[0].shape[-2:]))
+
+    hook = model.flow_net.register_forward_pre_hook(record)
+    try:
+        with torch.no_grad():
+            output = model(frame0, frame1)
+    finally:
+        hook.remove()
+    return seen["size"], output
+
+
+@pytest.mark.parametrize("padding, expected", [("release", (128, 256)), ("minimal", (64, 192))])
+def test_the_flow_network_sees_the_padded_frames(models, padding, expected):
+    model = load_original_checkpoint(random_original_state_dict("MEMC_Net"), "MEMC_Net").configure(padding=padding)
+    frame0, frame1 = frames(1, 60, 150)
+    size, output = _network_input_sizes(model, frame0, frame1)
+    assert size == expected and output.shape == (1, 3, 60, 150)
+
+
+def test_the_projection_is_asked_to_fill_from_below_as_configured(models, monkeypatch):
+    model = load_original_checkpoint(random_original_state_dict("MEMC_Net_s"), "MEMC_Net_s")
+    frame0, frame1 = frames(1, 64, 64, seed=6)
+    calls = []
+    real = memc_ops.flow_projection
+
+    def spy(flow, *args, **kwargs):
+        calls.append(kwargs.get("fill_from_below"))
+        return real(flow, *args, **kwargs)
+
+    monkeypatch.setattr(memc_ops, "flow_projection", spy)
+    with torch.no_grad():
+        model(frame0, frame1)
+        model.configure(fill_from_below=True)(frame0, frame1)
+    assert calls == [False, True]
+
+
+def test_the_same_weights_with_our_defaults_give_other_frames_until_configured_as_released():
+    state_dict = random_original_state_dict("MEMC_Net_s", seed=3)
+    released = load_original_checkpoint(state_dict, "MEMC_Net_s")
+    ours = load_original_checkpoint(state_dict, "MEMC_Net_s", as_released=False)
+    frame0, frame1 = frames(1, 60, 90, seed=4)
+    with torch.no_grad():
+        expected = released(frame0, frame1)
+        # The padding differs (60x90 -> 128x128 released, 64x96 ours), so the flows differ.
+        assert not torch.allclose(ours(frame0, frame1), expected, atol=1e-4)
+        assert torch.equal(ours.configure(**RELEASE_OPTIONS)(frame0, frame1), expected)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"padding": "128"}, "padding must be 'minimal' or 'release'"),
+    ({"fill_from_below": 1}, "fill_from_below must be True or False"),
+])
+def test_bad_release_options_are_refused(options, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        memc_net_s().configure(**options)

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -18,7 +19,7 @@ namespace memc {
 namespace {
 
 std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, const std::optional<at::Tensor>& weight,
-                                                       bool fill_holes) {
+                                                       bool fill_holes, bool fill_from_below) {
   check_flow_projection_inputs("flow_projection", flow, weight);
   const bool weighted = has_tensor(weight);
   const int64_t batch = flow.size(0), height = flow.size(2), width = flow.size(3);
@@ -62,7 +63,7 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
       scan_line(projected_view, image_row(n, y, width), visit, rows.at(n, y));
     });
     for_each_column(batch, height, width, [&](int64_t n, int64_t x) {
-      ColumnFillVisitor<scalar_t, opmath_t> visit{projected_view, output_view, rows};
+      ColumnFillVisitor<scalar_t, opmath_t> visit{projected_view, output_view, rows, fill_from_below};
       int64_t column_extent[2];
       scan_line(projected_view, image_column(n, x, height), visit, column_extent);
     });
@@ -72,17 +73,19 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
 
 std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor& grad_output, const at::Tensor& flow,
                                                                 const std::optional<at::Tensor>& weight,
-                                                                const at::Tensor& projected, bool fill_holes) {
+                                                                const at::Tensor& projected, bool fill_holes,
+                                                                bool fill_from_below, std::array<bool, 2> output_mask) {
   check_flow_projection_backward_inputs(grad_output, flow, weight, projected);
   const bool weighted = has_tensor(weight);
+  const bool want_flow = output_mask[0], want_weight = weighted && output_mask[1];
   const int64_t batch = flow.size(0), height = flow.size(2), width = flow.size(3);
-  at::Tensor grad_flow = at::empty_like(flow);
-  at::Tensor grad_weight = weighted ? at::empty_like(*weight) : at::empty({0}, flow.options());
+  at::Tensor grad_flow = want_flow ? at::empty_like(flow) : at::empty({0}, flow.options());
+  at::Tensor grad_weight = want_weight ? at::empty_like(*weight) : at::empty({0}, flow.options());
   // Gradient with respect to each pixel's average: its own output gradient, plus (with hole
   // filling) the shares of the holes that took their value from it.
   at::Tensor grad_average = at::empty({batch, 2, height, width}, projected.options());
   grad_average.copy_(grad_output);
-  if (grad_flow.numel() == 0) {
+  if (flow.numel() == 0 || !(want_flow || want_weight)) {
     return {grad_flow, grad_weight};
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_backward_cpu", [&] {
@@ -103,24 +106,25 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
         scan_line(projected_view, image_row(n, y, width), visit, rows.at(n, y));
       });
       for_each_column(batch, height, width, [&](int64_t n, int64_t x) {
-        FillGradVisitor<scalar_t, opmath_t> visit{grad_output_view, grad_average_view, rows, false};
+        FillGradVisitor<scalar_t, opmath_t> visit{grad_output_view, grad_average_view, rows, false, fill_from_below};
         scan_line(projected_view, image_column(n, x, height), visit, columns.at(n, x));
       });
       for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
-        FillGradVisitor<scalar_t, opmath_t> visit{grad_output_view, grad_average_view, columns, true};
+        FillGradVisitor<scalar_t, opmath_t> visit{grad_output_view, grad_average_view, columns, true, fill_from_below};
         int64_t row_extent[2];
         scan_line(projected_view, image_row(n, y, width), visit, row_extent);
       });
     }
-    const auto grad_flow_view = view4d<scalar_t>(grad_flow);
-    const auto grad_weight_view = optional_view4d<scalar_t>(weighted ? std::optional<at::Tensor>(grad_weight)
-                                                                     : std::nullopt);
+    const auto grad_flow_view = optional_view4d<scalar_t>(want_flow ? std::optional<at::Tensor>(grad_flow)
+                                                                    : std::nullopt);
+    const auto grad_weight_view = optional_view4d<scalar_t>(want_weight ? std::optional<at::Tensor>(grad_weight)
+                                                                        : std::nullopt);
     const auto grad_average_read = view4d<const opmath_t>(grad_average);
     for_each_row(batch, height, width, [&](int64_t n, int64_t y) {
       for (int64_t x = 0; x < width; ++x) {
         flow_projection_grad_pixel<scalar_t, opmath_t>(flow_view, weight_view, weighted, projected_view,
-                                                       grad_average_read, grad_flow_view, grad_weight_view, height,
-                                                       width, n, y, x);
+                                                       grad_average_read, grad_flow_view, grad_weight_view, want_flow,
+                                                       want_weight, height, width, n, y, x);
       }
     });
   });

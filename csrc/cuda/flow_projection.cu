@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <tuple>
 
@@ -78,18 +79,19 @@ template <typename scalar_t>
 __global__ void __launch_bounds__(kThreadsPerBlock) grad_kernel(Strided4d<const scalar_t> flow, Strided4d<const scalar_t> weight, bool weighted,
                             Strided4d<const at::opmath_type<scalar_t>> projected,
                             Strided4d<const at::opmath_type<scalar_t>> grad_average, Strided4d<scalar_t> grad_flow,
-                            Strided4d<scalar_t> grad_weight, int64_t batch, int64_t height, int64_t width) {
+                            Strided4d<scalar_t> grad_weight, bool want_flow, bool want_weight, int64_t batch,
+                            int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t pixels = batch * height * width;
   for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
     const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
     flow_projection_grad_pixel<scalar_t, opmath_t>(flow, weight, weighted, projected, grad_average, grad_flow,
-                                                   grad_weight, height, width, n, y, x);
+                                                   grad_weight, want_flow, want_weight, height, width, n, y, x);
   }
 }
 
 std::tuple<at::Tensor, at::Tensor> flow_projection_cuda(const at::Tensor& flow, const std::optional<at::Tensor>& weight,
-                                                        bool fill_holes) {
+                                                        bool fill_holes, bool fill_from_below) {
   check_flow_projection_inputs("flow_projection", flow, weight);
   const c10::cuda::CUDAGuard device_guard(flow.device());
   const bool weighted = has_tensor(weight);
@@ -120,7 +122,7 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cuda(const at::Tensor& flow, 
       const LineExtents rows{row_extents.data_ptr<int64_t>(), height};
       launch_scan_lines(projected_view, RowFillVisitor<opmath_t>{projected_view}, rows, true, batch, height, width,
                         stream);
-      launch_scan_lines(projected_view, ColumnFillVisitor<scalar_t, opmath_t>{projected_view, output_view, rows},
+      launch_scan_lines(projected_view, ColumnFillVisitor<scalar_t, opmath_t>{projected_view, output_view, rows, fill_from_below},
                         LineExtents{nullptr, width}, false, batch, height, width, stream);
     }
   });
@@ -129,19 +131,21 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cuda(const at::Tensor& flow, 
 
 std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cuda(const at::Tensor& grad_output, const at::Tensor& flow,
                                                                  const std::optional<at::Tensor>& weight,
-                                                                 const at::Tensor& projected, bool fill_holes) {
+                                                                 const at::Tensor& projected, bool fill_holes,
+                                                                 bool fill_from_below, std::array<bool, 2> output_mask) {
   check_flow_projection_backward_inputs(grad_output, flow, weight, projected);
   const c10::cuda::CUDAGuard device_guard(flow.device());
   const bool weighted = has_tensor(weight);
+  const bool want_flow = output_mask[0], want_weight = weighted && output_mask[1];
   const int64_t batch = flow.size(0), height = flow.size(2), width = flow.size(3);
-  at::Tensor grad_flow = at::empty_like(flow);
-  at::Tensor grad_weight = weighted ? at::empty_like(*weight) : at::empty({0}, flow.options());
+  at::Tensor grad_flow = want_flow ? at::empty_like(flow) : at::empty({0}, flow.options());
+  at::Tensor grad_weight = want_weight ? at::empty_like(*weight) : at::empty({0}, flow.options());
   // Gradient with respect to each pixel's average: its own output gradient, plus (with hole
   // filling) the shares of the holes that took their value from it.
   at::Tensor grad_average = at::empty({batch, 2, height, width}, projected.options());
   grad_average.copy_(grad_output);
   const int64_t pixels = batch * height * width;
-  if (pixels == 0) {
+  if (pixels == 0 || !(want_flow || want_weight)) {
     return {grad_flow, grad_weight};
   }
   const auto stream = at::cuda::getCurrentCUDAStream();
@@ -158,17 +162,18 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cuda(const at::Tenso
       const LineExtents columns{column_extents.data_ptr<int64_t>(), width};
       launch_scan_lines(projected_view, ExtentVisitor{}, rows, true, batch, height, width, stream);
       launch_scan_lines(projected_view,
-                        FillGradVisitor<scalar_t, opmath_t>{grad_output_view, grad_average_view, rows, false},
+                        FillGradVisitor<scalar_t, opmath_t>{grad_output_view, grad_average_view, rows, false, fill_from_below},
                         columns, false, batch, height, width, stream);
       launch_scan_lines(projected_view,
-                        FillGradVisitor<scalar_t, opmath_t>{grad_output_view, grad_average_view, columns, true},
+                        FillGradVisitor<scalar_t, opmath_t>{grad_output_view, grad_average_view, columns, true, fill_from_below},
                         LineExtents{nullptr, height}, true, batch, height, width, stream);
     }
     grad_kernel<scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(
         view4d<const scalar_t>(flow), optional_view4d<const scalar_t>(weight), weighted, projected_view,
-        view4d<const opmath_t>(grad_average), view4d<scalar_t>(grad_flow),
-        optional_view4d<scalar_t>(weighted ? std::optional<at::Tensor>(grad_weight) : std::nullopt), batch, height,
-        width);
+        view4d<const opmath_t>(grad_average),
+        optional_view4d<scalar_t>(want_flow ? std::optional<at::Tensor>(grad_flow) : std::nullopt),
+        optional_view4d<scalar_t>(want_weight ? std::optional<at::Tensor>(grad_weight) : std::nullopt), want_flow,
+        want_weight, batch, height, width);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {grad_flow, grad_weight};

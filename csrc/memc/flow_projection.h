@@ -9,7 +9,9 @@
 //     {floor(p_y), min(floor(p_y)+1, H-1)} (a clamped cell receives twice);
 //   * a pixel whose total weight is > 0 "received" and takes sum / total weight (the average);
 //   * with hole filling, a pixel that received nothing takes the mean of the averages of the
-//     nearest received pixels to its left, right, up and down (those that exist), else 0.
+//     nearest received pixels to its left, right, above and below (those that exist), else 0;
+//     without `fill_from_below` (the released kernel's fill, whose downward search never runs)
+//     the pixel below is left out: left, right and above only, else 0.
 //
 // The buffer `projected` (B, 3, H, W) in opmath holds channels 0-1 the projected flow before
 // rounding to the output dtype (averages, and filled values or zeros at holes) and channel 2
@@ -163,10 +165,11 @@ struct LineExtents {
   C10_HOST_DEVICE C10_ALWAYS_INLINE int64_t* at(int64_t n, int64_t line) const {
     return data + (n * lines_per_image + line) * 2;
   }
-  // How many of the two directions along this line have a received pixel, seen from hole i.
-  C10_HOST_DEVICE C10_ALWAYS_INLINE int directions(int64_t n, int64_t line, int64_t i) const {
+  // How many of the two directions along this line have a received pixel, seen from hole i;
+  // the one after i (below, for a column) only when `count_after`.
+  C10_HOST_DEVICE C10_ALWAYS_INLINE int directions(int64_t n, int64_t line, int64_t i, bool count_after = true) const {
     const int64_t* extent = at(n, line);
-    return int(extent[0] < i) + int(extent[1] > i);
+    return int(extent[0] < i) + int(count_after && extent[1] > i);
   }
 };
 
@@ -265,17 +268,19 @@ struct RowFillVisitor {
   C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine&, int64_t) {}
 };
 
-// Forward, column pass: completes each hole with its nearest received pixels above and below,
-// divides by the number of directions found (row and column), and writes the hole's output.
+// Forward, column pass: completes each hole with its nearest received pixels above and (with
+// `fill_from_below`) below, divides by the number of directions found (row and column), and
+// writes the hole's output.
 template <typename scalar_t, typename opmath_t>
 struct ColumnFillVisitor {
   Strided4d<opmath_t> projected;
   Strided4d<scalar_t> output;
   LineExtents row_extents;
+  bool fill_from_below;
   NeighbourSum<opmath_t> sides;
 
   C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine& line, int64_t before, int64_t after) {
-    sides = neighbour_sum(projected, line, before, after);
+    sides = neighbour_sum(projected, line, before, fill_from_below ? after : int64_t(-1));
   }
   C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i) {
     const int64_t n = line.n, y = line.y(i), x = line.x(i);
@@ -305,21 +310,23 @@ struct ExtentVisitor {
 // (the received pixels' own term); the column pass adds the shares of up/down neighbours, the row
 // pass those of left/right neighbours. `other_extents` are the extents of the crossing lines,
 // giving the directions found across. A run of holes shares its two neighbours, so the shares
-// are summed over the run and added once.
+// are summed over the run and added once. Without `fill_from_below` the neighbour below a hole
+// (after it along a column) takes no share and does not count.
 template <typename scalar_t, typename opmath_t>
 struct FillGradVisitor {
   Strided4d<const scalar_t> grad_output;
   Strided4d<opmath_t> grad_average;
   LineExtents other_extents;
   bool along_rows;
+  bool fill_from_below;
   int64_t before, after;
   int found;  // neighbours along this line: 0, 1 or 2
   opmath_t share_x, share_y;
 
   C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine&, int64_t before_, int64_t after_) {
     before = before_;
-    after = after_;
-    found = int(before_ >= 0) + int(after_ >= 0);
+    after = along_rows || fill_from_below ? after_ : int64_t(-1);
+    found = int(before >= 0) + int(after >= 0);
     share_x = 0;
     share_y = 0;
   }
@@ -329,7 +336,8 @@ struct FillGradVisitor {
     }
     const int64_t n = line.n, y = line.y(i), x = line.x(i);
     // Directions across: the crossing line through the hole is column x (row pass) or row y.
-    const int across = along_rows ? other_extents.directions(n, x, y) : other_extents.directions(n, y, x);
+    const int across = along_rows ? other_extents.directions(n, x, y, fill_from_below)
+                                  : other_extents.directions(n, y, x);
     const opmath_t inverse_k = opmath_t(1) / opmath_t(across + found);
     share_x += static_cast<opmath_t>(grad_output(n, 0, y, x)) * inverse_k;
     share_y += static_cast<opmath_t>(grad_output(n, 1, y, x)) * inverse_k;
@@ -350,13 +358,14 @@ struct FillGradVisitor {
 // Backward of the splat and average, for source (n, y, x): a gather over its target cells, so
 // it needs no atomics. With S the sums, T the total weight and a = S / T of a target cell,
 //   d a / d f_y = -w_y / T      and      d a / d w_y = (-f_y - a) / T,
-// per nominal cell (a clamped cell counts as often as it was splatted to).
+// per nominal cell (a clamped cell counts as often as it was splatted to). Writes the flow
+// gradient when `want_flow` and the weight gradient when `want_weight` (which needs `weighted`).
 template <typename scalar_t, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void flow_projection_grad_pixel(
     const Strided4d<const scalar_t>& flow, const Strided4d<const scalar_t>& weight, bool weighted,
     const Strided4d<const opmath_t>& projected, const Strided4d<const opmath_t>& grad_average,
-    const Strided4d<scalar_t>& grad_flow, const Strided4d<scalar_t>& grad_weight, int64_t height, int64_t width,
-    int64_t n, int64_t y, int64_t x) {
+    const Strided4d<scalar_t>& grad_flow, const Strided4d<scalar_t>& grad_weight, bool want_flow, bool want_weight,
+    int64_t height, int64_t width, int64_t n, int64_t y, int64_t x) {
   const opmath_t w = source_weight<scalar_t, opmath_t>(weight, weighted, n, y, x);
   const ProjectionCells cells = locate_source<scalar_t, opmath_t>(flow, w, n, y, x, height, width);
   opmath_t grad_flow_x = 0, grad_flow_y = 0, grad_w = 0;
@@ -372,15 +381,19 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void flow_projection_grad_pixel(
         const opmath_t gy = grad_average(n, 1, row, col) * per_weight;
         sum_x += gx;
         sum_y += gy;
-        grad_w += gx * (-flow_x - projected(n, 0, row, col)) + gy * (-flow_y - projected(n, 1, row, col));
+        if (want_weight) {
+          grad_w += gx * (-flow_x - projected(n, 0, row, col)) + gy * (-flow_y - projected(n, 1, row, col));
+        }
       }
     }
     grad_flow_x = -w * sum_x;
     grad_flow_y = -w * sum_y;
   }
-  grad_flow(n, 0, y, x) = static_cast<scalar_t>(grad_flow_x);
-  grad_flow(n, 1, y, x) = static_cast<scalar_t>(grad_flow_y);
-  if (weighted) {
+  if (want_flow) {
+    grad_flow(n, 0, y, x) = static_cast<scalar_t>(grad_flow_x);
+    grad_flow(n, 1, y, x) = static_cast<scalar_t>(grad_flow_y);
+  }
+  if (want_weight) {
     grad_weight(n, 0, y, x) = static_cast<scalar_t>(grad_w);
   }
 }

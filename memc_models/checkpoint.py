@@ -14,6 +14,7 @@ import math
 import os
 import re
 import warnings
+from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Tuple, Union
 
 import torch
@@ -177,12 +178,16 @@ def original_names(model: MEMCNet) -> Dict[str, str]:
 
 def _unwrap(state_dict: Any) -> Any:
     """The state dict inside a ``{"state_dict": ...}`` container, without nn.DataParallel's
-    ``"module."`` prefixes; anything but a mapping unchanged."""
+    ``"module."`` prefixes (in its names and its metadata); anything but a mapping unchanged."""
     if not isinstance(state_dict, Mapping):
         return state_dict
     if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
         state_dict = state_dict["state_dict"]
-    return {re.sub(r"^module\.", "", str(name)): value for name, value in state_dict.items()}
+    unwrapped = OrderedDict((re.sub(r"^module\.", "", str(name)), value) for name, value in state_dict.items())
+    metadata = getattr(state_dict, "_metadata", None)
+    if isinstance(metadata, Mapping):  # each module's version, and MEMCNet's recorded options
+        unwrapped._metadata = OrderedDict((re.sub(r"^module(\.|$)", "", str(key)), value) for key, value in metadata.items())
+    return unwrapped
 
 
 class StateDictMismatch(NamedTuple):

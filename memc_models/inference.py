@@ -10,7 +10,7 @@ from .checkpoint import load_model
 from .errors import UserError
 from .frames import check_finite
 
-__all__ = ["Interpolator", "build_interpolator", "pick_device"]
+__all__ = ["Interpolator", "build_interpolator", "pick_device", "release_mode_note"]
 
 #: Interpolates (1, 3, H, W) frames in [0, 1] at several times in (0, 1).
 Interpolator = Callable[[Tensor, Tensor, Sequence[float]], List[Tensor]]
@@ -30,11 +30,28 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def release_mode_note(model) -> Optional[str]:
+    """What ``model`` computes as the authors' release does and memc by default would not (the
+    released weights load so: see :func:`memc_models.load_original_checkpoint`), or None."""
+    config = model.config
+    release = []
+    if config.padding == "release":
+        release.append("pads frames as the released evaluation script (to multiples of 128)")
+    if not config.fill_from_below:
+        release.append("fills flow holes as the released kernel (never from below)")
+    if not release:
+        return None
+    return f"run in the authors' release mode: {' and '.join(release)}"
+
+
 def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, model: str = "memc",
-                       half: bool = False, fast: bool = False) -> Interpolator:
+                       half: bool = False, fast: bool = False,
+                       note: Optional[Callable[[str], None]] = None) -> Interpolator:
     """The default training-free path (one orientation instead of the four-way self-ensemble when
     ``fast``), or the MEMC-Net ``model`` from ``checkpoint`` (float16 autocast on CUDA with
-    ``half``). An output that is not finite is a UserError naming the checkpoint (or the path)."""
+    ``half``). An output that is not finite is a UserError naming the checkpoint (or the path).
+    ``note`` is told, in one line, when the checkpoint runs in the authors' release mode
+    (:func:`release_mode_note`)."""
     if checkpoint is None:
         from .classical import ClassicalConfig, ClassicalInterpolator
 
@@ -45,6 +62,9 @@ def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, m
             return classical.interpolate(frame0.to(device), frame1.to(device), times)
     else:
         net = load_model(checkpoint, model, device)
+        mode = release_mode_note(net)
+        if note is not None and mode is not None:
+            note(f"--checkpoint {checkpoint}: {mode}")
         autocast = torch.autocast("cuda", dtype=torch.float16, enabled=half and device.type == "cuda")
         made_by = f"--checkpoint {checkpoint}"
 

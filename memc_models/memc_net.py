@@ -58,7 +58,8 @@ class MEMCNetConfig:
             reproducing the released weights' frames needs ``False``.
 
     ``padding`` and ``fill_from_below`` change what the model computes, not its parameters:
-    :meth:`MEMCNet.configure` changes them on a built model.
+    :meth:`MEMCNet.configure` changes them on a built model, and a state dict records them (see
+    :class:`MEMCNet`).
     """
 
     kernel_size: int = 4
@@ -147,6 +148,12 @@ class MEMCNet(nn.Module):
 
     Use :func:`memc_net`, :func:`memc_net_s` and :func:`memc_net_star` for the released
     variants, and :func:`memc_models.load_original_checkpoint` for the released weights.
+
+    ``state_dict()`` records :attr:`MEMCNetConfig.padding` and :attr:`MEMCNetConfig.fill_from_below`
+    in the state dict's metadata (where PyTorch keeps each module's version; ``torch.save`` and
+    ``torch.load(weights_only=True)`` keep it), and ``load_state_dict`` restores them, so a model
+    saved and loaded again computes the same frames. State dicts without them (older ones, or
+    rebuilt as plain dicts) leave the model's options as they are.
     """
 
     def __init__(self, config: MEMCNetConfig = MEMCNetConfig()):
@@ -164,6 +171,8 @@ class MEMCNet(nn.Module):
         else:
             self.post_net = PostProcessNet(post_channels)
         self._initialize(config.init)
+        # PyTorch >= 2.5 names this register_state_dict_post_hook; 2.4 has only the private name.
+        self._register_state_dict_hook(_record_options)
 
     def _initialize(self, scheme: str) -> None:
         # The released models initialise these sub-networks; the flow network and the context
@@ -194,6 +203,12 @@ class MEMCNet(nn.Module):
                    if value is not None}
         self.config = dataclasses.replace(self.config, **changes)
         return self
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        options = local_metadata.get(_OPTIONS_METADATA)
+        if isinstance(options, dict):
+            self.configure(**{name: options[name] for name in _RECORDED_OPTIONS if name in options})
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def padding_for(self, height: int, width: int) -> Tuple[int, int, int, int]:
         """(left, right, top, bottom): the edge replication applied to frames of this size."""
@@ -305,6 +320,15 @@ class MEMCNet(nn.Module):
             kernels=pair(kernels),
             masks=None if masks is None else pair(masks),
         )
+
+
+# The state dict's metadata entry for the options that change the computation, not the weights.
+_OPTIONS_METADATA = "memc_options"
+_RECORDED_OPTIONS = ("padding", "fill_from_below")
+
+
+def _record_options(model: "MEMCNet", state_dict, prefix: str, local_metadata: dict) -> None:
+    local_metadata[_OPTIONS_METADATA] = {name: getattr(model.config, name) for name in _RECORDED_OPTIONS}
 
 
 def _check_frames(frame0: Tensor, frame1: Tensor) -> None:

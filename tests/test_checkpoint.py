@@ -145,3 +145,43 @@ def test_a_failed_save_leaves_the_previous_checkpoint_byte_for_byte(tmp_path, mo
     with pytest.raises(UserError, match=re.escape(f"{path}: cannot write it (No space left on device)")):
         checkpoint.save_weights(path, memc_models.memc_net_s())
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+# --- The options a state dict records (padding, fill_from_below) --------------------------------
+
+
+def test_a_saved_model_loads_with_the_options_it_was_saved_with(tmp_path):
+    saved = memc_models.memc_net_s().configure(**memc_models.RELEASE_OPTIONS)
+    path = tmp_path / "best.pt"
+    checkpoint.save_weights(path, saved)
+    plain = memc_models.memc_net_s()
+    plain.load_state_dict(torch.load(path, weights_only=True))
+    assert (plain.config.padding, plain.config.fill_from_below) == ("release", False)
+    loaded = load_model(path, "memc_s")
+    assert (loaded.config.padding, loaded.config.fill_from_below) == ("release", False)
+
+
+def test_options_survive_a_data_parallel_prefix(tmp_path):
+    wrapped = torch.nn.DataParallel(memc_models.memc_net_s().configure(padding="release"))
+    path = tmp_path / "wrapped.pt"
+    torch.save(wrapped.state_dict(), path)  # names and metadata under "module."
+    loaded = load_model(path, "memc_s")
+    assert (loaded.config.padding, loaded.config.fill_from_below) == ("release", True)
+
+
+def test_a_state_dict_without_recorded_options_keeps_the_models_own():
+    source = memc_models.memc_net_s().configure(**memc_models.RELEASE_OPTIONS)
+    plain_dict = dict(source.state_dict())  # a plain dict: no metadata
+    model = memc_models.memc_net_s()
+    model.load_state_dict(plain_dict)
+    assert (model.config.padding, model.config.fill_from_below) == ("minimal", True)
+
+
+def test_released_weights_fine_tuned_keep_the_release_mode_through_last_pt(tmp_path, vimeo):
+    model = memc_models.memc_net_s().configure(**memc_models.RELEASE_OPTIONS)
+    optimizer = training.build_optimizer(model)
+    path = str(tmp_path / "last.pt")
+    checkpoint.save_training_state(path, model, optimizer, training.build_scheduler(optimizer), epoch=1,
+                                   config={"model": "memc_s"})
+    loaded = load_model(path, "memc_s")
+    assert (loaded.config.padding, loaded.config.fill_from_below) == ("release", False)

@@ -196,8 +196,36 @@ def test_released_checkpoint_layout_loads_through_the_converter(tmp_path, capsys
     a, b = write_images(tmp_path, frame_at(0.0, 64, 64), frame_at(1.0, 64, 64))
     assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_s", "-q"]) == 0
     assert iio.imread(tmp_path / "out.png").shape == (64, 64, 3)
+    assert capsys.readouterr().err == ""  # -q: no notes
     assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_star"]) != 0
     assert "it fits --model memc_s" in capsys.readouterr().err
+
+
+def test_a_released_checkpoint_says_in_one_line_that_it_runs_as_released(tmp_path, capsys):
+    import memc_models
+    from memc_models.checkpoint import original_names
+
+    model = memc_models.memc_net_s()
+    names = original_names(model)
+    checkpoint = tmp_path / "MEMC-Net_s_best.pth"
+    torch.save({names[key]: value for key, value in model.state_dict().items() if key in names}, checkpoint)
+    a, b = write_images(tmp_path, frame_at(0.0, 64, 64), frame_at(1.0, 64, 64))
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_s"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "release mode" in line]
+    assert notes == [
+        f"note: --checkpoint {checkpoint}: run in the authors' release mode: pads frames as the released evaluation "
+        "script (to multiples of 128) and fills flow holes as the released kernel (never from below)"
+    ]
+
+
+def test_our_own_checkpoint_runs_without_a_release_note(tmp_path, capsys):
+    import memc_models
+
+    checkpoint = tmp_path / "best.pt"
+    torch.save(memc_models.memc_net_s().state_dict(), checkpoint)
+    a, b = write_images(tmp_path, frame_at(0.0, 64, 64), frame_at(1.0, 64, 64))
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_s"]) == 0
+    assert "release mode" not in capsys.readouterr().err
 
 
 def test_checkpoint_that_is_a_folder_is_an_error(tmp_path, capsys):

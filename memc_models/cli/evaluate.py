@@ -202,7 +202,8 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     for note in method_notes(args):
         say(args.quiet, f"note: {note}")
     device = pick_device(args.device)
-    interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast)
+    interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast,
+                                     note=lambda text: say(args.quiet, f"note: {text}"))
     with AtomicFiles() as saved:
         rows = evaluate(samples, interpolate, saved if args.save else None, args.save, progress=not args.quiet,
                         total=total, unusable=unusable)

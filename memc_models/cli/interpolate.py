@@ -82,6 +82,11 @@ def _note_cuts(args, cuts: Sequence[int]) -> None:
             "there repeat the nearest input instead of blending two shots (--scene-threshold 0 interpolates anyway)")
 
 
+def _interpolator(args, device):
+    return build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast,
+                              note=lambda text: say(args.quiet, f"note: {text}"))
+
+
 def _images(args, device, times: List[float]) -> None:
     for path in args.inputs:  # fail before loading a model
         if os.path.isdir(path):
@@ -91,7 +96,7 @@ def _images(args, device, times: List[float]) -> None:
     check_image_output(args.output)
     paths = output_paths(args.output, times)
     _check_outputs(args.inputs, paths)
-    interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast)
+    interpolate = _interpolator(args, device)
     frame0, frame1 = read_image(args.inputs[0]), read_image(args.inputs[1])
     check_same_size(frame1, args.inputs[1], frame0, args.inputs[0])
     # 16-bit inputs give 16-bit outputs where the output format has them.
@@ -123,7 +128,7 @@ def _video(args, device, times: List[float], factor: int) -> None:
         say(args.quiet, f"note: {source_path} announces {reader.duration:g} s at {reader.fps:g} fps (about "
             f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
             "interpolating the frames it holds")
-    interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast)
+    interpolate = _interpolator(args, device)
     total = None if source.count is None else factor * (source.count - 1) + 1
     fps = source.fps * factor
     audio_from = source_path if args.keep_audio and source.reader.audio else None
@@ -158,7 +163,7 @@ def _folder(args, device, times: List[float], factor: int) -> None:
         raise UserError(f"-o {output} already holds files; choose a new or empty folder")
     count = factor * (len(source.paths) - 1) + 1
     with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
-        interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast)
+        interpolate = _interpolator(args, device)
         with _progress(args, count) as bar:
             result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update)
     _note_cuts(args, result.cuts)

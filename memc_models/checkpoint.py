@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .memc_net import MEMCNet, memc_net, memc_net_s, memc_net_star
+from .memc_net_ve import MEMCNetVE, memc_net_ve
 from .networks import FlowNetS, PostProcessNet, ResidualPostProcessNet, SPyNet, TwoHeadUNet
 
 __all__ = [
@@ -31,10 +32,11 @@ __all__ = [
 ]
 
 #: Our factory for each variant, by its name in the released code.
-VARIANTS: Dict[str, Callable[[], MEMCNet]] = {
+VARIANTS: Dict[str, Callable[[], Union[MEMCNet, MEMCNetVE]]] = {
     "MEMC_Net": memc_net,
     "MEMC_Net_s": memc_net_s,
     "MEMC_Net_star": memc_net_star,
+    "MEMC_Net_VE": memc_net_ve,  # the enhancement model: MEMC-Net_SR.pth, _DN.pth and _DB.pth
 }
 
 # Other spellings of each variant (lower case, "-" as "_", "*" as "_star"): our factories' names
@@ -43,6 +45,9 @@ _ALIASES = {
     "memc_net": "MEMC_Net", "memc": "MEMC_Net",
     "memc_net_s": "MEMC_Net_s", "memc_s": "MEMC_Net_s",
     "memc_net_star": "MEMC_Net_star", "memc_star": "MEMC_Net_star",
+    "memc_net_ve": "MEMC_Net_VE", "memc_ve": "MEMC_Net_VE",
+    # The released enhancement checkpoints share one architecture; their file names work as variants.
+    "memc_net_sr": "MEMC_Net_VE", "memc_net_dn": "MEMC_Net_VE", "memc_net_db": "MEMC_Net_VE",
 }  # fmt: skip
 
 # How many names an error message lists before "and N more".
@@ -54,8 +59,9 @@ def _variant(name: str) -> str:
     if key in _ALIASES:
         return _ALIASES[key]
     raise ValueError(
-        f"variant must be one of {', '.join(VARIANTS)} (or memc, memc_s, memc_star as the command-line tools "
-        f"name them, or memc_net, memc_net_s, memc_net_star); got {name!r}"
+        f"variant must be one of {', '.join(VARIANTS)} (or memc, memc_s, memc_star, memc_ve as the command-line tools "
+        f"name them, or memc_net, memc_net_s, memc_net_star, or MEMC_Net_SR, MEMC_Net_DN, MEMC_Net_DB for the "
+        f"enhancement model); got {name!r}"
     )
 
 
@@ -142,7 +148,8 @@ def _unet_names(net: TwoHeadUNet, ours: str, theirs: str) -> Dict[str, str]:
             index += 1
         if number < len(blocks) - 1:
             index += 1  # the max-pooling or upsampling layer
-    for head_index, suffix in enumerate(("1", "2")):
+    for head_index in range(len(net.heads)):
+        suffix = str(head_index + 1)
         for layer, position in (("hidden", 0), ("output", 2)):
             for param in ("weight", "bias"):
                 names[f"{ours}.heads.{head_index}.{layer}.{param}"] = f"{theirs}{suffix}.{position}.{param}"
@@ -156,7 +163,7 @@ def _block_path(net: TwoHeadUNet, block) -> str:
     raise AssertionError("block not in trunk")
 
 
-def original_names(model: MEMCNet) -> Dict[str, str]:
+def original_names(model: Union[MEMCNet, MEMCNetVE]) -> Dict[str, str]:
     """Maps each of ``model``'s state-dict names to the released model's name for that entry."""
     names = {}
     if isinstance(model.flow_net, FlowNetS):
@@ -168,7 +175,7 @@ def original_names(model: MEMCNet) -> Dict[str, str]:
             level, rest = key.split(".", 2)[1:]  # levels.<level>.<layer>.<param>
             names[f"flow_net.{key}"] = f"flownets.moduleBasic.{level}.moduleBasic.{rest}"
     names.update(_unet_names(model.kernel_net, "kernel_net", "initScaleNets_filter"))
-    if model.mask_net is not None:
+    if getattr(model, "mask_net", None) is not None:  # MEMCNetVE has none
         names.update(_unet_names(model.mask_net, "mask_net", "initScaleNets_occlusion"))
     if model.context_net is not None:
         names["context_net.conv.weight"] = "ctxNet.conv1.weight"
@@ -262,15 +269,16 @@ def compare_state_dict(state_dict: Mapping[str, Tensor], variant: str) -> StateD
 
 
 def convert_original_state_dict(
-    state_dict: Mapping[str, Tensor], variant: str, model: MEMCNet = None
+    state_dict: Mapping[str, Tensor], variant: str, model: Union[MEMCNet, MEMCNetVE] = None
 ) -> Tuple[Dict[str, Tensor], List[str]]:
     """Renames a released state dict to ours.
 
     Args:
         state_dict: the released checkpoint (a state dict, possibly under a ``"state_dict"`` key
             or with ``"module."`` prefixes).
-        variant: ``"MEMC_Net"``, ``"MEMC_Net_s"`` or ``"MEMC_Net_star"`` (``memc``, ``memc_net``
-            etc. and ``MEMC-Net*`` are accepted too).
+        variant: ``"MEMC_Net"``, ``"MEMC_Net_s"``, ``"MEMC_Net_star"`` or ``"MEMC_Net_VE"``
+            (``memc``, ``memc_net`` etc., ``MEMC-Net*`` and ``MEMC-Net_SR``/``_DN``/``_DB`` are
+            accepted too).
         model: the model whose names to use (default: a new model of the variant, on the meta
             device, so nothing is allocated).
 
@@ -301,14 +309,17 @@ def load_original_checkpoint(
     map_location: Union[str, torch.device] = "cpu",
     strict: bool = True,
     weights_only: bool = True,
-) -> MEMCNet:
+) -> Union[MEMCNet, MEMCNetVE]:
     """Builds the ``variant`` model and loads a released MEMC-Net checkpoint into it.
 
     Args:
         path_or_state_dict: a released ``.pth`` file or its state dict.
         variant: ``"MEMC_Net"``, ``"MEMC_Net_s"`` or ``"MEMC_Net_star"``, or as the
             command-line tools name them, ``"memc"``, ``"memc_s"``, ``"memc_star"`` (also
-            ``memc_net``, ``memc_net_s``, ``memc_net_star`` and ``MEMC-Net*``).
+            ``memc_net``, ``memc_net_s``, ``memc_net_star`` and ``MEMC-Net*``). The enhancement
+            checkpoints ``MEMC-Net_SR.pth``, ``MEMC-Net_DN.pth`` and ``MEMC-Net_DB.pth`` load with
+            ``"MEMC_Net_VE"`` (``"memc_ve"``) or their own names (``"MEMC-Net_SR"`` etc.) into a
+            :class:`memc_models.MEMCNetVE`.
         map_location: where to load the tensors of a file.
         strict: raise when an entry of the checkpoint has no place in the model or a weight of
             the model is missing from the checkpoint (else warn and keep the model's own values).
@@ -343,7 +354,7 @@ def load_original_checkpoint(
         raise ValueError(
             f"{where} holds memc_models' own names (as model.state_dict() saves them), not the released ones: "
             f"load it with model.load_state_dict(torch.load(path, weights_only=True)) on memc_models.{VARIANTS[variant].__name__}(), "
-            "or pass it to memc-interpolate --checkpoint"
+            f"or pass it to {'memc-enhance' if variant == 'MEMC_Net_VE' else 'memc-interpolate'} --checkpoint"
         )
     missing = [name for name in own if name not in converted and not name.endswith("num_batches_tracked")]
     wrong_shape = [name for name, value in converted.items() if value.shape != own[name].shape]

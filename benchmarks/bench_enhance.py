@@ -114,8 +114,8 @@ def methods_for(task, args, scale=None):
     if task == "sr":
         return [
             ("bicubic", lambda frames, c: enhancement.bicubic_upsample(frames[c], scale)),
-            ("ours, 1 frame", lambda frames, c: enhancement.super_resolve(frames, c, scale, temporal=False)),
-            ("ours", lambda frames, c: enhancement.super_resolve(frames, c, scale)),
+            ("ours (1 frame: the default)", lambda frames, c: enhancement.super_resolve(frames, c, scale)),
+            ("ours, multi-frame fusion", lambda frames, c: enhancement.super_resolve(frames, c, scale, temporal=True)),
         ]
     return [
         (f"H.264 QP {args.qp} input", lambda frames, c: frames[c]),

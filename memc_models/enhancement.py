@@ -345,7 +345,7 @@ def dct_denoise(image: Tensor, sigma: Union[float, Tensor], *, patch: int = _DCT
     padding = (patch - 1, patch - 1 + pad_w, patch - 1, patch - 1 + pad_h)
 
     def windows(x: Tensor) -> Tensor:  # (C, H, W) -> (C, patch*patch, L)
-        mode = "reflect" if min(x.shape[1:]) > patch else "replicate"
+        mode = "reflect" if min(x.shape[1:]) > max(padding) else "replicate"  # reflection needs room
         return F.unfold(F.pad(x.unsqueeze(0), padding, mode=mode).transpose(0, 1), patch, stride=stride)
 
     def assemble(values: Tensor, weights: Tensor) -> Tensor:  # (C, P*P, L), (C, 1, L) -> (C, H, W)

@@ -156,6 +156,14 @@ def test_deblocking_returns_the_frame_size_and_does_not_degrade():
     assert quality(ours, clean[1])["PSNR"] >= quality(compressed[1], clean[1])["PSNR"] - 0.05
 
 
+@pytest.mark.parametrize("height, width", [(1, 1), (5, 9), (17, 13)])
+def test_every_task_takes_any_frame_size(height, width):
+    frames = torch.rand(3, 3, height, width, generator=torch.Generator().manual_seed(0))
+    assert enhance(frames, 1, "denoise", sigma=20).shape == (3, height, width)
+    assert enhance(frames, 1, "deblock").shape == (3, height, width)
+    assert enhance(frames, 1, "sr", scale=2).shape == (3, 2 * height, 2 * width)
+
+
 # --- Degradations --------------------------------------------------------------------------------
 
 

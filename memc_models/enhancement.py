@@ -6,9 +6,9 @@ For a window of frames (the centre and 2 to 6 neighbours):
 
 1. Motion: OpenCV DIS flow from the centre to each neighbour (:func:`memc_models.classical.dis_flows`),
    on frames pre-smoothed in proportion to the noise so that DIS follows the picture, not the grain.
-2. Alignment: ``memc_ops.adaptive_warp`` of each neighbour onto the centre with per-pixel 4x4
-   bicubic coefficients (:func:`memc_models.classical.bicubic_kernel`). A pixel whose target
-   leaves the frame has no aligned sample there.
+2. Alignment: ``memc_ops.adaptive_warp`` of each neighbour onto the centre, with bilinear
+   coefficients (or per-pixel 4x4 bicubic ones, :func:`memc_models.classical.bicubic_kernel`, for
+   super-resolution fusion). A pixel whose target leaves the frame has no aligned sample there.
 3. Robust temporal merge (:func:`temporal_merge`), the motion-compensated temporal filter: each
    aligned neighbour is weighted per pixel by how well a patch around the pixel agrees with the
    centre, relative to what the noise alone would explain. A neighbour that agrees to within the

@@ -1,13 +1,13 @@
-"""memc_models: MEMC-Net, MEMC-Net_s and MEMC-Net* on memc_ops, the released checkpoints, and the
-library the command-line programs (:mod:`memc_models.cli`) are built on.
+"""memc_models: MEMC-Net, MEMC-Net_s, MEMC-Net* and MEMC-Net_VE on memc_ops, the released
+checkpoints, and the library the command-line programs (:mod:`memc_models.cli`) are built on.
 
-Modules: :mod:`.memc_net` (the networks), :mod:`.variants` (the one table of variants),
-:mod:`.checkpoint` (released and own checkpoints, ``load_model``, training state),
-:mod:`.classical` (the training-free path), :mod:`.inference` (device, interpolators),
-:mod:`.frames` (conversions and checks), :mod:`.images` and :mod:`.video` (media files),
-:mod:`.atomic` (the one writer of every output), :mod:`.streaming` (sources, sinks, scene cuts,
-the pairwise walk), :mod:`.metrics`, :mod:`.datasets`, :mod:`.training`; :mod:`.errors` holds
-``UserError``.
+Modules: :mod:`.memc_net` (the networks), :mod:`.memc_net_ve` (the enhancement network),
+:mod:`.variants` (the one table of variants), :mod:`.checkpoint` (released and own checkpoints,
+``load_model``, training state), :mod:`.classical` (the training-free path), :mod:`.enhancement`
+(training-free enhancement), :mod:`.inference` (device, interpolators), :mod:`.frames`
+(conversions and checks), :mod:`.images` and :mod:`.video` (media files), :mod:`.atomic` (the one
+writer of every output), :mod:`.streaming` (sources, sinks, scene cuts, the pairwise walk),
+:mod:`.metrics`, :mod:`.datasets`, :mod:`.training`; :mod:`.errors` holds ``UserError``.
 """
 
 from .checkpoint import convert_original_state_dict, load_model, load_original_checkpoint
@@ -22,12 +22,15 @@ from .memc_net import (
     memc_net_star,
     release_padding,
 )
+from .memc_net_ve import MEMCNetVE, MEMCNetVEOutput, memc_net_ve
 from .variants import VARIANTS
 
 __all__ = [
     "MEMCNet",
     "MEMCNetConfig",
     "MEMCNetOutput",
+    "MEMCNetVE",
+    "MEMCNetVEOutput",
     "RELEASE_OPTIONS",
     "UserError",
     "VARIANTS",
@@ -37,5 +40,6 @@ __all__ = [
     "memc_net",
     "memc_net_s",
     "memc_net_star",
+    "memc_net_ve",
     "release_padding",
 ]

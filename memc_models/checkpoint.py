@@ -23,8 +23,9 @@ from torch import Tensor
 from .atomic import AtomicFile
 from .errors import UserError, first_line, os_reason
 from .memc_net import RELEASE_OPTIONS, MEMCNet
+from .memc_net_ve import MEMCNetVE
 from .networks import FlowNetS, PostProcessNet, ResidualPostProcessNet, SPyNet, TwoHeadUNet
-from .variants import VARIANTS
+from .variants import ENHANCEMENT_VARIANTS, VARIANTS
 from .variants import variant as _find_variant
 
 __all__ = [
@@ -131,7 +132,8 @@ def _unet_names(net: TwoHeadUNet, ours: str, theirs: str) -> Dict[str, str]:
             index += 1
         if number < len(blocks) - 1:
             index += 1  # the max-pooling or upsampling layer
-    for head_index, suffix in enumerate(("1", "2")):
+    for head_index in range(len(net.heads)):
+        suffix = str(head_index + 1)
         for layer, position in (("hidden", 0), ("output", 2)):
             for param in ("weight", "bias"):
                 names[f"{ours}.heads.{head_index}.{layer}.{param}"] = f"{theirs}{suffix}.{position}.{param}"
@@ -145,7 +147,7 @@ def _block_path(net: TwoHeadUNet, block) -> str:
     raise AssertionError("block not in trunk")
 
 
-def original_names(model: MEMCNet) -> Dict[str, str]:
+def original_names(model: Union[MEMCNet, MEMCNetVE]) -> Dict[str, str]:
     """Maps each of ``model``'s state-dict names to the released model's name for that entry."""
     names = {}
     if isinstance(model.flow_net, FlowNetS):
@@ -157,7 +159,7 @@ def original_names(model: MEMCNet) -> Dict[str, str]:
             level, rest = key.split(".", 2)[1:]  # levels.<level>.<layer>.<param>
             names[f"flow_net.{key}"] = f"flownets.moduleBasic.{level}.moduleBasic.{rest}"
     names.update(_unet_names(model.kernel_net, "kernel_net", "initScaleNets_filter"))
-    if model.mask_net is not None:
+    if getattr(model, "mask_net", None) is not None:  # MEMCNetVE has none
         names.update(_unet_names(model.mask_net, "mask_net", "initScaleNets_occlusion"))
     if model.context_net is not None:
         names["context_net.conv.weight"] = "ctxNet.conv1.weight"
@@ -255,15 +257,16 @@ def compare_state_dict(state_dict: Mapping[str, Tensor], variant: str) -> StateD
 
 
 def convert_original_state_dict(
-    state_dict: Mapping[str, Tensor], variant: str, model: MEMCNet = None
+    state_dict: Mapping[str, Tensor], variant: str, model: Union[MEMCNet, MEMCNetVE] = None
 ) -> Tuple[Dict[str, Tensor], List[str]]:
     """Renames a released state dict to ours.
 
     Args:
         state_dict: the released checkpoint (a state dict, possibly under a ``"state_dict"`` key
             or with ``"module."`` prefixes).
-        variant: ``"MEMC_Net"``, ``"MEMC_Net_s"`` or ``"MEMC_Net_star"`` (``memc``, ``memc_net``
-            etc. and ``MEMC-Net*`` are accepted too).
+        variant: ``"MEMC_Net"``, ``"MEMC_Net_s"``, ``"MEMC_Net_star"`` or ``"MEMC_Net_VE"``
+            (``memc``, ``memc_net`` etc., ``MEMC-Net*`` and ``MEMC-Net_SR``/``_DN``/``_DB`` are
+            accepted too).
         model: the model whose names to use (default: a new model of the variant, on the meta
             device, so nothing is allocated).
 
@@ -295,7 +298,7 @@ def load_original_checkpoint(
     strict: bool = True,
     weights_only: bool = True,
     as_released: bool = True,
-) -> MEMCNet:
+) -> Union[MEMCNet, MEMCNetVE]:
     """Builds the ``variant`` model and loads a released MEMC-Net checkpoint into it, configured
     to compute what the authors' code computes with these weights.
 
@@ -303,7 +306,10 @@ def load_original_checkpoint(
         path_or_state_dict: a released ``.pth`` file or its state dict.
         variant: ``"MEMC_Net"``, ``"MEMC_Net_s"`` or ``"MEMC_Net_star"``, or as the
             command-line tools name them, ``"memc"``, ``"memc_s"``, ``"memc_star"`` (also
-            ``memc_net``, ``memc_net_s``, ``memc_net_star`` and ``MEMC-Net*``).
+            ``memc_net``, ``memc_net_s``, ``memc_net_star`` and ``MEMC-Net*``). The enhancement
+            checkpoints ``MEMC-Net_SR.pth``, ``MEMC-Net_DN.pth`` and ``MEMC-Net_DB.pth`` load with
+            ``"MEMC_Net_VE"`` (``"memc_ve"``) or their own names (``"MEMC-Net_SR"`` etc.) into a
+            :class:`memc_models.MEMCNetVE`.
         map_location: where to load the tensors of a file.
         strict: raise when an entry of the checkpoint has no place in the model or a weight of
             the model is missing from the checkpoint (else warn and keep the model's own values).
@@ -342,8 +348,8 @@ def load_original_checkpoint(
     if not converted and any(name in own for name in unplaced):
         raise ValueError(
             f"{where} holds memc_models' own names (as model.state_dict() saves them), not the released ones: "
-            f"load it with model.load_state_dict(torch.load(path, weights_only=True)) on memc_models.{variant.build.__name__}(), "
-            "or pass it to memc-interpolate --checkpoint"
+            f"load it with model.load_state_dict(torch.load(path, weights_only=True)) on memc_models.{variant.build.__name__}()"
+            + ("" if variant.name in ENHANCEMENT_VARIANTS else ", or pass it to memc-interpolate --checkpoint")
         )
     missing = [name for name in own if name not in converted and not name.endswith("num_batches_tracked")]
     wrong_shape = [name for name, value in converted.items() if value.shape != own[name].shape]
@@ -366,7 +372,7 @@ def load_original_checkpoint(
     for name, value in own.items():
         converted.setdefault(name, value)
     model.load_state_dict(converted, strict=True)
-    if as_released:
+    if as_released and isinstance(model, MEMCNet):  # the release modes are MEMCNet's (MEMCNetVE projects no flow)
         model.configure(**RELEASE_OPTIONS)
     return model.eval()
 

@@ -177,17 +177,7 @@ class MEMCNet(nn.Module):
     def _initialize(self, scheme: str) -> None:
         # The released models initialise these sub-networks; the flow network and the context
         # extractor keep their own initialisation.
-        for net in (self.kernel_net, self.mask_net, self.post_net):
-            if net is None:
-                continue
-            for module in net.modules():
-                if isinstance(module, nn.Conv2d):
-                    if scheme == "kaiming":
-                        nn.init.kaiming_uniform_(module.weight, a=0, mode="fan_in")
-                    else:
-                        nn.init.xavier_uniform_(module.weight)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
+        _initialize_convs((self.kernel_net, self.mask_net, self.post_net), scheme)
 
     @property
     def size_multiple(self) -> int:
@@ -217,19 +207,7 @@ class MEMCNet(nn.Module):
         return _centred_padding(height, width, self.size_multiple)
 
     def _check_fits_model(self, frame: Tensor) -> None:
-        parameter = next(self.parameters())
-        if frame.device != parameter.device:
-            raise ValueError(
-                f"the frames are on {frame.device} but the model is on {parameter.device}; "
-                f"move the frames (frame.to({str(parameter.device)!r})) or the model (model.to({str(frame.device)!r}))"
-            )
-        # Under autocast the layers take mixed dtypes; otherwise a cast here would hide a model
-        # left in float32 for half frames (or the reverse), so the caller decides.
-        if frame.dtype != parameter.dtype and not torch.is_autocast_enabled(frame.device.type):
-            raise TypeError(
-                f"the frames are {frame.dtype} but the model's parameters are {parameter.dtype}; convert the "
-                f"frames (frame.to({parameter.dtype})) or the model (model.to({frame.dtype})), or run under torch.autocast"
-            )
+        _check_fits_model(self, frame)
 
     def estimate_motion(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, Tensor]:
         """Flows frame0 -> frame1 and frame1 -> frame0 in pixels, (B, 2, H, W) each; H and W
@@ -329,6 +307,39 @@ _RECORDED_OPTIONS = ("padding", "fill_from_below")
 
 def _record_options(model: "MEMCNet", state_dict, prefix: str, local_metadata: dict) -> None:
     local_metadata[_OPTIONS_METADATA] = {name: getattr(model.config, name) for name in _RECORDED_OPTIONS}
+
+
+def _initialize_convs(nets, scheme: str) -> None:
+    """Kaiming or Xavier (uniform) weights and zero biases for the convolutions of ``nets``
+    (None entries skipped), as the released models initialise their U-Nets and post-processing."""
+    for net in nets:
+        if net is None:
+            continue
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                if scheme == "kaiming":
+                    nn.init.kaiming_uniform_(module.weight, a=0, mode="fan_in")
+                else:
+                    nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+
+def _check_fits_model(model: nn.Module, frame: Tensor) -> None:
+    """``frame`` is on ``model``'s device and, unless under autocast, in its parameters' dtype."""
+    parameter = next(model.parameters())
+    if frame.device != parameter.device:
+        raise ValueError(
+            f"the frames are on {frame.device} but the model is on {parameter.device}; "
+            f"move the frames (frame.to({str(parameter.device)!r})) or the model (model.to({str(frame.device)!r}))"
+        )
+    # Under autocast the layers take mixed dtypes; otherwise a cast here would hide a model
+    # left in float32 for half frames (or the reverse), so the caller decides.
+    if frame.dtype != parameter.dtype and not torch.is_autocast_enabled(frame.device.type):
+        raise TypeError(
+            f"the frames are {frame.dtype} but the model's parameters are {parameter.dtype}; convert the "
+            f"frames (frame.to({parameter.dtype})) or the model (model.to({frame.dtype})), or run under torch.autocast"
+        )
 
 
 def _check_frames(frame0: Tensor, frame1: Tensor) -> None:

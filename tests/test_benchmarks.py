@@ -35,3 +35,22 @@ def test_bench_interpolate_frames_move_by_a_few_pixels():
     assert frame0.shape == frame1.shape == (1, 3, 64, 96)
     assert 0 <= float(frame0.min()) and float(frame0.max()) <= 1
     assert 0.01 < float((frame0 - frame1).abs().mean()) < 0.2
+
+
+def test_bench_enhance_scores_every_method_on_a_small_window():
+    pytest.importorskip("cv2")
+    import argparse
+
+    import bench_enhance
+
+    generator = torch.Generator().manual_seed(0)
+    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 40, 56, generator=generator), 3, 1)[0]
+    clip = torch.stack([texture[:, 2 * t : 2 * t + 32, t : t + 48] for t in range(3)])
+    args = argparse.Namespace(sigma=20.0, nlm_h=12.0, qp=37, seed=0)
+    rows = bench_enhance.run([("tiny", clip, 1)], "denoise", args)
+    assert [row[0] for row in rows] == [name for name, _ in bench_enhance.methods_for("denoise", args)]
+    scores = {row[0]: row[1] for row in rows}
+    assert scores["ours"] > scores["noisy input"] + 3
+    assert all(row[3] >= 0 for row in rows)
+    table = bench_enhance.table("## tiny", rows)
+    assert len(table.splitlines()) == 3 + len(rows)

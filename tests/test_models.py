@@ -34,12 +34,12 @@ MANIFEST = json.loads((Path(__file__).parent / "data" / "original_state_dict_sha
 FACTORIES = {"MEMC_Net": memc_net, "MEMC_Net_s": memc_net_s, "MEMC_Net_star": memc_net_star}
 VARIANTS = list(FACTORIES)
 
-def random_original_state_dict(variant, seed=0):
-    """Random tensors under the released names and shapes, scaled like trained weights (so that
-    activations neither vanish nor explode through the deep networks)."""
+def random_original_state_dict(variant, seed=0, manifest=MANIFEST):
+    """Random tensors under the released names and shapes (``manifest[variant]``), scaled like
+    trained weights (so that activations neither vanish nor explode through the deep networks)."""
     generator = torch.Generator().manual_seed(seed)
     state_dict = {}
-    for name, shape in MANIFEST[variant]["state_dict"].items():
+    for name, shape in manifest[variant]["state_dict"].items():
         if name.endswith("num_batches_tracked"):
             state_dict[name] = torch.tensor(0)
         elif name.endswith("running_var"):
@@ -141,7 +141,7 @@ def test_converter_reports_entries_it_cannot_place_and_unwraps_containers():
 
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="variant must be one of"):
-        convert_original_state_dict({}, "MEMC_Net_VE")
+        convert_original_state_dict({}, "DAIN")
 
 
 @pytest.mark.parametrize(

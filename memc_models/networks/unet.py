@@ -90,15 +90,21 @@ class _Head(nn.Module):
 
 class TwoHeadUNet(nn.Module):
     """``forward(frame0, frame1)`` -> one (B, out_channels, H, W) map per frame: the U-Net trunk
-    on the two frames concatenated, then a conv-ReLU-conv head for each frame."""
+    on the two frames concatenated, then a conv-ReLU-conv head for each frame.
+
+    ``heads=1`` keeps only the first head (MEMC-Net_VE's kernel network, whose one map is for
+    the second frame, the neighbour warped onto the first); ``forward`` then returns a 1-tuple."""
 
     size_multiple = UNet.size_multiple
 
-    def __init__(self, out_channels: int, thin: bool = False, batch_norm: bool = True, in_channels: int = 6):
+    def __init__(self, out_channels: int, thin: bool = False, batch_norm: bool = True, in_channels: int = 6,
+                 heads: int = 2):
         super().__init__()
+        if heads not in (1, 2):
+            raise ValueError(f"heads must be 1 or 2; got {heads!r}")
         self.trunk = UNet(in_channels, thin=thin, batch_norm=batch_norm)
-        self.heads = nn.ModuleList(_Head(UNet.out_channels, out_channels) for _ in range(2))
+        self.heads = nn.ModuleList(_Head(UNet.out_channels, out_channels) for _ in range(heads))
 
-    def forward(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, ...]:
         features = self.trunk(torch.cat((frame0, frame1), 1))
-        return self.heads[0](features), self.heads[1](features)
+        return tuple(head(features) for head in self.heads)

@@ -107,7 +107,7 @@ def dis_ms(method, frame0, frame1, device, repeats):
     for dims in _ORIENTATIONS[: path.config.orientations]:
         a, b = (small0.flip(dims), small1.flip(dims)) if dims else (small0, small1)
         pairs += [(a, b), (b, a)]
-    return common.time_ms(lambda: dis_flows(pairs, path.config.preset, path.config.finest_scale), device, repeats, warmup=1)
+    return common.time_ms(lambda: dis_flows(pairs, path.config.preset, path.config.finest_scale), device, repeats, warmup=0)
 
 
 def _resident_mib():
@@ -147,19 +147,25 @@ def peak_mib(fn, device):
     return max(peak[0], _resident_mib())
 
 
-def rows_for(methods, sizes_for):
+def rows_for(methods, sizes_for, warmup=1):
     def rows(device, dtype, repeats):
         result = []
         for name, height, width in sizes_for(device):
             frame0, frame1 = moving_frames(height, width, device)
-            yardstick = yardstick_ms(frame0, frame1, repeats)
+            yardstick = yardstick_ms(frame0, frame1, max(repeats, 3))
             for method in methods:
                 run = interpolator(method, device, dtype)
                 if run is None:
                     continue
                 try:
-                    milliseconds = common.time_ms(lambda: run(frame0, frame1), device, repeats, warmup=1)
-                    peak = peak_mib(lambda: run(frame0, frame1), device) if method.startswith("free") else None
+                    def timed():
+                        return common.time_ms(lambda: run(frame0, frame1), device, repeats, warmup=warmup)
+                    if method.startswith("free"):  # the peak over the timed runs
+                        timings = []
+                        peak = peak_mib(lambda: timings.append(timed()), device)
+                        milliseconds = timings[0]
+                    else:
+                        milliseconds, peak = timed(), None
                 except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch 2.5 and later
                     milliseconds = peak = None
                     torch.cuda.empty_cache()
@@ -192,6 +198,8 @@ def main(argv=None):
     parser.add_argument("--full", action="store_true", help="on a CPU too, 640x480, 720p, 1080p and 4K")
     parser.add_argument("--size", choices=[name for name, _, _ in SIZES], action="append",
                         help="size(s) to time (default: all on a GPU or with --full, else 448x256)")
+    parser.add_argument("--warmup", type=int, default=1, metavar="N",
+                        help="untimed runs before the timed ones (default 1; 0 for a quick look at large sizes)")
     args = parser.parse_args(argv)
 
     def sizes_for(device):
@@ -199,7 +207,8 @@ def main(argv=None):
             return [size for size in SIZES if size[0] in args.size]
         return SIZES if device.type == "cuda" or args.full else CPU_SIZES
 
-    common.run_benchmark(parser, args, "frame interpolation, one middle frame", rows_for(args.method or METHODS, sizes_for),
+    common.run_benchmark(parser, args, "frame interpolation, one middle frame",
+                         rows_for(args.method or METHODS, sizes_for, args.warmup),
                          COLUMNS)
 
 

@@ -5,8 +5,11 @@ pixel after it runs on ``memc_ops`` or vectorised tensor code, on the frames' de
 
 For two frames I0, I1 and a time t in (0, 1):
 
-1. Motion: F01 and F10 by DIS (on the CPU, on grey 8-bit frames).
-   Flows are estimated at full resolution (DIS's medium preset otherwise stops at half).
+1. Motion: F01 and F10 by DIS (on the CPU, on grey 8-bit frames), at the working resolution: the
+   frames' own up to ``max_flow_pixels`` (640x480 worth by default), above it the largest size of
+   their aspect ratio within that many pixels (DIS's finest scale 0 there; its medium preset
+   would otherwise stop at half). At HD this costs a fraction of full-resolution flow, and DIS
+   on upscaled real frames (the only HD proxy with ground truth here) lost nothing by it.
 2. Occlusion by forward-backward consistency: a pixel x of frame 0 is occluded in frame 1 (or its
    flow is unreliable) when ``|F01(x) + F10(x + F01(x))|^2 > alpha (|F01|^2 + |F10(..)|^2) + beta``
    (Sundaram, Brox and Keutzer, ECCV 2010), or when x + F01(x) leaves the frame; likewise for
@@ -31,6 +34,16 @@ For two frames I0, I1 and a time t in (0, 1):
    whose two warps agree has found a motion that explains both frames. The ensemble is exactly
    mirror-symmetric, and on the shared Middlebury frames and a held-aside real video it lowered
    the interpolation error by 2-3% (README) at four times the cost; ``orientations=1`` skips it.
+
+Above the working resolution, steps 2, 3 and the ensemble's disagreement run there (on warps of
+the downscaled frames); each orientation's projected flows and visibility are then turned back to
+the frames' orientation, resized to the frames' size, and the full-size frames warped (step 4) and
+blended (step 5) with them; step 6 blends those full-size frames.
+
+Two stages, for a pipeline: :meth:`ClassicalInterpolator.motion` (steps 1-2: DIS for every
+orientation and both directions at once, CPU-bound) gives a :class:`PairMotion`, from which
+:meth:`ClassicalInterpolator.render` gives the frames at any times (steps 3-6, on the frames'
+device). Every time from one motion is bit-for-bit what that time alone gives.
 """
 
 import dataclasses

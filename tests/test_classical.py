@@ -196,7 +196,8 @@ def test_render_of_the_motion_is_interpolate_and_reuses_it():
     "other, message",
     [
         (dict(frames=frames(height=16, width=32)), r"it is for 24x32 frames in 4 orientations; got 16x32 frames"),
-        (dict(config=ClassicalConfig(orientations=1)), r"it is for 24x32 frames in 4 orientations; got 24x32 frames and 1 orientations"),
+        (dict(config=ClassicalConfig(orientations=1)),
+         r"it is for 24x32 frames in 4 orientations; got 24x32 frames and 1 orientations"),
     ],
 )
 def test_render_refuses_motion_of_other_frames_or_settings(other, message):

@@ -2,20 +2,32 @@
 
     python benchmarks/bench_interpolate.py                       # every device present
     python benchmarks/bench_interpolate.py --device cuda --dtype float32 --dtype float16
-    python benchmarks/bench_interpolate.py --device cpu --method free-fast --method free
+    python benchmarks/bench_interpolate.py --device cpu --method free-fast --method free --full
+    python benchmarks/bench_interpolate.py --device cpu --method free --size 1080p --size 4K
 
 What memc-interpolate does per output frame, from two (1, 3, H, W) frames in memory to the middle
 frame: "free-fast" is the training-free path in one orientation (--fast), "free" its default
-4-orientation ensemble; both include OpenCV's DIS flow, which runs on the CPU whatever the device
-(its share is the "flow ms" column). "memc_s", "memc" and "memc_star" are the networks with
-random weights (the speed of trained ones is the same), in eval mode without gradients; float16
-and bfloat16 run them under autocast and apply only to them. The frames are a synthetic textured
-image moved by a smooth motion of a few pixels.
+4-orientation ensemble; both include OpenCV's DIS flow, which runs on the CPU whatever the device.
+"memc_s", "memc" and "memc_star" are the networks with random weights (the speed of trained ones
+is the same), in eval mode without gradients; float16 and bfloat16 run them under autocast and
+apply only to them. The frames are a synthetic textured image moved by a smooth motion of a few
+pixels.
+
+Per size, the "yardstick" is one OpenCV DIS flow with its medium preset as shipped
+(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, finest scale: half resolution) between the two grey frames,
+timed in the same run; "x yard" is a method's time over it, which stays meaningful on a busy or
+different machine where milliseconds do not. For the training-free path, "DIS %" is the share of
+its time spent in the DIS flows themselves (every orientation, both directions, at the working
+resolution), and "peak MiB" the peak memory while it runs: the process's resident memory on a
+CPU (sampled every few milliseconds), the allocator's peak on a GPU.
 """
 
 import os
 import sys
+import threading
+import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -23,10 +35,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import memc_models  # noqa: E402
-from memc_models.classical import ClassicalConfig, ClassicalInterpolator, dis_flows  # noqa: E402
+from memc_models.classical import _ORIENTATIONS, ClassicalConfig, ClassicalInterpolator, dis_flows  # noqa: E402
 
 # (name, height, width)
-SIZES = [("vimeo90k", 256, 448), ("middlebury", 480, 640), ("720p", 720, 1280), ("1080p", 1080, 1920)]
+SIZES = [("vimeo90k", 256, 448), ("middlebury", 480, 640), ("720p", 720, 1280), ("1080p", 1080, 1920),
+         ("4K", 2160, 3840)]
 # On a CPU by default: the networks take seconds a frame there, and more at larger sizes.
 CPU_SIZES = [("vimeo90k", 256, 448)]
 METHODS = ["free-fast", "free", "memc_s", "memc", "memc_star"]
@@ -46,12 +59,16 @@ def moving_frames(height, width, device):
     return texture.clamp(0, 1).to(device), moved.clamp(0, 1).to(device)
 
 
+def classical_config(method):
+    return ClassicalConfig(orientations=1 if method == "free-fast" else 4)
+
+
 def interpolator(method, device, dtype):
     """A function of (frame0, frame1) giving the middle frame, or None where the dtype does not apply."""
     if method.startswith("free"):
         if dtype != torch.float32:
             return None  # the training-free path computes in float32
-        path = ClassicalInterpolator(ClassicalConfig(orientations=1 if method == "free-fast" else 4))
+        path = ClassicalInterpolator(classical_config(method))
         return lambda frame0, frame1: path(frame0, frame1, 0.5)
     model = MODEL_FACTORIES[method]().to(device).eval()
 
@@ -61,39 +78,107 @@ def interpolator(method, device, dtype):
     return run
 
 
-def flow_ms(method, frame0, frame1, device, repeats):
-    """Milliseconds of the DIS flows in a training-free frame: per orientation, both directions
-    computed together, as the training-free path does."""
+def grey(frame):
+    """(1, 3, H, W) RGB in [0, 1] -> (H, W) uint8, as OpenCV's RGB2GRAY."""
+    import cv2
+
+    pixels = (frame[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+
+
+def yardstick_ms(frame0, frame1, repeats):
+    """Milliseconds of one OpenCV DIS flow with the medium preset exactly as shipped."""
+    import cv2
+
+    grey0, grey1 = grey(frame0), grey(frame1)
+    return common.time_ms(lambda: cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(grey0, grey1, None),
+                          torch.device("cpu"), repeats, warmup=1)
+
+
+def dis_ms(method, frame0, frame1, device, repeats):
+    """Milliseconds of the DIS flows in a training-free frame, computed as the training-free path
+    does: every orientation and both directions at once, on the frames at the working resolution."""
     if not method.startswith("free"):
         return None
-    orientations = [(), (3,), (2,), (2, 3)][: 1 if method == "free-fast" else 4]
-    pairs = [(frame0.flip(dims), frame1.flip(dims)) if dims else (frame0, frame1) for dims in orientations]
+    path = ClassicalInterpolator(classical_config(method))
+    small = path.motion(frame0, frame1).frames
+    small0, small1 = small.chunk(2, 0)
+    pairs = []
+    for dims in _ORIENTATIONS[: path.config.orientations]:
+        a, b = (small0.flip(dims), small1.flip(dims)) if dims else (small0, small1)
+        pairs += [(a, b), (b, a)]
+    return common.time_ms(lambda: dis_flows(pairs, path.config.preset, path.config.finest_scale), device, repeats, warmup=0)
 
-    def flows():
-        for a, b in pairs:
-            dis_flows([(a, b), (b, a)])
-    return common.time_ms(flows, device, repeats, warmup=1)
+
+def _resident_mib():
+    """The process's resident memory in MiB (Linux), or None."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
 
 
-def rows_for(methods, sizes_for):
+def peak_mib(fn, device):
+    """Peak memory in MiB while fn() runs: the CUDA allocator's peak, or on a CPU the process's
+    resident memory sampled every 2 ms (None where it cannot be read)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    if _resident_mib() is None:
+        fn()
+        return None
+    peak, done = [_resident_mib()], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _resident_mib())
+            time.sleep(0.002)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak[0], _resident_mib())
+
+
+def rows_for(methods, sizes_for, warmup=1):
     def rows(device, dtype, repeats):
         result = []
         for name, height, width in sizes_for(device):
             frame0, frame1 = moving_frames(height, width, device)
+            yardstick = yardstick_ms(frame0, frame1, max(repeats, 3))
             for method in methods:
                 run = interpolator(method, device, dtype)
                 if run is None:
                     continue
                 try:
-                    milliseconds = common.time_ms(lambda: run(frame0, frame1), device, repeats, warmup=1)
+                    def timed():
+                        return common.time_ms(lambda: run(frame0, frame1), device, repeats, warmup=warmup)
+                    if method.startswith("free"):  # the peak over the timed runs
+                        timings = []
+                        peak = peak_mib(lambda: timings.append(timed()), device)
+                        milliseconds = timings[0]
+                    else:
+                        milliseconds, peak = timed(), None
                 except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch 2.5 and later
-                    milliseconds = None
+                    milliseconds = peak = None
                     torch.cuda.empty_cache()
+                flow = dis_ms(method, frame0, frame1, device, repeats)
                 result.append({
                     "case": name, "size": f"{width}x{height}", "dtype": str(dtype).replace("torch.", ""),
                     "method": method, "ms": milliseconds,
                     "fps": None if milliseconds is None else 1e3 / milliseconds,
-                    "flow_ms": flow_ms(method, frame0, frame1, device, repeats),
+                    "yardstick_ms": yardstick,
+                    "yardsticks": None if milliseconds is None else milliseconds / yardstick,
+                    "flow_ms": flow,
+                    "dis_share": None if flow is None or milliseconds is None else 100.0 * flow / milliseconds,
+                    "peak_mib": peak,
                 })
         return result
     return rows
@@ -101,20 +186,29 @@ def rows_for(methods, sizes_for):
 
 COLUMNS = [
     ("case", "case", "{}"), ("size", "WxH", "{}"), ("dtype", "dtype", "{}"), ("method", "method", "{}"),
-    ("ms", "ms/frame", "{:.1f}"), ("fps", "frames/s", "{:.2f}"), ("flow_ms", "flow ms", "{:.1f}"),
+    ("ms", "ms/frame", "{:.1f}"), ("fps", "frames/s", "{:.2f}"), ("yardstick_ms", "yardstick ms", "{:.1f}"),
+    ("yardsticks", "x yard", "{:.2f}"), ("flow_ms", "DIS ms", "{:.1f}"), ("dis_share", "DIS %", "{:.0f}"),
+    ("peak_mib", "peak MiB", "{:.0f}"),
 ]
 
 
 def main(argv=None):
     parser = common.argument_parser(__doc__, default_dtypes=["float32"], cpu_repeats=3)
     parser.add_argument("--method", choices=METHODS, action="append", help="method(s) to time (default: all)")
-    parser.add_argument("--full", action="store_true", help="on a CPU too, 640x480, 720p and 1080p")
+    parser.add_argument("--full", action="store_true", help="on a CPU too, 640x480, 720p, 1080p and 4K")
+    parser.add_argument("--size", choices=[name for name, _, _ in SIZES], action="append",
+                        help="size(s) to time (default: all on a GPU or with --full, else 448x256)")
+    parser.add_argument("--warmup", type=int, default=1, metavar="N",
+                        help="untimed runs before the timed ones (default 1; 0 for a quick look at large sizes)")
     args = parser.parse_args(argv)
 
     def sizes_for(device):
+        if args.size:
+            return [size for size in SIZES if size[0] in args.size]
         return SIZES if device.type == "cuda" or args.full else CPU_SIZES
 
-    common.run_benchmark(parser, args, "frame interpolation, one middle frame", rows_for(args.method or METHODS, sizes_for),
+    common.run_benchmark(parser, args, "frame interpolation, one middle frame",
+                         rows_for(args.method or METHODS, sizes_for, args.warmup),
                          COLUMNS)
 
 

@@ -5,8 +5,12 @@ pixel after it runs on ``memc_ops`` or vectorised tensor code, on the frames' de
 
 For two frames I0, I1 and a time t in (0, 1):
 
-1. Motion: F01 and F10 by DIS (on the CPU, on grey 8-bit frames).
-   Flows are estimated at full resolution (DIS's medium preset otherwise stops at half).
+1. Motion: F01 and F10 by DIS (on the CPU, on grey 8-bit frames), at the working resolution: the
+   frames' own up to ``max_flow_pixels`` (640x480 worth by default), above it the largest size of
+   their aspect ratio within that many pixels (DIS's finest scale 0 there; its medium preset
+   would otherwise stop at half). At 1080p this costs a fraction of full-resolution flow; on
+   upscaled real frames (the only HD proxy with ground truth here) the error stayed within 1% of
+   full-resolution flow's, lower on some sets, higher on others (README).
 2. Occlusion by forward-backward consistency: a pixel x of frame 0 is occluded in frame 1 (or its
    flow is unreliable) when ``|F01(x) + F10(x + F01(x))|^2 > alpha (|F01|^2 + |F10(..)|^2) + beta``
    (Sundaram, Brox and Keutzer, ECCV 2010), or when x + F01(x) leaves the frame; likewise for
@@ -31,6 +35,16 @@ For two frames I0, I1 and a time t in (0, 1):
    whose two warps agree has found a motion that explains both frames. The ensemble is exactly
    mirror-symmetric, and on the shared Middlebury frames and a held-aside real video it lowered
    the interpolation error by 2-3% (README) at four times the cost; ``orientations=1`` skips it.
+
+Above the working resolution, steps 2, 3 and the ensemble's disagreement run there (on warps of
+the downscaled frames); each orientation's projected flows and visibility are then turned back to
+the frames' orientation, resized to the frames' size, and the full-size frames warped (step 4) and
+blended (step 5) with them; step 6 blends those full-size frames.
+
+Two stages, for a pipeline: :meth:`ClassicalInterpolator.motion` (steps 1-2: DIS for every
+orientation and both directions at once, CPU-bound) gives a :class:`PairMotion`, from which
+:meth:`ClassicalInterpolator.render` gives the frames at any times (steps 3-6, on the frames'
+device). Every time from one motion is bit-for-bit what that time alone gives.
 """
 
 import dataclasses
@@ -38,7 +52,7 @@ import math
 import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -49,8 +63,8 @@ import memc_ops
 
 from .memc_net import _check_frames, _check_time
 
-__all__ = ["ClassicalConfig", "ClassicalInterpolator", "dis_flow", "dis_flows", "forward_backward_occlusion",
-           "bicubic_kernel"]
+__all__ = ["ClassicalConfig", "ClassicalInterpolator", "PairMotion", "working_size", "dis_flow", "dis_flows",
+           "forward_backward_occlusion", "bicubic_kernel"]
 
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 _DIS_MIN_SIZE = 16
@@ -62,6 +76,9 @@ _ORIENTATIONS = ((), (3,), (2,), (2, 3))
 # Disagreement assigned to pixels that only one frame (or neither) explains: there the two warps
 # are not expected to agree, and every orientation should count about the same.
 _UNSEEN_DISAGREEMENT = 0.1
+
+# Kernel buffers kept at most (the working and the full size, and a batch size or device more).
+_KEPT_KERNEL_BUFFERS = 4
 
 # Frames are RGB in [0, 1]; values beyond this margin mean another scale (0..255, -1..1), which
 # the 8-bit conversion for DIS would clip to a blank frame. Within it, a little overshoot (from a
@@ -88,6 +105,10 @@ class ClassicalConfig:
             left-right, upside down, rotated 180 degrees), 2 (the first two) or 1 (no ensemble).
         agreement_scale: s in the ensemble weights softmax(-disagreement / s), on [0, 1] levels.
         agreement_radius: the disagreement is averaged over a (2r + 1)^2 window.
+        max_flow_pixels: frames with more pixels have their motion estimated, and projected, at
+            the largest size of the same aspect ratio within this many pixels (the working
+            resolution); the projected flows are then resized to the frames' size, and the frames
+            warped and blended at their own. None: always at the frames' size.
     """
 
     preset: str = "medium"
@@ -99,6 +120,7 @@ class ClassicalConfig:
     orientations: int = 4
     agreement_scale: float = 0.03
     agreement_radius: int = 3
+    max_flow_pixels: Optional[int] = 640 * 480
 
     def __post_init__(self):
         if self.preset not in _DIS_PRESETS:
@@ -118,6 +140,11 @@ class ClassicalConfig:
             raise ValueError(f"agreement_scale must be positive; got {self.agreement_scale}")
         if not (isinstance(self.agreement_radius, int) and self.agreement_radius >= 0):
             raise ValueError(f"agreement_radius must be a non-negative integer; got {self.agreement_radius!r}")
+        if self.max_flow_pixels is not None and not (
+            isinstance(self.max_flow_pixels, numbers.Integral) and not isinstance(self.max_flow_pixels, bool)
+            and self.max_flow_pixels >= 1
+        ):
+            raise ValueError(f"max_flow_pixels must be None or a positive integer; got {self.max_flow_pixels!r}")
 
 
 def _check_finest_scale(finest_scale: Optional[int]) -> None:
@@ -233,39 +260,34 @@ def _coverage(flow: Tensor) -> Tensor:
     return (counts > 0).view(batch, 1, height, width)
 
 
-def _keys_cubic(x: Tensor) -> Tensor:
-    """Keys' cubic convolution kernel (a = -0.5) at distances |x| <= 2."""
-    x = x.abs()
-    near = (1.5 * x - 2.5) * x * x + 1.0
-    far = ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0
-    return torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
-
-
-def bicubic_kernel(flow: Tensor) -> Tensor:
-    """(B, 16, H, W) adaptive_warp coefficients (K = 4) that make the warp bicubic.
+def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """(B, 16, H, W) adaptive_warp coefficients (K = 4) that make the warp bicubic, written into
+    ``out`` when given (a (B, 16, H, W) tensor like ``flow``: at large sizes, reusing one saves
+    the allocation, which costs as much as the computation).
 
     adaptive_warp weights the left two columns of its 4x4 window by (1 - a) and the right two by a
-    (a the fractional part of the target), rows likewise, then by the kernel; dividing Keys'
-    weights for offsets -1, 0, 1, 2 by those factors gives, per pixel, exactly bicubic weights.
+    (a the fractional part of the target), rows likewise, then by the kernel. Keys' cubic weights
+    (a = -0.5) for offsets -1, 0, 1, 2 divided by those factors are, with g = 1 - a, the
+    polynomials -a g / 2, 1 + a (1 - 1.5 a), 1 + g (1 - 1.5 g) and -a g / 2 (each of Keys' weights
+    has the factor as a root), so per pixel the warp is exactly bicubic.
     """
-    _, _, height, width = flow.shape
+    batch, _, height, width = flow.shape
     xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, width)
     ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1)
-    a = torch.frac(xs + flow[:, 0]) % 1.0  # fractional parts in [0, 1), also for negative targets
-    b = torch.frac(ys + flow[:, 1]) % 1.0
 
-    def axis(f: Tensor) -> Tensor:  # (B, 4, H, W) per-offset coefficients along one axis
-        eps = 1e-6
-        left, right = (1.0 - f).clamp(min=eps), f.clamp(min=eps)
-        # A weight whose factor is ~0 contributes ~0 whatever it is; the cubic's zeros at the
-        # integers keep the ratios bounded.
-        return torch.stack(
-            (_keys_cubic(1.0 + f) / left, _keys_cubic(f) / left, _keys_cubic(1.0 - f) / right, _keys_cubic(2.0 - f) / right), 1
-        )
+    def axis(target: Tensor) -> List[Tensor]:  # the four per-offset coefficients along one axis
+        f = torch.remainder(target, 1.0)  # fractional parts in [0, 1), also for negative targets
+        g = 1.0 - f
+        outer = f * g * -0.5
+        return [outer, (f * -1.5).add_(1.0).mul_(f).add_(1.0), (g * -1.5).add_(1.0).mul_(g).add_(1.0), outer]
 
-    kx, ky = axis(a), axis(b)
-    kernel = ky.unsqueeze(2) * kx.unsqueeze(1)  # (B, 4 rows, 4 cols, H, W), tap = row * 4 + col
-    return kernel.flatten(1, 2)
+    kx, ky = axis(xs + flow[:, 0]), axis(ys + flow[:, 1])
+    if out is None:
+        out = flow.new_empty(batch, 16, height, width)
+    for row in range(4):  # tap = row * 4 + col
+        for col in range(4):
+            torch.mul(ky[row], kx[col], out=out[:, row * 4 + col])
+    return out
 
 
 def _symmetrize(back: Tensor, t: Time, both: Tensor) -> Tensor:
@@ -279,12 +301,66 @@ def _symmetrize(back: Tensor, t: Time, both: Tensor) -> Tensor:
     return torch.cat((to0, to1), 0)
 
 
+@dataclasses.dataclass
+class PairMotion:
+    """One pair's motion, as :meth:`ClassicalInterpolator.motion` estimates it: everything the
+    frames at any time t between the pair need besides the frames themselves.
+
+    Attributes:
+        size: the frames' (H, W).
+        frames: (2B, 3, h, w) float32, frame 0's samples then frame 1's, at the working resolution
+            (h, w): the frames themselves when no larger than ``max_flow_pixels``.
+        flows: per orientation of the self-ensemble, (2B, 2, h, w) float32: F01 then F10, in
+            pixels of the working resolution, in that orientation (frames flipped, see
+            ``_ORIENTATIONS``).
+        occluded: per orientation, (2B, 1, h, w) float32: 1 where the flow of frame 0 (then of
+            frame 1) fails the forward-backward test.
+    """
+
+    size: Tuple[int, int]
+    frames: Tensor
+    flows: List[Tensor]
+    occluded: List[Tensor]
+
+    @property
+    def working_size(self) -> Tuple[int, int]:
+        return tuple(self.frames.shape[2:])
+
+
+def working_size(height: int, width: int, max_pixels: Optional[int]) -> Tuple[int, int]:
+    """The (h, w) where the motion of (height, width) frames is estimated: the frame size itself,
+    or when it has more than ``max_pixels`` pixels, the largest size of the same aspect ratio
+    within that many (at least 1 x 1)."""
+    if max_pixels is None or height * width <= max_pixels:
+        return height, width
+    scale = math.sqrt(max_pixels / (height * width))
+    return max(int(height * scale), 1), max(int(width * scale), 1)
+
+
+def _resize_flow(flow: Tensor, size: Tuple[int, int]) -> Tensor:
+    """A flow field resampled (bilinearly) to ``size`` and its vectors scaled to that size's pixels."""
+    height, width = flow.shape[2:]
+    resized = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+    scale = resized.new_tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
+    return resized.mul_(scale)
+
+
+def _resize(image: Tensor, size: Tuple[int, int]) -> Tensor:
+    """``image`` resampled bilinearly to ``size`` (antialiased when shrinking)."""
+    if tuple(image.shape[2:]) == tuple(size):
+        return image
+    shrinking = size[0] < image.shape[2] or size[1] < image.shape[3]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
 class ClassicalInterpolator:
     """Training-free frame interpolation: DIS flow, flow projection, fixed-kernel adaptive warping,
     occlusion-aware blending (see the module docstring).
 
     ``interpolator(frame0, frame1, t)`` with (B, 3, H, W) RGB frames in [0, 1] returns the frame at
-    time t; :meth:`interpolate` returns several times from one motion estimate.
+    time t; :meth:`interpolate` returns several times from one motion estimate, and
+    :meth:`motion` and :meth:`render` are its two stages (for a pipeline that estimates the
+    next pair's motion on the CPU while the frames of this one are rendered).
 
     Frames are floating-point tensors of one shape, dtype and device, as for
     :class:`memc_models.MEMCNet`: integer frames are a ``TypeError``, and values clearly outside
@@ -294,60 +370,116 @@ class ClassicalInterpolator:
 
     def __init__(self, config: ClassicalConfig = ClassicalConfig()):
         self.config = config
+        # Bicubic kernels (16 values a pixel) are written into buffers kept per size: one
+        # allocation per size, not per frame. render() is therefore not to be called from two
+        # threads at once on one interpolator.
+        self._kernel_buffers: Dict[tuple, Tensor] = {}
 
     def __call__(self, frame0: Tensor, frame1: Tensor, t: Time = 0.5) -> Tensor:
         return self.interpolate(frame0, frame1, [t])[0]
-
-    def motion(self, frame0: Tensor, frame1: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(F01, F10, occlusion of frame 0, occlusion of frame 1), float32 on the frames' device."""
-        _check_frames(frame0, frame1)
-        cfg = self.config
-        flow01, flow10 = dis_flows([(frame0, frame1), (frame1, frame0)], cfg.preset, cfg.finest_scale)  # at once
-        flows = torch.cat((flow01, flow10), 0)
-        occluded = forward_backward_occlusion(flows, torch.cat((flow10, flow01), 0), cfg.consistency_alpha, cfg.consistency_beta)
-        occ0, occ1 = occluded.chunk(2, 0)
-        return flow01, flow10, occ0, occ1
 
     @torch.no_grad()
     def interpolate(self, frame0: Tensor, frame1: Tensor, times: Union[Time, Sequence[Time]]) -> List[Tensor]:
         """The frames at each time of ``times``, as a list of (B, 3, H, W) tensors in the frames'
         dtype, clamped to [0, 1]. Each time is a float in (0, 1) or a tensor of one time or B
-        times (one per sample); a single time is taken as ``[time]``."""
+        times (one per sample); a single time is taken as ``[time]``. The pair's motion is
+        estimated once for all the times: each frame is bit-for-bit the one that time alone gives."""
+        return self.render(frame0, frame1, self.motion(frame0, frame1), times)
+
+    @torch.no_grad()
+    def motion(self, frame0: Tensor, frame1: Tensor) -> PairMotion:
+        """Stage 1 (steps 1 and 2), the pair's motion: DIS flows both ways in every orientation
+        (all computed at once on a thread pool, on the CPU), at the working resolution, and the
+        forward-backward occlusion (on the frames' device)."""
+        _check_input_frames(frame0, frame1)
+        cfg = self.config
+        height, width = frame0.shape[2:]
+        size = working_size(height, width, cfg.max_flow_pixels)
+        small0, small1 = _resize(frame0.float(), size), _resize(frame1.float(), size)
+        frames = torch.cat((small0, small1), 0)
+        orientations = _ORIENTATIONS[: cfg.orientations]
+        pairs = []
+        for dims in orientations:
+            oriented0, oriented1 = _flip(small0, dims), _flip(small1, dims)
+            pairs += [(oriented0, oriented1), (oriented1, oriented0)]
+        flows = dis_flows(pairs, cfg.preset, cfg.finest_scale)
+        motion = PairMotion((height, width), frames, [], [])
+        for flow01, flow10 in zip(flows[0::2], flows[1::2]):
+            both = torch.cat((flow01, flow10), 0)
+            motion.flows.append(both)
+            motion.occluded.append(forward_backward_occlusion(
+                both, torch.cat((flow10, flow01), 0), cfg.consistency_alpha, cfg.consistency_beta))
+        return motion
+
+    @torch.no_grad()
+    def render(self, frame0: Tensor, frame1: Tensor, motion: PairMotion, times: Union[Time, Sequence[Time]]) -> List[Tensor]:
+        """Stage 2 (steps 3 to 6), on the frames' device: the frames at ``times`` (as for
+        :meth:`interpolate`) from the pair's ``motion``, which :meth:`motion` estimated from these
+        frames with this configuration."""
         _check_frames(frame0, frame1)
-        for name, frame in (("frame0", frame0), ("frame1", frame1)):
-            low, high = float(frame.min()), float(frame.max())
-            if math.isnan(low) or math.isnan(high):
-                raise ValueError(f"{name} holds NaN; expected RGB values in [0, 1]")
-            if not (low >= -_RANGE_MARGIN and high <= 1.0 + _RANGE_MARGIN):
-                scale = " (8-bit frames: divide by 255)" if high > 1.0 + _RANGE_MARGIN else ""
-                raise ValueError(f"{name} must hold RGB values in [0, 1]; got values from {low:.4g} to {high:.4g}{scale}")
+        if tuple(frame0.shape[2:]) != tuple(motion.size) or len(motion.flows) != self.config.orientations:
+            raise ValueError(f"motion must be estimated from these frames with this configuration: it is for "
+                             f"{motion.size[0]}x{motion.size[1]} frames in {len(motion.flows)} orientations; got "
+                             f"{frame0.shape[2]}x{frame0.shape[3]} frames and {self.config.orientations} orientations")
         if isinstance(times, (numbers.Real, Tensor)):
             times = [times]
         # Times as floats or float32 tensors (the computation's dtype, whatever the frames').
         like = frame0.new_empty(0, dtype=torch.float32)
         times = [_check_time(t, frame0.shape[0], like) for t in times]
         cfg = self.config
-        if cfg.orientations == 1:
-            return [frame.clamp(0, 1).to(frame0.dtype) for frame, _ in self._interpolate_once(frame0, frame1, times)]
-        # Orientation outside, times inside: one orientation's frames and motion in memory at a
-        # time, and each time keeps one running blend, not one frame per orientation.
-        blends = [_AgreementBlend(cfg.agreement_scale) for _ in times]
-        for dims in _ORIENTATIONS[: cfg.orientations]:
-            oriented = self._interpolate_once(_flip(frame0, dims), _flip(frame1, dims), times)
-            for blend, (frame, disagreement) in zip(blends, oriented):
-                blend.add(_flip(frame, dims), _flip(disagreement, dims))
-        outputs = [blend.result().clamp(0, 1).to(frame0.dtype) for blend in blends]
-        return outputs
-
-    def _interpolate_once(self, frame0: Tensor, frame1: Tensor, times: Sequence[Time]) -> List[Tuple[Tensor, Tensor]]:
-        """Steps 1-5 in one orientation: per time (a float or a (B or 1, 1, 1, 1) tensor), the
-        float32 frame (unclamped) and its (B, 1, H, W) disagreement map (step 6)."""
-        flow01, flow10, occ0, occ1 = self.motion(frame0, frame1)
-        flows = torch.cat((flow01, flow10), 0)
-        occluded = torch.cat((occ0, occ1), 0)
-        weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))
+        device = frame0.device
+        small = motion.frames.to(device)
+        orientations = list(zip(_ORIENTATIONS, (flow.to(device) for flow in motion.flows),
+                                (occluded.to(device) for occluded in motion.occluded)))
+        ensemble = cfg.orientations > 1
+        if tuple(small.shape[2:]) != tuple(frame0.shape[2:]):
+            rendered = self._render_resized(frame0.float(), frame1.float(), small, orientations, times)
+            return [frame.clamp_(0, 1).to(frame0.dtype) for frame in rendered]
         frames = torch.cat((frame0, frame1), 0).float()
-        ones = flows.new_ones(frame0.shape[0], 1, 1, 1)
+        if not ensemble:
+            _, flows, occluded = orientations[0]
+            return [frame.clamp(0, 1).to(frame0.dtype) for frame, _, _ in self._render_once(frames, flows, occluded, times)]
+        # Orientation outside, times inside: one orientation's frames in memory at a time, and
+        # each time keeps one running blend, not one frame per orientation.
+        blends = [_AgreementBlend(cfg.agreement_scale) for _ in times]
+        for dims, flows, occluded in orientations:
+            oriented = self._render_once(_flip(frames, dims), flows, occluded, times, ensemble=True)
+            for blend, (frame, _, disagreement) in zip(blends, oriented):
+                blend.add(_flip(frame, dims), _flip(disagreement, dims))
+        return [blend.result().clamp(0, 1).to(frame0.dtype) for blend in blends]
+
+    def _render_resized(self, frame0: Tensor, frame1: Tensor, small: Tensor, orientations,
+                        times: Sequence[Time]) -> List[Tensor]:
+        """Render at a working resolution below the frames': per orientation, steps 3-5 (and the
+        ensemble's disagreement) at the working resolution; that orientation's motion at time t
+        (projected flows and visibility) turned back to the frames' orientation and resized to
+        their size; the full-size frames warped and blended with it; the orientations' frames
+        blended as in step 6, with the disagreement resized from the working resolution."""
+        ensemble = self.config.orientations > 1
+        size = tuple(frame0.shape[2:])
+        blends = [_AgreementBlend(self.config.agreement_scale) for _ in times]
+        for dims, flows, occluded in orientations:
+            # One orientation needs no frames at the working resolution: just its motion.
+            oriented_small = _flip(small, dims) if ensemble else None
+            oriented = self._render_once(oriented_small, flows, occluded, times, ensemble=ensemble)
+            for t, blend, (_, (back, visible), disagreement) in zip(times, blends, oriented):
+                to0, to1 = _flip_flow(back, dims).chunk(2, 0)
+                # Full size: the frames one at a time, sharing one kernel buffer.
+                warp0 = self._warp(frame0, _resize_flow(to0, size))
+                warp1 = self._warp(frame1, _resize_flow(to1, size))
+                frame = _blend(torch.cat((warp0, warp1), 0), _resize(_flip(visible, dims), size), t)
+                blend.add(frame, None if disagreement is None else _resize(_flip(disagreement, dims), size))
+        return [blend.result() for blend in blends]
+
+    def _render_once(self, frames: Optional[Tensor], flows: Tensor, occluded: Tensor, times: Sequence[Time],
+                     ensemble: bool = False) -> List[Tuple[Tensor, Tuple[Tensor, Tensor], Optional[Tensor]]]:
+        """Steps 3-5 in one orientation at the motion's resolution, from the frames (2B, 3, h, w)
+        and their flows and occlusion: per time (a float or a (B or 1, 1, 1, 1) tensor), the
+        float32 frame (unclamped), its motion (projected flows (2B, 2, h, w) and visibility
+        (2B, 1, h, w)) and, for the ``ensemble``, its (B, 1, h, w) disagreement map (step 6).
+        ``frames`` None: the motion alone (frame and disagreement None)."""
+        weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))
+        ones = flows.new_ones(flows.shape[0] // 2, 1, 1, 1)
         results = []
         for t in times:
             scales = torch.cat((t * ones, (1.0 - t) * ones), 0)
@@ -361,25 +493,66 @@ class ClassicalInterpolator:
             cov0, cov1 = covered.chunk(2, 0)
             occ_t0, occ_t1 = own_occlusion.chunk(2, 0)
             back = _symmetrize(back, t, (cov0 * cov1 * (1.0 - occ_t0) * (1.0 - occ_t1)) > 0.5)
-            kernel = bicubic_kernel(back) if self.config.kernel == "bicubic" else _bilinear_kernel(back)
-            warp0, warp1 = memc_ops.adaptive_warp(frames, back, kernel).chunk(2, 0)
-            visible0 = cov0 * (1.0 - occ_t1)
-            visible1 = cov1 * (1.0 - occ_t0)
-            # eps: where neither frame explains a pixel, both warps are blended by time alone.
-            eps = 1e-3
-            w0 = (1.0 - t) * (visible0 + eps)
-            w1 = t * (visible1 + eps)
-            frame = (w0 * warp0 + w1 * warp1) / (w0 + w1)
-            results.append((frame, self._disagreement(warp0, warp1, visible0 * visible1)))
+            visible = torch.cat((cov0 * (1.0 - occ_t1), cov1 * (1.0 - occ_t0)), 0)
+            if frames is None:
+                results.append((None, (back, visible), None))
+                continue
+            warps = self._warp(frames, back)
+            disagreement = self._disagreement(warps, visible) if ensemble else None
+            results.append((_blend(warps, visible, t), (back, visible), disagreement))
         return results
 
-    def _disagreement(self, warp0: Tensor, warp1: Tensor, both_visible: Tensor) -> Tensor:
+    def _warp(self, frames: Tensor, back: Tensor) -> Tensor:
+        """Step 4: each frame warped with its projected flow and the fixed kernel."""
+        if self.config.kernel == "bilinear":
+            return memc_ops.adaptive_warp(frames, back, _bilinear_kernel(back))
+        return memc_ops.adaptive_warp(frames, back, bicubic_kernel(back, self._kernel_buffer(back)))
+
+    def _kernel_buffer(self, back: Tensor) -> Tensor:
+        """A (B, 16, H, W) buffer for the bicubic kernel of ``back``, kept for the next frames: a
+        video's pairs reuse the same few sizes, and at HD a fresh buffer costs as much to allocate
+        (page by page) as the kernel costs to compute."""
+        key = (back.shape[0], *back.shape[2:], back.device, back.dtype)
+        buffer = self._kernel_buffers.get(key)
+        if buffer is None:
+            if len(self._kernel_buffers) >= _KEPT_KERNEL_BUFFERS:
+                self._kernel_buffers.clear()
+            buffer = self._kernel_buffers[key] = back.new_empty(back.shape[0], 16, *back.shape[2:])
+        return buffer
+
+    def _disagreement(self, warps: Tensor, visible: Tensor) -> Tensor:
         """(B, 1, H, W): mean |warp0 - warp1| over channels and a (2r + 1)^2 window (clipped at
         the frame's edges), counting pixels not seen by both frames as _UNSEEN_DISAGREEMENT."""
-        difference = (warp0.clamp(0, 1) - warp1.clamp(0, 1)).abs().mean(1, keepdim=True)
+        warp0, warp1 = warps.clamp(0, 1).chunk(2, 0)
+        visible0, visible1 = visible.chunk(2, 0)
+        both_visible = visible0 * visible1
+        difference = (warp0 - warp1).abs().mean(1, keepdim=True)
         difference = both_visible * difference + (1.0 - both_visible) * _UNSEEN_DISAGREEMENT
         r = self.config.agreement_radius
         return F.avg_pool2d(difference, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+
+
+def _blend(warps: Tensor, visible: Tensor, t: Time) -> Tensor:
+    """Step 5: the two warped frames (2B, 3, H, W) weighted by time and visibility (2B, 1, H, W)."""
+    warp0, warp1 = warps.chunk(2, 0)
+    visible0, visible1 = visible.chunk(2, 0)
+    # eps: where neither frame explains a pixel, both warps are blended by time alone.
+    eps = 1e-3
+    w0 = (1.0 - t) * (visible0 + eps)
+    w1 = t * (visible1 + eps)
+    return torch.lerp(warp0, warp1, w1 / (w0 + w1))  # (w0 warp0 + w1 warp1) / (w0 + w1) in one pass
+
+
+def _check_input_frames(frame0: Tensor, frame1: Tensor) -> None:
+    """MEMCNet's checks, and values in [0, 1] (within a margin): DIS needs them as 8-bit grey."""
+    _check_frames(frame0, frame1)
+    for name, frame in (("frame0", frame0), ("frame1", frame1)):
+        low, high = float(frame.min()), float(frame.max())
+        if math.isnan(low) or math.isnan(high):
+            raise ValueError(f"{name} holds NaN; expected RGB values in [0, 1]")
+        if not (low >= -_RANGE_MARGIN and high <= 1.0 + _RANGE_MARGIN):
+            scale = " (8-bit frames: divide by 255)" if high > 1.0 + _RANGE_MARGIN else ""
+            raise ValueError(f"{name} must hold RGB values in [0, 1]; got values from {low:.4g} to {high:.4g}{scale}")
 
 
 class _AgreementBlend:
@@ -393,7 +566,11 @@ class _AgreementBlend:
         self.weighted_sum: Optional[Tensor] = None
         self.total_weight: Optional[Tensor] = None
 
-    def add(self, frame: Tensor, disagreement: Tensor) -> None:
+    def add(self, frame: Tensor, disagreement: Optional[Tensor]) -> None:
+        """Adds a frame; ``disagreement`` None: the only one (its frame is the result)."""
+        if disagreement is None:
+            self.weighted_sum, self.total_weight = frame, None
+            return
         if self.lowest is None:
             self.lowest = disagreement
             self.weighted_sum, self.total_weight = frame.clone(), torch.ones_like(disagreement)
@@ -406,7 +583,16 @@ class _AgreementBlend:
         self.lowest = lowest
 
     def result(self) -> Tensor:
-        return self.weighted_sum / self.total_weight
+        return self.weighted_sum if self.total_weight is None else self.weighted_sum / self.total_weight
+
+
+def _flip_flow(flow: Tensor, dims: Tuple[int, ...]) -> Tensor:
+    """A flow field (B, 2, H, W) in an orientation flipped along ``dims``, turned back: the field
+    flipped, and the components along the flipped axes negated."""
+    if not dims:
+        return flow
+    sign = flow.new_tensor([-1.0 if 3 in dims else 1.0, -1.0 if 2 in dims else 1.0]).view(1, 2, 1, 1)
+    return flow.flip(dims) * sign
 
 
 def _flip(image: Tensor, dims: Tuple[int, ...]) -> Tensor:

@@ -8,7 +8,15 @@ import torch
 import memc_ops
 from helpers import HEIGHT, WIDTH, frame_at, to_tensor
 from memc_models import classical
-from memc_models.classical import ClassicalConfig, ClassicalInterpolator, bicubic_kernel, dis_flow, dis_flows
+from memc_models.classical import (
+    ClassicalConfig,
+    ClassicalInterpolator,
+    PairMotion,
+    bicubic_kernel,
+    dis_flow,
+    dis_flows,
+    working_size,
+)
 from memc_models.metrics import interpolation_error
 
 pytest.importorskip("cv2")
@@ -157,12 +165,156 @@ def test_ensemble_gives_the_same_frames_with_dis_on_one_thread(monkeypatch):
 
     monkeypatch.setattr(classical, "_dis_calc", one_by_one)
     serial = ensemble.interpolate(frame0, frame1, [0.3, 0.5])
-    assert calls == [2, 2, 2, 2]  # per orientation (one in memory at a time), both directions at once
+    assert calls == [8]  # both directions in every orientation at once
     for a, b in zip(pooled, serial):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
+# --- One pair's motion, many times ------------------------------------------------------------
+
+# 24 x 32 frames with at most 192 pixels of motion: estimated at 12 x 16 and resized.
+RESIZED = dict(max_flow_pixels=192)
+
+
+@pytest.mark.parametrize("settings", [dict(orientations=1), dict(), dict(orientations=1, **RESIZED), dict(**RESIZED)],
+                         ids=["fast", "ensemble", "fast-resized", "ensemble-resized"])
+def test_several_times_are_bit_for_bit_each_time_alone_from_one_motion_estimate(settings, monkeypatch):
+    frame0, frame1 = frames(batch=2)
+    path = ClassicalInterpolator(ClassicalConfig(**settings))
+    times = [0.25, 0.5, torch.tensor([0.3, 0.7]), 0.75]
+    calls = []
+    real = classical.dis_flows
+    monkeypatch.setattr(classical, "dis_flows", lambda *args: calls.append(1) or real(*args))
+    together = path.interpolate(frame0, frame1, times)
+    assert len(calls) == 1  # every time from the one estimate (all orientations in one call)
+    for t, frame in zip(times, together):
+        assert torch.equal(frame, path(frame0, frame1, t))
+    assert len(calls) == 1 + len(times)
+
+
+def test_render_of_the_motion_is_interpolate_and_reuses_it():
+    frame0, frame1 = frames()
+    path = ClassicalInterpolator()
+    motion = path.motion(frame0, frame1)
+    assert isinstance(motion, PairMotion) and motion.size == (24, 32) and motion.working_size == (24, 32)
+    assert len(motion.flows) == len(motion.occluded) == 4
+    assert motion.flows[0].shape == (2, 2, 24, 32) and motion.occluded[0].shape == (2, 1, 24, 32)
+    first = path.render(frame0, frame1, motion, [0.5])
+    assert torch.equal(first[0], path(frame0, frame1, 0.5))
+    assert torch.equal(path.render(frame0, frame1, motion, 0.5)[0], first[0])  # the motion is not used up
+
+
+@pytest.mark.parametrize(
+    "other, message",
+    [
+        (dict(frames=frames(height=16, width=32)), r"it is for 24x32 frames in 4 orientations; got 16x32 frames"),
+        (dict(config=ClassicalConfig(orientations=1)),
+         r"it is for 24x32 frames in 4 orientations; got 24x32 frames and 1 orientations"),
+    ],
+)
+def test_render_refuses_motion_of_other_frames_or_settings(other, message):
+    frame0, frame1 = frames()
+    motion = ClassicalInterpolator().motion(frame0, frame1)
+    path = ClassicalInterpolator(other.get("config", ClassicalConfig()))
+    with pytest.raises(ValueError, match="motion must be estimated from these frames with this configuration: " + message):
+        path.render(*other.get("frames", (frame0, frame1)), motion, [0.5])
+
+
+# --- Working resolution ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "height, width, max_pixels, expected",
+    [
+        (1080, 1920, 640 * 480, (415, 739)),
+        (2160, 3840, 640 * 480, (415, 739)),
+        (720, 1280, 640 * 360, (360, 640)),
+        (480, 640, 640 * 480, (480, 640)),  # within the cap: as given
+        (1080, 1920, None, (1080, 1920)),
+        (1000, 10, 100, (100, 1)),  # never below one pixel a side
+    ],
+)
+def test_working_size_keeps_the_aspect_ratio_within_the_pixel_cap(height, width, max_pixels, expected):
+    size = working_size(height, width, max_pixels)
+    assert size == expected
+    assert max_pixels is None or size[0] * size[1] <= max(max_pixels, size[0] + size[1])
+
+
+def test_large_frames_have_their_motion_estimated_at_the_working_resolution():
+    frame0, frame1 = frames(height=48, width=64)
+    path = ClassicalInterpolator(ClassicalConfig(orientations=2, max_flow_pixels=768))
+    motion = path.motion(frame0, frame1)
+    assert motion.size == (48, 64) and motion.working_size == (24, 32)
+    assert motion.frames.shape == (2, 3, 24, 32) and motion.flows[1].shape == (2, 2, 24, 32)
+    middle = path.render(frame0, frame1, motion, 0.5)[0]
+    assert middle.shape == frame0.shape and (middle >= 0).all() and (middle <= 1).all()
+
+
+def test_the_working_resolution_finds_the_motion_of_large_frames():
+    # A pure translation by (6, -4) pixels between 96 x 128 frames, its motion estimated at
+    # 48 x 64 (3, -2 there): the middle frame is the texture moved by (3, -2).
+    generator = torch.Generator().manual_seed(3)
+    texture = torch.nn.functional.interpolate(torch.rand(1, 3, 30, 38, generator=generator), size=(120, 152),
+                                              mode="bicubic", align_corners=False).clamp(0, 1)
+    frame0, middle, frame1 = (texture[..., 12 - dy : 108 - dy, 12 + dx : 140 + dx] for dx, dy in ((0, 0), (3, -2), (6, -4)))
+    for orientations in (1, 4):
+        path = ClassicalInterpolator(ClassicalConfig(orientations=orientations, max_flow_pixels=48 * 64))
+        ours = path(frame0.contiguous(), frame1.contiguous(), 0.5)
+        inner = (..., slice(10, -10), slice(10, -10))
+        average = 0.5 * (frame0 + frame1)
+        assert (ours - middle)[inner].abs().mean() < 0.2 * (average - middle)[inner].abs().mean()
+
+
+def test_resized_ensemble_is_mirror_symmetric_up_to_rounding():
+    frame0, frame1 = frames(height=48, width=64)
+    path = ClassicalInterpolator(ClassicalConfig(max_flow_pixels=768))
+    ours = path(frame0, frame1, 0.5)
+    for dims in ((3,), (2,), (2, 3)):
+        mirrored = path(frame0.flip(dims), frame1.flip(dims), 0.5)
+        torch.testing.assert_close(mirrored.flip(dims), ours, atol=1e-4, rtol=0)
+
+
+def test_resized_path_runs_on_device(device):
+    frame0, frame1 = frames(height=48, width=64)
+    path = ClassicalInterpolator(ClassicalConfig(max_flow_pixels=768))
+    ours = path(frame0.to(device), frame1.to(device), 0.5)
+    assert ours.device.type == device.type
+    torch.testing.assert_close(ours.cpu(), path(frame0, frame1, 0.5), atol=2e-3, rtol=0)
+
+
+def test_kept_kernel_buffers_do_not_change_the_frames():
+    # Buffers are kept per size: frames of other sizes in between change nothing.
+    path = ClassicalInterpolator(ClassicalConfig(orientations=1, max_flow_pixels=768))
+    large, small = frames(height=48, width=64), frames(height=24, width=32, seed=1)
+    first = path(*large)
+    path(*small)
+    assert torch.equal(path(*large), first)
+    assert torch.equal(path(*small), ClassicalInterpolator(path.config)(*small))
+
+
+def test_flows_turned_back_from_a_flipped_orientation():
+    flow = torch.zeros(1, 2, 4, 5)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0
+    flow[0, :, 1, 3] = torch.tensor([0.5, 3.0])
+    turned = classical._flip_flow(flow, (3,))
+    assert turned[0, 0, 1, 1] == -0.5 and turned[0, 1, 1, 1] == 3.0  # column 3 of 5 lands on column 1
+    assert (turned[0, 0] != 0).all() and turned[0, 0, 0, 0] == -2.0 and turned[0, 1, 0, 0] == -1.0
+    for dims in ((), (3,), (2,), (2, 3)):
+        assert torch.equal(classical._flip_flow(classical._flip_flow(flow, dims), dims), flow)
+
+
 # --- Settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_flow_pixels", [0, -5, 2.5, True, "640"])
+def test_max_flow_pixels_must_be_none_or_a_positive_integer(max_flow_pixels):
+    with pytest.raises(ValueError, match=r"max_flow_pixels must be None or a positive integer; got "):
+        ClassicalConfig(max_flow_pixels=max_flow_pixels)
+
+
+def test_max_flow_pixels_none_estimates_at_the_frames_size():
+    frame0, frame1 = frames(height=48, width=64)
+    assert ClassicalInterpolator(ClassicalConfig(max_flow_pixels=None)).motion(frame0, frame1).working_size == (48, 64)
 
 
 @pytest.mark.parametrize("finest_scale", [-1, 1.5, True, "0"])

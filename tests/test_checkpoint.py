@@ -337,3 +337,18 @@ def test_own_checkpoints_round_trip_with_weights_only_loading(models):
     frame0, frame1 = frames(1, 64, 64)
     with torch.no_grad():
         assert torch.equal(fresh(frame0, frame1), trained(frame0, frame1))
+
+
+def test_a_last_pt_with_weights_that_are_not_finite_is_refused_naming_it(tmp_path):
+    model = memc_models.memc_net_s()
+    optimizer = training.build_optimizer(model)
+    scheduler = training.build_scheduler(optimizer)
+    with torch.no_grad():
+        model.post_net.convs[0].weight[0, 0, 0, 0] = float("nan")
+    path = tmp_path / "last.pt"
+    checkpoint.save_training_state(str(path), model, optimizer, scheduler, epoch=1, config={"model": "memc_s"})
+    fresh = memc_models.memc_net_s()
+    fresh_optimizer = training.build_optimizer(fresh)
+    with pytest.raises(UserError, match=re.escape(
+            f"--resume {path}: the weights are damaged (post_net.convs.0.weight holds NaN or inf values)")):
+        checkpoint.load_training_state(str(path), fresh, fresh_optimizer, training.build_scheduler(fresh_optimizer))

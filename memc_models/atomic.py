@@ -25,7 +25,7 @@ import tempfile
 import threading
 from typing import Iterator, List, Optional, Union
 
-from .errors import UserError, first_line, os_reason
+from .errors import UserError, os_reason
 
 __all__ = ["AtomicFile", "AtomicFolder", "AtomicFiles", "claim_folder", "copy_file", "discard_pending",
            "make_parent_folder", "Transaction", "write_chunk", "write_file"]

@@ -494,6 +494,9 @@ def restore_training_state(path: str, state: dict, model: torch.nn.Module, optim
     if not isinstance(saved, Mapping):
         raise UserError(f"{option} {path} does not fit this model{trained_with}: its model entry is "
                         f"{_kind(saved)}, not a state dict")
+    broken = _non_finite_entry(saved)
+    if broken is not None:
+        raise UserError(f"{option} {path}: the weights are damaged ({broken} holds NaN or inf values)")
     try:
         model.load_state_dict(saved)
     except (RuntimeError, ValueError, TypeError, AttributeError):

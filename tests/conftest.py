@@ -32,3 +32,20 @@ def vimeo(tmp_path):
     (root / "tri_trainlist.txt").write_text("00001/0001\n00001/0002\n")
     (root / "tri_testlist.txt").write_text("00002/0001\n")
     return str(root)
+
+
+@pytest.fixture(scope="module")
+def models():
+    """One model per released variant name for the module, loaded from a random released-layout
+    checkpoint, in eval mode. Tests that change a model's mode or gradients restore them."""
+    from helpers import random_original_state_dict
+    from memc_models import load_original_checkpoint
+
+    cache = {}
+
+    def get(variant):
+        if variant not in cache:
+            cache[variant] = load_original_checkpoint(random_original_state_dict(variant), variant)
+        return cache[variant]
+
+    return get

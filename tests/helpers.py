@@ -2,13 +2,18 @@
 one test file from another): frames of a real photograph under a known motion, small videos and
 Vimeo90K-style triplets written with other writers than ours, and running the programs."""
 
+import json
+import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+import memc_models
 
 cv2 = pytest.importorskip("cv2")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
@@ -213,3 +218,42 @@ def full_disk(monkeypatch, when=lambda path: True, after_bytes: int = 0) -> None
         return real(fd, data)
 
     monkeypatch.setattr(atomic, "write_chunk", write_chunk)
+
+
+#: Every entry, with its shape, of the released MEMC-Net models' state dicts, and their parameter
+#: counts (data/original_state_dict_shapes.json, read by instantiating the released models).
+MANIFEST = json.loads((Path(__file__).parent / "data" / "original_state_dict_shapes.json").read_text())["models"]
+#: Our factory for each released variant name.
+FACTORIES = {"MEMC_Net": memc_models.memc_net, "MEMC_Net_s": memc_models.memc_net_s,
+             "MEMC_Net_star": memc_models.memc_net_star}
+RELEASED_VARIANTS = list(FACTORIES)
+
+
+def random_original_state_dict(variant, seed=0, manifest=MANIFEST):
+    """Random tensors under the released names and shapes (``manifest[variant]``), scaled like
+    trained weights (so that activations neither vanish nor explode through the deep networks)."""
+    generator = torch.Generator().manual_seed(seed)
+    state_dict = {}
+    for name, shape in manifest[variant]["state_dict"].items():
+        if name.endswith("num_batches_tracked"):
+            state_dict[name] = torch.tensor(0)
+        elif name.endswith("running_var"):
+            state_dict[name] = 0.5 + torch.rand(shape, generator=generator)
+        elif name.endswith("running_mean"):
+            state_dict[name] = 0.1 * torch.randn(shape, generator=generator)
+        elif len(shape) == 4:
+            fan_in = shape[1] * shape[2] * shape[3]
+            state_dict[name] = torch.randn(shape, generator=generator) / math.sqrt(fan_in)
+        elif name.endswith("weight"):  # batch-norm scale
+            state_dict[name] = 1.0 + 0.1 * torch.randn(shape, generator=generator)
+        else:
+            state_dict[name] = 0.01 * torch.randn(shape, generator=generator)
+    return state_dict
+
+
+def shifted_frames(batch, height, width, seed=0, device="cpu"):
+    """Two frames with a shared texture shifted by a few pixels, values in [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.rand(batch, 3, height + 8, width + 8, generator=generator)
+    base = torch.nn.functional.avg_pool2d(base, 3, 1, 1)
+    return base[..., 2 : 2 + height, 3 : 3 + width].to(device), base[..., 5 : 5 + height, 1 : 1 + width].to(device)

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import (frame_at, iio, start_slow_program, to_tensor, variable_rate_clip, wait_until_interpolating,
+from helpers import (frame_at, iio, start_slow_program, variable_rate_clip, wait_until_interpolating,
                      write_clip)
 from memc_models.cli import evaluate as evaluate_module
 from memc_models.cli.evaluate import format_table, main
 from memc_models.errors import UserError
-from memc_models.metrics import interpolation_error, metrics
 from memc_models.video import VideoReader
 
 SHARED_MIDDLEBURY = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "middlebury"

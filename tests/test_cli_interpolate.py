@@ -18,8 +18,7 @@ from memc_models.classical import ClassicalConfig, ClassicalInterpolator
 from memc_models.cli import interpolate as interpolate_module
 from memc_models.cli.interpolate import main
 from memc_models.errors import UserError
-from memc_models.images import read_image, write_image
-from memc_models.frames import to_uint8
+from memc_models.images import read_image
 from memc_models.metrics import interpolation_error
 from memc_models.video import has_audio
 
@@ -630,7 +629,7 @@ def _folder_of_frames(path, count=4):
 def test_a_signal_while_writing_a_folder_leaves_nothing_and_the_rerun_works(tmp_path, signum):
     frames = _folder_of_frames(tmp_path / "frames")
     out = tmp_path / "out"
-    process = start_slow_program("interpolate", frames, "-o", out, "-q")
+    process = start_slow_program("interpolate", frames, "-o", out, "-q", seconds=60)  # until stopped
     wait_until_interpolating(process)
     process.send_signal(signum)
     assert process.wait(timeout=60) == 128 + signum
@@ -644,7 +643,7 @@ def test_sigterm_while_writing_a_video_keeps_the_old_one_byte_for_byte(tmp_path)
     clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
     write_clip(clip, 4)
     out.write_bytes(b"the previous output")
-    process = start_slow_program("interpolate", clip, "-o", out, "-q")
+    process = start_slow_program("interpolate", clip, "-o", out, "-q", seconds=60)  # until stopped
     wait_until_interpolating(process)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM

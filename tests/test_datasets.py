@@ -4,12 +4,10 @@ the Middlebury and Vimeo90K test finders and the sequences they cannot use, fram
 import os
 
 import numpy as np
-import pytest
 import torch
 
 from helpers import SHIFT, TRIPLET_HEIGHT as HEIGHT, TRIPLET_WIDTH as WIDTH, iio, write_triplet
 from memc_models import datasets
-from memc_models.errors import UserError
 
 
 def _raw(folder):

@@ -1,7 +1,6 @@
 """Image files (memc_models.images): reading every common layout upright and whole, the errors for
 files that cannot be used (damaged ones named, with what the decoder says), encoding and writing."""
 
-import errno
 import os
 import warnings
 
@@ -10,7 +9,6 @@ import pytest
 import torch
 
 from helpers import cv2, frame_at, iio, photo, pil, png_with_exif, to_tensor, write_clip
-from memc_models import atomic
 from memc_models.errors import UserError
 from memc_models.frames import to_uint8
 from memc_models.images import DamagedInputWarning, check_headers, read_image, write_image
@@ -266,3 +264,37 @@ def test_lossy_outputs_keep_the_detail(tmp_path, extension):
     iio.imwrite(default_quality, picture)
     assert error < 0.75 * np.abs(iio.imread(default_quality).astype(float) - picture).mean()
     assert error < 2.0
+
+
+def test_a_png_whose_checksums_fail_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "frame.png"
+    iio.imwrite(path, frame_at(0.0, 32, 32))
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # inside the last IDAT chunk's data or checksum
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=f"^{path}: the image is damaged \\(|^cannot read {path} as an image"):
+        read_image(str(path))
+
+
+def test_a_damaged_jpeg_warns_once_naming_it_and_is_still_read(tmp_path):
+    path = tmp_path / "frame.jpg"
+    iio.imwrite(path, frame_at(0.0, 32, 48), quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] + b"\xff\xd3" + data[len(data) // 2:])  # a stray restart marker
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = read_image(str(path))
+    assert frame.shape == (1, 3, 32, 48)
+    assert [type(w.message) for w in caught] == [DamagedInputWarning]
+    assert str(caught[0].message).startswith(f"{path}: the JPEG decoder reports damage (mjpeg: ")
+
+
+def test_check_headers_names_missing_and_unreadable_files(tmp_path):
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    iio.imwrite(good, frame_at(0.0, 8, 8))
+    bad.write_bytes(b"not a picture")
+    check_headers([str(good)])
+    with pytest.raises(UserError) as error:
+        check_headers([str(good), str(bad), str(tmp_path / "gone.png")])
+    assert str(error.value).startswith(f"2 input file(s) cannot be used: {bad}: not a readable image (")
+    assert str(error.value).endswith(f"; {tmp_path / 'gone.png'}: no such file")

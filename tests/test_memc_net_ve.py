@@ -18,7 +18,7 @@ import memc_ops
 from memc_models import MEMCNetVE, MEMCNetVEOutput, convert_original_state_dict, load_original_checkpoint, memc_net, memc_net_ve
 from memc_models.checkpoint import compare_state_dict, original_names
 from memc_models.memc_net_ve import window_slots
-from test_models import random_original_state_dict
+from helpers import random_original_state_dict
 
 MANIFEST = json.loads((Path(__file__).parent / "data" / "original_ve_state_dict_shapes.json").read_text())["models"]
 RELEASED = MANIFEST["MEMC_Net_VE"]["state_dict"]

@@ -19,5 +19,11 @@ def test_every_spelling_finds_the_variant(name):
 
 
 def test_another_name_is_a_value_error_listing_the_names():
-    with pytest.raises(ValueError, match="variant must be one of MEMC_Net, MEMC_Net_s, MEMC_Net_star .*got 'memc_ve'"):
-        variant("memc_ve")
+    with pytest.raises(ValueError, match="variant must be one of MEMC_Net, MEMC_Net_s, MEMC_Net_star, MEMC_Net_VE .*got 'dain'"):
+        variant("dain")
+
+
+@pytest.mark.parametrize("name", ["memc_ve", "MEMC_Net_VE", "MEMC-Net_SR", "memc_net_dn", "MEMC-Net_DB", "memc_net_ve"])
+def test_the_enhancement_model_is_found_under_its_names_but_is_no_interpolation_variant(name):
+    assert variant(name).name == "memc_ve"
+    assert "memc_ve" not in VARIANTS

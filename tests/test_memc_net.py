@@ -1,81 +1,18 @@
-"""The models: the released architectures' parameter counts and state-dict layout, loading the
-released checkpoints (random weights with the released names and shapes), forward shapes at any
-size and time, gradients, determinism and mixed precision.
+"""The networks (memc_models.memc_net, memc_models.networks): the released architectures'
+parameter counts, layers that compute what the released layer lists compute, forward shapes at any
+size and time, gradients, determinism, input checks and mixed precision. Checkpoint loading and
+conversion are tested in test_checkpoint.py."""
 
-``data/original_state_dict_shapes.json`` lists every entry, with its shape, of the state dicts of
-the released MEMC-Net models (read by instantiating them), and their parameter counts.
-"""
-
-import io
-import json
-import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import memc_ops
-from memc_models import (
-    RELEASE_OPTIONS,
-    MEMCNet,
-    MEMCNetOutput,
-    convert_original_state_dict,
-    load_original_checkpoint,
-    memc_net,
-    memc_net_s,
-    memc_net_star,
-    release_padding,
-)
-from memc_models.checkpoint import compare_state_dict, read_checkpoint
-
-MANIFEST = json.loads((Path(__file__).parent / "data" / "original_state_dict_shapes.json").read_text())["models"]
-FACTORIES = {"MEMC_Net": memc_net, "MEMC_Net_s": memc_net_s, "MEMC_Net_star": memc_net_star}
-VARIANTS = list(FACTORIES)
-
-def random_original_state_dict(variant, seed=0, manifest=MANIFEST):
-    """Random tensors under the released names and shapes (``manifest[variant]``), scaled like
-    trained weights (so that activations neither vanish nor explode through the deep networks)."""
-    generator = torch.Generator().manual_seed(seed)
-    state_dict = {}
-    for name, shape in manifest[variant]["state_dict"].items():
-        if name.endswith("num_batches_tracked"):
-            state_dict[name] = torch.tensor(0)
-        elif name.endswith("running_var"):
-            state_dict[name] = 0.5 + torch.rand(shape, generator=generator)
-        elif name.endswith("running_mean"):
-            state_dict[name] = 0.1 * torch.randn(shape, generator=generator)
-        elif len(shape) == 4:
-            fan_in = shape[1] * shape[2] * shape[3]
-            state_dict[name] = torch.randn(shape, generator=generator) / math.sqrt(fan_in)
-        elif name.endswith("weight"):  # batch-norm scale
-            state_dict[name] = 1.0 + 0.1 * torch.randn(shape, generator=generator)
-        else:
-            state_dict[name] = 0.01 * torch.randn(shape, generator=generator)
-    return state_dict
-
-
-def frames(batch, height, width, seed=0, device="cpu"):
-    """Two frames with a shared texture shifted by a few pixels, values in [0, 1]."""
-    generator = torch.Generator().manual_seed(seed)
-    base = torch.rand(batch, 3, height + 8, width + 8, generator=generator)
-    base = torch.nn.functional.avg_pool2d(base, 3, 1, 1)
-    return base[..., 2 : 2 + height, 3 : 3 + width].to(device), base[..., 5 : 5 + height, 1 : 1 + width].to(device)
-
-
-@pytest.fixture(scope="module")
-def models():
-    """One model per variant for the module, loaded from a random released-layout checkpoint,
-    in eval mode. Tests that change a model's mode or gradients restore them."""
-    cache = {}
-
-    def get(variant):
-        if variant not in cache:
-            cache[variant] = load_original_checkpoint(random_original_state_dict(variant), variant)
-        return cache[variant]
-
-    return get
+from helpers import FACTORIES, MANIFEST, RELEASED_VARIANTS as VARIANTS, random_original_state_dict
+from helpers import shifted_frames as frames
+from memc_models import RELEASE_OPTIONS, MEMCNetOutput, load_original_checkpoint, memc_net_s, release_padding
 
 
 # --- Architecture and checkpoints -------------------------------------------------------------
@@ -86,192 +23,6 @@ def test_parameter_count_matches_the_released_model(variant):
     with torch.device("meta"):
         model = FACTORIES[variant]()
     assert sum(p.numel() for p in model.parameters()) == MANIFEST[variant]["trainable_parameters"]
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_converter_places_every_released_entry_with_its_shape(variant):
-    released = {name: torch.empty(shape, device="meta") for name, shape in MANIFEST[variant]["state_dict"].items()}
-    converted, unplaced = convert_original_state_dict(released, variant)
-    with torch.device("meta"):
-        ours = FACTORIES[variant]().state_dict()
-    assert unplaced == []
-    assert sorted(converted) == sorted(ours)
-    for name, value in converted.items():
-        assert value.shape == ours[name].shape, name
-
-
-@pytest.mark.parametrize(
-    "variant, released, ours",
-    [
-        ("MEMC_Net", "initScaleNets_filter.0.weight", "kernel_net.trunk.encoder.0.convs.0.weight"),
-        ("MEMC_Net", "initScaleNets_filter.6.running_var", "kernel_net.trunk.encoder.0.norm.running_var"),
-        ("MEMC_Net", "initScaleNets_filter.38.weight", "kernel_net.trunk.middle.norm.weight"),
-        ("MEMC_Net", "initScaleNets_filter.64.weight", "kernel_net.trunk.decoder.4.convs.0.weight"),
-        ("MEMC_Net", "initScaleNets_occlusion2.2.bias", "mask_net.heads.1.output.bias"),
-        ("MEMC_Net", "rectifyNet.14.weight", "post_net.convs.7.weight"),
-        ("MEMC_Net", "flownets.deconv4.0.weight", "flow_net.deconv4.0.weight"),
-        ("MEMC_Net_s", "initScaleNets_filter.22.weight", "kernel_net.trunk.middle.convs.0.weight"),
-        ("MEMC_Net_s", "initScaleNets_filter.25.weight", "kernel_net.trunk.decoder.0.convs.0.weight"),
-        ("MEMC_Net_s", "initScaleNets_filter.43.running_mean", "kernel_net.trunk.decoder.4.norm.running_mean"),
-        ("MEMC_Net_s", "flownets.moduleBasic.5.moduleBasic.8.bias", "flow_net.levels.5.8.bias"),
-        ("MEMC_Net_star", "initScaleNets_occlusion.31.weight", "mask_net.trunk.middle.convs.2.weight"),
-        ("MEMC_Net_star", "initScaleNets_filter.54.bias", "kernel_net.trunk.decoder.4.convs.0.bias"),
-        ("MEMC_Net_star", "rectifyNet.body.3.body.2.weight", "post_net.blocks.3.conv2.weight"),
-        ("MEMC_Net_star", "rectifyNet.body.10.weight", "post_net.body_out.weight"),
-        ("MEMC_Net_star", "ctxNet.conv1.weight", "context_net.conv.weight"),
-    ],
-)
-def test_converter_maps_layer_positions_to_blocks(variant, released, ours):
-    state_dict = {name: torch.empty(shape, device="meta") for name, shape in MANIFEST[variant]["state_dict"].items()}
-    marker = torch.zeros(MANIFEST[variant]["state_dict"][released])
-    state_dict[released] = marker
-    converted, _ = convert_original_state_dict(state_dict, variant)
-    assert converted[ours] is marker
-
-
-def test_converter_reports_entries_it_cannot_place_and_unwraps_containers():
-    state_dict = {f"module.{name}": torch.empty(shape, device="meta") for name, shape in MANIFEST["MEMC_Net_s"]["state_dict"].items()}
-    state_dict["module.extra.weight"] = torch.empty(1, device="meta")
-    converted, unplaced = convert_original_state_dict({"state_dict": state_dict}, "memc-net_s")
-    assert unplaced == ["extra.weight"]
-    assert len(converted) == len(MANIFEST["MEMC_Net_s"]["state_dict"])
-    with pytest.raises(RuntimeError, match="extra.weight"):
-        load_original_checkpoint({"state_dict": state_dict}, "MEMC_Net_s")
-
-
-def test_unknown_variant_is_refused():
-    with pytest.raises(ValueError, match="variant must be one of"):
-        convert_original_state_dict({}, "DAIN")
-
-
-@pytest.mark.parametrize(
-    "name, variant",
-    [("memc", "MEMC_Net"), ("memc_s", "MEMC_Net_s"), ("memc_star", "MEMC_Net_star"), ("memc_net_s", "MEMC_Net_s"),
-     ("MEMC-Net*", "MEMC_Net_star"), ("MEMC_Net_s", "MEMC_Net_s")],
-)
-def test_variants_are_accepted_under_the_command_line_and_factory_names(name, variant):
-    state_dict = {entry: torch.empty(shape, device="meta") for entry, shape in MANIFEST[variant]["state_dict"].items()}
-    converted, unplaced = convert_original_state_dict(state_dict, name)
-    assert unplaced == [] and len(converted) == len(state_dict)
-    assert compare_state_dict(state_dict, name).fits
-
-
-def test_the_readme_example_loads_a_released_file_by_its_command_line_name(tmp_path):
-    torch.save(random_original_state_dict("MEMC_Net_s"), tmp_path / "MEMC-Net_s.pth")
-    model = load_original_checkpoint(tmp_path / "MEMC-Net_s.pth", "memc_s")
-    assert model.config.flow_network == "spynet" and not model.training
-
-
-def test_loading_a_file_that_is_no_checkpoint_names_it_without_torchs_advice(tmp_path):
-    path = tmp_path / "frame.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(ValueError) as error:
-        load_original_checkpoint(path, "memc_s")
-    message = str(error.value)
-    assert message.startswith(f"{path}: cannot read it as a PyTorch checkpoint (")
-    assert "weights_only" not in message and "\n" not in message
-
-
-def test_a_pickled_model_is_refused_without_terminal_codes_or_weights_only_advice(tmp_path):
-    path = tmp_path / "whole_model.pt"
-    torch.save(torch.nn.Linear(1, 1), path)
-    with pytest.raises(ValueError) as error:
-        read_checkpoint(path)
-    message = str(error.value)
-    assert message == (f"{path}: cannot read it as a PyTorch checkpoint (it holds a pickled torch.nn.modules.linear.Linear, "
-                       "not only tensors; save a state dict (model.state_dict()) instead)")
-
-
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        (torch.zeros(3), "it holds a tensor, not a state dict (a dict of names to tensors)"),
-        ([torch.zeros(3)], "it holds a list, not a state dict (a dict of names to tensors)"),
-        ({}, "it holds an empty dict, not a state dict"),
-        ({"a": 1}, "it is not a state dict: entry 'a' holds an int, not a tensor"),
-        ({"model": {"a": torch.zeros(1)}, "epoch": 3},
-         "it is a memc-train last.pt (model, optimizer, ...), not a state dict: load its weights with "
-         "model.load_state_dict(torch.load(path, weights_only=True)['model'])"),
-    ],
-)
-def test_loading_a_file_without_a_state_dict_says_what_it_holds(tmp_path, content, message):
-    path = tmp_path / "thing.pt"
-    torch.save(content, path)
-    with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):
-        load_original_checkpoint(path, "memc_s")
-
-
-def test_our_own_state_dict_is_refused_with_a_hint_to_load_state_dict():
-    with torch.device("meta"):
-        ours = memc_net_s().state_dict()
-    with pytest.raises(ValueError, match=re.escape(
-            "the state dict holds memc_models' own names (as model.state_dict() saves them), not the released ones: "
-            "load it with model.load_state_dict(torch.load(path, weights_only=True)) on memc_models.memc_net_s(), "
-            "or pass it to memc-interpolate --checkpoint")):
-        load_original_checkpoint(ours, "memc_s")
-
-
-def test_a_released_checkpoint_that_nearly_fits_names_the_first_few_differences():
-    state_dict = random_original_state_dict("MEMC_Net_s")
-    missing = [name for name in state_dict if name.startswith("flownets.")][:5]
-    for name in missing:
-        del state_dict[name]
-    state_dict["extra.weight"] = torch.zeros(1)
-    state_dict["rectifyNet.0.bias"] = torch.zeros(7)
-    with pytest.raises(RuntimeError) as error:
-        load_original_checkpoint(state_dict, "MEMC_Net_s")
-    message = str(error.value)
-    assert message.startswith("the state dict does not fit MEMC_Net_s: 1 checkpoint entries have no place in MEMC_Net_s: extra.weight; ")
-    assert f"5 weights of MEMC_Net_s are missing from the checkpoint: {', '.join(missing[:3])} and 2 more" in message
-    assert "1 checkpoint entries have another shape in MEMC_Net_s: rectifyNet.0.bias (7,) instead of (64,)" in message
-    with pytest.warns(UserWarning, match="keeping the model's own values"):
-        model = load_original_checkpoint(state_dict, "MEMC_Net_s", strict=False)
-    assert model.post_net.convs[0].bias.shape == (64,)
-
-
-def test_compare_state_dict_lists_differences_in_the_checkpoints_own_naming():
-    with torch.device("meta"):
-        ours = memc_net_s().state_dict()
-    ours["extra.weight"] = torch.zeros(1)
-    mismatch = compare_state_dict(ours, "memc_s")
-    assert not mismatch.released and mismatch.unexpected == ["extra.weight"] and not mismatch.missing
-    assert mismatch.describe() == "1 entry unexpected (extra.weight)"
-    released = random_original_state_dict("MEMC_Net_s")
-    del released["rectifyNet.0.bias"]
-    mismatch = compare_state_dict(released, "memc_s")
-    assert mismatch.released and mismatch.missing == ["rectifyNet.0.bias"]
-
-
-def test_checkpoint_without_batch_norm_counters_loads():
-    state_dict = random_original_state_dict("MEMC_Net_s")
-    state_dict = {name: value for name, value in state_dict.items() if not name.endswith("num_batches_tracked")}
-    model = load_original_checkpoint(state_dict, "MEMC_Net_s")
-    assert not model.training
-    assert torch.equal(model.kernel_net.trunk.encoder[1].norm.running_var, state_dict["initScaleNets_filter.8.running_var"])
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_same_weights_loaded_twice_give_identical_outputs(variant, models, tmp_path):
-    first = models(variant)  # loaded from random_original_state_dict(variant)
-    torch.save(random_original_state_dict(variant), tmp_path / "released.pth")
-    second = load_original_checkpoint(tmp_path / "released.pth", variant)
-    frame0, frame1 = frames(1, 64, 64)
-    with torch.no_grad():
-        expected = first(frame0, frame1)
-        assert torch.isfinite(expected).all()
-        assert torch.equal(second(frame0, frame1), expected)
-
-
-def test_own_checkpoints_round_trip_with_weights_only_loading(models):
-    trained = models("MEMC_Net_s")
-    buffer = io.BytesIO()
-    torch.save(trained.state_dict(), buffer)
-    buffer.seek(0)
-    fresh = MEMCNet(trained.config).eval()  # the released weights' configuration: release padding and fill
-    fresh.load_state_dict(torch.load(buffer, weights_only=True))
-    frame0, frame1 = frames(1, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(fresh(frame0, frame1), trained(frame0, frame1))
 
 
 def released_unet_layers(variant):
@@ -633,14 +384,14 @@ def _network_input_sizes(model, frame0, frame1):
 
 
 @pytest.mark.parametrize("padding, expected", [("release", (128, 256)), ("minimal", (64, 192))])
-def test_the_flow_network_sees_the_padded_frames(models, padding, expected):
+def test_the_flow_network_sees_the_padded_frames(padding, expected):
     model = load_original_checkpoint(random_original_state_dict("MEMC_Net"), "MEMC_Net").configure(padding=padding)
     frame0, frame1 = frames(1, 60, 150)
     size, output = _network_input_sizes(model, frame0, frame1)
     assert size == expected and output.shape == (1, 3, 60, 150)
 
 
-def test_the_projection_is_asked_to_fill_from_below_as_configured(models, monkeypatch):
+def test_the_projection_is_asked_to_fill_from_below_as_configured(monkeypatch):
     model = load_original_checkpoint(random_original_state_dict("MEMC_Net_s"), "MEMC_Net_s")
     frame0, frame1 = frames(1, 64, 64, seed=6)
     calls = []

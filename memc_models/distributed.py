@@ -89,12 +89,18 @@ class StopNotices:
         self.peer_notice: Optional[StopNotice] = None
         self._stop_watching = threading.Event()
 
-    def post(self, reason: str, message: str = "") -> None:
+    def post(self, reason: str, message: str = "") -> Optional[StopNotice]:
+        """Posts this process's notice unless another was first; returns that other notice (the
+        cause this process stops for), or None when this one is the first."""
         value = f"{self.rank}\n{reason}\n{message}"
         try:
-            self.store.compare_set(self._KEY, "", value)
+            stored = self.store.compare_set(self._KEY, "", value).decode()
         except Exception:  # the store went away with the process holding it: nobody left to tell
-            pass
+            return None
+        if stored == value:
+            return None
+        rank, reason, message = stored.split("\n", 2)
+        return StopNotice(int(rank), reason, message)
 
     def read(self) -> Optional[StopNotice]:
         try:
@@ -152,6 +158,16 @@ class Distributed:
     def is_main(self) -> bool:
         """Rank 0: the process that alone writes files and prints progress."""
         return self.rank == 0
+
+    def peer_stop(self) -> Optional[StopNotice]:
+        """The stop notice of another process, if one has been posted (None in a plain run)."""
+        return self.notices.from_peer() if self.notices is not None else None
+
+    def announce_stop(self, reason: str, message: str = "") -> Optional[StopNotice]:
+        """Tells the other processes that this one stops (``reason`` "failed" or "interrupted").
+        Returns None when this process is the first to stop, so that it is the one to report
+        why, or the first notice of another process, whose cause this stop is a consequence of."""
+        return self.notices.post(reason, message) if self.notices is not None else None
 
 
 def _environment_int(name: str) -> int:
@@ -394,8 +410,11 @@ def wrap_model(model: nn.Module, run: Distributed) -> nn.Module:
         return model
     # Batch norm's collectives get a group of their own, apart from DDP's gradient buckets.
     sync_batch_norm(model, dist.new_group(backend=run.backend))
+    # find_unused_parameters: which parameters take part depends on the frames (SPyNet uses
+    # fewer pyramid levels on small frames; MEMC-Net*'s context network gets no gradient), and
+    # DDP must not wait for gradients that never come.
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+        model, device_ids=[run.device.index] if run.device.type == "cuda" else None, find_unused_parameters=True)
 
 
 def bare_model(model: nn.Module) -> nn.Module:

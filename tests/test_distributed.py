@@ -140,9 +140,10 @@ def test_stop_notices_keep_the_first_one():
     store = dist.TCPStore("127.0.0.1", 0, 1, True, timeout=datetime.timedelta(seconds=10))
     first, second = distributed.StopNotices(store, rank=1), distributed.StopNotices(store, rank=0)
     assert first.read() is None
-    first.post("failed", "im3.png: no such file")
-    second.post("interrupted")
-    assert second.read() == distributed.StopNotice(1, "failed", "im3.png: no such file")
+    assert first.post("failed", "im3.png: no such file") is None  # the first: it reports
+    cause = distributed.StopNotice(1, "failed", "im3.png: no such file")
+    assert second.post("interrupted") == cause  # a consequence: the first notice stays
+    assert second.read() == cause
     assert second.from_peer() == second.read() and first.from_peer() is None
 
 
@@ -238,17 +239,16 @@ def _worker_stops(out_dir, cause):
                 raise ValueError("sequences/00001/0002/im3.png: no such file")
             time.sleep(0.05)
     except KeyboardInterrupt:
-        peer = run.notices.from_peer()
-        if peer is not None and peer.reason == "failed":
+        cause = run.announce_stop("interrupted")
+        if cause is not None and cause.reason == "failed":
             sys.exit(1)
-        run.notices.post("interrupted")
         if run.is_main:
             print("interrupted; stopped every process", file=sys.stderr)
         sys.exit(130)
     except ValueError as error:
-        run.notices.post("failed", str(error))
-        print(f"error: rank {run.rank}: {error}", file=sys.stderr)
         distributed.exit_within(10, 1)
+        if run.announce_stop("failed", str(error)) is None:
+            print(f"error: rank {run.rank}: {error}", file=sys.stderr)
         sys.exit(1)
 
 

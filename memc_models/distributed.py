@@ -76,40 +76,65 @@ class StopNotices:
     reporting: the others are its consequences); :meth:`read` returns it. :meth:`watch` starts a
     thread that, once another process has posted, interrupts this process's main thread
     (``KeyboardInterrupt``, so that it stops as on Ctrl-C, cleaning up) and ends the process
-    after ``grace`` seconds if it has not stopped by then (a main thread blocked in a collective
+    ``grace`` seconds later if it has not ended by then (a main thread blocked in a collective
     does not see the interrupt).
+
+    Every process that learns of a stop acknowledges it once (a counter in the store). The
+    process holding the store's server (rank 0, unless torchrun's agent holds it) waits for them
+    all, within a bound, before it ends (:meth:`wait_for_all`): the others read the cause from the
+    store and stop quietly, rather than find the store gone.
     """
 
     _KEY = "stop"
+    _ACKNOWLEDGED = "stopped"
+    #: What a process concludes when the store no longer answers: the process holding it ended.
+    STORE_GONE = StopNotice(-1, "failed", "the process holding the process group's store has ended")
 
-    def __init__(self, store: "dist.Store", rank: int):
+    def __init__(self, store: "dist.Store", rank: int, world_size: int = 1, holds_store: bool = False):
         self.store = store
-        self.rank = rank
-        #: The notice of another process that made the watcher interrupt this one.
+        self.rank, self.world_size, self.holds_store = rank, world_size, holds_store
+        #: The notice of another process, once this process has seen one.
         self.peer_notice: Optional[StopNotice] = None
-        self._stop_watching = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._acknowledged = False
+
+    def _acknowledge(self, store: "dist.Store") -> None:
+        with self._lock:
+            if self._acknowledged:
+                return
+            self._acknowledged = True
+        try:
+            store.add(self._ACKNOWLEDGED, 1)
+        except Exception:  # the store is gone: nobody waits for the count
+            pass
 
     def post(self, reason: str, message: str = "") -> Optional[StopNotice]:
         """Posts this process's notice unless another was first; returns that other notice (the
         cause this process stops for), or None when this one is the first."""
+        self._stopping.set()
+        if self.peer_notice is not None:  # known already (and the store may have gone since)
+            return self.peer_notice
         value = f"{self.rank}\n{reason}\n{message}"
         try:
             stored = self.store.compare_set(self._KEY, "", value).decode()
-        except Exception:  # the store went away with the process holding it: nobody left to tell
-            return None
+        except Exception:
+            return self.STORE_GONE
+        self._acknowledge(self.store)
         if stored == value:
             return None
-        rank, reason, message = stored.split("\n", 2)
-        return StopNotice(int(rank), reason, message)
+        self.peer_notice = _parse_notice(stored)
+        return self.peer_notice
 
-    def read(self) -> Optional[StopNotice]:
+    def read(self, store: Optional["dist.Store"] = None) -> Optional[StopNotice]:
+        """The first notice posted, None if there is none, or :attr:`STORE_GONE`."""
+        store = self.store if store is None else store
         try:
-            if not self.store.check([self._KEY]):
+            if not store.check([self._KEY]):
                 return None
-            rank, reason, message = self.store.get(self._KEY).decode().split("\n", 2)
-        except Exception:  # the store is gone (its process ended) or holds something else
-            return None
-        return StopNotice(int(rank), reason, message)
+            return _parse_notice(store.get(self._KEY).decode())
+        except Exception:
+            return self.STORE_GONE
 
     def from_peer(self) -> Optional[StopNotice]:
         """The notice of another process, if one has been posted."""
@@ -120,22 +145,42 @@ class StopNotices:
         # A clone: its own connection to the store, so that polling never interleaves with the
         # main thread's use of the store.
         store = self.store.clone()
-        watcher = StopNotices(store, self.rank)
 
         def run() -> None:
-            while not self._stop_watching.wait(interval):
-                notice = watcher.read()
-                if notice is not None and notice.rank != self.rank:
-                    self.peer_notice = notice
-                    _thread.interrupt_main()
-                    if not self._stop_watching.wait(grace):
-                        os._exit(1 if notice.reason == "failed" else 130)
-                    return
+            while not self._stopping.wait(interval):
+                notice = self.read(store)
+                if notice is None or notice.rank == self.rank or self._stopping.is_set():
+                    continue
+                self.peer_notice = notice
+                self._acknowledge(store)
+                _thread.interrupt_main()
+                time.sleep(grace)
+                os._exit(1 if notice.reason == "failed" else 130)
 
         threading.Thread(target=run, name="memc-stop-watch", daemon=True).start()
 
     def stop_watching(self) -> None:
-        self._stop_watching.set()
+        """No more interrupts from the watcher: this process is stopping (or has finished)."""
+        self._stopping.set()
+
+    def wait_for_all(self, limit: float) -> None:
+        """In the process holding the store: waits up to ``limit`` seconds until every process
+        has acknowledged the stop. Elsewhere returns at once."""
+        if not self.holds_store:
+            return
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                if self.store.add(self._ACKNOWLEDGED, 0) >= self.world_size:
+                    return
+            except Exception:
+                return
+            time.sleep(0.05)
+
+
+def _parse_notice(text: str) -> StopNotice:
+    rank, reason, message = text.split("\n", 2)
+    return StopNotice(int(rank), reason, message)
 
 
 @dataclass
@@ -163,11 +208,16 @@ class Distributed:
         """The stop notice of another process, if one has been posted (None in a plain run)."""
         return self.notices.from_peer() if self.notices is not None else None
 
-    def announce_stop(self, reason: str, message: str = "") -> Optional[StopNotice]:
+    def announce_stop(self, reason: str, message: str = "", wait: float = 10.0) -> Optional[StopNotice]:
         """Tells the other processes that this one stops (``reason`` "failed" or "interrupted").
         Returns None when this process is the first to stop, so that it is the one to report
-        why, or the first notice of another process, whose cause this stop is a consequence of."""
-        return self.notices.post(reason, message) if self.notices is not None else None
+        why, or the first notice of another process, whose cause this stop is a consequence of.
+        The process holding the store waits up to ``wait`` seconds for the others to learn of it."""
+        if self.notices is None:
+            return None
+        cause = self.notices.post(reason, message)
+        self.notices.wait_for_all(wait)
+        return cause
 
 
 def _environment_int(name: str) -> int:
@@ -226,7 +276,9 @@ def init_distributed(device: torch.device, timeout: float = 600.0, watch_interva
     dist.init_process_group(backend, store=dist.PrefixStore("default_pg", store), rank=rank,
                             world_size=world_size, timeout=wait,
                             device_id=device if device.type == "cuda" else None)
-    notices = StopNotices(dist.PrefixStore("memc/", store), rank)
+    # env:// puts the store's server in rank 0, unless torchrun's agent holds it.
+    holds_store = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != str(True)
+    notices = StopNotices(dist.PrefixStore("memc/", store), rank, world_size, holds_store)
     notices.watch(watch_interval, stop_grace)
     return Distributed(rank, world_size, local_rank, device, backend, notices)
 

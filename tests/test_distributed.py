@@ -136,15 +136,33 @@ def test_training_shares_are_one_permutation_reshuffled_each_epoch_from_the_seed
     assert [len(share) for share in three] == [4, 4, 4] and set(sum(three, [])) == set(data)
 
 
+class _DeadStore:
+    """A store whose server has gone: every call fails, as a TCPStore client's then do."""
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise RuntimeError("Connection reset by peer")
+        return fail
+
+
 def test_stop_notices_keep_the_first_one():
     store = dist.TCPStore("127.0.0.1", 0, 1, True, timeout=datetime.timedelta(seconds=10))
-    first, second = distributed.StopNotices(store, rank=1), distributed.StopNotices(store, rank=0)
+    first = distributed.StopNotices(store, rank=1, world_size=2)
+    second = distributed.StopNotices(store, rank=0, world_size=2, holds_store=True)
     assert first.read() is None
     assert first.post("failed", "im3.png: no such file") is None  # the first: it reports
     cause = distributed.StopNotice(1, "failed", "im3.png: no such file")
     assert second.post("interrupted") == cause  # a consequence: the first notice stays
     assert second.read() == cause
     assert second.from_peer() == second.read() and first.from_peer() is None
+    # Both have acknowledged the stop: the holder of the store need not wait.
+    started = time.monotonic()
+    second.wait_for_all(limit=30)
+    assert time.monotonic() - started < 5
+    # A store that no longer answers means its holder has ended.
+    gone = distributed.StopNotices(_DeadStore(), rank=0)
+    assert gone.read() == gone.from_peer() == distributed.StopNotices.STORE_GONE
+    assert gone.post("failed", "x") == distributed.StopNotices.STORE_GONE
 
 
 # ---------------------------------------------------------------------------------------------- batch norm

@@ -1,13 +1,28 @@
-"""memc_models: MEMC-Net, MEMC-Net_s and MEMC-Net* on memc_ops, and the released checkpoints."""
+"""memc_models: MEMC-Net, MEMC-Net_s and MEMC-Net* on memc_ops, the released checkpoints, and the
+library the command-line programs (:mod:`memc_models.cli`) are built on.
 
-from .checkpoint import convert_original_state_dict, load_original_checkpoint
+Modules: :mod:`.memc_net` (the networks), :mod:`.variants` (the one table of variants),
+:mod:`.checkpoint` (released and own checkpoints, ``load_model``, training state),
+:mod:`.classical` (the training-free path), :mod:`.inference` (device, interpolators),
+:mod:`.frames` (conversions and checks), :mod:`.images` and :mod:`.video` (media files),
+:mod:`.atomic` (the one writer of every output), :mod:`.streaming` (sources, sinks, scene cuts,
+the pairwise walk), :mod:`.metrics`, :mod:`.datasets`, :mod:`.training`; :mod:`.errors` holds
+``UserError``.
+"""
+
+from .checkpoint import convert_original_state_dict, load_model, load_original_checkpoint
+from .errors import UserError
 from .memc_net import MEMCNet, MEMCNetConfig, MEMCNetOutput, memc_net, memc_net_s, memc_net_star
+from .variants import VARIANTS
 
 __all__ = [
     "MEMCNet",
     "MEMCNetConfig",
     "MEMCNetOutput",
+    "UserError",
+    "VARIANTS",
     "convert_original_state_dict",
+    "load_model",
     "load_original_checkpoint",
     "memc_net",
     "memc_net_s",

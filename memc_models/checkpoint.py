@@ -1,4 +1,6 @@
-"""Loading the authors' released MEMC-Net checkpoints into :class:`memc_models.MEMCNet`.
+"""Checkpoints: the authors' released MEMC-Net files loaded into :class:`memc_models.MEMCNet`,
+our own weights and memc-train's training state (``last.pt``), read with checks and written
+atomically.
 
 The released models (``networks/MEMC_Net.py``, ``MEMC_Net_s.py``, ``MEMC_Net_star.py``) keep
 their U-Nets as flat lists of layers, so their state-dict names are layer positions
@@ -8,55 +10,41 @@ the released list holds them: per convolution two entries (conv, ReLU), then the
 any, then the pooling or upsampling layer between blocks.
 """
 
+import math
 import os
 import re
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .memc_net import MEMCNet, memc_net, memc_net_s, memc_net_star
+from .atomic import AtomicFile
+from .errors import UserError, first_line, os_reason
+from .memc_net import MEMCNet
 from .networks import FlowNetS, PostProcessNet, ResidualPostProcessNet, SPyNet, TwoHeadUNet
+from .variants import VARIANTS
+from .variants import variant as _find_variant
 
 __all__ = [
-    "VARIANTS",
     "StateDictMismatch",
+    "TRAINING_STATE_ENTRIES",
     "compare_state_dict",
     "convert_original_state_dict",
     "is_training_state",
+    "load_model",
+    "load_training_state",
     "load_original_checkpoint",
     "original_names",
     "read_checkpoint",
+    "read_training_state",
+    "restore_training_state",
+    "save_training_state",
+    "save_weights",
 ]
-
-#: Our factory for each variant, by its name in the released code.
-VARIANTS: Dict[str, Callable[[], MEMCNet]] = {
-    "MEMC_Net": memc_net,
-    "MEMC_Net_s": memc_net_s,
-    "MEMC_Net_star": memc_net_star,
-}
-
-# Other spellings of each variant (lower case, "-" as "_", "*" as "_star"): our factories' names
-# and the command-line tools' --model names.
-_ALIASES = {
-    "memc_net": "MEMC_Net", "memc": "MEMC_Net",
-    "memc_net_s": "MEMC_Net_s", "memc_s": "MEMC_Net_s",
-    "memc_net_star": "MEMC_Net_star", "memc_star": "MEMC_Net_star",
-}  # fmt: skip
 
 # How many names an error message lists before "and N more".
 _NAMES_SHOWN = 3
-
-
-def _variant(name: str) -> str:
-    key = str(name).strip().replace("-", "_").replace("*", "_star").lower()
-    if key in _ALIASES:
-        return _ALIASES[key]
-    raise ValueError(
-        f"variant must be one of {', '.join(VARIANTS)} (or memc, memc_s, memc_star as the command-line tools "
-        f"name them, or memc_net, memc_net_s, memc_net_star); got {name!r}"
-    )
 
 
 def _some(names: Iterable[str]) -> str:
@@ -248,13 +236,13 @@ def compare_state_dict(state_dict: Mapping[str, Tensor], variant: str) -> StateD
     """How ``state_dict`` (ours, or the authors' released layout, possibly under a
     ``"state_dict"`` key or with ``"module."`` prefixes) differs from ``variant``'s: in whichever
     naming it is closer to. Names and shapes only; nothing is allocated."""
-    variant = _variant(variant)
+    variant = _find_variant(variant)
     state = _unwrap(state_dict)
     problem = _state_dict_problem(state)
     if problem is not None:
         raise ValueError(problem)
     with torch.device("meta"):
-        model = VARIANTS[variant]()
+        model = variant.build()
     own = {name: value.shape for name, value in model.state_dict().items()}
     to_released = original_names(model)
     released = {to_released.get(name, name): shape for name, shape in own.items()}
@@ -278,12 +266,12 @@ def convert_original_state_dict(
         (converted, unplaced): our names -> the released tensors, and the released names that
         correspond to no entry of ours (empty for the released checkpoints).
     """
-    variant = _variant(variant)
+    variant = _find_variant(variant)
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a state dict (a mapping of names to tensors); got {_kind(state_dict)}")
     if model is None:
         with torch.device("meta"):
-            model = VARIANTS[variant]()
+            model = variant.build()
     theirs_to_ours = {theirs: ours for ours, theirs in original_names(model).items()}
     converted, unplaced = {}, []
     for name, value in _unwrap(state_dict).items():
@@ -327,7 +315,7 @@ def load_original_checkpoint(
         RuntimeError: with ``strict``, the checkpoint does not fit the variant; the message
             names the first few entries that differ.
     """
-    variant = _variant(variant)
+    variant = _find_variant(variant)
     if isinstance(path_or_state_dict, Mapping):
         state_dict, where = path_or_state_dict, "the state dict"
     else:
@@ -336,13 +324,13 @@ def load_original_checkpoint(
     problem = _state_dict_problem(_unwrap(state_dict))
     if problem is not None:
         raise ValueError(f"{where}: {problem}")
-    model = VARIANTS[variant]()
+    model = variant.build()
     own = model.state_dict()
     converted, unplaced = convert_original_state_dict(state_dict, variant, model)
     if not converted and any(name in own for name in unplaced):
         raise ValueError(
             f"{where} holds memc_models' own names (as model.state_dict() saves them), not the released ones: "
-            f"load it with model.load_state_dict(torch.load(path, weights_only=True)) on memc_models.{VARIANTS[variant].__name__}(), "
+            f"load it with model.load_state_dict(torch.load(path, weights_only=True)) on memc_models.{variant.build.__name__}(), "
             "or pass it to memc-interpolate --checkpoint"
         )
     missing = [name for name in own if name not in converted and not name.endswith("num_batches_tracked")]
@@ -350,14 +338,14 @@ def load_original_checkpoint(
     names = original_names(model)
     problems = []
     if unplaced:
-        problems.append(f"{len(unplaced)} checkpoint entries have no place in {variant}: {_some(unplaced)}")
+        problems.append(f"{len(unplaced)} checkpoint entries have no place in {variant.released}: {_some(unplaced)}")
     if missing:
-        problems.append(f"{len(missing)} weights of {variant} are missing from the checkpoint: {_some(names.get(n, n) for n in missing)}")
+        problems.append(f"{len(missing)} weights of {variant.released} are missing from the checkpoint: {_some(names.get(n, n) for n in missing)}")
     if wrong_shape:
         shapes = [f"{names[n]} {tuple(converted[n].shape)} instead of {tuple(own[n].shape)}" for n in wrong_shape]
-        problems.append(f"{len(shapes)} checkpoint entries have another shape in {variant}: {_some(shapes)}")
+        problems.append(f"{len(shapes)} checkpoint entries have another shape in {variant.released}: {_some(shapes)}")
     if problems:
-        message = f"{where} does not fit {variant}: " + "; ".join(problems)
+        message = f"{where} does not fit {variant.released}: " + "; ".join(problems)
         if strict:
             raise RuntimeError(message)
         warnings.warn(message + " (keeping the model's own values for those)")
@@ -367,3 +355,144 @@ def load_original_checkpoint(
         converted.setdefault(name, value)
     model.load_state_dict(converted, strict=True)
     return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Our own files: weights for the tools, and memc-train's training state (last.pt)
+
+
+def _non_finite_entry(state: Mapping[str, Any]) -> Union[str, None]:
+    """The first floating-point entry of a state dict holding NaN or inf, or None."""
+    for name, value in state.items():
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return name
+    return None
+
+
+def _read_named(path: str, option: str) -> Any:
+    """:func:`read_checkpoint` of a file the user named with ``option``; failures as UserError."""
+    try:
+        return read_checkpoint(path)
+    except ValueError as error:
+        raise UserError(f"{option} {error}") from None
+    except OSError as error:
+        raise UserError(f"{option} {path}: cannot read it ({os_reason(error)})") from None
+
+
+def load_model(path: Union[str, os.PathLike], model_name: str, device: Union[str, torch.device] = "cpu",
+               option: str = "--checkpoint") -> MEMCNet:
+    """The variant ``model_name`` (any spelling :func:`memc_models.variants.variant` takes) with
+    the weights at ``path``, in eval mode on ``device``. The file holds our state dict
+    (``torch.save(model.state_dict())``), a memc-train ``last.pt`` (its ``"model"`` entry), or the
+    authors' release. A :class:`~memc_models.errors.UserError` beginning with ``option`` (how the
+    caller named the file, e.g. the command-line option) says what is wrong with it: missing, a
+    folder, unreadable, another variant's (naming the one it fits), or weights that are not finite."""
+    wanted = _find_variant(model_name)
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path} is a folder; expected a checkpoint file (such as best.pt or last.pt in it)")
+    if not os.path.isfile(path):
+        raise UserError(f"{option} {path}: no such file")
+    state = _read_named(path, option)
+    if is_training_state(state):
+        config = state.get("config")
+        trained = config.get("model") if isinstance(config, dict) else None
+        if trained in VARIANTS and trained != wanted.name:
+            raise UserError(f"{option} {path} is a memc-train last.pt trained with --model {trained}; pass --model {trained}")
+        state = state["model"]
+    try:
+        mismatches = {name: compare_state_dict(state, name) for name in VARIANTS}  # names and shapes only
+    except ValueError as error:
+        raise UserError(f"{option} {path}: {error}") from None
+    if not mismatches[wanted.name].fits:
+        others = [name for name in VARIANTS if mismatches[name].fits]
+        if others:
+            raise UserError(f"{option} {path} is not a --model {wanted.name} checkpoint; it fits --model {others[0]}")
+        nearest = min(VARIANTS, key=lambda name: (mismatches[name].size, name != wanted.name))
+        raise UserError(f"{option} {path} is not a --model {wanted.name} checkpoint; it fits none of "
+                        f"{', '.join(VARIANTS)} (as --model {nearest}: {mismatches[nearest].describe()})")
+    state = _unwrap(state)
+    broken = _non_finite_entry(state)
+    if broken is not None:
+        raise UserError(f"{option} {path}: the weights are damaged ({broken} holds NaN or inf values)")
+    if mismatches[wanted.name].released:
+        model = load_original_checkpoint(state, wanted.name)
+    else:
+        model = wanted.build()
+        model.load_state_dict(state, strict=False)  # fits: at most batch-norm counters are missing
+    return model.eval().to(device)
+
+
+def save_weights(path: Union[str, os.PathLike], model: torch.nn.Module) -> None:
+    """``torch.save(model.state_dict(), path)``, atomically (see :mod:`memc_models.atomic`)."""
+    with AtomicFile(path) as output:
+        torch.save(model.state_dict(), output.handle())
+
+
+#: The entries every memc-train last.pt holds.
+TRAINING_STATE_ENTRIES = ("model", "optimizer", "scheduler", "epoch")
+
+
+def save_training_state(path: Union[str, os.PathLike], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler, epoch: int, config: dict, best_psnr: float = -math.inf, scaler=None) -> None:
+    """Writes ``{"model", "optimizer", "scheduler", "epoch", "config", "best_psnr"}`` (``epoch``: the
+    number of completed epochs; plus ``"scaler"`` under float16 autocast) atomically, loadable with
+    ``torch.load(weights_only=True)``. A failed write (a full disk) is a UserError naming ``path``,
+    and the previous file stays as it was."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": int(epoch),
+        "config": dict(config),
+        "best_psnr": float(best_psnr),
+    }
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
+    with AtomicFile(path) as output:
+        torch.save(state, output.handle())
+
+
+def read_training_state(path: Union[str, os.PathLike], option: str = "--resume") -> dict:
+    """The dict in a memc-train last.pt, checked for the entries :func:`save_training_state` writes."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"{option} {path}: no such file")
+    state = _read_named(path, option)
+    if not isinstance(state, dict) or not set(TRAINING_STATE_ENTRIES) <= set(state):
+        raise UserError(f"{option} {path}: not a memc-train last.pt (expected {', '.join(TRAINING_STATE_ENTRIES)})")
+    return state
+
+
+def restore_training_state(path: str, state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                           scheduler, scaler=None, option: str = "--resume") -> None:
+    """Loads a dict read by :func:`read_training_state` (from ``path``) into the given objects; a
+    UserError says how the saved model differs from ``model`` when it does not fit."""
+    saved_model = state.get("config", {}).get("model")
+    trained_with = f" (it was trained with --model {saved_model})" if saved_model else ""
+    saved = state["model"]
+    if not isinstance(saved, Mapping):
+        raise UserError(f"{option} {path} does not fit this model{trained_with}: its model entry is "
+                        f"{_kind(saved)}, not a state dict")
+    try:
+        model.load_state_dict(saved)
+    except (RuntimeError, ValueError, TypeError, AttributeError):
+        own = {name: value.shape for name, value in model.state_dict().items()}
+        raise UserError(f"{option} {path} does not fit this model{trained_with}: "
+                        f"{_difference(saved, own, False).describe()}") from None
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, TypeError, KeyError) as error:
+        raise UserError(f"{option} {path}: its optimizer state does not fit this model{trained_with}: "
+                        f"{first_line(error)}") from None
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and scaler.is_enabled() and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+
+
+def load_training_state(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                        scaler=None) -> dict:
+    """Restores what :func:`save_training_state` wrote into the given objects; returns the dict."""
+    state = read_training_state(path)
+    restore_training_state(path, state, model, optimizer, scheduler, scaler)
+    return state

@@ -1,4 +1,5 @@
-"""Shared test set-up: every device test runs on the CPU, and on CUDA when a GPU is present."""
+"""Shared test set-up: every device test runs on the CPU, and on CUDA when a GPU is present; the
+Vimeo90K-style data the training tests share."""
 
 import pytest
 import torch
@@ -18,3 +19,16 @@ def device(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def vimeo(tmp_path):
+    """A Vimeo90K-style root: sequences/00001/0001, 00001/0002 (train), 00002/0001 (test)."""
+    from helpers import write_triplet
+
+    root = tmp_path / "vimeo_triplet"
+    for seed, name in enumerate(("00001/0001", "00001/0002", "00002/0001")):
+        write_triplet(root / "sequences" / name, seed)
+    (root / "tri_trainlist.txt").write_text("00001/0001\n00001/0002\n")
+    (root / "tri_testlist.txt").write_text("00002/0001\n")
+    return str(root)

@@ -1,11 +1,15 @@
-"""The training-free path's interface (memc_models.classical): which frames, times and settings
-it accepts, and the errors for the rest. Its accuracy is tested in test_interpolate.py."""
+"""The training-free path (memc_models.classical): its accuracy on a real photograph under a known
+motion, its self-ensemble and bicubic kernels, which frames, times and settings it accepts, and the
+errors for the rest."""
 
 import pytest
 import torch
 
+import memc_ops
+from helpers import HEIGHT, WIDTH, frame_at, to_tensor
 from memc_models import classical
-from memc_models.classical import ClassicalConfig, ClassicalInterpolator, dis_flow, dis_flows
+from memc_models.classical import ClassicalConfig, ClassicalInterpolator, bicubic_kernel, dis_flow, dis_flows
+from memc_models.metrics import interpolation_error
 
 pytest.importorskip("cv2")
 
@@ -182,3 +186,110 @@ def test_valid_finest_scales_run(finest_scale):
 def test_consistency_tolerances_must_not_be_negative(settings):
     with pytest.raises(ValueError, match="consistency_alpha and consistency_beta must be >= 0"):
         ClassicalConfig(**settings)
+
+
+def test_default_path_beats_frame_averaging():
+    first, middle, second = (to_tensor(frame_at(t)) for t in (0.0, 0.5, 1.0))
+    ours = ClassicalInterpolator()(first, second, 0.5)
+    ours_ie = interpolation_error(ours, middle)
+    average_ie = interpolation_error(0.5 * (first + second), middle)
+    assert ours.shape == first.shape
+    assert ours_ie < 0.5 * average_ie, (ours_ie, average_ie)
+
+
+def test_several_times_are_each_close_to_their_truth():
+    first, second = to_tensor(frame_at(0.0)), to_tensor(frame_at(1.0))
+    times = [0.25, 0.75]
+    outputs = ClassicalInterpolator().interpolate(first, second, times)
+    for t, output in zip(times, outputs):
+        truth = to_tensor(frame_at(t))
+        blend = (1 - t) * first + t * second
+        assert interpolation_error(output, truth) < 0.6 * interpolation_error(blend, truth), t
+
+
+def test_default_path_runs_on_device(device):
+    first, second = to_tensor(frame_at(0.0)).to(device), to_tensor(frame_at(1.0)).to(device)
+    cpu = ClassicalInterpolator()(first.cpu(), second.cpu(), 0.5)
+    ours = ClassicalInterpolator()(first, second, 0.5)
+    assert ours.device == first.device
+    torch.testing.assert_close(ours.cpu(), cpu, atol=2e-3, rtol=0)
+
+
+def test_self_ensemble_is_mirror_symmetric():
+    # The four orientations form a group under mirroring: interpolating mirrored frames gives the
+    # mirrored frame, whatever DIS does on each orientation.
+    first, second = to_tensor(frame_at(0.0)), to_tensor(frame_at(1.0))
+    ours = ClassicalInterpolator()(first, second, 0.5)
+    for dims in ((3,), (2,), (2, 3)):
+        mirrored = ClassicalInterpolator()(first.flip(dims), second.flip(dims), 0.5)
+        torch.testing.assert_close(mirrored.flip(dims), ours, atol=1e-6, rtol=0)
+
+
+def test_self_ensemble_is_a_per_pixel_blend_of_the_orientations():
+    first, second = to_tensor(frame_at(0.0)), to_tensor(frame_at(1.0))
+    single = ClassicalInterpolator(ClassicalConfig(orientations=1))
+    oriented = torch.stack([single(first.flip(d), second.flip(d), 0.5).flip(d) if d else single(first, second, 0.5)
+                            for d in ((), (3,), (2,), (2, 3))])
+    ours = ClassicalInterpolator()(first, second, 0.5)
+    assert (ours >= oriented.amin(0) - 1e-6).all() and (ours <= oriented.amax(0) + 1e-6).all()
+    assert not torch.equal(ours, oriented[0])
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (8, 8), (64, 3), (5, 40)])
+def test_frames_smaller_than_dis_accepts_are_interpolated(size):
+    first, second = torch.rand(2, 1, 3, *size, generator=torch.Generator().manual_seed(0))
+    outputs = ClassicalInterpolator().interpolate(first, second, [0.25, 0.5])
+    for output in outputs:
+        assert output.shape == first.shape and torch.isfinite(output).all()
+        assert (output >= 0).all() and (output <= 1).all()
+
+
+def test_agreement_blend_is_a_softmax_weighted_mean_that_never_underflows():
+    from memc_models.classical import _AgreementBlend
+
+    frames = [torch.full((1, 3, 2, 2), v) for v in (0.2, 0.4, 0.9)]
+    disagreements = [torch.tensor([[0.5, 0.1], [0.3, 0.3]]).view(1, 1, 2, 2) + d for d in (0.0, 0.2, -0.1)]
+    for scale in (0.03, 1.0, 1e-4):
+        blend = _AgreementBlend(scale)
+        for frame, disagreement in zip(frames, disagreements):
+            blend.add(frame, disagreement)
+        weights = torch.softmax(-torch.stack(disagreements).double() / scale, 0)
+        expected = (weights * torch.stack(frames).double()).sum(0).float()
+        torch.testing.assert_close(blend.result(), expected)
+    # At a tiny scale every weight but the best's is exp(-1000): the best frame, not 0/0.
+    assert torch.allclose(blend.result(), frames[2])
+
+
+@pytest.mark.parametrize("settings", [dict(orientations=3), dict(agreement_scale=0.0), dict(agreement_radius=-1),
+                                      dict(kernel="lanczos"), dict(preset="slow"), dict(occluded_weight=0.0)])
+def test_bad_settings_are_an_error(settings):
+    with pytest.raises(ValueError, match=next(iter(settings))):
+        ClassicalConfig(**settings)
+
+
+def keys_cubic(x: float) -> float:
+    x = abs(x)
+    return 1.5 * x**3 - 2.5 * x**2 + 1 if x <= 1 else -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2 if x < 2 else 0.0
+
+
+def test_bicubic_kernel_reproduces_bicubic_interpolation():
+    # A whole-image subpixel shift through adaptive_warp with the bicubic kernel equals Keys'
+    # cubic convolution (a = -0.5), written out here as a sum of shifted copies, inside the frame.
+    image = to_tensor(frame_at(0.0)).double()
+    dx, dy = 0.3, -0.6
+    flow = torch.zeros(1, 2, HEIGHT, WIDTH, dtype=torch.float64)
+    flow[:, 0], flow[:, 1] = dx, dy
+    warped = memc_ops.adaptive_warp(image, flow, bicubic_kernel(flow))
+    # Targets x + 0.3 -> column x, fraction 0.3; y - 0.6 -> row y - 1, fraction 0.4.
+    a, b, first_col, first_row = 0.3, 0.4, -1, -2
+    col_weights = [keys_cubic(1 + a), keys_cubic(a), keys_cubic(1 - a), keys_cubic(2 - a)]
+    row_weights = [keys_cubic(1 + b), keys_cubic(b), keys_cubic(1 - b), keys_cubic(2 - b)]
+    margin = 4
+    inner = (slice(None), slice(None), slice(margin, HEIGHT - margin), slice(margin, WIDTH - margin))
+    expected = torch.zeros_like(image[inner])
+    for r, wy in enumerate(row_weights):
+        for c, wx in enumerate(col_weights):
+            rows = slice(margin + first_row + r, HEIGHT - margin + first_row + r)
+            cols = slice(margin + first_col + c, WIDTH - margin + first_col + c)
+            expected += wy * wx * image[:, :, rows, cols]
+    torch.testing.assert_close(warped[inner], expected, atol=1e-9, rtol=0)

@@ -26,8 +26,6 @@ from memc_models import (
     memc_net_star,
 )
 from memc_models.checkpoint import compare_state_dict, read_checkpoint
-from memc_models.interpolate import load_model
-from memc_models.io import UserError
 
 MANIFEST = json.loads((Path(__file__).parent / "data" / "original_state_dict_shapes.json").read_text())["models"]
 FACTORIES = {"MEMC_Net": memc_net, "MEMC_Net_s": memc_net_s, "MEMC_Net_star": memc_net_star}
@@ -239,65 +237,6 @@ def test_compare_state_dict_lists_differences_in_the_checkpoints_own_naming():
     del released["rectifyNet.0.bias"]
     mismatch = compare_state_dict(released, "memc_s")
     assert mismatch.released and mismatch.missing == ["rectifyNet.0.bias"]
-
-
-# --- load_model: the command-line tools' --checkpoint and --init-checkpoint ----------------------
-
-
-def test_load_model_takes_the_weights_of_a_memc_train_last_pt(models, tmp_path):
-    trained = models("MEMC_Net_s")
-    path = tmp_path / "last.pt"
-    torch.save({"model": trained.state_dict(), "optimizer": {"state": {}}, "scheduler": {}, "epoch": 3,
-                "config": {"model": "memc_s", "lr": 1.0}}, path)
-    model = load_model(str(path), "memc_s", torch.device("cpu"))
-    for name, value in trained.state_dict().items():
-        assert torch.equal(model.state_dict()[name], value), name
-
-
-def test_load_model_names_the_variant_a_last_pt_was_trained_with(models, tmp_path):
-    path = tmp_path / "last.pt"
-    torch.save({"model": models("MEMC_Net_s").state_dict(), "epoch": 3, "config": {"model": "memc_s"}}, path)
-    with pytest.raises(UserError, match=re.escape(
-            f"--init-checkpoint {path} is a memc-train last.pt trained with --model memc_s; pass --model memc_s")):
-        load_model(str(path), "memc_star", torch.device("cpu"), option="--init-checkpoint")
-
-
-def test_load_model_messages_name_the_option_that_gave_the_file(tmp_path):
-    path = tmp_path / "list.pt"
-    torch.save([1, 2], path)
-    for option in ("--checkpoint", "--init-checkpoint"):
-        with pytest.raises(UserError, match=re.escape(f"{option} {path}: it holds a list, not a state dict")):
-            load_model(str(path), "memc_s", torch.device("cpu"), option=option)
-    with pytest.raises(UserError, match=re.escape(f"--init-checkpoint {tmp_path / 'nothing.pt'}: no such file")):
-        load_model(str(tmp_path / "nothing.pt"), "memc_s", torch.device("cpu"), option="--init-checkpoint")
-
-
-def test_load_model_refuses_a_pickled_model_in_one_line_without_weights_only_advice(tmp_path):
-    path = tmp_path / "whole_model.pt"
-    torch.save(torch.nn.Linear(1, 1), path)
-    with pytest.raises(UserError) as error:
-        load_model(str(path), "memc_s", torch.device("cpu"))
-    assert str(error.value) == (f"--checkpoint {path}: cannot read it as a PyTorch checkpoint (it holds a pickled "
-                                "torch.nn.modules.linear.Linear, not only tensors; save a state dict (model.state_dict()) instead)")
-
-
-@pytest.mark.parametrize("model_name, nearest", [("memc_s", "memc_s"), ("memc_star", "memc_s")])
-def test_load_model_names_what_keeps_a_nearly_fitting_state_dict_from_loading(tmp_path, model_name, nearest):
-    with torch.device("meta"):
-        state = memc_net_s().state_dict()
-    state = {name: torch.zeros(value.shape) for name, value in state.items()}
-    state["extra.weight"] = torch.zeros(1)
-    for name in [name for name in state if name.startswith("flow_net.levels.0.")][:4]:
-        del state[name]
-    path = tmp_path / "nearly.pt"
-    torch.save(state, path)
-    with pytest.raises(UserError) as error:
-        load_model(str(path), model_name, torch.device("cpu"))
-    assert str(error.value) == (
-        f"--checkpoint {path} is not a --model {model_name} checkpoint; it fits none of memc, memc_s, memc_star "
-        f"(as --model {nearest}: 4 entries missing (flow_net.levels.0.0.weight, flow_net.levels.0.0.bias, "
-        "flow_net.levels.0.2.weight and 1 more); 1 entry unexpected (extra.weight))"
-    )
 
 
 def test_checkpoint_without_batch_norm_counters_loads():

@@ -1,64 +1,33 @@
-"""memc-eval: its metrics against their definitions, and the command on Middlebury- and
-Vimeo90K-style folders made here (plus the real Middlebury frames when ../shared is present)."""
+"""memc-eval (memc_models.cli.evaluate): the command on Middlebury- and Vimeo90K-style folders and
+videos made here (plus the real Middlebury frames when ../shared is present), its table, and how it
+names what it cannot use."""
 
 import math
+import os
 import pathlib
+import signal
 
 import numpy as np
 import pytest
 import torch
 
-import memc_models.interpolate
-from memc_models.evaluate import format_table, interpolation_error, main, metrics, psnr, rmse, ssim
-
-from test_interpolate import _frame_at, _tensor, _variable_rate_clip, _write_clip
-
-iio = pytest.importorskip("imageio.v3")
+from helpers import (frame_at, iio, start_slow_program, to_tensor, variable_rate_clip, wait_until_interpolating,
+                     write_clip)
+from memc_models.cli import evaluate as evaluate_module
+from memc_models.cli.evaluate import format_table, main
+from memc_models.errors import UserError
+from memc_models.metrics import interpolation_error, metrics
+from memc_models.video import VideoReader
 
 SHARED_MIDDLEBURY = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "middlebury"
 
 
-def _levels(values) -> torch.Tensor:
-    return torch.as_tensor(values, dtype=torch.float64) / 255.0
-
-
-def test_interpolation_error_is_mean_absolute_difference_of_8_bit_values():
-    truth = torch.zeros(1, 3, 4, 5, dtype=torch.float64)
-    output = truth.clone()
-    output[:, 0] = 6 / 255  # one channel off by 6 levels everywhere: IE 2
-    assert interpolation_error(output, truth) == pytest.approx(2.0)
-    # The output is rounded to 8 bits first: 0.4 of a level counts as nothing.
-    assert interpolation_error(truth + 0.4 / 255, truth) == 0.0
-
-
-def test_rmse_is_middleburys_colour_difference_length():
-    truth = torch.zeros(1, 3, 2, 2, dtype=torch.float64)
-    output = truth.clone()
-    output[:, :, 0, 0] = _levels([3.0, 4.0, 12.0])  # |RGB difference| = 13 at one pixel of four
-    assert rmse(output, truth) == pytest.approx(math.sqrt(13**2 / 4))
-
-
-def test_psnr():
-    truth = torch.zeros(1, 3, 8, 8, dtype=torch.float64)
-    assert psnr(truth + 10 / 255, truth) == pytest.approx(10 * math.log10(255**2 / 100))
-    assert psnr(truth, truth) == math.inf
-
-
-def test_ssim_matches_scikit_image():
-    metrics = pytest.importorskip("skimage.metrics")
-    first = _frame_at(0.0, 40, 56)
-    noisy = np.clip(first.astype(np.int16) + np.random.default_rng(0).integers(-20, 21, first.shape), 0, 255).astype(np.uint8)
-    expected = metrics.structural_similarity(
-        noisy, first, channel_axis=2, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
-    )
-    assert ssim(_tensor(noisy), _tensor(first)) == pytest.approx(expected, abs=1e-9)
-    assert ssim(_tensor(first), _tensor(first)) == pytest.approx(1.0)
 
 
 def _write_sequence(folder: pathlib.Path, names, times, height=64, width=80):
     folder.mkdir(parents=True)
     for name, t in zip(names, times):
-        iio.imwrite(folder / name, _frame_at(t, height, width))
+        iio.imwrite(folder / name, frame_at(t, height, width))
 
 
 def _table_rows(text: str):
@@ -78,7 +47,7 @@ def test_middlebury_command(tmp_path, capsys):
         folder = tmp_path / "data" / name
         folder.mkdir(parents=True)
         for file, t in (("frame10.png", 0.0), ("frame10i11.png", 0.5), ("frame11.png", 1.0)):
-            iio.imwrite(folder / file, _frame_at(t, 64, 80, speed))
+            iio.imwrite(folder / file, frame_at(t, 64, 80, speed))
     (tmp_path / "data" / "NoTruth").mkdir()  # skipped: not a complete sequence
     save = tmp_path / "saved"
     assert main(["middlebury", str(tmp_path / "data"), "--save", str(save), "--device", "cpu", "-q"]) == 0
@@ -105,7 +74,7 @@ def test_vimeo_command_reads_triplets_and_septuplets(tmp_path, capsys):
 
 def test_video_command_holds_out_each_inner_frame(tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
-    _write_clip(clip, 6, 48, 64)  # frames at t = 0, 1/4, ..., 5/4 of the known motion
+    write_clip(clip, 6, 48, 64)  # frames at t = 0, 1/4, ..., 5/4 of the known motion
     save = tmp_path / "saved"
     assert main(["video", str(clip), "--save", str(save), "--device", "cpu", "-q", "--fast"]) == 0
     rows = _table_rows(capsys.readouterr().out)
@@ -121,7 +90,7 @@ def test_video_command_holds_out_each_inner_frame(tmp_path, capsys):
 def test_video_command_compares_with_the_frames_it_holds_out(tmp_path, capsys, monkeypatch):
     # Each held-out frame is the truth for the interpolation between its two neighbours.
     clip = tmp_path / "clip.mkv"
-    _write_clip(clip, 5, 32, 48)
+    write_clip(clip, 5, 32, 48)
     seen = []
 
     def neighbours_mean(device, *args):
@@ -130,12 +99,11 @@ def test_video_command_compares_with_the_frames_it_holds_out(tmp_path, capsys, m
             return [0.5 * (first + second)]
         return interpolate
 
-    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", neighbours_mean)
+    monkeypatch.setattr(evaluate_module, "build_interpolator", neighbours_mean)
     assert main(["video", str(clip), "-q"]) == 0
     rows = _table_rows(capsys.readouterr().out)
     for k in range(1, 4):
         assert rows[f"frame{k:05d}"][0] == rows[f"frame{k:05d}"][1]  # ours is the frame average here
-    from memc_models.io import VideoReader
     frames = [torch.from_numpy(f.astype(np.float32) / 255).permute(2, 0, 1)[None] for f in VideoReader(str(clip))]
     assert len(seen) == 3
     for k, (first, second) in enumerate(seen):
@@ -145,7 +113,7 @@ def test_video_command_compares_with_the_frames_it_holds_out(tmp_path, capsys, m
 def test_video_command_holds_out_the_stored_frames_of_a_variable_rate_video(tmp_path, capsys):
     # 12 frames: 8 at 10 fps, then one a second. Read at a constant rate, FFmpeg would repeat the
     # last ones many times over, and the table would score copies of the neighbours.
-    variable = _variable_rate_clip(tmp_path)
+    variable = variable_rate_clip(tmp_path)
     assert main(["video", str(variable), "-q", "--fast"]) == 0
     rows = _table_rows(capsys.readouterr().out)
     assert set(rows) == {f"frame{k:05d}" for k in range(1, 11)} | {"mean"}
@@ -155,7 +123,7 @@ def test_video_command_holds_out_the_stored_frames_of_a_variable_rate_video(tmp_
 @pytest.mark.parametrize("count", [1, 2])
 def test_video_with_fewer_than_three_frames_is_an_error(tmp_path, capsys, count):
     clip = tmp_path / "short.mp4"
-    _write_clip(clip, count, 32, 48)
+    write_clip(clip, count, 32, 48)
     assert main(["video", str(clip), "-q", "--fast"]) == 1
     assert capsys.readouterr().err.strip() == (
         f"memc-eval: error: {clip}: the video has {count} frame(s); holding one out needs at least 3")
@@ -163,7 +131,7 @@ def test_video_with_fewer_than_three_frames_is_an_error(tmp_path, capsys, count)
 
 def test_video_command_notes_a_file_cut_short(tmp_path, capsys):
     whole = tmp_path / "whole.mkv"
-    _write_clip(whole, 40, 32, 48)
+    write_clip(whole, 40, 32, 48)
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert main(["video", str(cut), "--fast", "--limit", "2"]) == 0
@@ -176,7 +144,7 @@ def test_video_command_notes_a_file_cut_short(tmp_path, capsys):
 @pytest.mark.parametrize("count", [1, 2])
 def test_video_with_fewer_than_three_frames_is_an_error_before_any_work(tmp_path, capsys, no_model, count):
     clip = tmp_path / "short.mp4"
-    _write_clip(clip, count, 32, 48)
+    write_clip(clip, count, 32, 48)
     save = tmp_path / "saved"
     assert main(["video", str(clip), "--save", str(save)]) == 1
     assert capsys.readouterr().err.strip() == (
@@ -190,7 +158,7 @@ def test_ctrl_c_stops_without_a_traceback(tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt
         return interpolate
 
-    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", interrupted)
+    monkeypatch.setattr(evaluate_module, "build_interpolator", interrupted)
     assert main(["middlebury", str(_middlebury(tmp_path / "data"))]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "memc-eval: interrupted"
 
@@ -232,13 +200,13 @@ def no_model(monkeypatch):
     """Fails the test if memc-eval gets as far as building the interpolator (the expensive work)."""
     def refuse(*args, **kwargs):
         raise AssertionError("memc-eval built a model before rejecting its arguments")
-    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", refuse)
+    monkeypatch.setattr(evaluate_module, "build_interpolator", refuse)
 
 
 def _middlebury(root: pathlib.Path, height=64, width=80) -> pathlib.Path:
     for file, t in (("frame10.png", 0.0), ("frame10i11.png", 0.5), ("frame11.png", 1.0)):
         (root / "Seq").mkdir(parents=True, exist_ok=True)
-        iio.imwrite(root / "Seq" / file, _frame_at(t, height, width))
+        iio.imwrite(root / "Seq" / file, frame_at(t, height, width))
     return root
 
 
@@ -247,19 +215,40 @@ def test_save_folder_that_cannot_be_made_is_an_error_before_any_work(tmp_path, c
     a_file = tmp_path / "a.png"
     a_file.write_bytes(b"")
     assert main(["middlebury", str(data), "--save", str(a_file), "-q"]) == 1
-    assert capsys.readouterr().err == f"memc-eval: error: --save {a_file}: exists and is not a folder\n"
+    assert capsys.readouterr().err == f"memc-eval: error: --save {a_file}: {a_file} exists and is not a folder\n"
     assert main(["middlebury", str(data), "--save", str(a_file / "x"), "-q"]) == 1
-    assert capsys.readouterr().err == f"memc-eval: error: --save {a_file / 'x'}: cannot create the folder (Not a directory)\n"
+    assert capsys.readouterr().err == f"memc-eval: error: --save {a_file / 'x'}: {a_file} exists and is not a folder\n"
 
 
-def test_save_folder_is_created_up_front(tmp_path, capsys, monkeypatch):
+def test_saved_files_appear_together_at_the_end_and_not_after_a_failure(tmp_path, capsys, monkeypatch):
     data = _middlebury(tmp_path / "data")
+    (data / "Other").mkdir()
+    for file in ("frame10.png", "frame10i11.png", "frame11.png"):
+        (data / "Other" / file).write_bytes((data / "Seq" / file).read_bytes())
     save = tmp_path / "new" / "saved"
     seen = []
-    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", lambda *a: seen.append(save.is_dir()) or (
-        lambda first, second, times: [0.5 * (first + second)]))
+
+    def average(first, second, times):
+        seen.append(save.exists() and sorted(p.name for p in save.iterdir() if ".partial-" not in p.name))
+        return [0.5 * (first + second)]
+
+    monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a: average)
     assert main(["middlebury", str(data), "--save", str(save), "-q"]) == 0
-    assert seen == [True] and (save / "Seq_ours.png").is_file()
+    assert seen == [False, []]  # nothing in place while the run goes on
+    assert sorted(p.name for p in save.iterdir()) == ["Other_compare.png", "Other_ours.png", "Seq_compare.png",
+                                                       "Seq_ours.png"]
+
+    def fails_second(first, second, times):
+        if len(seen) == 1:
+            raise UserError("stopped in the middle")
+        seen.append(1)
+        return [0.5 * (first + second)]
+
+    seen.clear()
+    monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a: fails_second)
+    other = tmp_path / "other"
+    assert main(["middlebury", str(data), "--save", str(other / "saved"), "-q"]) == 1
+    assert not other.exists()  # neither files nor the folders made for them
 
 
 @pytest.mark.parametrize("limit", ["0", "-2"])
@@ -268,7 +257,7 @@ def test_limit_must_be_at_least_one(tmp_path, capsys, limit, no_model):
         main(["middlebury", str(tmp_path), "--limit", limit])
     assert exit.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"memc-eval: error: argument --limit: must be a whole number of samples, 1 or more; got {limit}")
+        f"memc-eval: error: argument --limit: must be a whole number, 1 or more; got {limit}")
 
 
 def test_vimeo_test_list_naming_missing_or_incomplete_folders_is_an_error(tmp_path, capsys, no_model):
@@ -291,16 +280,6 @@ def test_vimeo_septuplet_list_needs_all_seven_frames(tmp_path, capsys, no_model)
     assert main(["vimeo", str(tmp_path), "-q"]) == 1
     assert capsys.readouterr().err == (f"memc-eval: error: {tmp_path / 'sep_testlist.txt'} lists 1 folder(s) without "
                                        f"im1.png .. im7.png, e.g. {tmp_path / '00001' / '0001'}\n")
-
-
-def test_ssim_is_not_defined_for_frames_smaller_than_its_window():
-    frame = _tensor(_frame_at(0.0, 10, 40))
-    with pytest.raises(ValueError) as error:
-        ssim(frame, frame)
-    assert str(error.value) == "ssim: frames of height 10 and width 40 are smaller than SSIM's 11 x 11 window"
-    assert math.isnan(metrics(frame, frame)["SSIM"]) and metrics(frame, frame)["PSNR"] == math.inf
-    # 11 x 11 is one window: defined.
-    assert ssim(_tensor(_frame_at(0.0, 11, 11)), _tensor(_frame_at(0.0, 11, 11))) == pytest.approx(1.0)
 
 
 def test_table_shows_ssim_as_na_and_averages_it_over_the_other_samples():
@@ -337,9 +316,60 @@ def test_tiny_frames_are_evaluated_with_ssim_na(tmp_path, capsys):
 
 def test_half_without_a_checkpoint_gets_a_note(tmp_path, capsys, monkeypatch):
     data = _middlebury(tmp_path / "data", 16, 16)
-    monkeypatch.setattr(memc_models.interpolate, "build_interpolator", lambda *a: (
+    monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a: (
         lambda first, second, times: [0.5 * (first + second)]))
     assert main(["middlebury", str(data), "--half"]) == 0
     assert "note: --half applies to MEMC-Net models; the default path runs in float32\n" in capsys.readouterr().err
     assert main(["middlebury", str(data), "--half", "-q"]) == 0
     assert "note" not in capsys.readouterr().err
+
+
+def _average(monkeypatch):
+    monkeypatch.setattr(evaluate_module, "build_interpolator",
+                        lambda *args: (lambda first, second, times: [0.5 * (first + second)]))
+
+
+def test_every_sequence_that_cannot_be_used_is_named_with_a_count(tmp_path, capsys, monkeypatch):
+    _average(monkeypatch)
+    data = _middlebury(tmp_path / "data", 32, 48)
+    _write_sequence(data / "Beta", ["frame10.png", "frame11.png"], [0.0, 1.0], 32, 48)  # no truth
+    _write_sequence(data / "Gamma", ["frame10.png", "frame11.png", "frame10i11.png"], [0.0, 1.0, 0.5], 32, 48)
+    (data / "Gamma" / "frame11.png").write_bytes(b"not a picture")
+    _write_sequence(data / "Delta", ["frame10.png", "frame11.png", "frame10i11.png"], [0.0, 1.0, 0.5], 32, 48)
+    iio.imwrite(data / "Delta" / "frame10i11.png", frame_at(0.5, 16, 16))
+    assert main(["middlebury", str(data), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert set(_table_rows(out)) == {"Seq", "mean"}
+    assert out.splitlines()[-1] == (
+        f"evaluated 1 of 4; Beta: no frame10i11.png; Delta: the frames differ in size; Gamma: cannot read "
+        f"{data / 'Gamma' / 'frame11.png'} as an image (unknown format or damaged file)")
+
+
+def test_a_dataset_where_nothing_can_be_used_is_an_error_naming_why(tmp_path, capsys, monkeypatch):
+    _average(monkeypatch)
+    _write_sequence(tmp_path / "Beta", ["frame10.png", "frame11.png"], [0.0, 1.0], 32, 48)
+    assert main(["middlebury", str(tmp_path), "-q"]) == 1
+    assert capsys.readouterr().err == (f"memc-eval: error: {tmp_path}: no sequence with frame10.png, frame11.png, "
+                                       "frame10i11.png (Middlebury's layout) (Beta: no frame10i11.png)\n")
+
+
+def test_a_vimeo_folder_missing_a_frame_is_named(tmp_path, capsys, monkeypatch):
+    _average(monkeypatch)
+    _write_sequence(tmp_path / "00001" / "0001", ["im1.png", "im2.png", "im3.png"], [0.0, 0.5, 1.0], 32, 48)
+    _write_sequence(tmp_path / "00001" / "0002", ["im1.png", "im3.png"], [0.0, 1.0], 32, 48)
+    assert main(["vimeo", str(tmp_path), "-q"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"evaluated 1 of 2; {os.path.join('00001', '0002')}: no im2.png"
+
+
+def test_sigterm_leaves_no_saved_files_and_the_old_ones_as_they_were(tmp_path):
+    data = _middlebury(tmp_path / "data", 32, 48)
+    save = tmp_path / "saved"
+    save.mkdir()
+    (save / "Seq_ours.png").write_bytes(b"an earlier run's picture")
+    process = start_slow_program("evaluate", "middlebury", data, "--save", save, "-q", seconds=60)
+    wait_until_interpolating(process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert process.stderr.read() == "memc-eval: stopped by SIGTERM\n"
+    assert [p.name for p in save.iterdir()] == ["Seq_ours.png"]
+    assert (save / "Seq_ours.png").read_bytes() == b"an earlier run's picture"

@@ -1,0 +1,429 @@
+"""One writer for every output: files and folders appear whole, or not at all.
+
+Every output is written under a temporary name beside its target (``NAME.partial-XXXX.EXT`` for
+a file, ``NAME.partial-XXXX/`` for a folder), every step checked (each write, flush, fsync and
+close; an encoder's exit status is checked by its caller before :meth:`AtomicFile.commit`), and
+renamed onto the target only when all succeeded; the same idea as git's lock files and rsync's
+temporary files. On failure the temporary is removed and an existing target is left exactly as it
+was. A folder output is also *claimed* (a ``NAME.lock`` beside it, held with ``flock`` for the
+whole run), so that a second run into the same folder is refused instead of mixing its files in.
+
+Outputs not yet committed are tracked: :func:`discard_pending` removes them all (the programs
+call it on the way out, also after SIGTERM or SIGHUP; the library registers it with ``atexit``).
+
+Errors while writing are :class:`~memc_models.errors.UserError`s naming the target file:
+``out.png: cannot write it (No space left on device)``.
+"""
+
+import atexit
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+import threading
+from typing import Iterator, List, Optional, Union
+
+from .errors import UserError, first_line, os_reason
+
+__all__ = ["AtomicFile", "AtomicFolder", "AtomicFiles", "claim_folder", "copy_file", "discard_pending",
+           "make_parent_folder", "Transaction", "write_chunk", "write_file"]
+
+PathLike = Union[str, os.PathLike]
+
+_pending_lock = threading.Lock()
+_pending: List[object] = []  # AtomicFile and AtomicFolder objects neither committed nor discarded
+
+
+def _track(output) -> None:
+    with _pending_lock:
+        _pending.append(output)
+
+
+def _untrack(output) -> None:
+    with _pending_lock:
+        if output in _pending:
+            _pending.remove(output)
+
+
+def discard_pending() -> None:
+    """Discards every output still being written (newest first): what a run that is stopping
+    leaves behind is removed, and the targets stay as they were."""
+    while True:
+        with _pending_lock:
+            if not _pending:
+                return
+            output = _pending[-1]
+        output.discard()  # removes it from _pending
+
+
+atexit.register(discard_pending)
+
+
+def write_chunk(fd: int, data: memoryview) -> int:
+    """os.write, the one place bytes reach a file (tests inject a full disk here)."""
+    return os.write(fd, data)
+
+
+def make_parent_folder(path: PathLike) -> List[str]:
+    """Makes the folder that ``path`` goes in (and its parents); returns the folders it made,
+    outermost first (for removing them again when the write fails)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    made = []
+    missing = folder
+    while not os.path.exists(missing):
+        made.insert(0, missing)
+        missing = os.path.dirname(missing)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        return made
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{os.fspath(path)}: cannot create the folder {folder} (a file is in the way)") from None
+    except OSError as error:
+        raise UserError(f"{os.fspath(path)}: cannot create the folder {folder} ({os_reason(error)})") from None
+
+
+def _new_file_mode(target: str) -> int:
+    """The permissions the finished file gets: the replaced file's, else those of any new file."""
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+class AtomicFile:
+    """A file written under a temporary name beside ``path`` (same folder, same extension) and
+    renamed onto ``path`` by :meth:`commit`.
+
+    Write through :meth:`write` (or the file object :meth:`handle`, e.g. for ``torch.save``), or
+    let another program write to :attr:`temporary` (an encoder) and check its exit status before
+    committing. As a context manager it commits on success and discards on any exception.
+    """
+
+    def __init__(self, path: PathLike):
+        self.path = os.fspath(path)
+        if os.path.isdir(self.path):
+            raise UserError(f"{self.path} is a folder; expected a file name")
+        self._made_folders = make_parent_folder(self.path)
+        folder, name = os.path.split(os.path.abspath(self.path))
+        stem, extension = os.path.splitext(name)
+        try:
+            self._fd, self.temporary = tempfile.mkstemp(prefix=f"{stem}.partial-", suffix=extension, dir=folder)
+        except OSError as error:
+            self._remove_made_folders()
+            raise UserError(f"{self.path}: cannot write it ({os_reason(error)})") from None
+        self._mode = _new_file_mode(self.path)
+        self._failure: Optional[str] = None
+        self.done = False
+        _track(self)
+
+    def write(self, data) -> int:
+        """Writes all of ``data`` (bytes-like); a failure is a UserError naming the target."""
+        view = memoryview(data).cast("B")
+        if self._fd is None:
+            raise ValueError(f"{self.path}: write after the file was closed")
+        try:
+            written = 0
+            while written < len(view):
+                written += write_chunk(self._fd, view[written:])
+        except OSError as error:
+            self._failure = os_reason(error)
+            raise UserError(f"{self.path}: cannot write it ({self._failure})") from None
+        return len(view)
+
+    def handle(self) -> "_Handle":
+        """A binary file object writing into the temporary (for writers that want one)."""
+        return _Handle(self)
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def commit(self) -> None:
+        """Flushes the temporary to disk and renames it onto ``path``. On failure the temporary is
+        removed (``path`` is untouched) and a UserError names ``path``."""
+        if self.done:
+            return
+        try:
+            if self._failure is not None:  # a write failed inside a caller that swallowed the error
+                raise UserError(f"{self.path}: cannot write it ({self._failure})")
+            if self._fd is not None:
+                os.fsync(self._fd)
+                self._close_fd()
+            if not os.path.isfile(self.temporary):
+                raise UserError(f"{self.path}: cannot write it (the temporary file {self.temporary} vanished)")
+            os.chmod(self.temporary, self._mode)
+            os.replace(self.temporary, self.path)
+        except UserError:
+            self.discard()
+            raise
+        except OSError as error:
+            self.discard()
+            raise UserError(f"{self.path}: cannot write it ({os_reason(error)})") from None
+        self.done = True
+        _untrack(self)
+
+    def discard(self) -> None:
+        """Removes the temporary; ``path`` is left as it was. Safe to call more than once."""
+        if not self.done:
+            with contextlib.suppress(OSError):
+                self._close_fd()
+            with contextlib.suppress(OSError):
+                os.remove(self.temporary)
+            self._remove_made_folders()
+            self.done = True
+        _untrack(self)
+
+    def _remove_made_folders(self) -> None:
+        """Removes the folders made for this file, innermost first, where nothing else went in."""
+        for folder in reversed(self._made_folders):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+
+    def failed(self, error: BaseException) -> BaseException:
+        """The error to raise for ``error`` met while writing: a UserError naming the target (an
+        OSError, or whatever a library made of our failed write), else ``error`` itself."""
+        if isinstance(error, UserError):
+            return error
+        if self._failure is not None:
+            return UserError(f"{self.path}: cannot write it ({self._failure})")
+        if isinstance(error, OSError):
+            return UserError(f"{self.path}: cannot write it ({os_reason(error)})")
+        return error
+
+    def __enter__(self) -> "AtomicFile":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None:
+            self.commit()
+            return False
+        self.discard()
+        replacement = self.failed(error) if isinstance(error, Exception) else error
+        if replacement is not error:
+            raise replacement from None
+        return False
+
+
+class _Handle:
+    """The minimal binary file object over an :class:`AtomicFile` (write, flush)."""
+
+    def __init__(self, output: AtomicFile):
+        self._output = output
+
+    def write(self, data) -> int:
+        return self._output.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+def write_file(path: PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (creating its folder)."""
+    with AtomicFile(path) as output:
+        output.write(data)
+
+
+def copy_file(source: PathLike, path: PathLike, chunk_size: int = 1 << 20) -> None:
+    """Copies the file ``source`` to ``path`` byte for byte, atomically (creating its folder)."""
+    try:
+        reader = open(source, "rb")
+    except OSError as error:
+        raise UserError(f"{os.fspath(source)}: cannot read it ({os_reason(error)})") from None
+    with reader, AtomicFile(path) as output:
+        while True:
+            try:
+                chunk = reader.read(chunk_size)
+            except OSError as error:
+                raise UserError(f"{os.fspath(source)}: cannot read it ({os_reason(error)})") from None
+            if not chunk:
+                break
+            output.write(chunk)
+
+
+class Transaction:
+    """An output committed or discarded as a whole. As a context manager: committed when the block
+    succeeds, discarded when it raises (anything, a signal's exception included)."""
+
+    def commit(self):
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None:
+            self.commit()
+        else:
+            self.discard()
+        return False
+
+
+class AtomicFiles(Transaction):
+    """Several files that appear together: each is written as an :class:`AtomicFile`, and all are
+    renamed into place at the end (or all discarded). For ``--save`` comparisons and one image per
+    time: a failed run changes none of the targets."""
+
+    def __init__(self):
+        self.files: List[AtomicFile] = []
+
+    def file(self, path: PathLike) -> AtomicFile:
+        output = AtomicFile(path)
+        self.files.append(output)
+        return output
+
+    def write(self, path: PathLike, data: bytes) -> None:
+        output = self.file(path)
+        output.write(data)
+        if output._fd is not None:  # release the descriptor now: a long run may hold many files
+            try:
+                os.fsync(output._fd)
+                output._close_fd()
+            except OSError as error:
+                raise UserError(f"{output.path}: cannot write it ({os_reason(error)})") from None
+
+    def commit(self) -> None:
+        try:
+            for output in self.files:
+                output.commit()
+        finally:
+            self.discard()  # what a failed commit left
+
+    def discard(self) -> None:
+        for output in reversed(self.files):  # the first file's folders go last, once empty
+            output.discard()
+
+
+class _Claim:
+    """An exclusive ``flock`` on ``FOLDER.lock``, beside the folder, removed on release."""
+
+    def __init__(self, folder: str, what: str):
+        self.folder = os.path.normpath(folder)
+        self.lock_path = self.folder + ".lock"
+        self.made_folders = make_parent_folder(self.lock_path)
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                raise UserError(f"{self.folder}: cannot claim the folder ({self.lock_path}: {os_reason(error)})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                os.close(fd)
+                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise UserError(f"{self.folder}: another run is writing {what} (it holds {self.lock_path}); "
+                                    "wait for it to finish or choose another folder") from None
+                raise UserError(f"{self.folder}: cannot claim the folder ({os_reason(error)})") from None
+            # The holder before us may have removed the lock file between our open and flock:
+            # then we hold a lock nobody else sees. Take it again on the file that is there.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.lock_path))
+            except OSError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self._fd: Optional[int] = fd
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.remove(self.lock_path)  # while still held: a waiting run then re-checks (above)
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextlib.contextmanager
+def claim_folder(folder: PathLike, what: str = "it") -> Iterator[None]:
+    """Holds ``FOLDER.lock`` for the duration: a second run claiming the same folder gets a
+    UserError at once. The lock goes when the process does (flock), so a killed run leaves none
+    that blocks (at most the empty lock file)."""
+    claim = _Claim(os.fspath(folder), what)
+    try:
+        yield
+    finally:
+        claim.release()
+
+
+class AtomicFolder(Transaction):
+    """A new folder of files written under ``NAME.partial-XXXX/`` beside ``path`` and renamed to
+    ``path`` by :meth:`commit` (``path`` must then not exist or be an empty folder). The folder
+    is claimed from construction to commit or discard."""
+
+    def __init__(self, path: PathLike, what: str = "this folder"):
+        self.path = os.path.normpath(os.fspath(path))
+        self._claim = _Claim(self.path, what)
+        try:
+            self._check_target()
+            parent, name = os.path.split(os.path.abspath(self.path))
+            self.temporary = tempfile.mkdtemp(prefix=f"{name}.partial-", dir=parent)
+        except OSError as error:
+            self._claim.release()
+            raise UserError(f"{self.path}: cannot write the folder ({os_reason(error)})") from None
+        except BaseException:
+            self._claim.release()
+            raise
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.temporary, 0o777 & ~umask)
+        self.done = False
+        _track(self)
+
+    def _check_target(self) -> None:
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise UserError(f"{self.path} is a file; expected a new or empty folder")
+        if os.path.isdir(self.path) and os.listdir(self.path):
+            raise UserError(f"{self.path} already holds files; choose a new or empty folder")
+
+    def file_path(self, name: str) -> str:
+        """Where the file ``name`` of the folder is written until the commit."""
+        return os.path.join(self.temporary, name)
+
+    def commit(self) -> None:
+        if self.done:
+            return
+        try:
+            self._check_target()
+            if os.path.isdir(self.path):
+                os.rmdir(self.path)  # empty (checked): the finished folder takes its place
+            os.rename(self.temporary, self.path)
+        except UserError:
+            self.discard()
+            raise
+        except OSError as error:
+            self.discard()
+            raise UserError(f"{self.path}: cannot move the finished folder there ({os_reason(error)})") from None
+        self.done = True
+        self._claim.release()
+        _untrack(self)
+
+    def discard(self) -> None:
+        if not self.done:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+            self._claim.release()
+            for folder in reversed(self._claim.made_folders):  # made for this output: remove if empty
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+            self.done = True
+        _untrack(self)
+

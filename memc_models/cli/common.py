@@ -1,0 +1,178 @@
+"""What the console programs share: :func:`run`, which turns every way a run can end into an exit
+status and at most one line, and the options and argument types the programs have in common."""
+
+import argparse
+import math
+import os
+import signal
+import sys
+import traceback
+import warnings
+from typing import Callable, Optional, Sequence
+
+from ..atomic import discard_pending
+from ..errors import UserError, first_line
+from ..variants import VARIANTS
+
+__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "method_notes", "positive_int", "run", "say",
+           "signal_number", "unit_interval"]
+
+#: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (SIGINT), SIGTERM or SIGHUP; ``message`` says what was kept."""
+
+    def __init__(self, signum: int = signal.SIGINT, message: Optional[str] = None):
+        super().__init__(message or "")
+        self.signum, self.message = signum, message
+
+    def describe(self) -> str:
+        if self.message:
+            return self.message
+        if self.signum == signal.SIGINT:
+            return "interrupted"
+        return f"stopped by {signal.Signals(self.signum).name}"
+
+
+def signal_number(interruption: KeyboardInterrupt) -> int:
+    """The signal behind a KeyboardInterrupt (SIGINT unless it is an :class:`Interrupted`)."""
+    return interruption.signum if isinstance(interruption, Interrupted) else signal.SIGINT
+
+
+class _StopOnSignals:
+    """While active, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread, once:
+    the unwinding that follows (removing partial outputs) is not interrupted by a second signal."""
+
+    def __enter__(self):
+        self.previous = {}
+        self.stopping = False
+        for signum in STOP_SIGNALS:
+            try:
+                self.previous[signum] = signal.signal(signum, self._handle)
+            except (ValueError, OSError):  # not the main thread, or a signal the platform lacks
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        raise Interrupted(signum)
+
+    def __exit__(self, *exc) -> bool:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+def _one_line_warnings(prog: str):
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message).strip()
+        print(f"{prog}: warning: {text.splitlines()[0] if text else category.__name__}", file=sys.stderr)
+
+    return show
+
+
+def run(main: Callable[[Optional[Sequence[str]]], int], prog: str, argv: Optional[Sequence[str]] = None) -> int:
+    """Runs ``main(argv)`` and returns the exit status, ending every way in at most one line on
+    stderr: a :class:`UserError` (status 1), Ctrl-C, SIGTERM or SIGHUP (128 + the signal's number),
+    an OS error or an exhausted memory (1), or an unexpected error (2, with the traceback when the
+    environment variable ``MEMC_TRACEBACK`` is set). Warnings print as one line each. Whatever
+    output was still being written is removed before returning (:func:`memc_models.atomic.discard_pending`)."""
+    with _StopOnSignals() as stop, warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings(prog)
+        try:
+            return main(argv)
+        except UserError as error:
+            stop.stopping = True
+            print(f"{prog}: error: {_user_message(error)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as interruption:
+            stop.stopping = True
+            describe = interruption.describe() if isinstance(interruption, Interrupted) else "interrupted"
+            print(f"{prog}: {describe}", file=sys.stderr)
+            return 128 + signal_number(interruption)
+        except MemoryError:
+            stop.stopping = True
+            print(f"{prog}: error: out of memory", file=sys.stderr)
+            return 1
+        except OSError as error:
+            stop.stopping = True
+            where = f"{error.filename}: " if error.filename else ""
+            print(f"{prog}: error: {where}{error.strerror or first_line(error)}", file=sys.stderr)
+            return 1
+        except Exception as error:  # a bug: one line, and the traceback on request
+            stop.stopping = True
+            if os.environ.get("MEMC_TRACEBACK"):
+                traceback.print_exc()
+            print(f"{prog}: internal error: {type(error).__name__}: {first_line(error)} (set MEMC_TRACEBACK=1 to see "
+                  "where)", file=sys.stderr)
+            return 2
+        finally:
+            stop.stopping = True
+            discard_pending()
+
+
+def _user_message(error: UserError) -> str:
+    """The message of a UserError, also when a DataLoader worker raised it: the loader re-raises it
+    in the main process with the worker's traceback as its text, whose last line is
+    ``memc_models.errors.UserError: <message>``."""
+    text = str(error)
+    if text.startswith("Caught UserError") and "Traceback" in text:
+        return text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
+def say(quiet: bool, message: str) -> None:
+    """A note on stderr unless ``quiet``."""
+    if not quiet:
+        print(message, file=sys.stderr)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more; got {text}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1; got {text}")
+    return value
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """--device, --half, --checkpoint, --model and --fast: which method runs, and where."""
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
+    parser.add_argument("--half", action="store_true", help="float16 autocast for the MEMC-Net model on CUDA")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="a MEMC-Net checkpoint: ours (memc-train best.pt or last.pt) or the authors' release "
+                        "(default: the training-free path)")
+    parser.add_argument("--model", choices=list(VARIANTS), help="the checkpoint's variant (default: memc)")
+    parser.add_argument("--fast", action="store_true",
+                        help="training-free path: one orientation, no self-ensemble (4x faster, ~2%% higher error)")
+
+
+def method_notes(args) -> list:
+    """Method options given that do nothing with the others given, each as a note."""
+    notes = []
+    if args.checkpoint is None:
+        if args.half:
+            notes.append("--half applies to MEMC-Net models; the default path runs in float32")
+        if args.model is not None:
+            notes.append("--model applies with --checkpoint; without one the training-free path runs")
+    elif args.fast:
+        notes.append("--fast applies to the training-free path; it does not change a --checkpoint model")
+    return notes

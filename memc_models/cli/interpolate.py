@@ -1,0 +1,237 @@
+"""``memc-interpolate``: frames between two images, or a video or folder of frames at N times the rate.
+
+    memc-interpolate A.png B.png -o MID.png                 # the frame at t = 0.5
+    memc-interpolate A.png B.png -o OUT.png --factor 4      # OUT_t0.250.png, OUT_t0.500.png, ...
+    memc-interpolate IN.mp4 -o OUT.mp4 --factor 2           # twice the frame rate
+    memc-interpolate IN.mp4 -o OUT.mp4 --checkpoint memc_star.pth --model memc_star
+    memc-interpolate FRAMES/ -o OUT/ --factor 2             # a folder of frames: OUT/00000.png, ...
+
+Without ``--checkpoint`` the training-free path of :mod:`memc_models.classical` runs (nothing to
+download); with one, a MEMC-Net model (ours, or a checkpoint released by the authors). Every output
+is written atomically (:mod:`memc_models.atomic`): a run that fails or is stopped leaves no part of
+it, and an older file at the target as it was.
+"""
+
+import argparse
+import os
+import sys
+import time
+from typing import List, Optional, Sequence
+
+from ..atomic import AtomicFiles
+from ..errors import UserError
+from ..frames import check_same_size
+from ..images import IMAGE_EXTENSIONS, check_image_output, check_output, encode_image, read_image, stored_bits
+from ..inference import build_interpolator, pick_device
+from ..streaming import SCENE_THRESHOLD, FolderSink, FolderSource, VideoSink, VideoSource, interpolate_stream
+from ..video import check_video_output
+from .common import add_method_options, method_notes, run, say, unit_interval
+
+__all__ = ["frame_times", "main", "output_paths"]
+
+PROG = "memc-interpolate"
+
+
+def frame_times(times: Optional[Sequence[float]], factor: Optional[int]) -> List[float]:
+    """The times to interpolate: ``times`` as given, or k / factor for k = 1 .. factor - 1."""
+    if factor is not None:
+        if factor < 2:
+            raise UserError(f"--factor must be an integer of at least 2; got {factor}")
+        return [k / factor for k in range(1, factor)]
+    times = list(times) if times else [0.5]
+    for t in times:
+        if not 0.0 < t < 1.0:
+            raise UserError(f"--times must lie strictly between 0 and 1; got {t}")
+        if times.count(t) > 1:
+            raise UserError(f"--times lists {t} more than once")
+    return times
+
+
+def output_paths(output: str, times: Sequence[float]) -> List[str]:
+    """OUT itself for one time, else OUT_t<time><ext> per time: to 3 decimals, or as many more as
+    it takes to tell the times apart (never two times in one file)."""
+    if len(times) == 1:
+        return [output]
+    stem, suffix = os.path.splitext(output)
+    for decimals in range(3, 10):
+        paths = [f"{stem}_t{t:.{decimals}f}{suffix}" for t in times]
+        if len(set(paths)) == len(paths):
+            return paths
+    raise UserError("--times: some times differ by less than 1e-9; they would share an output file")
+
+
+def _check_outputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """Every output can be written and none is an input (which would be destroyed while read)."""
+    for output in outputs:
+        for path in inputs:
+            if os.path.exists(output) and os.path.samefile(output, path):
+                raise UserError(f"-o {output} is the input {path}; choose another output name")
+        check_output(output)
+
+
+def _progress(args, total: Optional[int]):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="interpolating", disable=args.quiet, dynamic_ncols=True)
+
+
+def _note_cuts(args, cuts: Sequence[int]) -> None:
+    if cuts:
+        shown = ", ".join(map(str, cuts[:10])) + (", ..." if len(cuts) > 10 else "")
+        say(args.quiet, f"note: {len(cuts)} scene cut(s), before input frame(s) {shown} (counted from 0): the frames "
+            "there repeat the nearest input instead of blending two shots (--scene-threshold 0 interpolates anyway)")
+
+
+def _images(args, device, times: List[float]) -> None:
+    for path in args.inputs:  # fail before loading a model
+        if os.path.isdir(path):
+            raise UserError(f"{path} is a directory; expected an image file")
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such file")
+    check_image_output(args.output)
+    paths = output_paths(args.output, times)
+    _check_outputs(args.inputs, paths)
+    interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast)
+    frame0, frame1 = read_image(args.inputs[0]), read_image(args.inputs[1])
+    check_same_size(frame1, args.inputs[1], frame0, args.inputs[0])
+    # 16-bit inputs give 16-bit outputs where the output format has them.
+    bits = 16 if all(stored_bits(path) == 16 for path in args.inputs) else 8
+    start = time.perf_counter()
+    frames = interpolate(frame0, frame1, times)
+    elapsed = time.perf_counter() - start
+    with AtomicFiles() as outputs:  # all the times' files, or none
+        for path, frame in zip(paths, frames):
+            outputs.write(path, encode_image(path, frame, bits))
+    if not args.quiet:
+        for path in paths:
+            print(path)
+    say(args.quiet, f"{len(frames)} frame(s) in {elapsed:.2f} s")
+
+
+def _video(args, device, times: List[float], factor: int) -> None:
+    source_path = args.inputs[0]
+    check_video_output(args.output)
+    _check_outputs(args.inputs, [args.output])
+    source = VideoSource(source_path)
+    # N times the frames at N times the rate last as long as the input: its audio still fits.
+    if args.keep_audio and not source.reader.audio:
+        say(args.quiet, f"note: {source_path} has no audio to keep")
+    elif not args.keep_audio and source.reader.audio:
+        say(args.quiet, f"note: {source_path} has audio; the output has none (--keep-audio copies it)")
+    if source.reader.looks_cut_short():
+        reader = source.reader
+        say(args.quiet, f"note: {source_path} announces {reader.duration:g} s at {reader.fps:g} fps (about "
+            f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
+            "interpolating the frames it holds")
+    interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast)
+    total = None if source.count is None else factor * (source.count - 1) + 1
+    fps = source.fps * factor
+    audio_from = source_path if args.keep_audio and source.reader.audio else None
+    try:
+        with VideoSink(args.output, fps, audio_from) as sink, _progress(args, total) as bar:
+            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update)
+            if result.frames_read == 0:
+                raise UserError(f"{source_path}: the video has no frames")
+            # One frame leaves nothing to interpolate: most likely a still saved as a video, so say
+            # so rather than write a copy that looks like success.
+            if result.frames_read == 1:
+                raise UserError(f"{source_path}: the video has only 1 frame; there is nothing to interpolate")
+    finally:
+        source.close()
+    if sink.audio_problem is not None:
+        say(args.quiet, f"note: could not add the audio of {source_path} ({sink.audio_problem}); the output has none")
+    _note_cuts(args, result.cuts)
+    say(args.quiet, f"{args.output}: {result.frames_written} frames at {fps:g} fps")
+
+
+def _folder(args, device, times: List[float], factor: int) -> None:
+    folder, output = args.inputs[0], args.output
+    source = FolderSource(folder)
+    if len(source.paths) < 2:
+        raise UserError(f"{folder}: holds {len(source.paths)} image(s); a folder of frames needs at least 2 "
+                        f"({', '.join(IMAGE_EXTENSIONS)})")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
+    if os.path.isdir(output) and os.path.samefile(output, folder):
+        raise UserError(f"-o {output} is the input folder; choose another output folder")
+    if os.path.isdir(output) and os.listdir(output):
+        raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+    count = factor * (len(source.paths) - 1) + 1
+    with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
+        interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast)
+        with _progress(args, count) as bar:
+            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update)
+    _note_cuts(args, result.cuts)
+    say(args.quiet, f"{output}: {result.frames_written} frames from {result.frames_read}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Interpolate the frames between two images, or raise the frame rate of a video or a folder of "
+        "frames, with MEMC-Net's flow projection and adaptive warping. Without --checkpoint a training-free path "
+        "runs (DIS optical flow, projection, bicubic adaptive warping, occlusion-aware blending). Outputs appear "
+        "whole or not at all: a run that fails or is stopped (Ctrl-C, SIGTERM, SIGHUP) removes what it wrote.",
+        epilog="examples:\n  memc-interpolate a.png b.png -o mid.png\n"
+        "  memc-interpolate a.png b.png -o out.png --factor 4   (writes out_t0.250.png ...)\n"
+        "  memc-interpolate in.mp4 -o out.mp4 --factor 2\n"
+        "  memc-interpolate frames/ -o out_frames/ --factor 2   (writes out_frames/00000.png ...)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="two images (A B), one video, or one folder of frames (in natural name order)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output image (with several times, one file per time: NAME_t0.250.EXT ...), video, "
+                        "or folder (for a folder of frames)")
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument("--times", type=float, nargs="+", metavar="T", help="times in (0, 1) between two images (default 0.5)")
+    timing.add_argument("--factor", type=int, metavar="N",
+                        help="N-1 evenly spaced frames between each pair; a video comes out at N times its frame rate "
+                        "(default 2 for videos and folders of frames)")
+    add_method_options(parser)
+    parser.add_argument("--scene-threshold", type=unit_interval, default=SCENE_THRESHOLD, metavar="X",
+                        help="videos and folders of frames: two frames whose colour histograms overlap less than X "
+                        f"(0..1) are a cut to another shot, where the nearest input frame is repeated instead of "
+                        f"interpolated (default {SCENE_THRESHOLD}; 0 interpolates everywhere)")
+    parser.add_argument("--keep-audio", action="store_true",
+                        help="videos: copy the input's audio into the output (it lasts as long: N times the frames at "
+                        "N times the rate); by default the output has none")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    return parser
+
+
+def _interpolate(argv: Optional[Sequence[str]]) -> int:
+    args = _parser().parse_args(argv)
+    if len(args.inputs) > 2:
+        raise UserError(f"expected two images, one video or one folder of frames; got {len(args.inputs)} inputs "
+                        "(put a sequence's frames in a folder and pass the folder)")
+    folder = len(args.inputs) == 1 and os.path.isdir(args.inputs[0])
+    video = len(args.inputs) == 1 and not folder
+    if video and os.path.splitext(args.inputs[0])[1].lower() in IMAGE_EXTENSIONS:
+        raise UserError(f"{args.inputs[0]} is an image; pass two images, one video or one folder of frames")
+    if (video or folder) and args.times is not None:
+        raise UserError(f"--times applies to two images; for a {'video' if video else 'folder of frames'} "
+                        "use --factor N")
+    factor = args.factor if args.factor is not None else (2 if video or folder else None)
+    times = frame_times(args.times, factor)
+    notes = method_notes(args)
+    if args.keep_audio and not (len(args.inputs) == 1 and os.path.isfile(args.inputs[0])):
+        notes.append("--keep-audio applies to an input video")
+    for note in notes:
+        say(args.quiet, f"note: {note}")
+    device = pick_device(args.device)
+    if folder:
+        _folder(args, device, times, factor)
+    elif video:
+        _video(args, device, times, factor)
+    else:
+        _images(args, device, times)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(_interpolate, PROG, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

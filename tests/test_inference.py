@@ -1,0 +1,33 @@
+"""Running a method (memc_models.inference): the device, and interpolators whose outputs are checked."""
+
+import pytest
+import torch
+
+from memc_models import inference
+from memc_models.errors import UserError
+from memc_models.inference import build_interpolator, pick_device
+
+
+def test_devices():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="--device cuda: no CUDA GPU is visible; use --device cpu"):
+            pick_device("cuda")
+
+
+def test_the_training_free_interpolator_gives_one_frame_per_time():
+    frame0, frame1 = torch.rand(1, 3, 24, 32), torch.rand(1, 3, 24, 32)
+    frames = build_interpolator(torch.device("cpu"), fast=True)(frame0, frame1, [0.25, 0.75])
+    assert [f.shape for f in frames] == [frame0.shape] * 2 and all(torch.isfinite(f).all() for f in frames)
+
+
+def test_a_model_output_that_is_not_finite_is_an_error_naming_the_checkpoint(monkeypatch):
+    class Broken(torch.nn.Module):
+        def forward(self, frame0, frame1, t):
+            return frame0 * float("inf")
+
+    monkeypatch.setattr(inference, "load_model", lambda *args: Broken())
+    interpolate = build_interpolator(torch.device("cpu"), "run/best.pt", "memc_s")
+    with pytest.raises(UserError, match="--checkpoint run/best.pt produced a frame that is not finite"):
+        interpolate(torch.ones(1, 3, 8, 8), torch.ones(1, 3, 8, 8), [0.5])

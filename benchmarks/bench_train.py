@@ -93,9 +93,12 @@ def measure(variant, device, dtype, processes, batch_size, size, steps, warmup):
                        batch_size=batch_size, size=list(size), steps=steps, warmup=warmup, out=out, threads=threads)
         command = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(options)]
         port = _free_port()
+        # The workers import the memc_models this process imported (a checkout or an install).
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(distributed.__file__)))
+        python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         workers = []
         for rank in range(processes):
-            environment = dict(os.environ)
+            environment = dict(os.environ, PYTHONPATH=python_path)
             for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
                 environment.pop(name, None)
             if processes > 1:
@@ -154,7 +157,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                         help=f"frame size (default: {GPU_SIZE[0]} {GPU_SIZE[1]} on a GPU, {CPU_SIZE[0]} {CPU_SIZE[1]} "
                         "on a CPU)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.processes or ()) or args.batch_size < 1 or args.warmup < 0:
         parser.error("--processes and --batch-size must be at least 1, --warmup at least 0")

@@ -288,10 +288,10 @@ def close_distributed(run: Distributed, finished: bool = True) -> None:
     no process takes the store away from one still using it)."""
     if not run.is_distributed or not dist.is_initialized():
         return
+    if finished:
+        dist.barrier()  # a process failing meanwhile still stops this one (its watcher is on)
     if run.notices is not None:
         run.notices.stop_watching()
-    if finished:
-        dist.barrier()
     dist.destroy_process_group()
 
 

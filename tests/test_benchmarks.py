@@ -35,3 +35,15 @@ def test_bench_interpolate_frames_move_by_a_few_pixels():
     assert frame0.shape == frame1.shape == (1, 3, 64, 96)
     assert 0 <= float(frame0.min()) and float(frame0.max()) <= 1
     assert 0.01 < float((frame0 - frame1).abs().mean()) < 0.2
+
+
+def test_bench_train_times_one_and_two_processes():
+    import bench_train
+
+    rows = bench_train.rows_for(["memc_s"], [1, 2], batch_size=1, size_for=lambda device: (16, 32), warmup=0)
+    timed = rows(torch.device("cpu"), torch.float32, 1)
+    assert [(row["processes"], row["global_batch"]) for row in timed] == [(1, 1), (2, 2)]
+    for row in timed:
+        assert row["variant"] == "memc_s" and row["size"] == "32x16" and row["ms_per_step"] > 0
+        assert row["samples_per_s"] >= row["samples_per_s_per_process"] > 0
+    assert timed[0]["scaling"] == 1.0

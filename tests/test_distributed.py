@@ -9,8 +9,6 @@ import copy
 import datetime
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 
@@ -19,51 +17,23 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from helpers import finish_processes, start_processes
 from memc_models import distributed
 from memc_models.distributed import Distributed, ShardSampler, SyncBatchNorm2d
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
 #: Longest a run of several processes may take (they start torch in parallel on a busy machine).
 RUN_LIMIT = 120
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _environment(rank, world_size, port):
-    return dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-
-
 def _start(world_size, worker, *args):
     """Starts ``world_size`` processes running ``worker(*args)`` of this module, as torchrun would."""
-    port = _free_port()
     code = f"import sys; sys.path.insert(0, {TESTS!r}); import test_distributed; test_distributed.{worker}(*{args!r})"
-    return [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=_environment(rank, world_size, port),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for rank in range(world_size)]
+    return start_processes(world_size, [sys.executable, "-c", code])
 
 
 def _finish(processes, limit=RUN_LIMIT):
-    """(exit code, stderr) of each process; fails the test if any outlives ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    results = []
-    try:
-        for process in processes:
-            _, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            results.append((process.returncode, stderr))
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the processes did not finish within {limit} s")
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return results
+    return finish_processes(processes, limit)
 
 
 # ---------------------------------------------------------------------------------------------- environment
@@ -298,3 +268,54 @@ def test_interrupting_one_process_stops_every_process(tmp_path):
     assert time.monotonic() - started < 30
     assert (code0, code1) == (130, 130)
     assert err0.strip() == "interrupted; stopped every process" and err1.strip() == ""
+
+
+def _worker_recipe_step(out_dir):
+    """Each process: one step of memc-train's recipe (MEMC-Net_s, Adamax) on its own triplet."""
+    from memc_models import training
+
+    torch.set_num_threads(1)
+    run = distributed.init_distributed(torch.device("cpu"), timeout=60)
+    batch = _two_triplets()
+    model = distributed.wrap_model(_recipe_model(), run)
+    training.train_step(model, _sgd(distributed.bare_model(model)), [x[run.rank : run.rank + 1] for x in batch])
+    torch.save(distributed.bare_model(model).state_dict(), os.path.join(out_dir, f"rank{run.rank}.pt"))
+    distributed.close_distributed(run)
+
+
+def _sgd(model):
+    """Plain SGD, so that the weights after a step show the gradients themselves. (The recipe's
+    Adamax makes a first step of lr * g / |g|: for a gradient that is zero but for rounding, such
+    as a convolution's bias before batch norm, that is lr times a random sign.)"""
+    return torch.optim.SGD(model.parameters(), lr=1.0)
+
+
+def _recipe_model():
+    from memc_models import training
+
+    torch.manual_seed(0)
+    return training.build_model("memc_s")
+
+
+def _two_triplets():
+    generator = torch.Generator().manual_seed(7)
+    frames = torch.rand(2, 3, 3, 32, 64, generator=generator)
+    return [frames[:, 0], frames[:, 1], frames[:, 2], torch.tensor([0.5, 0.25])]
+
+
+def test_memc_train_recipe_in_two_processes_steps_as_one_process_with_batch_two(tmp_path):
+    """The property that makes DDP correct, for memc-train's step on MEMC-Net_s (batch norm,
+    SPyNet levels that small frames leave unused, a time per sample): 2 processes x batch 1 step
+    as 1 process x batch 2."""
+    from memc_models import training
+
+    results = _finish(_start(2, "_worker_recipe_step", str(tmp_path)))
+    assert [code for code, _ in results] == [0, 0], results
+    single = _recipe_model()
+    training.train_step(single, _sgd(single), _two_triplets())
+    expected = single.state_dict()
+    for rank in (0, 1):
+        saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert saved.keys() == expected.keys()
+        for name, value in expected.items():
+            torch.testing.assert_close(saved[name], value, msg=name)

@@ -25,7 +25,6 @@ import _thread
 import datetime
 import itertools
 import os
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ __all__ = [
     "close_distributed",
     "exit_within",
     "init_distributed",
-    "stop_on_sigterm",
+    "launched_distributed",
     "training_sampler",
     "wrap_model",
 ]
@@ -301,16 +300,6 @@ def exit_within(seconds: float, code: int) -> None:
     timer = threading.Timer(seconds, os._exit, args=(code,))
     timer.daemon = True
     timer.start()
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM raises ``KeyboardInterrupt``, as Ctrl-C does: torchrun stops its processes with
-    SIGTERM (when one fails, or when torchrun itself is interrupted), and a process stopped that
-    way should clean up and tell the others as on Ctrl-C."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -209,11 +209,10 @@ def test_two_processes_with_batch_one_step_as_one_process_with_batch_two(tmp_pat
 
 
 def _worker_stops(out_dir, cause):
-    """Both processes loop, rank 0 in plain Python (only the notice watcher can stop it), rank 1
-    in all-reduces; rank 1 fails (``cause`` "raise") or is interrupted by the test ("signal")."""
+    """Both processes loop in plain Python, in no collective (so only the stop-notice watcher
+    can stop rank 0); rank 1 fails (``cause`` "raise") or is interrupted by the test ("signal")."""
     torch.set_num_threads(1)
     run = distributed.init_distributed(torch.device("cpu"), timeout=60, watch_interval=0.2, stop_grace=10)
-    distributed.stop_on_sigterm()
     with open(os.path.join(out_dir, f"ready{run.rank}"), "w"):
         pass
     try:

@@ -262,11 +262,12 @@ def _train_in(args, cluster: Distributed, state: Optional[dict], tqdm) -> None:
     # Each process draws its own crops and flips; DDP starts every process from rank 0's weights.
     torch.manual_seed(args.seed + cluster.rank)
     say = (lambda message: None) if args.quiet or not main else (lambda message: print(message, file=sys.stderr))
-    dataset, test_list = (VimeoSeptuplets, "sep_testlist.txt") if args.septuplets else (VimeoTriplets, "tri_testlist.txt")
+    dataset, test_list, samples = ((VimeoSeptuplets, "sep_testlist.txt", "septuplets") if args.septuplets
+                                   else (VimeoTriplets, "tri_testlist.txt", "triplets"))
     train_set = dataset(args.data, "train", crop=tuple(args.crop), augment=True)
     val_set = dataset(args.data, "test", limit=args.val_limit)
     if not val_set.from_list:
-        say(f"note: {args.data} has no {test_list}; validating on the training {dataset.__name__[5:].lower()}")
+        say(f"note: {args.data} has no {test_list}; validating on the training {samples}")
     # Every file, before the first step: a broken validation image must not wait for an epoch.
     train_set.check_files()
     val_set.check_files()

@@ -30,3 +30,36 @@ fi
 python3 "$REPO/benchmarks/bench_interpolate.py" --device cuda --dtype float32 --dtype float16 --repeats 3 \
   --json "$OUT/bench_interpolate.json" > "$OUT/bench_interpolate.txt" 2>&1
 echo "bench_interpolate: exit $?"; cat "$OUT/bench_interpolate.txt"
+# memc-train on CUDA: two steps of MEMC-Net_s on full-size generated Vimeo90K triplets, in float32
+# and with --amp (bfloat16 autocast on GPUs that have it, else float16 with a gradient scaler),
+# then the same under torchrun (NCCL, one process per GPU); and the training benchmark.
+python3 - "$OUT/vimeo_triplet" <<'PY'
+import os, sys
+import numpy as np
+from PIL import Image
+root = sys.argv[1]
+rng = np.random.default_rng(0)
+names = [f"00001/{k:04d}" for k in range(1, 5)]
+for name in names:
+    picture = rng.integers(0, 256, size=(264, 456, 3), dtype=np.uint8)
+    os.makedirs(os.path.join(root, "sequences", name), exist_ok=True)
+    for k in range(3):
+        Image.fromarray(picture[4 - k + 1 : 260 - k + 1, 4 - 2 * k + 2 : 452 - 2 * k + 2]).save(
+            os.path.join(root, "sequences", name, f"im{k + 1}.png"))
+with open(os.path.join(root, "tri_trainlist.txt"), "w") as handle:
+    handle.write("\n".join(names[:3]) + "\n")
+with open(os.path.join(root, "tri_testlist.txt"), "w") as handle:
+    handle.write(names[3] + "\n")
+PY
+for amp in "" "--amp"; do
+  python3 -m memc_models.cli.train "$OUT/vimeo_triplet" --model memc_s --device cuda --epochs 1 --max-steps 2 \
+    --workers 2 $amp --out "$OUT/train${amp:+_amp}" > "$OUT/train${amp:+_amp}.log" 2>&1
+  echo "memc-train cuda ${amp:-float32}: exit $?"; tr "\r" "\n" < "$OUT/train${amp:+_amp}.log" | grep -v "it/s\]\|step/s" | tail -4
+done
+GPUS=$(python3 -c "import torch; print(torch.cuda.device_count())")
+python3 -m torch.distributed.run --nproc_per_node="$GPUS" -m memc_models.cli.train "$OUT/vimeo_triplet" --model memc_s \
+  --device cuda --epochs 1 --max-steps 2 --workers 2 --amp --out "$OUT/train_torchrun" > "$OUT/train_torchrun.log" 2>&1
+echo "torchrun memc-train ($GPUS processes): exit $?"; tr "\r" "\n" < "$OUT/train_torchrun.log" | grep -v "it/s\]\|step/s" | tail -4
+python3 "$REPO/benchmarks/bench_train.py" --device cuda --dtype float32 --dtype bfloat16 --repeats 5 \
+  --json "$OUT/bench_train.json" > "$OUT/bench_train.txt" 2>&1
+echo "bench_train: exit $?"; cat "$OUT/bench_train.txt"

@@ -6,8 +6,9 @@ samples they can use and name every one they cannot (``Beta: no frame10i11.png``
 table never silently covers less than the data; what a list file names must all be there.
 """
 
+import itertools
 import os
-from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -17,8 +18,9 @@ from .errors import UserError
 from .images import check_headers, read_image
 from .streaming import VideoSource, windows
 
-__all__ = ["LoadedSample", "Sample", "Samples", "VimeoTriplets", "augment_triplet", "listed_folders", "middlebury_samples",
-           "read_samples", "triplet_folders", "video_samples", "vimeo_samples"]
+__all__ = ["FRAME_TRIPLES", "LoadedSample", "Sample", "Samples", "VimeoSeptuplets", "VimeoTriplets", "augment_triplet",
+           "crop_frames", "listed_folders", "middlebury_samples", "read_samples", "septuplet_folders", "triple_time",
+           "triplet_folders", "video_samples", "vimeo_samples"]
 
 MIDDLEBURY_FRAMES = ("frame10.png", "frame11.png", "frame10i11.png")
 TRIPLET_FRAMES = ("im1.png", "im2.png", "im3.png")
@@ -222,17 +224,8 @@ class VimeoTriplets(Dataset):
         self.folders, self.from_list = triplet_folders(root, split)
         if limit is not None:
             self.folders = self.folders[:limit]
-        self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
+        self.crop = _checked_crop(crop, lambda: self.frame_size(0), self.folders[0])
         self.augment = augment
-        if self.crop is not None:
-            if min(self.crop) < 1:
-                raise UserError(f"--crop must be two positive sizes H W; got {self.crop[0]} {self.crop[1]}")
-            height, width = self.frame_size(0)
-            if self.crop[0] > height or self.crop[1] > width:
-                raise UserError(
-                    f"--crop {self.crop[0]} {self.crop[1]} is larger than the frames of {self.folders[0]} "
-                    f"({height}x{width}, H x W)"
-                )
 
     def frame_size(self, index: int) -> Tuple[int, int]:
         """(H, W) of triplet ``index``."""
@@ -252,19 +245,148 @@ class VimeoTriplets(Dataset):
         if any(image.shape != images[0].shape for image in images):
             raise UserError(f"{folder}: the three frames differ in size: {[tuple(i.shape[1:]) for i in images]}")
         frames = torch.stack(images)
-        height, width = frames.shape[-2:]
-        if self.crop is not None:
-            crop_h, crop_w = self.crop
-            if crop_h > height or crop_w > width:
-                raise UserError(f"{folder}: frames of {height}x{width} (H x W) are smaller than --crop {crop_h} {crop_w}")
-            if self.augment:
-                top = int(torch.randint(height - crop_h + 1, ()))
-                left = int(torch.randint(width - crop_w + 1, ()))
-            else:
-                top, left = (height - crop_h) // 2, (width - crop_w) // 2
-            frames = frames[..., top : top + crop_h, left : left + crop_w]
+        frames = crop_frames(frames, self.crop, self.augment, folder)
         if self.augment:
             hflip, vflip, swap = (torch.rand(3) < 0.5).tolist()
             frames = augment_triplet(frames, hflip, vflip, swap)
         frames = frames.contiguous()
         return frames[0], frames[1], frames[2]
+
+
+def _checked_crop(crop: Optional[Tuple[int, int]], frame_size: Callable[[], Tuple[int, int]],
+                  folder: str) -> Optional[Tuple[int, int]]:
+    """``crop`` as two ints, checked to be positive and to fit the first sample's frames
+    (``frame_size()``, read only when there is a crop, from ``folder``)."""
+    if crop is None:
+        return None
+    crop = (int(crop[0]), int(crop[1]))
+    if min(crop) < 1:
+        raise UserError(f"--crop must be two positive sizes H W; got {crop[0]} {crop[1]}")
+    height, width = frame_size()
+    if crop[0] > height or crop[1] > width:
+        raise UserError(f"--crop {crop[0]} {crop[1]} is larger than the frames of {folder} ({height}x{width}, H x W)")
+    return crop
+
+
+def crop_frames(frames: Tensor, crop: Optional[Tuple[int, int]], random: bool, folder: str) -> Tensor:
+    """(3 frames, C, H, W) cropped to ``crop`` (H, W) at the same place in every frame: a random
+    place (torch's generator) or the centre; all of them for ``crop`` None."""
+    if crop is None:
+        return frames
+    height, width = frames.shape[-2:]
+    crop_h, crop_w = crop
+    if crop_h > height or crop_w > width:
+        raise UserError(f"{folder}: frames of {height}x{width} (H x W) are smaller than --crop {crop_h} {crop_w}")
+    if random:
+        top = int(torch.randint(height - crop_h + 1, ()))
+        left = int(torch.randint(width - crop_w + 1, ()))
+    else:
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return frames[..., top : top + crop_h, left : left + crop_w]
+
+
+# ----------------------------------------------------------------------------------------------
+# Training septuplets: samples at any time t
+#
+# Any three frames i < j < k of a Vimeo90K septuplet (numbered 0..6) make a sample: frame j lies
+# at t = (j - i) / (k - i) between frames i and k. The 35 triples give the times 1/6 .. 5/6 (1/2
+# most often): a model trained on them interpolates at any t, which the released MEMC-Net,
+# trained on triplets (t = 1/2 alone), never did.
+#
+# One sample per septuplet and epoch, as for triplets (an epoch costs the same, and --max-steps
+# and the learning-rate schedule keep their meaning):
+# - training (augment): each read of a septuplet draws one of the 35 triples uniformly (torch's
+#   generator, like the crop and flips), so over the epochs every septuplet is seen at every t;
+# - validation: septuplet n always gives FRAME_TRIPLES[n % 35], the same set every epoch, covering
+#   every triple once there are 35 septuplets.
+
+#: Every (i, j, k) with 0 <= i < j < k <= 6, in lexicographic order: the frames (numbered from 0)
+#: a septuplet's samples are made of.
+FRAME_TRIPLES: Tuple[Tuple[int, int, int], ...] = tuple(itertools.combinations(range(7), 3))
+
+
+def triple_time(triple: Tuple[int, int, int]) -> float:
+    """t = (j - i) / (k - i): where frame j lies between frames i (t = 0) and k (t = 1)."""
+    i, j, k = triple
+    if not (0 <= i < j < k):
+        raise ValueError(f"a triple must have i < j < k; got {triple}")
+    return (j - i) / (k - i)
+
+
+def septuplet_folders(root: str, split: str = "train") -> Tuple[List[str], bool]:
+    """The septuplet folders of ``split`` (``"train"`` or ``"test"``) under a Vimeo90K septuplet
+    root, found as :func:`triplet_folders` finds triplets: from ``sep_trainlist.txt`` /
+    ``sep_testlist.txt`` when present; else training uses every folder holding im1.png .. im7.png
+    that the test list does not name, and validation the training folders. Returns (folders, from_list)."""
+    if not os.path.isdir(root):
+        raise UserError(f"{root}: no such folder")
+    listed = listed_folders(root, f"sep_{split}list.txt", SEPTUPLET_FRAMES)
+    if listed is not None:
+        return listed, True
+    if split == "test":
+        return septuplet_folders(root, "train")[0], False
+    excluded = set(listed_folders(root, "sep_testlist.txt", SEPTUPLET_FRAMES) or ())
+    folders = sorted(
+        os.path.normpath(dirpath)
+        for dirpath, _, files in os.walk(root)
+        if all(name in files for name in SEPTUPLET_FRAMES) and os.path.normpath(dirpath) not in excluded
+    )
+    if not folders:
+        raise UserError(f"{root}: no Vimeo90K septuplets (folders with im1.png .. im7.png, or sep_trainlist.txt)")
+    return folders, False
+
+
+class VimeoSeptuplets(Dataset):
+    """Vimeo90K septuplets as ``(frame0, middle, frame1, t)``: three (3, H, W) float32 RGB frames
+    in [0, 1] and t, a float32 scalar tensor, ``middle`` lying at time t between the other two.
+    Which three frames: see "Training septuplets" above.
+
+    Args:
+        root: the Vimeo90K septuplet folder (``sequences/`` and the lists), or a folder of
+            septuplet folders.
+        split: ``"train"`` or ``"test"`` (see :func:`septuplet_folders`).
+        crop: (height, width) of a crop at the same place in the three frames: random with
+            ``augment``, centred without; None for the full frames.
+        augment: a random triple, crop position, horizontal and vertical flips and temporal
+            order swap (frames i and k exchanged, so t becomes 1 - t), each flip and the swap
+            with probability 1/2.
+        limit: use only the first ``limit`` septuplets.
+    """
+
+    def __init__(self, root: str, split: str = "train", crop: Optional[Tuple[int, int]] = None,
+                 augment: bool = False, limit: Optional[int] = None):
+        self.folders, self.from_list = septuplet_folders(root, split)
+        if limit is not None:
+            self.folders = self.folders[:limit]
+        first = os.path.join(self.folders[0], SEPTUPLET_FRAMES[0])
+        self.crop = _checked_crop(crop, lambda: tuple(read_image(first).shape[-2:]), self.folders[0])
+        self.augment = augment
+
+    def check_files(self) -> None:
+        """Raises a UserError naming the files of these septuplets that are missing or whose
+        header does not read as an image."""
+        check_headers(os.path.join(folder, name) for folder in self.folders for name in SEPTUPLET_FRAMES)
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def triple(self, index: int) -> Tuple[int, int, int]:
+        """The frames sample ``index`` is made of: drawn when augmenting, else fixed."""
+        if self.augment:
+            return FRAME_TRIPLES[int(torch.randint(len(FRAME_TRIPLES), ()))]
+        return FRAME_TRIPLES[index % len(FRAME_TRIPLES)]
+
+    def __getitem__(self, index: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        folder = self.folders[index]
+        triple = self.triple(index)
+        images = [read_image(os.path.join(folder, SEPTUPLET_FRAMES[k]))[0] for k in triple]
+        if any(image.shape != images[0].shape for image in images):
+            raise UserError(f"{folder}: the frames differ in size: {[tuple(i.shape[1:]) for i in images]}")
+        frames = crop_frames(torch.stack(images), self.crop, self.augment, folder)
+        t = triple_time(triple)
+        if self.augment:
+            hflip, vflip, swap = (torch.rand(3) < 0.5).tolist()
+            frames = augment_triplet(frames, hflip, vflip, swap)
+            t = 1.0 - t if swap else t  # frame k comes first: the middle lies at 1 - t from it
+        frames = frames.contiguous()
+        return frames[0], frames[1], frames[2], torch.tensor(t, dtype=torch.float32)

@@ -9,9 +9,8 @@ sqrt(x^2 + 1e-6^2) on the final frame.
 """
 
 import contextlib
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -20,8 +19,8 @@ from .errors import UserError
 from .metrics import psnr
 from .variants import VARIANTS
 
-__all__ = ["LEARNING_RATES", "autocast", "build_model", "build_optimizer", "build_scheduler", "charbonnier",
-           "parameter_groups", "train_epoch", "train_step", "validate"]
+__all__ = ["AMP_CHOICES", "LEARNING_RATES", "amp_dtype", "autocast", "build_model", "build_optimizer", "build_scheduler",
+           "charbonnier", "grad_scaler", "parameter_groups", "train_epoch", "train_step", "validate", "validation_sums"]
 
 #: Base learning rate of each sub-network of :class:`memc_models.MEMCNet` (DAIN's train.py:
 #: lr 2e-3, flow x0.01, post-processing ("rectify") 1e-3); ``--lr`` scales them all.
@@ -78,22 +77,58 @@ def charbonnier(output: Tensor, target: Tensor, epsilon: float = 1e-6) -> Tensor
     return torch.sqrt(difference * difference + epsilon * epsilon).mean()
 
 
-def autocast(device: torch.device, amp: bool):
-    """bfloat16 (float16 where unsupported) autocast on CUDA with ``amp``; else nothing."""
-    if not amp or device.type != "cuda":
+#: What ``--amp`` may ask for: "auto" is bfloat16 where the device supports it, else float16.
+AMP_CHOICES = ("auto", "bfloat16", "float16")
+
+
+def amp_dtype(device: torch.device, amp: Optional[str]) -> Optional[torch.dtype]:
+    """The autocast dtype of ``--amp`` on ``device``: None without it (float32); for "auto",
+    bfloat16 where the device supports it (CPUs, NVIDIA GPUs from Ampere on), else float16."""
+    if amp is None:
+        return None
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)} or None; got {amp!r}")
+    if amp == "auto":
+        supported = device.type != "cuda" or torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if supported else torch.float16
+    return getattr(torch, amp)
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    """Autocast to ``dtype`` on ``device`` (float32, nothing, for None). The adaptive-warp and
+    projection ops run in the frames' dtype inside it (float32 for float32 frames)."""
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, dtype: Optional[torch.dtype]) -> "torch.amp.GradScaler":
+    """A gradient scaler, enabled under float16 autocast alone (whose small gradients underflow;
+    bfloat16 has float32's range)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+def _unpack(batch: Sequence[Tensor], device: torch.device) -> Tuple[Tensor, Tensor, Tensor, Union[float, Tensor]]:
+    """(frame0, middle, frame1, t) on ``device`` from a triplet batch (t = 0.5) or a septuplet
+    batch, whose fourth entry holds each sample's t."""
+    if len(batch) not in (3, 4):
+        raise ValueError(f"a batch must be (frame0, middle, frame1) or (frame0, middle, frame1, t); got {len(batch)} entries")
+    frame0, middle, frame1 = (x.to(device, non_blocking=True) for x in batch[:3])
+    t = batch[3].to(device, non_blocking=True) if len(batch) == 4 else 0.5
+    return frame0, middle, frame1, t
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Sequence[Tensor],
-               device: torch.device = torch.device("cpu"), amp: bool = False,
+               device: torch.device = torch.device("cpu"), amp: Optional[torch.dtype] = None,
                scaler: Optional["torch.amp.GradScaler"] = None) -> float:
-    """One optimisation step on ``(frame0, middle, frame1)``; returns the loss."""
-    frame0, middle, frame1 = (x.to(device, non_blocking=True) for x in batch)
+    """One optimisation step on ``(frame0, middle, frame1)`` (at t = 0.5) or
+    ``(frame0, middle, frame1, t)``, under autocast to ``amp`` (see :func:`amp_dtype`); returns
+    the loss. ``model`` may be wrapped in DistributedDataParallel: the loss is this process's
+    batch mean, and the gradients are averaged over the processes."""
+    frame0, middle, frame1, t = _unpack(batch, device)
     optimizer.zero_grad(set_to_none=True)
     with autocast(device, amp):
-        output = model(frame0, frame1, 0.5)
+        output = model(frame0, frame1, t)
     loss = charbonnier(output, middle)
     if not torch.isfinite(loss):
         # detach: float() of a tensor that requires grad warns
@@ -109,31 +144,42 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Sequen
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader: Iterable[Sequence[Tensor]], device: torch.device = torch.device("cpu"),
-             amp: bool = False, progress: bool = False) -> Tuple[float, float]:
-    """(mean Charbonnier loss, mean PSNR in dB on 8-bit levels) over the loader's triplets."""
+def validation_sums(model: nn.Module, loader: Iterable[Sequence[Tensor]], device: torch.device = torch.device("cpu"),
+                    amp: Optional[torch.dtype] = None, progress: bool = False) -> Tuple[float, float, int]:
+    """(sum of the Charbonnier losses, sum of the PSNRs in dB on 8-bit levels, number of samples)
+    over the loader's samples: sums, so that the shares of several processes add up to the
+    whole set's (:func:`memc_models.distributed.all_reduce_sums`)."""
     from tqdm import tqdm
 
     was_training = model.training
     model.eval()
-    losses, psnrs = [], []
+    loss_sum, psnr_sum, count = 0.0, 0.0, 0
     try:
-        for frame0, middle, frame1 in tqdm(loader, desc="validating", leave=False, disable=not progress,
-                                           dynamic_ncols=True):
-            frame0, middle, frame1 = frame0.to(device), middle.to(device), frame1.to(device)
+        for batch in tqdm(loader, desc="validating", leave=False, disable=not progress, dynamic_ncols=True):
+            frame0, middle, frame1, t = _unpack(batch, device)
             with autocast(device, amp):
-                output = model(frame0, frame1, 0.5)
+                output = model(frame0, frame1, t)
             output = output.float()
             for k in range(output.shape[0]):
-                losses.append(float(charbonnier(output[k], middle[k])))
-                psnrs.append(min(psnr(output[k].clamp(0, 1), middle[k]), 100.0))  # identical frames: cap inf
+                loss_sum += float(charbonnier(output[k], middle[k]))
+                psnr_sum += min(psnr(output[k].clamp(0, 1), middle[k]), 100.0)  # identical frames: cap inf
+                count += 1
     finally:
         model.train(was_training)
-    return float(np.mean(losses)), float(np.mean(psnrs))
+    return loss_sum, psnr_sum, count
+
+
+def validate(model: nn.Module, loader: Iterable[Sequence[Tensor]], device: torch.device = torch.device("cpu"),
+             amp: Optional[torch.dtype] = None, progress: bool = False) -> Tuple[float, float]:
+    """(mean Charbonnier loss, mean PSNR in dB on 8-bit levels) over the loader's samples."""
+    loss_sum, psnr_sum, count = validation_sums(model, loader, device, amp, progress)
+    if count == 0:
+        raise ValueError("validate: the loader gave no samples")
+    return loss_sum / count, psnr_sum / count
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Sequence[Tensor]],
-                device: torch.device = torch.device("cpu"), amp: bool = False,
+                device: torch.device = torch.device("cpu"), amp: Optional[torch.dtype] = None,
                 scaler: Optional["torch.amp.GradScaler"] = None,
                 on_step: Optional[Callable[[float], None]] = None) -> List[float]:
     """:func:`train_step` on each batch in turn (the model in train mode); returns the losses.

@@ -49,3 +49,17 @@ def models():
         return cache[variant]
 
     return get
+
+
+@pytest.fixture
+def vimeo_septuplet(tmp_path):
+    """A Vimeo90K septuplet root: sequences/00001/0001, 00001/0002 (train), 00002/0001 (test);
+    frame n of septuplet s is a flat grey of level 20 + s + 10 n (see helpers.write_septuplet)."""
+    from helpers import write_septuplet
+
+    root = tmp_path / "vimeo_septuplet"
+    for number, name in enumerate(("00001/0001", "00001/0002", "00002/0001")):
+        write_septuplet(root / "sequences" / name, base=20 + number)
+    (root / "sep_trainlist.txt").write_text("00001/0001\n00001/0002\n")
+    (root / "sep_testlist.txt").write_text("00002/0001\n")
+    return str(root)

@@ -257,3 +257,63 @@ def shifted_frames(batch, height, width, seed=0, device="cpu"):
     base = torch.rand(batch, 3, height + 8, width + 8, generator=generator)
     base = torch.nn.functional.avg_pool2d(base, 3, 1, 1)
     return base[..., 2 : 2 + height, 3 : 3 + width].to(device), base[..., 5 : 5 + height, 1 : 1 + width].to(device)
+
+
+#: Training septuplets: 12x16 frames.
+SEPTUPLET_HEIGHT, SEPTUPLET_WIDTH = 12, 16
+
+
+def write_septuplet(folder, base, height=SEPTUPLET_HEIGHT, width=SEPTUPLET_WIDTH):
+    """im1 .. im7, frame n a flat grey of level base + 10 n (so that a frame tells which it is),
+    with one white pixel in the top-left corner (so that flips show)."""
+    os.makedirs(folder, exist_ok=True)
+    for n in range(7):
+        image = np.full((height, width, 3), base + 10 * n, dtype=np.uint8)
+        image[0, 0] = 255
+        iio.imwrite(os.path.join(folder, f"im{n + 1}.png"), image)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_processes(world_size: int, command, **popen) -> list:
+    """``world_size`` processes of ``command`` (a list), each with the environment torchrun gives
+    its processes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), stdout and stderr
+    captured as text. Without torchrun itself: nothing stops the others when one fails, which is
+    what memc_models.distributed must do."""
+    port = free_port()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    processes = []
+    for rank in range(world_size):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1", PYTHONPATH=root)
+        processes.append(subprocess.Popen(list(map(str, command)), cwd=root, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, **popen))
+    return processes
+
+
+def finish_processes(processes, limit: float) -> list:
+    """(exit status, stderr) of each process; fails the test (killing them) if any outlives
+    ``limit`` seconds."""
+    import time
+
+    deadline = time.monotonic() + limit
+    results = []
+    try:
+        for process in processes:
+            _, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append((process.returncode, stderr))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the processes did not finish within {limit} s")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return results

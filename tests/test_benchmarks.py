@@ -54,3 +54,15 @@ def test_bench_enhance_scores_every_method_on_a_small_window():
     assert all(row[3] >= 0 for row in rows)
     table = bench_enhance.table("## tiny", rows)
     assert len(table.splitlines()) == 3 + len(rows)
+
+
+def test_bench_train_times_one_and_two_processes():
+    import bench_train
+
+    rows = bench_train.rows_for(["memc_s"], [1, 2], batch_size=1, size_for=lambda device: (16, 32), warmup=0)
+    timed = rows(torch.device("cpu"), torch.float32, 1)
+    assert [(row["processes"], row["global_batch"]) for row in timed] == [(1, 1), (2, 2)]
+    for row in timed:
+        assert row["variant"] == "memc_s" and row["size"] == "32x16" and row["ms_per_step"] > 0
+        assert row["samples_per_s"] >= row["samples_per_s_per_process"] > 0
+    assert timed[0]["scaling"] == 1.0

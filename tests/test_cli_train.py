@@ -6,15 +6,24 @@ Everything runs MEMC-Net_s on 32x64 frames (SPyNet and the padding take any size
 import csv
 import math
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pytest
 import torch
 
 import memc_models
-from helpers import TRIPLET_HEIGHT as HEIGHT, TRIPLET_WIDTH as WIDTH, full_disk, iio, run_program
+from helpers import (TRIPLET_HEIGHT as HEIGHT, TRIPLET_WIDTH as WIDTH, finish_processes, free_port, full_disk, iio,
+                     run_program, start_processes)
 from memc_models import training
 from memc_models.checkpoint import load_model
 from memc_models.cli import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _last_pt(path, config):
@@ -287,7 +296,7 @@ def test_cli_lr_must_be_positive_and_finite(tmp_path, vimeo, capsys, monkeypatch
 
 def test_cli_non_finite_validation_loss_is_an_error_and_saves_nothing(tmp_path, vimeo, capsys, monkeypatch):
     """Diverged weights (the last step of an epoch can make them NaN) are not saved as a finished epoch."""
-    monkeypatch.setattr(train, "validate", lambda *args, **kwargs: (math.nan, math.nan))
+    monkeypatch.setattr(train, "validation_sums", lambda *args, **kwargs: (math.nan, math.nan, 1))
     out = tmp_path / "out"
     code, err = _error(_quick(vimeo, out, "--epochs", "1"), capsys)
     assert code == 1 and err.strip() == "memc-train: error: the validation loss after epoch 1 is nan; lower --lr or turn off --amp"
@@ -375,3 +384,103 @@ def test_a_second_run_into_the_same_out_is_refused(tmp_path, vimeo, capsys):
         code, err = _error(_quick(vimeo, out), capsys)
     assert code == 1 and err == (f"memc-train: error: {out}: another run is writing a training run into it (it holds "
                                  f"{out}.lock); wait for it to finish or choose another folder\n")
+
+
+# ---------------------------------------------------------------------------------------------- several processes
+
+
+#: Longest a run of several processes may take (they start torch in parallel on a busy machine).
+RUN_LIMIT = 240
+
+
+def _program(*argv):
+    return [sys.executable, "-m", "memc_models.cli.train", *argv]
+
+
+def _torchrun(processes, *argv, timeout=RUN_LIMIT):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+                           "--master_port", str(free_port()), "-m", "memc_models.cli.train", *map(str, argv)],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def _optimizer_steps(last):
+    return {int(state["step"]) for state in last["optimizer"]["state"].values()}
+
+
+def test_torchrun_trains_in_two_processes_and_resumes_in_one_and_back(tmp_path, vimeo):
+    out = tmp_path / "run"
+    common = [vimeo, "--out", out, "--model", "memc_s", "--crop", HEIGHT, WIDTH, "--workers", "0", "--device", "cpu"]
+    result = _torchrun(2, *common, "--epochs", "2")
+    assert result.returncode == 0, result.stderr
+    # Rank 0 alone prints and writes: one line per epoch, the global batch said once.
+    assert result.stderr.count("global batch 2 x 1 = 2") == 1, result.stderr
+    assert result.stderr.count("epoch 1: train loss") == 1 and result.stderr.count("epoch 2: train loss") == 1
+    assert sorted(os.listdir(out)) == ["best.pt", "last.pt", "log.csv"]
+    rows = _read_log(out)
+    assert [row["epoch"] for row in rows] == ["1", "2"] and [row["steps"] for row in rows] == ["1", "1"]
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["config"]["processes"] == 2 and _optimizer_steps(last) == {2}
+    # The bare model's weights: they load into a plain model, and memc-interpolate takes them.
+    plain = memc_models.memc_net_s()
+    assert not any(name.startswith("module.") for name in last["model"])
+    plain.load_state_dict(last["model"])
+    loaded = load_model(str(out / "best.pt"), "memc_s", torch.device("cpu"))
+    assert loaded.state_dict().keys() == plain.state_dict().keys()
+
+    # Epoch 3 in one process (both triplets: 2 steps), epoch 4 in two again (1 step each).
+    assert train.main([*map(str, common), "-q", "--epochs", "3", "--resume", str(out / "last.pt")]) == 0
+    assert _optimizer_steps(torch.load(out / "last.pt", weights_only=True)) == {4}
+    processes = start_processes(2, _program(*common, "-q", "--epochs", "4", "--resume", out / "last.pt"))
+    assert [code for code, _ in finish_processes(processes, RUN_LIMIT)] == [0, 0]
+    last = torch.load(out / "last.pt", weights_only=True)
+    # Every process restored the optimizer and the scheduler: rank 0's, saved, went on from them.
+    assert last["epoch"] == 4 and _optimizer_steps(last) == {5} and last["scheduler"]["last_epoch"] == 4
+    assert [row["steps"] for row in _read_log(out)] == ["1", "1", "2", "1"]
+
+
+def test_a_failing_process_stops_the_run_with_one_line(tmp_path, vimeo):
+    # One training triplet whose frames differ in size: the process that draws it fails.
+    folder = os.path.join(vimeo, "sequences", "00001", "0002")
+    iio.imwrite(os.path.join(folder, "im2.png"), np.zeros((HEIGHT + 2, WIDTH, 3), dtype=np.uint8))
+    processes = start_processes(2, _program(vimeo, "--out", tmp_path / "run", "--model", "memc_s", "--crop", HEIGHT,
+                                            WIDTH, "--workers", "0", "--device", "cpu", "-q", "--epochs", "3"))
+    results = finish_processes(processes, RUN_LIMIT)
+    assert [code for code, _ in results] == [1, 1]
+    lines = "".join(err for _, err in results).strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"memc-train: error: process [01] of 2: .*0002: the three frames differ "
+                                            r"in size: .*", lines[0]), lines
+    assert not os.path.exists(tmp_path / "run" / "last.pt")
+
+
+def test_ctrl_c_in_one_process_stops_every_process(tmp_path, vimeo):
+    out = tmp_path / "run"
+    processes = start_processes(2, _program(vimeo, "--out", out, "--model", "memc_s", "--crop", HEIGHT, WIDTH,
+                                            "--workers", "0", "--device", "cpu", "-q", "--epochs", "1000"))
+    deadline = time.monotonic() + RUN_LIMIT
+    while not os.path.exists(out / "log.csv"):  # an epoch done
+        if time.monotonic() > deadline or any(process.poll() is not None for process in processes):
+            finish_processes(processes, 1)
+            pytest.fail("the run did not finish an epoch")
+        time.sleep(0.2)
+    processes[1].send_signal(signal.SIGINT)
+    (code0, err0), (code1, err1) = finish_processes(processes, 60)
+    assert (code0, code1) == (130, 130)
+    assert re.fullmatch(rf"memc-train: interrupted in epoch \d+; {re.escape(str(out / 'last.pt'))} holds epoch \d+: "
+                        rf"continue with --resume {re.escape(str(out / 'last.pt'))}", err0.strip()), err0
+    assert err1.strip() == ""
+
+
+def test_a_septuplet_set_trains(tmp_path, vimeo_septuplet, capsys):
+    out = tmp_path / "run"
+    assert train.main([vimeo_septuplet, "--septuplets", "--out", str(out), "--model", "memc_s", "--crop", "12", "16",
+                       "--workers", "0", "--device", "cpu", "-q", "--epochs", "1"]) == 0
+    rows = _read_log(out)
+    assert [row["steps"] for row in rows] == ["2"] and 0 < float(rows[0]["val_psnr"]) < 100
+
+
+def test_amp_trains_in_bfloat16_on_a_cpu(tmp_path, vimeo, capsys):
+    argv = [a for a in _quick(vimeo, tmp_path / "run", "--epochs", "1", "--amp") if a != "-q"]  # the note shows
+    assert train.main(argv) == 0
+    assert "--amp: bfloat16 autocast on cpu" in capsys.readouterr().err
+    assert math.isfinite(float(_read_log(tmp_path / "run")[0]["train_loss"]))

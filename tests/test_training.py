@@ -101,3 +101,31 @@ def test_init_checkpoint_loads_a_released_layout(tmp_path):
     for name, value in model.state_dict().items():
         if not name.endswith("num_batches_tracked"):
             assert torch.equal(value, own[name]), name
+
+
+def test_amp_picks_bfloat16_where_supported_and_scales_float16_gradients():
+    cpu = torch.device("cpu")
+    assert training.amp_dtype(cpu, None) is None
+    assert training.amp_dtype(cpu, "auto") == torch.bfloat16  # CPUs run bfloat16 autocast
+    assert training.amp_dtype(cpu, "float16") == torch.float16
+    with pytest.raises(ValueError, match="amp must be one of auto, bfloat16, float16"):
+        training.amp_dtype(cpu, "half")
+    assert training.grad_scaler(cpu, torch.float16).is_enabled()
+    assert not training.grad_scaler(cpu, torch.bfloat16).is_enabled() and not training.grad_scaler(cpu, None).is_enabled()
+
+
+def test_a_septuplet_batch_trains_and_validates_at_each_sample_time(vimeo_septuplet, monkeypatch):
+    model = memc_models.memc_net_s().train()
+    samples = datasets.VimeoSeptuplets(vimeo_septuplet, "train")
+    batch = [torch.stack(column) for column in zip(samples[0], samples[1])]
+    assert batch[3].tolist() == pytest.approx([datasets.triple_time(datasets.FRAME_TRIPLES[n]) for n in (0, 1)])
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda frame0, frame1, t: seen.append(t) or forward(frame0, frame1, t))
+    loss = training.train_step(model, training.build_optimizer(model), batch)
+    assert math.isfinite(loss) and torch.equal(seen[0], batch[3])
+    loss_sum, psnr_sum, count = training.validation_sums(model, [batch], torch.device("cpu"))
+    assert count == 2 and torch.equal(seen[1], batch[3])
+    assert training.validate(model, [batch]) == pytest.approx((loss_sum / 2, psnr_sum / 2))
+    with pytest.raises(ValueError, match=r"a batch must be \(frame0, middle, frame1\) or \(frame0, middle, frame1, t\)"):
+        training.train_step(model, training.build_optimizer(model), batch[:2])

@@ -15,7 +15,7 @@ from ..errors import UserError, first_line
 from ..variants import VARIANTS
 
 __all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "method_notes", "positive_int", "run", "say",
-           "signal_number", "unit_interval"]
+           "signal_number", "unit_interval", "user_message"]
 
 #: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -87,7 +87,7 @@ def run(main: Callable[[Optional[Sequence[str]]], int], prog: str, argv: Optiona
             return main(argv)
         except UserError as error:
             stop.stopping = True
-            print(f"{prog}: error: {_user_message(error)}", file=sys.stderr)
+            print(f"{prog}: error: {user_message(error)}", file=sys.stderr)
             return 1
         except KeyboardInterrupt as interruption:
             stop.stopping = True
@@ -115,7 +115,7 @@ def run(main: Callable[[Optional[Sequence[str]]], int], prog: str, argv: Optiona
             discard_pending()
 
 
-def _user_message(error: UserError) -> str:
+def user_message(error: UserError) -> str:
     """The message of a UserError, also when a DataLoader worker raised it: the loader re-raises it
     in the main process with the worker's traceback as its text, whose last line is
     ``memc_models.errors.UserError: <message>``."""

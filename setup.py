@@ -11,6 +11,7 @@ Environment variables:
 
 import glob
 import os
+import platform
 import subprocess
 import sys
 
@@ -92,16 +93,63 @@ def _wheel_cuda_include_dirs():
     return found[:1]
 
 
+# CPU capabilities the kernels under csrc/cpu/vectorized/ are compiled for, each as its own object
+# files with its own flags (the flags of ATen's native/cpu kernels); the one to run is chosen at
+# run time (csrc/cpu/capability.h), so one build runs everywhere and no -march=native is needed.
+_CPU_CAPABILITIES = [
+    ("DEFAULT", []),
+    ("AVX2", ["-mavx2", "-mfma", "-mf16c", "-mbmi", "-mbmi2"]),
+    ("AVX512", ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"]),
+]
+
+
+def _cpu_capabilities():
+    """The capabilities this machine's compiler builds: the x86 ones on x86-64 with GCC or Clang."""
+    if platform.machine().lower() in ("x86_64", "amd64") and not sys.platform.startswith("win"):
+        return _CPU_CAPABILITIES
+    return _CPU_CAPABILITIES[:1]
+
+
+def _vectorized_sources():
+    return sorted(glob.glob(os.path.join("csrc", "cpu", "vectorized", "*.cpp")))
+
+
+class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
+    """cpp_extension's build, plus the vectorised CPU kernels compiled once per capability with
+    CPU_CAPABILITY=<name> (the namespace they land in) and that capability's flags, linked in."""
+
+    def build_extension(self, ext):
+        objects = []
+        cxx_args = ext.extra_compile_args["cxx"] if isinstance(ext.extra_compile_args, dict) else ext.extra_compile_args
+        for name, flags in _cpu_capabilities():
+            macros = [("CPU_CAPABILITY", name), (f"CPU_CAPABILITY_{name}", None)]
+            postargs = {"cxx": list(cxx_args) + flags}
+            if isinstance(ext.extra_compile_args, dict) and "nvcc" in ext.extra_compile_args:
+                postargs["nvcc"] = ext.extra_compile_args["nvcc"]
+            objects += self.compiler.compile(
+                _vectorized_sources(), output_dir=os.path.join(self.build_temp, "cpu_capability", name),
+                macros=ext.define_macros + macros, include_dirs=ext.include_dirs, extra_postargs=postargs,
+                depends=ext.depends,
+            )
+        ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
+
+
 def _extension():
     sources = [os.path.join("csrc", "ops.cpp")] + sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     include_dirs = [os.path.join(ROOT, "csrc")]
-    cxx_flags = ["-O3", "-fopenmp"]
+    # -ffp-contract=off: no multiply fused with an add behind our back, so that the vectorised
+    # kernels of every capability round as the scalar code does (their results agree bit for bit).
+    cxx_flags = ["-O3", "-fopenmp", "-ffp-contract=off"]
+    if len(_cpu_capabilities()) > 1:
+        cxx_flags.append("-DMEMC_CPU_X86_CAPABILITIES")
     # at::parallel_for is an OpenMP region compiled into our code: without -fopenmp it runs serially.
     link_flags = ["-fopenmp"]
+    depends = sorted(glob.glob(os.path.join("csrc", "**", "*.h"), recursive=True))
     if not _want_cuda():
         print("memc: building the CPU kernels only")
         return cpp_extension.CppExtension(
-            "memc_ops._C", sources, include_dirs=include_dirs,
+            "memc_ops._C", sources, include_dirs=include_dirs, depends=depends,
             extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
         )
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
@@ -110,7 +158,7 @@ def _extension():
     print(f"memc: building the CPU and CUDA kernels (TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', 'auto')})")
     sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     return cpp_extension.CUDAExtension(
-        "memc_ops._C", sources, include_dirs=include_dirs + _wheel_cuda_include_dirs(),
+        "memc_ops._C", sources, include_dirs=include_dirs + _wheel_cuda_include_dirs(), depends=depends,
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
         extra_link_args=link_flags,
     )
@@ -119,5 +167,5 @@ def _extension():
 setup(
     packages=find_packages(include=["memc_ops", "memc_ops.*", "memc_models", "memc_models.*"]),
     ext_modules=[_extension()],
-    cmdclass={"build_ext": cpp_extension.BuildExtension},
+    cmdclass={"build_ext": BuildExtensionPerCpuCapability},
 )

@@ -55,14 +55,14 @@ def grid_sample_warp(image, flow):
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def traffic_bytes(batch, channels, height, width, dtype, backward):
+def traffic_bytes(batch, channels, height, width, dtype, backward, image_grad=True):
     """Bytes adaptive_warp must move at least: read image, flow, kernel, write output; backward also
-    reads grad_output and the inputs again and writes the three gradients."""
+    reads grad_output and the inputs again and writes the gradients (the image's when image_grad)."""
     element = torch.empty((), dtype=dtype).element_size()
     taps = KERNEL_SIZE * KERNEL_SIZE
     per_pixel = 2 * channels + 2 + taps
     if backward:
-        per_pixel += (channels + channels + 2 + taps) + (channels + 2 + taps)
+        per_pixel += (channels + channels + 2 + taps) + ((channels if image_grad else 0) + 2 + taps)
     return batch * height * width * per_pixel * element
 
 
@@ -78,10 +78,13 @@ def run_case(name, batch, channels, height, width, dtype, device, repeats):
         del methods["grid_sample"]
     case = {"case": name, "shape": f"{batch}x{channels}x{height}x{width}", "dtype": str(dtype).replace("torch.", "")}
     rows = []
-    for backward in (False, True):
-        times = common.time_methods(methods, (image, flow, kernel), backward, device, repeats)
-        traffic = traffic_bytes(batch, channels, height, width, dtype, backward)
-        rows += common.result_rows(case, times, traffic, device, backward)
+    # The last pass is MEMC-Net training's: the frames are inputs and need no gradient.
+    for backward, image_grad, pass_name in ((False, False, "fwd"), (True, True, "fwd+bwd"),
+                                            (True, False, "fwd+bwd, image no grad")):
+        times = common.time_methods(methods, (image, flow, kernel), backward, device, repeats,
+                                    requires_grad=(image_grad, True, True))
+        traffic = traffic_bytes(batch, channels, height, width, dtype, backward, image_grad)
+        rows += common.result_rows(case, times, traffic, device, backward, pass_name)
     return rows
 
 

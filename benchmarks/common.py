@@ -94,10 +94,12 @@ def write_json(path, environment_info, rows):
     print(f"wrote {path}")
 
 
-def time_methods(methods, inputs, backward, device, repeats):
+def time_methods(methods, inputs, backward, device, repeats, requires_grad=None):
     """Median milliseconds of each method(*inputs) (forward only, or forward and backward of a
-    ones gradient); None for a method that ran out of memory."""
-    inputs = [t.detach().requires_grad_(backward) for t in inputs]
+    ones gradient); None for a method that ran out of memory. With backward, requires_grad (one
+    flag per input; default all) says which inputs need gradients."""
+    flags = requires_grad if requires_grad is not None else [backward] * len(inputs)
+    inputs = [t.detach().requires_grad_(backward and flag) for t, flag in zip(inputs, flags)]
     times = {}
     for method, fn in methods.items():
         def step(fn=fn):
@@ -114,14 +116,14 @@ def time_methods(methods, inputs, backward, device, repeats):
     return times
 
 
-def result_rows(case, times, traffic, device, backward):
+def result_rows(case, times, traffic, device, backward, pass_name=None):
     """One row per method: the case's fields, time, effective bandwidth, share of the device's
-    peak, and speed-up over the method named "reference"."""
+    peak, and speed-up over the method named "reference". pass_name overrides "fwd"/"fwd+bwd"."""
     peak = peak_bandwidth_gbps(device)
     rows = []
     for method, milliseconds in times.items():
         row = dict(case, **{
-            "pass": "fwd+bwd" if backward else "fwd", "method": method, "ms": milliseconds,
+            "pass": pass_name or ("fwd+bwd" if backward else "fwd"), "method": method, "ms": milliseconds,
             "gbps": None, "peak_share": None, "speedup_vs_reference": None,
         })
         if milliseconds is not None:

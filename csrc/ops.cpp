@@ -12,7 +12,9 @@ extern "C" PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(memc, m) {
   m.def("adaptive_warp(Tensor image, Tensor flow, Tensor kernel) -> Tensor");
-  m.def("adaptive_warp_backward(Tensor grad_output, Tensor image, Tensor flow, Tensor kernel) -> (Tensor, Tensor, Tensor)");
+  // output_mask: which of (grad_image, grad_flow, grad_kernel) to compute; the others come back
+  // undefined (None), as from ATen's backward ops.
+  m.def("adaptive_warp_backward(Tensor grad_output, Tensor image, Tensor flow, Tensor kernel, bool[3] output_mask=[True, True, True]) -> (Tensor, Tensor, Tensor)");
   // Returns the projected flow and the opmath buffer `projected` (B, 3, H, W) that the backward
   // needs: averages (holes filled or zero) and total weights; see memc/flow_projection.h.
   // fill_from_below=False is the released kernel's hole fill (left, right and above only).

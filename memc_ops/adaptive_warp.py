@@ -1,5 +1,7 @@
 """The adaptive warping layer of MEMC-Net: its Python face, autograd and fake kernel."""
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -33,8 +35,11 @@ def adaptive_warp(image: Tensor, flow: Tensor, kernel: Tensor) -> Tensor:
     * Otherwise (outside, too large or NaN) output(x) = image(x).
 
     Gradients are exact for all three inputs, the copy-through branch included; the flow gradient
-    comes from a and b (the window itself is piecewise constant in the flow). float16 and bfloat16
-    are computed in float32. All inputs must share dtype and device; any strides are accepted.
+    comes from a and b (the window itself is piecewise constant in the flow). Only the gradients of
+    inputs that require one are computed (an image that needs none skips the costly scatter), and
+    the image gradient has the image's memory format (channels-last in, channels-last out).
+    float16 and bfloat16 are computed in float32. All inputs must share dtype and device; any
+    strides are accepted.
     Other inputs raise TypeError (not a tensor), ValueError (shape or dtype) or RuntimeError
     (device), naming the argument.
     """
@@ -51,8 +56,11 @@ def _adaptive_warp_fake(image: Tensor, flow: Tensor, kernel: Tensor) -> Tensor:
 
 
 @torch.library.register_fake("memc::adaptive_warp_backward")
-def _adaptive_warp_backward_fake(grad_output: Tensor, image: Tensor, flow: Tensor, kernel: Tensor):
-    return torch.empty_like(image), torch.empty_like(flow), torch.empty_like(kernel)
+def _adaptive_warp_backward_fake(grad_output: Tensor, image: Tensor, flow: Tensor, kernel: Tensor,
+                                 output_mask: Sequence[bool] = (True, True, True)):
+    # Gradients not asked for come back as None, as from the kernels (undefined tensors).
+    grads = (torch.empty_like(image), torch.empty_like(flow), torch.empty_like(kernel))
+    return tuple(grad if wanted else None for grad, wanted in zip(grads, output_mask))
 
 
 def _setup_context(ctx, inputs, output):
@@ -61,7 +69,9 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_output):
     image, flow, kernel = ctx.saved_tensors
-    return torch.ops.memc.adaptive_warp_backward.default(grad_output, image, flow, kernel)
+    # Only the gradients autograd needs: the image's is a scatter, and frames rarely need one.
+    output_mask = list(ctx.needs_input_grad)
+    return torch.ops.memc.adaptive_warp_backward.default(grad_output, image, flow, kernel, output_mask)
 
 
 torch.library.register_autograd("memc::adaptive_warp", _backward, setup_context=_setup_context)

@@ -2,6 +2,11 @@
 its dtypes and layouts, its registration, and its errors."""
 
 import math
+import os
+import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -303,3 +308,159 @@ def test_tensors_on_different_devices_are_rejected_naming_the_devices():
     # All on 'meta' is shape propagation, as torch.compile uses it.
     output = memc_ops.adaptive_warp(image.to("meta"), flow.to("meta"), kernel.to("meta"))
     assert output.device.type == "meta" and output.shape == (1, 3, 4, 4)
+
+
+@pytest.mark.parametrize("wanted", [(False, True, True), (True, False, False), (False, True, False),
+                                    (False, False, True), (True, True, True), (False, False, False)],
+                         ids=lambda w: "".join("ifk"[i] if w[i] else "-" for i in range(3)))
+def test_backward_computes_only_the_gradients_asked_for(wanted, device):
+    """output_mask (image, flow, kernel): gradients not asked for come back as None, as from ATen's
+    backward ops; the others are those of the full backward."""
+    image, flow, kernel = make_inputs(2, 3, 7, 13, 4, "mixed", dtype=torch.float32, device=device)
+    grad_output = torch.randn_like(image)
+    full = torch.ops.memc.adaptive_warp_backward(grad_output, image, flow, kernel)
+    masked = torch.ops.memc.adaptive_warp_backward(grad_output, image, flow, kernel, list(wanted))
+    for name, want, got, expected in zip(["image", "flow", "kernel"], wanted, masked, full):
+        if want:
+            assert torch.equal(got, expected), name
+        else:
+            assert got is None, name
+
+
+@pytest.mark.parametrize("needs_grad", [(False, True, True), (True, False, True), (True, True, False),
+                                        (False, False, True)], ids=lambda w: "".join("ifk"[i] if w[i] else "-" for i in range(3)))
+def test_autograd_asks_only_for_the_gradients_of_inputs_that_need_them(needs_grad, device):
+    inputs = make_inputs(2, 3, 7, 13, 4, "mixed", device=device)
+    grad_output = torch.randn_like(inputs[0])
+    expected = grads(adaptive_warp_reference, inputs, grad_output)[1:]
+    leaves = [t.detach().clone().requires_grad_(needs) for t, needs in zip(inputs, needs_grad)]
+    memc_ops.adaptive_warp(*leaves).backward(grad_output)
+    for name, leaf, needs, want in zip(["image", "flow", "kernel"], leaves, needs_grad, expected):
+        if needs:
+            torch.testing.assert_close(leaf.grad, want, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
+        else:
+            assert leaf.grad is None, name
+
+
+def test_opcheck_with_gradients_masked(device):
+    image, flow, kernel = make_inputs(2, 3, 7, 13, 4, "mixed", dtype=torch.float32, device=device)
+    grad_output = torch.randn_like(image)
+    for mask in ([False, True, True], [True, False, False], [False, False, False]):
+        torch.library.opcheck(torch.ops.memc.adaptive_warp_backward.default, (grad_output, image, flow, kernel, mask))
+
+
+def test_images_without_channels(device):
+    """C = 0 with pixels: an empty output and image gradient, zero flow and kernel gradients."""
+    image, flow, kernel = make_inputs(2, 0, 5, 6, 4, "mixed", dtype=torch.float32, device=device, requires_grad=True)
+    output = memc_ops.adaptive_warp(image, flow, kernel)
+    assert output.shape == (2, 0, 5, 6)
+    (output.sum() + (flow * 0).sum() + (kernel * 0).sum()).backward()
+    grad_image, grad_flow, grad_kernel = torch.ops.memc.adaptive_warp_backward(
+        torch.zeros_like(image), image.detach(), flow.detach(), kernel.detach())
+    assert grad_image.shape == (2, 0, 5, 6)
+    assert torch.equal(grad_flow, torch.zeros_like(flow)) and torch.equal(grad_kernel, torch.zeros_like(kernel))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_image_gradient_follows_the_memory_format_of_the_image(dtype, device):
+    image, flow, kernel = make_inputs(2, 5, 6, 9, 4, "mixed", dtype=dtype, device=device)
+    channels_last = image.contiguous(memory_format=torch.channels_last)
+    for given, memory_format in ((image, torch.contiguous_format), (channels_last, torch.channels_last)):
+        grad_image, _, _ = torch.ops.memc.adaptive_warp_backward(torch.ones_like(image), given, flow, kernel)
+        assert grad_image.is_contiguous(memory_format=memory_format), memory_format
+        reference, _, _ = torch.ops.memc.adaptive_warp_backward(torch.ones_like(image), image, flow, kernel)
+        assert torch.equal(grad_image, reference)
+
+
+# ------------------------------------------------------------------------------------------------
+# The CPU kernels are compiled once per CPU capability (csrc/cpu/capability.h); ATen picks the
+# capability once per process, from the CPU or the environment variable ATEN_CPU_CAPABILITY, so
+# each is run in a child process.
+
+def _capability_cases():
+    """Inputs for every dtype, layout and kernel size, with NaN flows, flows beyond the frame,
+    targets on the border and row ends that fill part of a vector. Made here, not in the child
+    processes: ATen's random generators give other numbers under other capabilities."""
+    cases = []
+    for dtype, b, c, h, w, k, layout in [
+        (torch.float32, 2, 3, 9, 37, 4, "contiguous"), (torch.float32, 1, 5, 8, 21, 4, "channels_last"),
+        (torch.float32, 1, 2, 7, 40, 2, "sliced"), (torch.float32, 1, 2, 6, 19, 6, "contiguous"),
+        (torch.float32, 1, 1, 9, 17, 8, "contiguous"), (torch.float64, 2, 3, 7, 23, 4, "contiguous"),
+        (torch.float16, 2, 3, 9, 37, 4, "contiguous"), (torch.bfloat16, 1, 4, 8, 33, 4, "channels_last"),
+    ]:
+        image, flow, kernel = make_inputs(b, c, h, w, k, "mixed")
+        flow[torch.rand_like(flow) < 0.05] = float("nan")
+        flow[:, 0, 0, 0], flow[:, 1, 0, 1] = w - 1.0, h - 1.0  # targets on the last column and row
+        tensors = [t.to(dtype) for t in (torch.randn(b, c, h, w), image, flow, kernel)]
+        if layout == "channels_last":
+            tensors = [t.contiguous(memory_format=torch.channels_last) for t in tensors]
+        elif layout == "sliced":
+            tensors = [torch.cat([t, t], dim=3)[..., ::2] for t in tensors]
+        cases.append(tensors)
+    return cases
+
+
+_CAPABILITY_WORKER = r"""
+import sys, torch, memc_ops
+torch.set_num_threads(2)
+results = {"capability": torch.backends.cpu.get_cpu_capability(), "cases": []}
+for grad_output, image, flow, kernel in torch.load(sys.argv[1]):
+    results["cases"].append((torch.ops.memc.adaptive_warp(image, flow, kernel),
+                             *torch.ops.memc.adaptive_warp_backward(grad_output, image, flow, kernel)))
+torch.save(results, sys.argv[2])
+"""
+
+
+def _run_with_capability(capability, cases_path, results_path):
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
+    subprocess.run([sys.executable, "-c", _CAPABILITY_WORKER, str(cases_path), str(results_path)], env=env,
+                   check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(memc_ops.__file__))))
+    return torch.load(results_path)
+
+
+def test_every_cpu_capability_gives_the_same_bits(tmp_path):
+    """The vectorised kernels compute the per-pixel formulas lane by lane, in the same order and
+    with no fused multiply-add, so DEFAULT (plain scalar code), AVX2 and AVX-512 agree bit for bit:
+    outputs and the three gradients."""
+    torch.save(_capability_cases(), tmp_path / "cases.pt")
+    results = {name: _run_with_capability(name, tmp_path / "cases.pt", tmp_path / f"{name}.pt")
+               for name in ("default", "avx2", "avx512")}
+    assert results["default"]["capability"] in ("DEFAULT", "NO AVX")
+    reference = results["default"]["cases"]
+    for name in ("avx2", "avx512"):
+        ran = results[name]["capability"]
+        if ran != name.upper():
+            pytest.skip(f"this CPU cannot run {name} (ATen chose {ran})")
+        for case, (ours, expected) in enumerate(zip(results[name]["cases"], reference)):
+            for what, got, want in zip(["output", "grad image", "grad flow", "grad kernel"], ours, expected):
+                assert torch.equal(got, want), f"{name}, case {case}: {what} differs from DEFAULT"
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump (binutils)")
+def test_only_the_capability_kernels_use_avx_instructions():
+    """One build runs on any x86-64 CPU: AVX2 and AVX-512 instructions appear only in functions of
+    the AVX2 and AVX512 namespaces (chosen at run time), none in code every CPU runs, such as an
+    inline function of c10 that a capability's translation unit emitted; the AVX512 kernels do use
+    the 512-bit zmm registers."""
+    library = memc_ops._C.__file__
+    if not library.endswith(".so") or os.uname().machine != "x86_64":
+        pytest.skip("checks an x86-64 ELF build")
+    listing = subprocess.run(["objdump", "-d", "-C", "--no-show-raw-insn", library], capture_output=True, text=True,
+                             check=True).stdout
+    function, leaks, avx512_kernels = None, {}, set()
+    for line in listing.splitlines():
+        header = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+        if header:
+            function = header.group(1)
+            continue
+        if function is None or "\t" not in line:
+            continue
+        instruction = line.split("\t")[-1].strip()
+        uses_avx = instruction.startswith("v") or "%ymm" in instruction or "%zmm" in instruction
+        if uses_avx and "AVX2::" not in function and "AVX512::" not in function:
+            leaks.setdefault(function, instruction)
+        if "%zmm" in instruction and function.startswith(("void memc::AVX512::", "memc::AVX512::")):
+            avx512_kernels.add(function)
+    assert not leaks, f"AVX instructions outside the capability kernels: {list(leaks.items())[:5]}"
+    assert any("forward_rows" in name for name in avx512_kernels)
+    assert any("kernel_flow_grad_rows" in name for name in avx512_kernels)

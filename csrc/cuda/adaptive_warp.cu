@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <tuple>
 
 #include "common.h"
@@ -29,6 +30,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock) adaptive_warp_forward_kernel
   }
 }
 
+// Null views (a null data pointer) mark the gradients not asked for: the flow and kernel
+// gradients, computed together, or the image gradient's scatter.
 template <int K, typename scalar_t>
 __global__ void __launch_bounds__(kThreadsPerBlock) adaptive_warp_backward_kernel(Strided4d<const scalar_t> grad_output, Strided4d<const scalar_t> image,
                                               Strided4d<const scalar_t> flow, Strided4d<const scalar_t> kernel,
@@ -37,13 +40,24 @@ __global__ void __launch_bounds__(kThreadsPerBlock) adaptive_warp_backward_kerne
                                               int64_t channels, int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t pixels = batch * height * width;
+  const bool want_flow_and_kernel = grad_flow.data != nullptr;
+  const bool want_image = grad_image.data != nullptr;
   for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
     const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
-    adaptive_warp_kernel_flow_grad_pixel<K, scalar_t, opmath_t>(grad_output, image, flow, kernel, grad_flow,
-                                                                grad_kernel, channels, height, width, n, y, x);
-    adaptive_warp_image_grad_pixel<K, scalar_t, opmath_t>(grad_output, flow, kernel, grad_image, 0, channels, height,
-                                                          width, n, y, x, AtomicAdd{});
+    if (want_flow_and_kernel) {
+      adaptive_warp_kernel_flow_grad_pixel<K, scalar_t, opmath_t>(grad_output, image, flow, kernel, grad_flow,
+                                                                  grad_kernel, channels, height, width, n, y, x);
+    }
+    if (want_image) {
+      adaptive_warp_image_grad_pixel<K, scalar_t, opmath_t>(grad_output, flow, kernel, grad_image, 0, channels,
+                                                            height, width, n, y, x, AtomicAdd{});
+    }
   }
+}
+
+template <typename T>
+Strided4d<T> view4d_or_null(const at::Tensor& tensor) {
+  return tensor.defined() ? view4d<T>(tensor) : Strided4d<T>{nullptr, 0, 0, 0, 0};
 }
 
 at::Tensor adaptive_warp_cuda(const at::Tensor& image, const at::Tensor& flow, const at::Tensor& kernel) {
@@ -52,7 +66,7 @@ at::Tensor adaptive_warp_cuda(const at::Tensor& image, const at::Tensor& flow, c
   at::Tensor output = at::empty_like(image);
   const int64_t batch = image.size(0), channels = image.size(1), height = image.size(2), width = image.size(3);
   const int64_t pixels = batch * height * width;
-  if (pixels == 0) return output;
+  if (output.numel() == 0) return output;  // no pixels, or no channels (whose planes have no data to point to)
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "adaptive_warp_cuda", [&] {
     dispatch_kernel_size(kernel_size, [&](auto kernel_size_constant) {
@@ -66,22 +80,41 @@ at::Tensor adaptive_warp_cuda(const at::Tensor& image, const at::Tensor& flow, c
   return output;
 }
 
+// Returns (grad_image, grad_flow, grad_kernel), those output_mask does not ask for undefined
+// (None), as ATen's backward ops do; flow and kernel gradients are computed together.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cuda(const at::Tensor& grad_output,
                                                                            const at::Tensor& image,
                                                                            const at::Tensor& flow,
-                                                                           const at::Tensor& kernel) {
+                                                                           const at::Tensor& kernel,
+                                                                           std::array<bool, 3> output_mask) {
   const int kernel_size = check_adaptive_warp_inputs(image, flow, kernel);
   check_adaptive_warp_grad_output(grad_output, image);
   const c10::cuda::CUDAGuard device_guard(image.device());
-  at::globalContext().alertNotDeterministic("adaptive_warp_backward_cuda");
+  const bool want_image = output_mask[0], want_flow = output_mask[1], want_kernel = output_mask[2];
   const int64_t batch = image.size(0), channels = image.size(1), height = image.size(2), width = image.size(3);
-  at::Tensor grad_flow = at::empty_like(flow);
-  at::Tensor grad_kernel = at::empty_like(kernel);
-  // Half-precision image gradients are accumulated in float32 (precise, fast atomics), then rounded once.
-  const auto opmath_dtype = at::toOpMathType(image.scalar_type());
-  at::Tensor grad_image_acc = at::zeros_like(image, image.options().dtype(opmath_dtype));
   const int64_t pixels = batch * height * width;
-  if (pixels > 0) {
+  at::Tensor grad_flow, grad_kernel, grad_image_acc;
+  if (want_flow || want_kernel) {
+    grad_flow = at::empty_like(flow);
+    grad_kernel = at::empty_like(kernel);
+  }
+  // Half-precision image gradients are accumulated in float32 (precise, fast atomics), then
+  // rounded once; laid out like the image, so the gradient has its memory format.
+  const auto opmath_dtype = at::toOpMathType(image.scalar_type());
+  if (want_image) {
+    grad_image_acc = at::zeros_like(image, image.options().dtype(opmath_dtype));
+  }
+  if (pixels == 0 || channels == 0) {
+    // Nothing to gather (an image without channels has no data to point to): the outputs do not
+    // depend on the flow and kernel.
+    if (grad_flow.defined()) {
+      grad_flow.zero_();
+      grad_kernel.zero_();
+    }
+  } else if (grad_flow.defined() || want_image) {
+    if (want_image) {
+      at::globalContext().alertNotDeterministic("adaptive_warp_backward_cuda");
+    }
     const auto stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "adaptive_warp_backward_cuda", [&] {
       using opmath_t = at::opmath_type<scalar_t>;
@@ -89,15 +122,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cuda(const
         constexpr int K = decltype(kernel_size_constant)::value;
         adaptive_warp_backward_kernel<K, scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(
             view4d<const scalar_t>(grad_output), view4d<const scalar_t>(image), view4d<const scalar_t>(flow),
-            view4d<const scalar_t>(kernel), view4d<scalar_t>(grad_flow), view4d<scalar_t>(grad_kernel),
-            view4d<opmath_t>(grad_image_acc), batch, channels, height, width);
+            view4d<const scalar_t>(kernel), view4d_or_null<scalar_t>(grad_flow), view4d_or_null<scalar_t>(grad_kernel),
+            view4d_or_null<opmath_t>(grad_image_acc), batch, channels, height, width);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
   }
-  at::Tensor grad_image = grad_image_acc.scalar_type() == image.scalar_type() ? grad_image_acc
-                                                                              : grad_image_acc.to(image.scalar_type());
-  return {grad_image, grad_flow, grad_kernel};
+  at::Tensor grad_image;
+  if (want_image) {
+    grad_image = grad_image_acc.scalar_type() == image.scalar_type() ? grad_image_acc
+                                                                      : grad_image_acc.to(image.scalar_type());
+  }
+  return {grad_image, want_flow ? grad_flow : at::Tensor(), want_kernel ? grad_kernel : at::Tensor()};
 }
 
 }  // namespace

@@ -27,20 +27,40 @@ struct WarpWindow {
   T frac_y, frac_x;              // b and a: position of the target inside its pixel
 };
 
+// The bounds a target and a flow must keep, in the arithmetic type T.
+template <typename T>
+struct WarpLimits {
+  T last_row, last_col;         // H - 1, W - 1
+  T half_height, half_width;    // H / 2, W / 2
+};
+
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE WarpLimits<T> warp_limits(int64_t height, int64_t width) {
+  return WarpLimits<T>{T(height - 1), T(width - 1), T(0.5) * T(height), T(0.5) * T(width)};
+}
+
+// Whether target (target_y, target_x) = pixel + (flow_y, flow_x) is warped: inside the frame and
+// a flow under half the frame size. V is the scalar T (the result converts to bool) or a SIMD
+// vector of T, whose comparisons give lane masks that & combines, so that the CPU's vectorised
+// kernels apply this very rule lane by lane. Every comparison is false for NaN, so a NaN flow
+// lands in the copy-through branch.
+template <typename V, typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE auto window_is_valid(const V& target_y, const V& target_x, const V& flow_y, const V& flow_x,
+                                                       const WarpLimits<T>& limits) {
+  const auto inside = (target_x >= V(T(0))) & (target_x <= V(limits.last_col)) & (target_y >= V(T(0))) &
+                      (target_y <= V(limits.last_row));
+  const auto small = (flow_x < V(limits.half_width)) & (flow_x > V(-limits.half_width)) &
+                     (flow_y < V(limits.half_height)) & (flow_y > V(-limits.half_height));
+  return inside & small;
+}
+
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE WarpWindow<T> locate_window(
     int64_t y, int64_t x, T flow_y, T flow_x, int64_t height, int64_t width, int kernel_size) {
   WarpWindow<T> window{false, 0, 0, T(0), T(0)};
   const T target_y = T(y) + flow_y;
   const T target_x = T(x) + flow_x;
-  const T half_height = T(0.5) * T(height);
-  const T half_width = T(0.5) * T(width);
-  // Every comparison is false for NaN, so a NaN flow lands in the copy-through branch.
-  const bool inside = target_x >= T(0) && target_x <= T(width - 1) && target_y >= T(0) &&
-                      target_y <= T(height - 1);
-  const bool small = flow_x < half_width && flow_x > -half_width && flow_y < half_height &&
-                     flow_y > -half_height;
-  if (!(inside && small)) {
+  if (!window_is_valid(target_y, target_x, flow_y, flow_x, warp_limits<T>(height, width))) {
     return window;
   }
   const T floor_y = ::floor(target_y);
@@ -53,7 +73,8 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE WarpWindow<T> locate_window(
   return window;
 }
 
-// Bilinear weight of the window half that tap offset `offset` (0 .. K-1) lies in.
+// Bilinear weight of the window half that tap offset `offset` (0 .. K-1) lies in. This and the
+// tap-weight and gradient helpers below take T a scalar or a SIMD vector of scalars (lane by lane).
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE T bilinear_weight(int offset, int kernel_size, T frac) {
   return offset < kernel_size / 2 ? T(1) - frac : frac;
@@ -85,10 +106,15 @@ MEMC_UNROLL
 }
 
 // Weight of tap (r, c): its learned coefficient times the bilinear weights of its row and column.
+template <int K, typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE T tap_weight(T coefficient, int r, int c, T frac_y, T frac_x) {
+  return coefficient * bilinear_weight(r, K, frac_y) * bilinear_weight(c, K, frac_x);
+}
+
 template <int K, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE opmath_t tap_weight(opmath_t coefficient, int r, int c,
                                                       const WarpWindow<opmath_t>& window) {
-  return coefficient * bilinear_weight(r, K, window.frac_y) * bilinear_weight(c, K, window.frac_x);
+  return tap_weight<K>(coefficient, r, c, window.frac_y, window.frac_x);
 }
 
 template <int K, typename scalar_t, typename opmath_t>
@@ -112,33 +138,42 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE WarpWindow<opmath_t> locate_pixel_window(
                                  static_cast<opmath_t>(flow(n, 0, y, x)), height, width, K);
 }
 
-// The forward sums of `LANES` channels at one window with clamped rows and columns `rows`, `cols`
-// and tap weights weight[t * weight_stride]: channel j's samples are read at
-// image + j * stride_c, and its sum adds weight * sample over the taps in tap order, starting
-// from 0. The channels' sums are independent chains of adds, so a CPU overlaps them instead of
-// waiting on each add of a single channel (the CUDA kernel uses one lane).
+// The forward sums of `LANES` channels at one window: sums[j] adds weight(t) * sample(r, c, j) over
+// the taps t = r * K + c in tap order, starting from 0, for channel j of the group. T is the
+// arithmetic type or a SIMD vector of it (then each lane is a pixel). The channels' sums are
+// independent chains of adds, so a CPU overlaps them instead of waiting on each add of a single
+// channel (the CUDA kernel uses one lane).
+template <int LANES, int K, typename T, typename Weight, typename Sample>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void window_sums(const Weight& weight, const Sample& sample, T (&sums)[LANES]) {
+MEMC_UNROLL
+  for (int j = 0; j < LANES; ++j) {
+    sums[j] = T(0);
+  }
+MEMC_UNROLL
+  for (int r = 0; r < K; ++r) {
+MEMC_UNROLL
+    for (int c = 0; c < K; ++c) {
+      const T tap = weight(r * K + c);
+MEMC_UNROLL
+      for (int j = 0; j < LANES; ++j) {
+        sums[j] += tap * sample(r, c, j);
+      }
+    }
+  }
+}
+
+// window_sums over image samples read through strides: channel j's sample of tap (r, c) is
+// image[rows[r] * stride_y + cols[c] * stride_x + j * stride_c], its weight weight[t * weight_stride].
 template <int LANES, int K, typename scalar_t, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void window_sums(const int64_t (&rows)[K], const int64_t (&cols)[K],
                                                    const opmath_t* weight, int64_t weight_stride,
                                                    const scalar_t* image, int64_t stride_c, int64_t stride_y,
                                                    int64_t stride_x, opmath_t (&sums)[LANES]) {
-MEMC_UNROLL
-  for (int j = 0; j < LANES; ++j) {
-    sums[j] = 0;
-  }
-MEMC_UNROLL
-  for (int r = 0; r < K; ++r) {
-    const scalar_t* row = image + rows[r] * stride_y;
-MEMC_UNROLL
-    for (int c = 0; c < K; ++c) {
-      const scalar_t* sample = row + cols[c] * stride_x;
-      const opmath_t tap = weight[(r * K + c) * weight_stride];
-MEMC_UNROLL
-      for (int j = 0; j < LANES; ++j) {
-        sums[j] += tap * static_cast<opmath_t>(sample[j * stride_c]);
-      }
-    }
-  }
+  window_sums<LANES, K>([&](int t) { return weight[t * weight_stride]; },
+                        [&](int r, int c, int j) {
+                          return static_cast<opmath_t>(image[rows[r] * stride_y + cols[c] * stride_x + j * stride_c]);
+                        },
+                        sums);
 }
 
 // Forward: output(n, :, y, x) for every channel.
@@ -164,47 +199,65 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_forward_pixel(
   }
 }
 
-// Channel sums of grad_output times the image sample at each tap of a window with clamped rows
-// and columns `rows`, `cols`: products[t] adds over the channels in order, starting from 0.
-// Channel j is read at grad + j * grad_stride_c and image + j * stride_c.
+// Channel sums of grad_output times the image sample at each tap of a window: products[t] adds
+// grad(ch) * sample(r, c, ch) over the channels in order, starting from 0, for t = r * K + c.
+// T is the arithmetic type or a SIMD vector of it (then each lane is a pixel).
+template <int K, typename T, typename Grad, typename Sample>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void window_tap_products(int64_t channels, const Grad& grad, const Sample& sample,
+                                                           T (&products)[K * K]) {
+MEMC_UNROLL
+  for (int t = 0; t < K * K; ++t) {
+    products[t] = T(0);
+  }
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    const T g = grad(ch);
+MEMC_UNROLL
+    for (int r = 0; r < K; ++r) {
+MEMC_UNROLL
+      for (int c = 0; c < K; ++c) {
+        products[r * K + c] += g * sample(r, c, ch);
+      }
+    }
+  }
+}
+
+// window_tap_products over tensors read through strides: channel ch's gradient is
+// grad[ch * grad_stride_c], its sample of tap (r, c) image[ch * stride_c + rows[r] * stride_y +
+// cols[c] * stride_x].
 template <int K, typename scalar_t, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void window_tap_products(const int64_t (&rows)[K], const int64_t (&cols)[K],
                                                            const scalar_t* grad, int64_t grad_stride_c,
                                                            const scalar_t* image, int64_t stride_c, int64_t stride_y,
                                                            int64_t stride_x, int64_t channels,
                                                            opmath_t (&products)[K * K]) {
-MEMC_UNROLL
-  for (int t = 0; t < K * K; ++t) {
-    products[t] = 0;
-  }
-  for (int64_t ch = 0; ch < channels; ++ch) {
-    const opmath_t g = static_cast<opmath_t>(grad[ch * grad_stride_c]);
-    const scalar_t* plane = image + ch * stride_c;
-MEMC_UNROLL
-    for (int r = 0; r < K; ++r) {
-      const scalar_t* row = plane + rows[r] * stride_y;
-MEMC_UNROLL
-      for (int c = 0; c < K; ++c) {
-        products[r * K + c] += g * static_cast<opmath_t>(row[cols[c] * stride_x]);
-      }
-    }
-  }
+  window_tap_products<K>(
+      channels, [&](int64_t ch) { return static_cast<opmath_t>(grad[ch * grad_stride_c]); },
+      [&](int r, int c, int64_t ch) {
+        return static_cast<opmath_t>(image[ch * stride_c + rows[r] * stride_y + cols[c] * stride_x]);
+      },
+      products);
 }
 
 // The gradients that tap (r, c) with channel-summed product `product` (see window_tap_products)
 // contributes: returns its kernel coefficient's gradient and adds its terms of the flow gradients
 // to grad_flow_x and grad_flow_y.
+template <int K, typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE T tap_grads(T coefficient, T product, int r, int c, T frac_y, T frac_x,
+                                              T& grad_flow_x, T& grad_flow_y) {
+  const T weight_y = bilinear_weight(r, K, frac_y);
+  const T slope_y = bilinear_weight_slope<T>(r, K);
+  const T weight_x = bilinear_weight(c, K, frac_x);
+  const T slope_x = bilinear_weight_slope<T>(c, K);
+  grad_flow_x += coefficient * weight_y * slope_x * product;
+  grad_flow_y += coefficient * slope_y * weight_x * product;
+  return weight_y * weight_x * product;
+}
+
 template <int K, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE opmath_t tap_grads(opmath_t coefficient, opmath_t product, int r, int c,
                                                      const WarpWindow<opmath_t>& window, opmath_t& grad_flow_x,
                                                      opmath_t& grad_flow_y) {
-  const opmath_t weight_y = bilinear_weight(r, K, window.frac_y);
-  const opmath_t slope_y = bilinear_weight_slope<opmath_t>(r, K);
-  const opmath_t weight_x = bilinear_weight(c, K, window.frac_x);
-  const opmath_t slope_x = bilinear_weight_slope<opmath_t>(c, K);
-  grad_flow_x += coefficient * weight_y * slope_x * product;
-  grad_flow_y += coefficient * slope_y * weight_x * product;
-  return weight_y * weight_x * product;
+  return tap_grads<K>(coefficient, product, r, c, window.frac_y, window.frac_x, grad_flow_x, grad_flow_y);
 }
 
 // Backward, the part owned by the pixel: gradients of its K*K kernel coefficients and its flow.
@@ -250,9 +303,9 @@ MEMC_UNROLL
 }
 
 // Adds grad * weight[t * weight_stride] to the gradient plane `target` at each tap t of a window
-// with clamped rows and columns `rows`, `cols`, in tap order.
-template <int K, typename opmath_t, typename AddOp>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void scatter_window(const int64_t (&rows)[K], const int64_t (&cols)[K],
+// with clamped rows and columns `rows`, `cols` (or their offsets, with unit strides), in tap order.
+template <int K, typename index_t, typename opmath_t, typename AddOp>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void scatter_window(const index_t (&rows)[K], const index_t (&cols)[K],
                                                       const opmath_t* weight, int64_t weight_stride, opmath_t grad,
                                                       opmath_t* target, int64_t stride_y, int64_t stride_x,
                                                       AddOp add) {

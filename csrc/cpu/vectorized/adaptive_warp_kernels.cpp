@@ -1,0 +1,320 @@
+// The CPU kernels of the adaptive warping layer, vectorised across x with at::vec::Vectorized:
+// each lane is a pixel of the row, and each lane computes the per-pixel math of
+// memc/adaptive_warp.h (window_is_valid, tap_weight, window_sums, window_tap_products, tap_grads),
+// called here with vectors. The operations and their order are the scalar ones and no multiply is
+// fused with an add (setup.py builds with -ffp-contract=off), so every capability, and the CUDA
+// kernels' scalar path, give the same bits.
+//
+// Compiled once per CPU capability (see cpu/capability.h): everything here is in
+// memc::CPU_CAPABILITY.
+#include <ATen/cpu/vec/vec.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "common.h"
+#include "cpu/adaptive_warp_kernels.h"
+#include "memc/adaptive_warp.h"
+
+namespace memc {
+namespace CPU_CAPABILITY {
+namespace {
+
+using at::vec::Vectorized;
+
+// Lanes [0, count) of a row read through stride `stride`, in opmath_t; the others are zero.
+template <typename opmath_t, typename scalar_t>
+C10_ALWAYS_INLINE Vectorized<opmath_t> load_lanes(const scalar_t* source, int64_t stride, int64_t count) {
+  using V = Vectorized<opmath_t>;
+  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+    if (stride == 1) {
+      return V::loadu(source, count);
+    }
+  }
+  opmath_t lanes[V::size()] = {};
+  if (stride == 1) {
+    at::vec::convert(source, lanes, count);
+  } else {
+    for (int64_t i = 0; i < count; ++i) {
+      lanes[i] = static_cast<opmath_t>(source[i * stride]);
+    }
+  }
+  return V::loadu(lanes);
+}
+
+// Writes lanes [0, count) to a row through stride `stride`, rounded to scalar_t.
+template <typename scalar_t, typename opmath_t>
+C10_ALWAYS_INLINE void store_lanes(const Vectorized<opmath_t>& value, scalar_t* target, int64_t stride,
+                                   int64_t count) {
+  using V = Vectorized<opmath_t>;
+  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+    if (stride == 1) {
+      value.store(target, count);
+      return;
+    }
+  }
+  opmath_t lanes[V::size()];
+  value.store(lanes);
+  if (stride == 1) {
+    at::vec::convert(lanes, target, count);
+  } else {
+    for (int64_t i = 0; i < count; ++i) {
+      target[i * stride] = static_cast<scalar_t>(lanes[i]);
+    }
+  }
+}
+
+// The windows of the pixels x0 .. x0 + count - 1 of row (n, y), one per lane, as
+// locate_window computes them: which are valid, their fractions, and the offsets of their
+// clamped rows and columns in a plane with strides (stride_y, stride_x). Invalid lanes (the
+// lanes past the row's end among them) get the window at (0, 0), so their offsets stay inside
+// the plane, and are blended out by the callers.
+template <int K, typename opmath_t>
+struct LaneWindows {
+  using V = Vectorized<opmath_t>;
+  using I = Vectorized<at::vec::int_same_size_t<opmath_t>>;
+  V valid;  // all ones in valid lanes
+  V frac_y, frac_x;
+  I row_offset[K], col_offset[K];
+
+  LaneWindows(const V& flow_y, const V& flow_x, const WarpLimits<opmath_t>& limits, int64_t height,
+              int64_t width, int64_t y, int64_t x0, int64_t stride_y, int64_t stride_x) {
+    using index_t = at::vec::int_same_size_t<opmath_t>;
+    const V target_y = V(static_cast<opmath_t>(y)) + flow_y;
+    const V target_x = V::arange(static_cast<opmath_t>(x0), opmath_t(1)) + flow_x;
+    valid = window_is_valid(target_y, target_x, flow_y, flow_x, limits);
+    const V floor_y = V::blendv(V(0), target_y.floor(), valid);
+    const V floor_x = V::blendv(V(0), target_x.floor(), valid);
+    frac_y = target_y - floor_y;
+    frac_x = target_x - floor_x;
+    const I first_row = at::vec::convert_to_int_of_same_size(floor_y) + I(index_t(1 - K / 2));
+    const I first_col = at::vec::convert_to_int_of_same_size(floor_x) + I(index_t(1 - K / 2));
+    const I last_row(static_cast<index_t>(height - 1)), last_col(static_cast<index_t>(width - 1));
+    for (int r = 0; r < K; ++r) {
+      row_offset[r] = at::vec::clamp(first_row + I(index_t(r)), I(0), last_row) * I(static_cast<index_t>(stride_y));
+      col_offset[r] = at::vec::clamp(first_col + I(index_t(r)), I(0), last_col) * I(static_cast<index_t>(stride_x));
+    }
+  }
+};
+
+template <typename opmath_t>
+C10_ALWAYS_INLINE Vectorized<opmath_t> gather_lanes(const opmath_t* plane,
+                                              const Vectorized<at::vec::int_same_size_t<opmath_t>>& offset) {
+  return at::vec::gather<sizeof(opmath_t)>(plane, offset);
+}
+
+// The offsets of the pixels x0 .. x0 + count - 1 of row y themselves (past the end: the last).
+template <typename opmath_t>
+C10_ALWAYS_INLINE Vectorized<at::vec::int_same_size_t<opmath_t>> own_offsets(int64_t y, int64_t x0, int64_t width,
+                                                                             int64_t stride_y, int64_t stride_x) {
+  using index_t = at::vec::int_same_size_t<opmath_t>;
+  using I = Vectorized<index_t>;
+  const I xs = at::vec::minimum(I::arange(static_cast<index_t>(x0), index_t(1)), I(static_cast<index_t>(width - 1)));
+  return I(static_cast<index_t>(y * stride_y)) + xs * I(static_cast<index_t>(stride_x));
+}
+
+// Output channels ch .. ch + LANES - 1 of the lanes' pixels: the window sums where valid, the
+// pixel itself elsewhere.
+template <int LANES, int K, typename scalar_t, typename opmath_t>
+C10_ALWAYS_INLINE void warp_channels(const AdaptiveWarpViews<scalar_t>& views, const LaneWindows<K, opmath_t>& windows,
+                                     const Vectorized<opmath_t> (&weights)[K * K],
+                                     const Vectorized<at::vec::int_same_size_t<opmath_t>>& own, int64_t n, int64_t ch,
+                                     int64_t y, int64_t x0, int64_t count) {
+  using V = Vectorized<opmath_t>;
+  const opmath_t* planes[LANES];
+  for (int j = 0; j < LANES; ++j) {
+    planes[j] = &views.image(n, ch + j, 0, 0);
+  }
+  V sums[LANES];
+  window_sums<LANES, K>([&](int t) { return weights[t]; },
+                        [&](int r, int c, int j) {
+                          return gather_lanes(planes[j], windows.row_offset[r] + windows.col_offset[c]);
+                        },
+                        sums);
+  for (int j = 0; j < LANES; ++j) {
+    const V warped = V::blendv(gather_lanes(planes[j], own), sums[j], windows.valid);
+    store_lanes(warped, &views.output(n, ch + j, y, x0), views.output.stride_x, count);
+  }
+}
+
+template <int K, typename scalar_t>
+void forward_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, int64_t row_end) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  using V = Vectorized<opmath_t>;
+  constexpr int kLanes = 4;  // channels summed together: independent chains of adds
+  const int64_t channels = views.channels, height = views.height, width = views.width;
+  const auto limits = warp_limits<opmath_t>(height, width);
+  const auto& flow = views.flow;
+  const auto& kernel = views.kernel;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / height, y = row % height;
+    for (int64_t x0 = 0; x0 < width; x0 += V::size()) {
+      const int64_t count = std::min<int64_t>(V::size(), width - x0);
+      const LaneWindows<K, opmath_t> windows(load_lanes<opmath_t>(&flow(n, 1, y, x0), flow.stride_x, count),
+                                             load_lanes<opmath_t>(&flow(n, 0, y, x0), flow.stride_x, count), limits,
+                                             height, width, y, x0, views.image.stride_y, views.image.stride_x);
+      V weights[K * K];
+      for (int r = 0; r < K; ++r) {
+        for (int c = 0; c < K; ++c) {
+          const V coefficient = load_lanes<opmath_t>(&kernel(n, r * K + c, y, x0), kernel.stride_x, count);
+          weights[r * K + c] = tap_weight<K>(coefficient, r, c, windows.frac_y, windows.frac_x);
+        }
+      }
+      const auto own = own_offsets<opmath_t>(y, x0, width, views.image.stride_y, views.image.stride_x);
+      int64_t ch = 0;
+      for (; ch + kLanes <= channels; ch += kLanes) {
+        warp_channels<kLanes>(views, windows, weights, own, n, ch, y, x0, count);
+      }
+      switch (channels - ch) {
+        case 3: warp_channels<3>(views, windows, weights, own, n, ch, y, x0, count); break;
+        case 2: warp_channels<2>(views, windows, weights, own, n, ch, y, x0, count); break;
+        case 1: warp_channels<1>(views, windows, weights, own, n, ch, y, x0, count); break;
+        default: break;
+      }
+    }
+  }
+}
+
+template <int K, typename scalar_t>
+void kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, int64_t row_end) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  using V = Vectorized<opmath_t>;
+  const int64_t channels = views.channels, height = views.height, width = views.width;
+  const auto limits = warp_limits<opmath_t>(height, width);
+  const auto& flow = views.flow;
+  const auto& kernel = views.kernel;
+  const auto& grad_output = views.grad_output;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / height, y = row % height;
+    const opmath_t* image = &views.image(n, 0, 0, 0);
+    for (int64_t x0 = 0; x0 < width; x0 += V::size()) {
+      const int64_t count = std::min<int64_t>(V::size(), width - x0);
+      const LaneWindows<K, opmath_t> windows(load_lanes<opmath_t>(&flow(n, 1, y, x0), flow.stride_x, count),
+                                             load_lanes<opmath_t>(&flow(n, 0, y, x0), flow.stride_x, count), limits,
+                                             height, width, y, x0, views.image.stride_y, views.image.stride_x);
+      V products[K * K];
+      window_tap_products<K>(
+          channels,
+          [&](int64_t ch) { return load_lanes<opmath_t>(&grad_output(n, ch, y, x0), grad_output.stride_x, count); },
+          [&](int r, int c, int64_t ch) {
+            return gather_lanes(image + ch * views.image.stride_c, windows.row_offset[r] + windows.col_offset[c]);
+          },
+          products);
+      V grad_flow_x(0), grad_flow_y(0);
+      for (int r = 0; r < K; ++r) {
+        for (int c = 0; c < K; ++c) {
+          const V coefficient = load_lanes<opmath_t>(&kernel(n, r * K + c, y, x0), kernel.stride_x, count);
+          const V grad = tap_grads<K>(coefficient, products[r * K + c], r, c, windows.frac_y, windows.frac_x,
+                                      grad_flow_x, grad_flow_y);
+          // An invalid pixel's gradients are zero: its output copies the image.
+          store_lanes(V::blendv(V(0), grad, windows.valid), &views.grad_kernel(n, r * K + c, y, x0),
+                      views.grad_kernel.stride_x, count);
+        }
+      }
+      store_lanes(V::blendv(V(0), grad_flow_x, windows.valid), &views.grad_flow(n, 0, y, x0),
+                  views.grad_flow.stride_x, count);
+      store_lanes(V::blendv(V(0), grad_flow_y, windows.valid), &views.grad_flow(n, 1, y, x0),
+                  views.grad_flow.stride_x, count);
+    }
+  }
+}
+
+// Pixels whose windows are located (vectorised) before their scatters (scalar: lanes may add to
+// the same target) run, and how many of each kind of value that keeps per pixel.
+constexpr int64_t kChunk = 64;
+
+template <int K, typename scalar_t>
+void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at::opmath_type<scalar_t>>& grad_image,
+                    int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  using index_t = at::vec::int_same_size_t<opmath_t>;
+  using V = Vectorized<opmath_t>;
+  static_assert(kChunk % V::size() == 0, "a chunk holds whole vectors");
+  const int64_t height = views.height, width = views.width;
+  const auto limits = warp_limits<opmath_t>(height, width);
+  const auto& flow = views.flow;
+  const auto& kernel = views.kernel;
+  const auto& grad_output = views.grad_output;
+  opmath_t valid[kChunk];
+  opmath_t weights[K * K][kChunk];
+  index_t row_offsets[K][kChunk], col_offsets[K][kChunk];
+  for (int64_t x0 = 0; x0 < width; x0 += kChunk) {
+    const int64_t chunk = std::min(kChunk, width - x0);
+    for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
+      const int64_t x = x0 + i0, count = std::min<int64_t>(V::size(), chunk - i0);
+      const LaneWindows<K, opmath_t> windows(load_lanes<opmath_t>(&flow(n, 1, y, x), flow.stride_x, count),
+                                             load_lanes<opmath_t>(&flow(n, 0, y, x), flow.stride_x, count), limits,
+                                             height, width, y, x, grad_image.stride_y, grad_image.stride_x);
+      V::blendv(V(0), V(1), windows.valid).store(valid + i0);
+      for (int r = 0; r < K; ++r) {
+        windows.row_offset[r].store(row_offsets[r] + i0);
+        windows.col_offset[r].store(col_offsets[r] + i0);
+        for (int c = 0; c < K; ++c) {
+          const V coefficient = load_lanes<opmath_t>(&kernel(n, r * K + c, y, x), kernel.stride_x, count);
+          tap_weight<K>(coefficient, r, c, windows.frac_y, windows.frac_x).store(weights[r * K + c] + i0);
+        }
+      }
+    }
+    for (int64_t ch = channel_begin; ch < channel_end; ++ch) {
+      opmath_t* target = &grad_image(n, ch, 0, 0);
+      const scalar_t* grads = &grad_output(n, ch, y, x0);
+      for (int64_t i = 0; i < chunk; ++i) {
+        const opmath_t grad = static_cast<opmath_t>(grads[i * grad_output.stride_x]);
+        if (valid[i] == opmath_t(0)) {
+          grad_image(n, ch, y, x0 + i) += grad;
+          continue;
+        }
+        index_t rows[K], cols[K];
+        for (int r = 0; r < K; ++r) {
+          rows[r] = row_offsets[r][i];
+          cols[r] = col_offsets[r][i];
+        }
+        scatter_window<K>(rows, cols, &weights[0][i], kChunk, grad, target, 1, 1, PlainAdd{});
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename scalar_t>
+void adaptive_warp_forward_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, int64_t row_end) {
+  dispatch_kernel_size(views.kernel_size, [&](auto kernel_size_constant) {
+    forward_rows<decltype(kernel_size_constant)::value>(views, row_begin, row_end);
+  });
+}
+
+template <typename scalar_t>
+void adaptive_warp_kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin,
+                                         int64_t row_end) {
+  dispatch_kernel_size(views.kernel_size, [&](auto kernel_size_constant) {
+    kernel_flow_grad_rows<decltype(kernel_size_constant)::value>(views, row_begin, row_end);
+  });
+}
+
+template <typename scalar_t>
+void adaptive_warp_image_grad_row(const AdaptiveWarpViews<scalar_t>& views,
+                                  const Strided4d<at::opmath_type<scalar_t>>& grad_image, int64_t n,
+                                  int64_t channel_begin, int64_t channel_end, int64_t y) {
+  dispatch_kernel_size(views.kernel_size, [&](auto kernel_size_constant) {
+    image_grad_row<decltype(kernel_size_constant)::value>(views, grad_image, n, channel_begin, channel_end, y);
+  });
+}
+
+#define MEMC_INSTANTIATE(scalar_t)                                                                               \
+  template void adaptive_warp_forward_rows<scalar_t>(const AdaptiveWarpViews<scalar_t>&, int64_t, int64_t);     \
+  template void adaptive_warp_kernel_flow_grad_rows<scalar_t>(const AdaptiveWarpViews<scalar_t>&, int64_t,      \
+                                                              int64_t);                                         \
+  template void adaptive_warp_image_grad_row<scalar_t>(const AdaptiveWarpViews<scalar_t>&,                      \
+                                                       const Strided4d<at::opmath_type<scalar_t>>&, int64_t,   \
+                                                       int64_t, int64_t, int64_t);
+MEMC_INSTANTIATE(float)
+MEMC_INSTANTIATE(double)
+MEMC_INSTANTIATE(c10::Half)
+MEMC_INSTANTIATE(c10::BFloat16)
+#undef MEMC_INSTANTIATE
+
+}  // namespace CPU_CAPABILITY
+}  // namespace memc

@@ -9,7 +9,10 @@ converging towards the centre, leaving the outer half of the frame as large hole
 the released kernels' pixel-by-pixel hole search costs O(H*W*max(H, W))). For each size, flow and
 pass (forward, forward+backward) it prints the median time, the effective memory traffic (the
 bytes the op must at least read and write, divided by the time), that as a share of the GPU's peak
-bandwidth, and the speed-up over the reference. Hole filling is on.
+bandwidth, the speed-up over the reference and, for float16 and bfloat16 run after float32
+(``--dtype float32 --dtype float16``), the time relative to float32's. Hole filling is on.
+Run it from the repository root with that checkout first on the path
+(``PYTHONPATH=. python benchmarks/bench_projection.py``) to time that checkout's build.
 """
 
 import os
@@ -72,6 +75,7 @@ COLUMNS = [
     ("case", "case", "{}"), ("shape", "Bx2xHxW", "{}"), ("flow", "flow", "{}"), ("dtype", "dtype", "{}"),
     ("pass", "pass", "{}"), ("method", "method", "{}"), ("ms", "ms", "{:.3f}"), ("gbps", "GB/s", "{:.1f}"),
     ("peak_share", "of peak", "{:.0%}"), ("speedup_vs_reference", "x ref", "{:.1f}"),
+    ("vs_float32", "x f32 time", "{:.2f}"),
 ]
 
 
@@ -86,8 +90,20 @@ def main(argv=None):
         return [row for name, batch, height, width in sizes for kind in FLOWS
                 for row in run_case(name, batch, height, width, kind, dtype, device, repeats, args.weighted)]
 
+    float32_ms = {}  # (device, case, flow, pass, method) -> ms, for the "x f32" column
+
+    def rows_with_float32_ratio(device, dtype, repeats):
+        rows = rows_for(device, dtype, repeats)
+        for row in rows:
+            key = (str(device), row["case"], row["flow"], row["pass"], row["method"])
+            if dtype == torch.float32:
+                float32_ms[key] = row["ms"]
+            reference = float32_ms.get(key)
+            row["vs_float32"] = row["ms"] / reference if reference and row["ms"] is not None else None
+        return rows
+
     title = "flow_projection, fill_holes=True" + (", weighted" if args.weighted else "")
-    common.run_benchmark(parser, args, title, rows_for, COLUMNS)
+    common.run_benchmark(parser, args, title, rows_with_float32_ratio, COLUMNS)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,9 @@ def flow_projection_reference(flow: Tensor, weight: "Tensor | None" = None, fill
     zero = torch.zeros_like(w)
     w = torch.where(usable, w, zero)
     safe_flow = torch.where(usable.unsqueeze(1), flow, torch.zeros_like(flow))
-    x0 = torch.where(usable, target_x, zero).detach().floor().long()
-    y0 = torch.where(usable, target_y, zero).detach().floor().long()
+    # Clamped as the kernels do: in float16 a target just below W - 1 can round up to W.
+    x0 = torch.where(usable, target_x, zero).detach().floor().long().clamp(max=width - 1)
+    y0 = torch.where(usable, target_y, zero).detach().floor().long().clamp(max=height - 1)
     x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
     values = torch.cat([-safe_flow * w.unsqueeze(1), w.unsqueeze(1)], 1).reshape(batch, 3, height * width)
     sums = torch.zeros_like(values)

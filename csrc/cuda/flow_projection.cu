@@ -1,7 +1,8 @@
 // CUDA kernels of the flow projection layer, calling the shared math in memc/flow_projection.h:
-// one thread per source pixel for splatting (atomics) and for the gradient (a gather, no
-// atomics), one thread per row or column for the O(length) hole-filling scans. Built only when
-// the CUDA extension is compiled.
+// one thread per source pixel for splatting (atomics), averaging and the gradient (a gather, no
+// atomics); one thread per row for the row pass of the hole fill and one per column for the
+// column sweeps (neighbouring threads read neighbouring columns of a row, so their loads coalesce).
+// Built only when the CUDA extension is compiled.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/Atomic.cuh>
@@ -21,73 +22,195 @@
 namespace memc {
 namespace {
 
-template <typename scalar_t>
-__global__ void __launch_bounds__(kThreadsPerBlock) splat_kernel(Strided4d<const scalar_t> flow, Strided4d<const scalar_t> weight, bool weighted,
-                             Strided4d<at::opmath_type<scalar_t>> projected, int64_t batch, int64_t height,
-                             int64_t width) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t pixels = batch * height * width;
-  for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
-    const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
-    flow_projection_splat_pixel<scalar_t, opmath_t>(flow, weight, weighted, projected, height, width, n, y, x,
-                                                    AtomicAdd{});
+// Adds a source's share to one cell of `projected` (contiguous (B, 3, H, W)) with atomics.
+template <typename T>
+struct AtomicCellAdd {
+  T* image;  // channel 0 of the source's image
+  int64_t plane, width;
+
+  __device__ __forceinline__ void operator()(int64_t row, int64_t col, T value_x, T value_y, T share) const {
+    T* cell = image + row * width + col;
+    gpuAtomicAdd(cell, value_x);
+    gpuAtomicAdd(cell + plane, value_y);
+    gpuAtomicAdd(cell + kTotalWeightChannel * plane, share);
   }
-}
+};
 
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreadsPerBlock) average_kernel(Strided4d<at::opmath_type<scalar_t>> projected, Strided4d<scalar_t> output,
-                               bool fill_holes, int64_t batch, int64_t height, int64_t width) {
+__global__ void __launch_bounds__(kThreadsPerBlock) splat_kernel(Strided4d<const scalar_t> flow, Strided4d<const scalar_t> weight,
+                                                                 bool weighted, at::opmath_type<scalar_t>* projected,
+                                                                 int64_t batch, int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t pixels = batch * height * width;
+  const int64_t plane = height * width, pixels = batch * plane;
   for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
-    const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
-    flow_projection_average_pixel<scalar_t, opmath_t>(projected, output, fill_holes, n, y, x);
+    const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / plane;
+    const opmath_t w = weighted ? static_cast<opmath_t>(weight(n, 0, y, x)) : opmath_t(1);
+    AtomicCellAdd<opmath_t> add{projected + n * 3 * plane, plane, width};
+    splat_source(y, x, static_cast<opmath_t>(flow(n, 0, y, x)), static_cast<opmath_t>(flow(n, 1, y, x)), w, height,
+                 width, add);
   }
 }
 
-// One thread per row (along_rows) or column of every image. When `extents.data` is set, each
-// line's extent is stored there.
-template <typename T, typename Visitor>
-__global__ void __launch_bounds__(kThreadsPerBlock) scan_lines_kernel(Strided4d<T> projected, Visitor visitor, LineExtents extents, bool along_rows,
-                                  int64_t batch, int64_t height, int64_t width) {
-  const int64_t lines_per_image = along_rows ? height : width;
-  const int64_t lines = batch * lines_per_image;
-  for (int64_t line = first_thread(); line < lines; line += thread_stride()) {
-    const int64_t n = line / lines_per_image, index = line % lines_per_image;
-    const PlaneLine plane_line = along_rows ? image_row(n, index, width) : image_column(n, index, height);
-    int64_t scratch[2];
-    int64_t* extent = extents.data != nullptr ? extents.at(n, index) : scratch;
-    Visitor visit = visitor;
-    scan_line(projected, plane_line, visit, extent);
+// Averages, and the output of received pixels (0 at holes: the column sweep writes filled ones).
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreadsPerBlock) average_kernel(at::opmath_type<scalar_t>* projected, Strided4d<scalar_t> output,
+                                                                   int64_t batch, int64_t height, int64_t width) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t plane = height * width, pixels = batch * plane;
+  for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
+    const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / plane;
+    opmath_t* sums = projected + n * 3 * plane + y * width + x;
+    const ProjectedPixel<opmath_t> average = average_pixel(sums[0], sums[plane], sums[kTotalWeightChannel * plane]);
+    sums[0] = average.x;
+    sums[plane] = average.y;
+    sums[kTotalWeightChannel * plane] = average.total;
+    output(n, 0, y, x) = static_cast<scalar_t>(average.x);
+    output(n, 1, y, x) = static_cast<scalar_t>(average.y);
   }
 }
 
-template <typename T, typename Visitor>
-void launch_scan_lines(const Strided4d<T>& projected, const Visitor& visitor, const LineExtents& extents,
-                       bool along_rows, int64_t batch, int64_t height, int64_t width, cudaStream_t stream) {
-  const int64_t lines = batch * (along_rows ? height : width);
-  // There are few lines (about a thousand per image) and each is a long serial walk: small blocks
-  // spread them over all multiprocessors instead of piling them onto a handful.
-  constexpr int kThreadsPerLineBlock = 32;
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((lines + kThreadsPerLineBlock - 1) / kThreadsPerLineBlock, 1 << 30));
-  scan_lines_kernel<T, Visitor><<<blocks, kThreadsPerLineBlock, 0, stream>>>(projected, visitor, extents, along_rows,
-                                                                             batch, height, width);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+template <typename T>
+__global__ void __launch_bounds__(kThreadsPerBlock) fill_rows_kernel(T* projected, int64_t batch, int64_t height, int64_t width) {
+  const int64_t plane = height * width;
+  for (int64_t line = first_thread(); line < batch * height; line += thread_stride()) {
+    T* row = projected + (line / height) * 3 * plane + (line % height) * width;
+    fill_row_from_sides(row, row + plane, row + kTotalWeightChannel * plane, width);
+  }
+}
+
+// The column sweeps of one column: the neighbour below (upwards, with fill_from_below), then the
+// one above (downwards), finishing each hole and writing its output.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreadsPerBlock) fill_columns_kernel(at::opmath_type<scalar_t>* projected, Strided4d<scalar_t> output,
+                                                                        bool fill_from_below, int64_t batch, int64_t height,
+                                                                        int64_t width) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t plane = height * width;
+  for (int64_t line = first_thread(); line < batch * width; line += thread_stride()) {
+    const int64_t n = line / width, x = line % width;
+    opmath_t* column = projected + n * 3 * plane + x;  // pixel (y, x) of channel c: column[c * plane + y * width]
+    opmath_t* column_y = column + plane;
+    opmath_t* column_total = column + kTotalWeightChannel * plane;
+    if (fill_from_below) {
+      int64_t below = -1;
+      for (int64_t y = height - 1; y >= 0; --y) {
+        const int64_t at = y * width;
+        if (is_received(column_total[at])) {
+          below = at;
+        } else if (below >= 0) {
+          add_fill_neighbour(column[at], column_y[at], column_total[at], column[below], column_y[below]);
+        }
+      }
+    }
+    int64_t above = -1;
+    for (int64_t y = 0; y < height; ++y) {
+      const int64_t at = y * width;
+      if (is_received(column_total[at])) {
+        above = at;
+        continue;
+      }
+      if (above >= 0) {
+        add_fill_neighbour(column[at], column_y[at], column_total[at], column[above], column_y[above]);
+      }
+      finish_fill(column[at], column_y[at], column_total[at]);
+      output(n, 0, y, x) = static_cast<scalar_t>(column[at]);
+      output(n, 1, y, x) = static_cast<scalar_t>(column_y[at]);
+    }
+  }
+}
+
+// Backward: cells (B, H, W, kCellValues) start as the output gradient.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreadsPerBlock) load_grad_kernel(Strided4d<const scalar_t> grad_output, at::opmath_type<scalar_t>* cells,
+                                                                     int64_t batch, int64_t height, int64_t width) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t plane = height * width, pixels = batch * plane;
+  for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
+    const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / plane;
+    cells[pixel * kCellValues] = static_cast<opmath_t>(grad_output(n, 0, y, x));
+    cells[pixel * kCellValues + 1] = static_cast<opmath_t>(grad_output(n, 1, y, x));
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreadsPerBlock) share_rows_kernel(const T* projected, T* cells, int64_t batch, int64_t height,
+                                                                      int64_t width) {
+  const int64_t plane = height * width;
+  for (int64_t line = first_thread(); line < batch * height; line += thread_stride()) {
+    const int64_t n = line / height, y = line % height;
+    share_row_gradients(cells + line * width * kCellValues,
+                        projected + (n * 3 + kTotalWeightChannel) * plane + y * width, width);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreadsPerBlock) share_columns_kernel(const T* projected, T* cells, bool fill_from_below,
+                                                                         int64_t batch, int64_t height, int64_t width) {
+  const int64_t plane = height * width;
+  for (int64_t line = first_thread(); line < batch * width; line += thread_stride()) {
+    const int64_t n = line / width, x = line % width;
+    const T* column_total = projected + (n * 3 + kTotalWeightChannel) * plane + x;
+    T* column_cells = cells + (n * plane + x) * kCellValues;  // pixel y: column_cells[y * width * kCellValues]
+    const int64_t cell_row = width * kCellValues;
+    ColumnShares<T> shares;
+    shares.start();
+    for (int64_t y = 0; y < height; ++y) {
+      T* cell = column_cells + y * cell_row;
+      if (is_received(column_total[y * width])) {
+        if (shares.pending) {
+          shares.end_run(shares.above >= 0 ? column_cells + shares.above * cell_row : nullptr, cell, fill_from_below);
+        }
+        shares.above = y;
+      } else {
+        shares.hole(cell, column_total[y * width]);
+      }
+    }
+    if (shares.pending) {
+      shares.end_run(shares.above >= 0 ? column_cells + shares.above * cell_row : nullptr, nullptr, fill_from_below);
+    }
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreadsPerBlock) cell_gradient_kernel(const T* projected, T* cells, bool want_weight, int64_t batch,
+                                                                         int64_t height, int64_t width) {
+  const int64_t plane = height * width, pixels = batch * plane;
+  for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
+    const T* average = projected + (pixel / plane) * 3 * plane + pixel % plane;
+    cell_gradient(cells + pixel * kCellValues, average, average + plane, average[kTotalWeightChannel * plane],
+                  want_weight);
+  }
 }
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreadsPerBlock) grad_kernel(Strided4d<const scalar_t> flow, Strided4d<const scalar_t> weight, bool weighted,
-                            Strided4d<const at::opmath_type<scalar_t>> projected,
-                            Strided4d<const at::opmath_type<scalar_t>> grad_average, Strided4d<scalar_t> grad_flow,
-                            Strided4d<scalar_t> grad_weight, bool want_flow, bool want_weight, int64_t batch,
-                            int64_t height, int64_t width) {
+                                                                const at::opmath_type<scalar_t>* cells, Strided4d<scalar_t> grad_flow,
+                                                                Strided4d<scalar_t> grad_weight, bool want_flow, bool want_weight,
+                                                                int64_t batch, int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t pixels = batch * height * width;
+  const int64_t plane = height * width, pixels = batch * plane;
   for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
-    const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
-    flow_projection_grad_pixel<scalar_t, opmath_t>(flow, weight, weighted, projected, grad_average, grad_flow,
-                                                   grad_weight, want_flow, want_weight, height, width, n, y, x);
+    const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / plane;
+    const opmath_t w = weighted ? static_cast<opmath_t>(weight(n, 0, y, x)) : opmath_t(1);
+    const SourceGradient<opmath_t> gradient =
+        source_gradient(y, x, static_cast<opmath_t>(flow(n, 0, y, x)), static_cast<opmath_t>(flow(n, 1, y, x)), w,
+                        height, width, cells + n * plane * kCellValues, width * kCellValues);
+    if (want_flow) {
+      grad_flow(n, 0, y, x) = static_cast<scalar_t>(gradient.flow_x);
+      grad_flow(n, 1, y, x) = static_cast<scalar_t>(gradient.flow_y);
+    }
+    if (want_weight) {
+      grad_weight(n, 0, y, x) = static_cast<scalar_t>(gradient.weight);
+    }
   }
+}
+
+// Blocks for one thread per line (row or column): there are few lines (about a thousand per image)
+// and each is a long serial walk, so small blocks spread them over all multiprocessors.
+constexpr int kThreadsPerLineBlock = 32;
+
+inline int64_t line_blocks(int64_t lines) {
+  return std::max<int64_t>(1, std::min<int64_t>((lines + kThreadsPerLineBlock - 1) / kThreadsPerLineBlock, 1 << 30));
 }
 
 std::tuple<at::Tensor, at::Tensor> flow_projection_cuda(const at::Tensor& flow, const std::optional<at::Tensor>& weight,
@@ -108,22 +231,22 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cuda(const at::Tensor& flow, 
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_cuda", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    const auto projected_view = view4d<opmath_t>(projected);
+    opmath_t* const projected_data = projected.data_ptr<opmath_t>();
     const auto output_view = view4d<scalar_t>(output);
     splat_kernel<scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(
-        view4d<const scalar_t>(flow), optional_view4d<const scalar_t>(weight), weighted, projected_view, batch,
-        height, width);
+        view4d<const scalar_t>(flow), optional_view4d<const scalar_t>(weight), weighted, projected_data, batch, height,
+        width);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    average_kernel<scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(projected_view, output_view,
-                                                                                 fill_holes, batch, height, width);
+    average_kernel<scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(projected_data, output_view, batch,
+                                                                                 height, width);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (fill_holes) {
-      at::Tensor row_extents = at::empty({batch, height, 2}, flow.options().dtype(at::kLong));
-      const LineExtents rows{row_extents.data_ptr<int64_t>(), height};
-      launch_scan_lines(projected_view, RowFillVisitor<opmath_t>{projected_view}, rows, true, batch, height, width,
-                        stream);
-      launch_scan_lines(projected_view, ColumnFillVisitor<scalar_t, opmath_t>{projected_view, output_view, rows, fill_from_below},
-                        LineExtents{nullptr, width}, false, batch, height, width, stream);
+      fill_rows_kernel<opmath_t><<<line_blocks(batch * height), kThreadsPerLineBlock, 0, stream>>>(projected_data, batch,
+                                                                                                  height, width);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      fill_columns_kernel<scalar_t><<<line_blocks(batch * width), kThreadsPerLineBlock, 0, stream>>>(
+          projected_data, output_view, fill_from_below, batch, height, width);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
   return {output, projected};
@@ -131,46 +254,43 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cuda(const at::Tensor& flow, 
 
 std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cuda(const at::Tensor& grad_output, const at::Tensor& flow,
                                                                  const std::optional<at::Tensor>& weight,
-                                                                 const at::Tensor& projected, bool fill_holes,
+                                                                 const at::Tensor& projected_in, bool fill_holes,
                                                                  bool fill_from_below, std::array<bool, 2> output_mask) {
-  check_flow_projection_backward_inputs(grad_output, flow, weight, projected);
+  check_flow_projection_backward_inputs(grad_output, flow, weight, projected_in);
   const c10::cuda::CUDAGuard device_guard(flow.device());
   const bool weighted = has_tensor(weight);
   const bool want_flow = output_mask[0], want_weight = weighted && output_mask[1];
   const int64_t batch = flow.size(0), height = flow.size(2), width = flow.size(3);
   at::Tensor grad_flow = want_flow ? at::empty_like(flow) : at::empty({0}, flow.options());
   at::Tensor grad_weight = want_weight ? at::empty_like(*weight) : at::empty({0}, flow.options());
-  // Gradient with respect to each pixel's average: its own output gradient, plus (with hole
-  // filling) the shares of the holes that took their value from it.
-  at::Tensor grad_average = at::empty({batch, 2, height, width}, projected.options());
-  grad_average.copy_(grad_output);
   const int64_t pixels = batch * height * width;
   if (pixels == 0 || !(want_flow || want_weight)) {
     return {grad_flow, grad_weight};
   }
+  const at::Tensor projected = projected_in.contiguous();
+  at::Tensor cells = at::empty({batch, height, width, kCellValues}, projected.options());
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_backward_cuda", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    const auto grad_output_view = view4d<const scalar_t>(grad_output);
-    const auto projected_view = view4d<const opmath_t>(projected);
-    const auto grad_average_view = view4d<opmath_t>(grad_average);
+    const opmath_t* const projected_data = projected.data_ptr<opmath_t>();
+    opmath_t* const cell_data = cells.data_ptr<opmath_t>();
+    load_grad_kernel<scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(
+        view4d<const scalar_t>(grad_output), cell_data, batch, height, width);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (fill_holes) {
-      // Rows, then columns, then rows again: each thread owns its line, so no atomics are needed.
-      at::Tensor row_extents = at::empty({batch, height, 2}, flow.options().dtype(at::kLong));
-      at::Tensor column_extents = at::empty({batch, width, 2}, flow.options().dtype(at::kLong));
-      const LineExtents rows{row_extents.data_ptr<int64_t>(), height};
-      const LineExtents columns{column_extents.data_ptr<int64_t>(), width};
-      launch_scan_lines(projected_view, ExtentVisitor{}, rows, true, batch, height, width, stream);
-      launch_scan_lines(projected_view,
-                        FillGradVisitor<scalar_t, opmath_t>{grad_output_view, grad_average_view, rows, false, fill_from_below},
-                        columns, false, batch, height, width, stream);
-      launch_scan_lines(projected_view,
-                        FillGradVisitor<scalar_t, opmath_t>{grad_output_view, grad_average_view, columns, true, fill_from_below},
-                        LineExtents{nullptr, height}, true, batch, height, width, stream);
+      // Rows, then columns: each thread owns its line, so no atomics are needed.
+      share_rows_kernel<opmath_t><<<line_blocks(batch * height), kThreadsPerLineBlock, 0, stream>>>(
+          projected_data, cell_data, batch, height, width);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      share_columns_kernel<opmath_t><<<line_blocks(batch * width), kThreadsPerLineBlock, 0, stream>>>(
+          projected_data, cell_data, fill_from_below, batch, height, width);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
+    cell_gradient_kernel<opmath_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(projected_data, cell_data,
+                                                                                        want_weight, batch, height, width);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
     grad_kernel<scalar_t><<<blocks_for(pixels), kThreadsPerBlock, 0, stream>>>(
-        view4d<const scalar_t>(flow), optional_view4d<const scalar_t>(weight), weighted, projected_view,
-        view4d<const opmath_t>(grad_average),
+        view4d<const scalar_t>(flow), optional_view4d<const scalar_t>(weight), weighted, cell_data,
         optional_view4d<scalar_t>(want_flow ? std::optional<at::Tensor>(grad_flow) : std::nullopt),
         optional_view4d<scalar_t>(want_weight ? std::optional<at::Tensor>(grad_weight) : std::nullopt), want_flow,
         want_weight, batch, height, width);

@@ -13,17 +13,25 @@
 //     without `fill_from_below` (the released kernel's fill, whose downward search never runs)
 //     the pixel below is left out: left, right and above only, else 0.
 //
-// The buffer `projected` (B, 3, H, W) in opmath holds channels 0-1 the projected flow before
-// rounding to the output dtype (averages, and filled values or zeros at holes) and channel 2
-// the total weight received (0 marks a hole). Hole filling runs as a pass over the rows and a
-// pass over the columns, each O(length) per line, so the whole layer is O(H * W).
+// The buffer `projected` (B, 3, H, W), contiguous, in opmath, holds in channels 0-1 the projected
+// flow before rounding to the output dtype (averages; filled values or zeros at holes) and in
+// channel 2 the total weight received at a received pixel, and minus the number of neighbours
+// its fill found (0 without filling) at a hole: `> 0` marks a received pixel.
+//
+// Hole filling runs as a pass along each row (left and right neighbours) and two sweeps down the
+// columns (below, then above, which also divides), so the whole layer is O(H * W). The sweeps
+// walk all columns of an image together, row after row: the memory is read in rows.
+//
+// The backward works on `cells` (B, H, W, 4) in opmath: first the gradient with respect to each
+// pixel's average (its own output gradient plus the shares of the holes filled from it), then,
+// per received cell, that gradient divided by the cell's total weight, from which each source
+// gathers the gradient of its flow and weight over its (up to) four cells.
 #pragma once
 
 #include <c10/macros/Macros.h>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 
 #include "memc/strided.h"
 
@@ -31,6 +39,8 @@ namespace memc {
 
 // Channel of `projected` that holds the total weight received.
 constexpr int kTotalWeightChannel = 2;
+// Values per pixel of the backward's `cells` buffer (three used; four keep a cell 16-byte aligned).
+constexpr int kCellValues = 4;
 
 // The (up to) four cells a source pixel splats to, merged where clamping makes two coincide.
 struct ProjectionCells {
@@ -61,8 +71,9 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectionCells locate_projection(int64_t y, i
   cells.projected = true;
   // The clamp matters only where T cannot hold W - 1 exactly (float beyond 2^24), so that a target
   // rounded up to W never reaches past the last column.
-  cells.rows[0] = clamp_index(static_cast<int64_t>(::floor(target_y)), height);
-  cells.cols[0] = clamp_index(static_cast<int64_t>(::floor(target_x)), width);
+  // The targets are >= 0 here, so truncation is floor (and needs no call into libm).
+  cells.rows[0] = clamp_index(static_cast<int64_t>(target_y), height);
+  cells.cols[0] = clamp_index(static_cast<int64_t>(target_x), width);
   cells.rows[1] = cells.rows[0] + 1;
   cells.cols[1] = cells.cols[0] + 1;
   cells.row_count = cells.rows[1] <= height - 1 ? 2 : 1;
@@ -71,331 +82,246 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectionCells locate_projection(int64_t y, i
   return cells;
 }
 
-template <typename scalar_t, typename opmath_t>
-C10_HOST_DEVICE C10_ALWAYS_INLINE opmath_t source_weight(const Strided4d<const scalar_t>& weight, bool weighted,
-                                                         int64_t n, int64_t y, int64_t x) {
-  return weighted ? static_cast<opmath_t>(weight(n, 0, y, x)) : opmath_t(1);
+// The rows a source's splat can reach: floor(y + f_y) and the row below, when y + f_y lies in
+// [0, H-1]; an empty range (first > last) otherwise. Ignores x and the weight, so it covers every
+// row the splat writes (the CPU kernel sizes its private sums by it).
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void widen_target_rows(int64_t y, T flow_y, int64_t height, int64_t& first,
+                                                         int64_t& last) {
+  const T target_y = T(y) + flow_y;
+  if (target_y >= T(0) && target_y <= T(height - 1)) {
+    const int64_t row = clamp_index(static_cast<int64_t>(target_y), height);  // target_y >= 0: floor
+    first = row < first ? row : first;
+    last = row + 1 > last ? (row + 1 < height ? row + 1 : row) : last;
+  }
 }
 
-template <typename scalar_t, typename opmath_t>
-C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectionCells locate_source(const Strided4d<const scalar_t>& flow,
-                                                                opmath_t weight, int64_t n, int64_t y, int64_t x,
-                                                                int64_t height, int64_t width) {
-  return locate_projection<opmath_t>(y, x, static_cast<opmath_t>(flow(n, 1, y, x)),
-                                     static_cast<opmath_t>(flow(n, 0, y, x)), weight, height, width);
-}
-
-// Forward splat of source (n, y, x) into the opmath accumulator `projected` (sums in channels
-// 0-1, total weight in channel 2): three adds per distinct target cell. `add` is a plain add
-// where one thread owns the image and an atomic add where sources run concurrently.
-template <typename scalar_t, typename opmath_t, typename AddOp>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void flow_projection_splat_pixel(
-    const Strided4d<const scalar_t>& flow, const Strided4d<const scalar_t>& weight, bool weighted,
-    const Strided4d<opmath_t>& projected, int64_t height, int64_t width, int64_t n, int64_t y, int64_t x,
-    AddOp add) {
-  const opmath_t w = source_weight<scalar_t, opmath_t>(weight, weighted, n, y, x);
-  const ProjectionCells cells = locate_source<scalar_t, opmath_t>(flow, w, n, y, x, height, width);
+// Forward splat of the source at (y, x) with flow (flow_x, flow_y) and weight w (opmath):
+// calls add(row, col, value_x, value_y, share) once per distinct target cell, where the cell's
+// sums (channels 0-1) gain value_x, value_y and its total weight gains share. `add` is a plain add
+// where one thread owns the sums and an atomic add where sources run concurrently.
+template <typename T, typename Add>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void splat_source(int64_t y, int64_t x, T flow_x, T flow_y, T w, int64_t height,
+                                                    int64_t width, Add& add) {
+  const ProjectionCells cells = locate_projection<T>(y, x, flow_y, flow_x, w, height, width);
   if (!cells.projected) {
     return;
   }
-  const opmath_t share = w * opmath_t(cells.multiplicity);
-  const opmath_t value_x = -share * static_cast<opmath_t>(flow(n, 0, y, x));
-  const opmath_t value_y = -share * static_cast<opmath_t>(flow(n, 1, y, x));
+  const T share = w * T(cells.multiplicity);
+  const T value_x = -share * flow_x;
+  const T value_y = -share * flow_y;
   for (int r = 0; r < cells.row_count; ++r) {
     for (int c = 0; c < cells.col_count; ++c) {
-      add(&projected(n, 0, cells.rows[r], cells.cols[c]), value_x);
-      add(&projected(n, 1, cells.rows[r], cells.cols[c]), value_y);
-      add(&projected(n, kTotalWeightChannel, cells.rows[r], cells.cols[c]), share);
+      add(cells.rows[r], cells.cols[c], value_x, value_y, share);
     }
   }
 }
 
+// A pixel's sums turned into `projected`'s channels: the average and total weight of a received
+// pixel; zeros at a hole (the fill passes write its value and count later).
 template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE bool received(const Strided4d<T>& projected, int64_t n, int64_t y, int64_t x) {
-  return projected(n, kTotalWeightChannel, y, x) > 0;
+struct ProjectedPixel {
+  T x, y, total;
+};
+
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectedPixel<T> average_pixel(T sum_x, T sum_y, T total) {
+  if (total > T(0)) {
+    return {sum_x / total, sum_y / total, total};
+  }
+  return {T(0), T(0), T(0)};
 }
 
-// Turns the sums of pixel (n, y, x) into their average and writes the output of a received
-// pixel; a hole (zero sums) is written as 0 only when holes are not filled (else the fill passes
-// write it).
-template <typename scalar_t, typename opmath_t>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void flow_projection_average_pixel(const Strided4d<opmath_t>& projected,
-                                                                     const Strided4d<scalar_t>& output,
-                                                                     bool fill_holes, int64_t n, int64_t y,
-                                                                     int64_t x) {
-  const opmath_t total = projected(n, kTotalWeightChannel, y, x);
-  if (total > opmath_t(0)) {
-    const opmath_t average_x = projected(n, 0, y, x) / total;
-    const opmath_t average_y = projected(n, 1, y, x) / total;
-    projected(n, 0, y, x) = average_x;
-    projected(n, 1, y, x) = average_y;
-    output(n, 0, y, x) = static_cast<scalar_t>(average_x);
-    output(n, 1, y, x) = static_cast<scalar_t>(average_y);
-  } else if (!fill_holes) {
-    output(n, 0, y, x) = scalar_t(0);
-    output(n, 1, y, x) = scalar_t(0);
-  }
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE bool is_received(T total) {
+  return total > T(0);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hole filling along lines (rows and columns of one image).
+// Forward hole filling.
 
-// Pixel i of a row (axis x) or column (axis y) of image n.
-struct PlaneLine {
-  int64_t n, first_y, first_x, step_y, step_x, length;
-
-  C10_HOST_DEVICE C10_ALWAYS_INLINE int64_t y(int64_t i) const { return first_y + i * step_y; }
-  C10_HOST_DEVICE C10_ALWAYS_INLINE int64_t x(int64_t i) const { return first_x + i * step_x; }
-};
-
-C10_HOST_DEVICE C10_ALWAYS_INLINE PlaneLine image_row(int64_t n, int64_t y, int64_t width) {
-  return PlaneLine{n, y, 0, 0, 1, width};
-}
-
-C10_HOST_DEVICE C10_ALWAYS_INLINE PlaneLine image_column(int64_t n, int64_t x, int64_t height) {
-  return PlaneLine{n, 0, x, 1, 0, height};
-}
-
-// First and last received pixel of each line, stored as int64 pairs (first, last) per line:
-// first = length and last = -1 when the line received nothing.
-struct LineExtents {
-  int64_t* data;
-  int64_t lines_per_image;
-
-  C10_HOST_DEVICE C10_ALWAYS_INLINE int64_t* at(int64_t n, int64_t line) const {
-    return data + (n * lines_per_image + line) * 2;
-  }
-  // How many of the two directions along this line have a received pixel, seen from hole i;
-  // the one after i (below, for a column) only when `count_after`.
-  C10_HOST_DEVICE C10_ALWAYS_INLINE int directions(int64_t n, int64_t line, int64_t i, bool count_after = true) const {
-    const int64_t* extent = at(n, line);
-    return int(extent[0] < i) + int(count_after && extent[1] > i);
-  }
-};
-
-// How many pixels of a line are tested together: their loads are independent, so that a GPU
-// thread keeps several in flight instead of waiting for each in turn.
-constexpr int kScanChunk = 8;
-
-// The holes strictly between `before` (a received pixel, or -1) and `end` (a received pixel, or
-// the line's length): one segment() call, then hole() for each, then end_segment().
-template <typename Visitor>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void visit_segment(const PlaneLine& line, int64_t before, int64_t end,
-                                                     Visitor& visit) {
-  if (end - before <= 1) {
-    return;
-  }
-  visit.segment(line, before, end < line.length ? end : -1);
-  for (int64_t hole = before + 1; hole < end; ++hole) {
-    visit.hole(line, hole);
-  }
-  visit.end_segment(line);
-}
-
-// Walks a line once, visiting each run of holes with the nearest received pixels before and
-// after it (-1 when there is none) and calling visit.received(i) for the received pixels. Each
-// pixel is touched at most twice: O(length). Stores the line's (first, last) received pixel in
-// extent (length and -1 when it has none).
-template <typename T, typename Visitor>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void scan_line(const Strided4d<T>& projected, const PlaneLine& line,
-                                                 Visitor& visit, int64_t* extent) {
-  int64_t before = -1;
-  int64_t first = line.length;
-  for (int64_t base = 0; base < line.length; base += kScanChunk) {
-    bool hit[kScanChunk];
-MEMC_UNROLL
-    for (int k = 0; k < kScanChunk; ++k) {
-      const int64_t i = base + k;
-      hit[k] = i < line.length && received(projected, line.n, line.y(i), line.x(i));
+// Row pass over one row of `projected` (channels as three contiguous rows): each hole gets the
+// sum of the averages of its nearest received pixels to the left and right in channels 0-1, and
+// minus their number in channel 2. O(width).
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void fill_row_from_sides(T* row_x, T* row_y, T* row_total, int64_t width) {
+  int64_t before = -1;  // the last received pixel, -1 for none yet
+  for (int64_t i = 0; i <= width; ++i) {
+    if (i < width && !is_received(row_total[i])) {
+      continue;
     }
-    for (int k = 0; k < kScanChunk; ++k) {
-      if (!hit[k]) {
-        continue;
+    if (i - before > 1) {  // holes strictly between `before` and `i` (a received pixel or the end)
+      T sum_x = 0, sum_y = 0, found = 0;
+      if (before >= 0) {
+        sum_x += row_x[before];
+        sum_y += row_y[before];
+        found += T(1);
       }
-      const int64_t i = base + k;
-      visit_segment(line, before, i, visit);
-      visit.received(line, i);
-      first = first == line.length ? i : first;
-      before = i;
+      if (i < width) {
+        sum_x += row_x[i];
+        sum_y += row_y[i];
+        found += T(1);
+      }
+      for (int64_t hole = before + 1; hole < i; ++hole) {
+        row_x[hole] = sum_x;
+        row_y[hole] = sum_y;
+        row_total[hole] = -found;
+      }
     }
+    before = i;
   }
-  visit_segment(line, before, line.length, visit);
-  extent[0] = first;
-  extent[1] = before;
 }
 
-// Sum of the averages (channels 0-1 of `projected`) at the existing ones of pixels a and b of a
-// line (-1: none), and how many exist.
-template <typename opmath_t>
-struct NeighbourSum {
-  opmath_t x, y;
-  int count;
-};
+// Column sweeps: a hole (hole_x, hole_y, hole_total: its channels in `projected`) gains one more
+// neighbour's average, the one below (first sweep, upwards) or above (second sweep, downwards).
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void add_fill_neighbour(T& hole_x, T& hole_y, T& hole_total, T neighbour_x,
+                                                          T neighbour_y) {
+  hole_x += neighbour_x;
+  hole_y += neighbour_y;
+  hole_total -= T(1);
+}
+
+// After the last sweep: the hole's sums divided by the number of neighbours found (0 without any).
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void finish_fill(T& hole_x, T& hole_y, T hole_total) {
+  const T found = -hole_total;
+  hole_x = found > T(0) ? hole_x / found : T(0);
+  hole_y = found > T(0) ? hole_y / found : T(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward of the hole filling. A hole's value is the mean of its k neighbours' averages, so each
+// neighbour's average receives grad_output(hole) / k: the hole's share. `cells` holds per pixel
+// (channels 0-1) the gradient with respect to its average, starting as grad_output; the row pass
+// adds the shares of holes to their left and right neighbours, the column sweep those to their
+// neighbours above and (with fill_from_below) below. A run of holes shares its two neighbours, so
+// the shares are summed over the run and added once.
 
 template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE NeighbourSum<std::remove_const_t<T>> neighbour_sum(const Strided4d<T>& projected,
-                                                                                    const PlaneLine& line, int64_t a,
-                                                                                    int64_t b) {
-  NeighbourSum<std::remove_const_t<T>> sum{0, 0, 0};
-  if (a >= 0) {
-    sum.x += projected(line.n, 0, line.y(a), line.x(a));
-    sum.y += projected(line.n, 1, line.y(a), line.x(a));
-    ++sum.count;
+C10_HOST_DEVICE C10_ALWAYS_INLINE void hole_share(const T* cell, T hole_total, T& share_x, T& share_y) {
+  const T found = -hole_total;
+  if (found > T(0)) {
+    const T inverse_found = T(1) / found;
+    share_x += cell[0] * inverse_found;
+    share_y += cell[1] * inverse_found;
   }
-  if (b >= 0) {
-    sum.x += projected(line.n, 0, line.y(b), line.x(b));
-    sum.y += projected(line.n, 1, line.y(b), line.x(b));
-    ++sum.count;
-  }
-  return sum;
 }
 
-// Forward, row pass: writes to each hole the sum of the averages of its nearest received pixels
-// to the left and right (the column pass adds up and down and divides).
-template <typename opmath_t>
-struct RowFillVisitor {
-  Strided4d<opmath_t> projected;
-  NeighbourSum<opmath_t> sides;
-
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine& line, int64_t before, int64_t after) {
-    sides = neighbour_sum(projected, line, before, after);
-  }
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i) {
-    projected(line.n, 0, line.y(i), line.x(i)) = sides.x;
-    projected(line.n, 1, line.y(i), line.x(i)) = sides.y;
-  }
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void end_segment(const PlaneLine&) {}
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine&, int64_t) {}
-};
-
-// Forward, column pass: completes each hole with its nearest received pixels above and (with
-// `fill_from_below`) below, divides by the number of directions found (row and column), and
-// writes the hole's output.
-template <typename scalar_t, typename opmath_t>
-struct ColumnFillVisitor {
-  Strided4d<opmath_t> projected;
-  Strided4d<scalar_t> output;
-  LineExtents row_extents;
-  bool fill_from_below;
-  NeighbourSum<opmath_t> sides;
-
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine& line, int64_t before, int64_t after) {
-    sides = neighbour_sum(projected, line, before, fill_from_below ? after : int64_t(-1));
-  }
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i) {
-    const int64_t n = line.n, y = line.y(i), x = line.x(i);
-    const int directions = row_extents.directions(n, y, x) + sides.count;
-    // Channels 0-1 of a hole hold the left + right sum written by the row pass.
-    const opmath_t value_x = directions > 0 ? (projected(n, 0, y, x) + sides.x) / opmath_t(directions) : opmath_t(0);
-    const opmath_t value_y = directions > 0 ? (projected(n, 1, y, x) + sides.y) / opmath_t(directions) : opmath_t(0);
-    projected(n, 0, y, x) = value_x;
-    projected(n, 1, y, x) = value_y;
-    output(n, 0, y, x) = static_cast<scalar_t>(value_x);
-    output(n, 1, y, x) = static_cast<scalar_t>(value_y);
-  }
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void end_segment(const PlaneLine&) {}
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine&, int64_t) {}
-};
-
-// Backward, first pass over the rows: only the rows' extents are needed.
-struct ExtentVisitor {
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine&, int64_t, int64_t) {}
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine&, int64_t) {}
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void end_segment(const PlaneLine&) {}
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine&, int64_t) {}
-};
-
-// Backward of the fill: a hole's value is the mean of its k neighbours' averages, so each
-// neighbour's average receives grad_output(hole) / k. `grad_average` starts as grad_output
-// (the received pixels' own term); the column pass adds the shares of up/down neighbours, the row
-// pass those of left/right neighbours. `other_extents` are the extents of the crossing lines,
-// giving the directions found across. A run of holes shares its two neighbours, so the shares
-// are summed over the run and added once. Without `fill_from_below` the neighbour below a hole
-// (after it along a column) takes no share and does not count.
-template <typename scalar_t, typename opmath_t>
-struct FillGradVisitor {
-  Strided4d<const scalar_t> grad_output;
-  Strided4d<opmath_t> grad_average;
-  LineExtents other_extents;
-  bool along_rows;
-  bool fill_from_below;
-  int64_t before, after;
-  int found;  // neighbours along this line: 0, 1 or 2
-  opmath_t share_x, share_y;
-
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void segment(const PlaneLine&, int64_t before_, int64_t after_) {
-    before = before_;
-    after = along_rows || fill_from_below ? after_ : int64_t(-1);
-    found = int(before >= 0) + int(after >= 0);
-    share_x = 0;
-    share_y = 0;
-  }
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const PlaneLine& line, int64_t i) {
-    if (found == 0) {
-      return;  // nothing to share along this line
+// Row pass over one row: `cells_row` is the row's cells (kCellValues per pixel), `row_total`
+// channel 2 of `projected`.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T* row_total, int64_t width) {
+  int64_t before = -1;
+  T share_x = 0, share_y = 0;
+  for (int64_t i = 0; i <= width; ++i) {
+    if (i < width && !is_received(row_total[i])) {
+      hole_share(cells_row + i * kCellValues, row_total[i], share_x, share_y);
+      continue;
     }
-    const int64_t n = line.n, y = line.y(i), x = line.x(i);
-    // Directions across: the crossing line through the hole is column x (row pass) or row y.
-    const int across = along_rows ? other_extents.directions(n, x, y, fill_from_below)
-                                  : other_extents.directions(n, y, x);
-    const opmath_t inverse_k = opmath_t(1) / opmath_t(across + found);
-    share_x += static_cast<opmath_t>(grad_output(n, 0, y, x)) * inverse_k;
-    share_y += static_cast<opmath_t>(grad_output(n, 1, y, x)) * inverse_k;
-  }
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void end_segment(const PlaneLine& line) {
-    if (before >= 0) {
-      grad_average(line.n, 0, line.y(before), line.x(before)) += share_x;
-      grad_average(line.n, 1, line.y(before), line.x(before)) += share_y;
-    }
-    if (after >= 0) {
-      grad_average(line.n, 0, line.y(after), line.x(after)) += share_x;
-      grad_average(line.n, 1, line.y(after), line.x(after)) += share_y;
-    }
-  }
-  C10_HOST_DEVICE C10_ALWAYS_INLINE void received(const PlaneLine&, int64_t) {}
-};
-
-// Backward of the splat and average, for source (n, y, x): a gather over its target cells, so
-// it needs no atomics. With S the sums, T the total weight and a = S / T of a target cell,
-//   d a / d f_y = -w_y / T      and      d a / d w_y = (-f_y - a) / T,
-// per nominal cell (a clamped cell counts as often as it was splatted to). Writes the flow
-// gradient when `want_flow` and the weight gradient when `want_weight` (which needs `weighted`).
-template <typename scalar_t, typename opmath_t>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void flow_projection_grad_pixel(
-    const Strided4d<const scalar_t>& flow, const Strided4d<const scalar_t>& weight, bool weighted,
-    const Strided4d<const opmath_t>& projected, const Strided4d<const opmath_t>& grad_average,
-    const Strided4d<scalar_t>& grad_flow, const Strided4d<scalar_t>& grad_weight, bool want_flow, bool want_weight,
-    int64_t height, int64_t width, int64_t n, int64_t y, int64_t x) {
-  const opmath_t w = source_weight<scalar_t, opmath_t>(weight, weighted, n, y, x);
-  const ProjectionCells cells = locate_source<scalar_t, opmath_t>(flow, w, n, y, x, height, width);
-  opmath_t grad_flow_x = 0, grad_flow_y = 0, grad_w = 0;
-  if (cells.projected) {
-    const opmath_t flow_x = static_cast<opmath_t>(flow(n, 0, y, x));
-    const opmath_t flow_y = static_cast<opmath_t>(flow(n, 1, y, x));
-    opmath_t sum_x = 0, sum_y = 0;
-    for (int r = 0; r < cells.row_count; ++r) {
-      for (int c = 0; c < cells.col_count; ++c) {
-        const int64_t row = cells.rows[r], col = cells.cols[c];
-        const opmath_t per_weight = opmath_t(cells.multiplicity) / projected(n, kTotalWeightChannel, row, col);
-        const opmath_t gx = grad_average(n, 0, row, col) * per_weight;
-        const opmath_t gy = grad_average(n, 1, row, col) * per_weight;
-        sum_x += gx;
-        sum_y += gy;
-        if (want_weight) {
-          grad_w += gx * (-flow_x - projected(n, 0, row, col)) + gy * (-flow_y - projected(n, 1, row, col));
-        }
+    if (i - before > 1) {
+      if (before >= 0) {
+        cells_row[before * kCellValues] += share_x;
+        cells_row[before * kCellValues + 1] += share_y;
+      }
+      if (i < width) {
+        cells_row[i * kCellValues] += share_x;
+        cells_row[i * kCellValues + 1] += share_y;
       }
     }
-    grad_flow_x = -w * sum_x;
-    grad_flow_y = -w * sum_y;
+    share_x = 0;
+    share_y = 0;
+    before = i;
   }
-  if (want_flow) {
-    grad_flow(n, 0, y, x) = static_cast<scalar_t>(grad_flow_x);
-    grad_flow(n, 1, y, x) = static_cast<scalar_t>(grad_flow_y);
+}
+
+// One column's state in the downward sweep: the nearest received pixel above the current run of
+// holes (-1: none) and the run's summed shares.
+template <typename T>
+struct ColumnShares {
+  int64_t above;
+  T x, y;
+  bool pending;  // the run has holes whose shares were not handed out yet
+
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void start() {
+    above = -1;
+    x = 0;
+    y = 0;
+    pending = false;
   }
-  if (want_weight) {
-    grad_weight(n, 0, y, x) = static_cast<scalar_t>(grad_w);
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const T* cell, T hole_total) {
+    hole_share(cell, hole_total, x, y);
+    pending = true;
   }
+  // The run ends at received pixel `below_cell` (nullptr at the bottom of the image): the shares go
+  // to the pixel above the run and, when the fill counts it, to the one below.
+  C10_HOST_DEVICE C10_ALWAYS_INLINE void end_run(T* above_cell, T* below_cell, bool fill_from_below) {
+    if (above_cell != nullptr) {
+      above_cell[0] += x;
+      above_cell[1] += y;
+    }
+    if (below_cell != nullptr && fill_from_below) {
+      below_cell[0] += x;
+      below_cell[1] += y;
+    }
+    x = 0;
+    y = 0;
+    pending = false;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Backward of the splat and average. With S the sums, T the total weight and a = S / T of a
+// target cell,   d a / d f_y = -w_y / T   and   d a / d w_y = (-f_y - a) / T,
+// per nominal cell (a clamped cell counts as often as it was splatted to). Each received cell's
+// values become p = g / T (g: the gradient with respect to its average, channels 0-1) and
+// q = p . a; a source then gathers over its cells, so that the backward needs no atomics:
+//   grad f = -w * m * sum(p),   grad w = m * (-(f . sum(p)) - sum(q))   (m: multiplicity).
+// q is needed only for the weight's gradient (`want_weight`); the averages are read only for it.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void cell_gradient(T* cell, const T* average_x, const T* average_y, T total,
+                                                     bool want_weight) {
+  if (is_received(total)) {
+    const T inverse_total = T(1) / total;
+    const T p_x = cell[0] * inverse_total;
+    const T p_y = cell[1] * inverse_total;
+    cell[0] = p_x;
+    cell[1] = p_y;
+    cell[2] = want_weight ? p_x * *average_x + p_y * *average_y : T(0);
+  } else {  // no source lands here: never read
+    cell[0] = T(0);
+    cell[1] = T(0);
+    cell[2] = T(0);
+  }
+}
+
+template <typename T>
+struct SourceGradient {
+  T flow_x, flow_y, weight;
+};
+
+// `cells` points at pixel (0, 0) of the source's image, rows `row_stride` values apart.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE SourceGradient<T> source_gradient(int64_t y, int64_t x, T flow_x, T flow_y, T w,
+                                                                    int64_t height, int64_t width, const T* cells,
+                                                                    int64_t row_stride) {
+  const ProjectionCells target = locate_projection<T>(y, x, flow_y, flow_x, w, height, width);
+  if (!target.projected) {
+    return {T(0), T(0), T(0)};
+  }
+  T sum_x = 0, sum_y = 0, sum_q = 0;
+  for (int r = 0; r < target.row_count; ++r) {
+    for (int c = 0; c < target.col_count; ++c) {
+      const T* cell = cells + target.rows[r] * row_stride + target.cols[c] * kCellValues;
+      sum_x += cell[0];
+      sum_y += cell[1];
+      sum_q += cell[2];
+    }
+  }
+  const T m = T(target.multiplicity);
+  sum_x *= m;
+  sum_y *= m;
+  return {-w * sum_x, -w * sum_y, -(flow_x * sum_x + flow_y * sum_y) - m * sum_q};
 }
 
 }  // namespace memc

@@ -174,21 +174,27 @@ def triplet_folders(root: str, split: str = "train") -> Tuple[List[str], bool]:
     uses every folder holding im1.png, im2.png and im3.png that the test list does not name, and
     validation uses the training folders. Returns (folders, from_list).
     """
+    return _vimeo_folders(root, split, "tri", TRIPLET_FRAMES, "triplets (folders with im1.png, im2.png, im3.png")
+
+
+def _vimeo_folders(root: str, split: str, prefix: str, frames: Sequence[str], what: str) -> Tuple[List[str], bool]:
+    """The folders of ``split`` from ``root/{prefix}_{split}list.txt``, else (training) every folder
+    holding ``frames`` that the test list does not name, or (validation) the training folders."""
     if not os.path.isdir(root):
         raise UserError(f"{root}: no such folder")
-    listed = listed_folders(root, f"tri_{split}list.txt", TRIPLET_FRAMES)
+    listed = listed_folders(root, f"{prefix}_{split}list.txt", frames)
     if listed is not None:
         return listed, True
     if split == "test":
-        return triplet_folders(root, "train")[0], False
-    excluded = set(listed_folders(root, "tri_testlist.txt", TRIPLET_FRAMES) or ())
+        return _vimeo_folders(root, "train", prefix, frames, what)[0], False
+    excluded = set(listed_folders(root, f"{prefix}_testlist.txt", frames) or ())
     folders = sorted(
         os.path.normpath(dirpath)
         for dirpath, _, files in os.walk(root)
-        if all(name in files for name in TRIPLET_FRAMES) and os.path.normpath(dirpath) not in excluded
+        if all(name in files for name in frames) and os.path.normpath(dirpath) not in excluded
     )
     if not folders:
-        raise UserError(f"{root}: no Vimeo90K triplets (folders with im1.png, im2.png, im3.png, or tri_trainlist.txt)")
+        raise UserError(f"{root}: no Vimeo90K {what}, or {prefix}_trainlist.txt)")
     return folders, False
 
 
@@ -318,22 +324,7 @@ def septuplet_folders(root: str, split: str = "train") -> Tuple[List[str], bool]
     root, found as :func:`triplet_folders` finds triplets: from ``sep_trainlist.txt`` /
     ``sep_testlist.txt`` when present; else training uses every folder holding im1.png .. im7.png
     that the test list does not name, and validation the training folders. Returns (folders, from_list)."""
-    if not os.path.isdir(root):
-        raise UserError(f"{root}: no such folder")
-    listed = listed_folders(root, f"sep_{split}list.txt", SEPTUPLET_FRAMES)
-    if listed is not None:
-        return listed, True
-    if split == "test":
-        return septuplet_folders(root, "train")[0], False
-    excluded = set(listed_folders(root, "sep_testlist.txt", SEPTUPLET_FRAMES) or ())
-    folders = sorted(
-        os.path.normpath(dirpath)
-        for dirpath, _, files in os.walk(root)
-        if all(name in files for name in SEPTUPLET_FRAMES) and os.path.normpath(dirpath) not in excluded
-    )
-    if not folders:
-        raise UserError(f"{root}: no Vimeo90K septuplets (folders with im1.png .. im7.png, or sep_trainlist.txt)")
-    return folders, False
+    return _vimeo_folders(root, split, "sep", SEPTUPLET_FRAMES, "septuplets (folders with im1.png .. im7.png")
 
 
 class VimeoSeptuplets(Dataset):

@@ -210,22 +210,28 @@ def test_backward_reaches_every_parameter(variant, models):
         model.eval()
 
 
-def test_holes_are_filled_only_without_gradients_unless_asked(models, monkeypatch):
-    model = models("MEMC_Net_s")
-    frame0, frame1 = frames(1, 64, 64, seed=6)
+def projection_calls(monkeypatch):
+    """The keyword arguments of each memc_ops.flow_projection call from now on."""
     calls = []
     real = memc_ops.flow_projection
 
     def spy(flow, *args, **kwargs):
-        calls.append(kwargs.get("fill_holes"))
+        calls.append(kwargs)
         return real(flow, *args, **kwargs)
 
     monkeypatch.setattr(memc_ops, "flow_projection", spy)
+    return calls
+
+
+def test_holes_are_filled_only_without_gradients_unless_asked(models, monkeypatch):
+    model = models("MEMC_Net_s")
+    frame0, frame1 = frames(1, 64, 64, seed=6)
+    calls = projection_calls(monkeypatch)
     with torch.no_grad():
         model(frame0, frame1)
     model(frame0, frame1)  # gradients flow through the projection: holes left empty, as released
     model(frame0, frame1, fill_holes=True)
-    assert calls == [True, False, True]
+    assert [call["fill_holes"] for call in calls] == [True, False, True]
 
 
 @pytest.mark.parametrize(
@@ -394,18 +400,11 @@ def test_the_flow_network_sees_the_padded_frames(padding, expected):
 def test_the_projection_is_asked_to_fill_from_below_as_configured(monkeypatch):
     model = load_original_checkpoint(random_original_state_dict("MEMC_Net_s"), "MEMC_Net_s")
     frame0, frame1 = frames(1, 64, 64, seed=6)
-    calls = []
-    real = memc_ops.flow_projection
-
-    def spy(flow, *args, **kwargs):
-        calls.append(kwargs.get("fill_from_below"))
-        return real(flow, *args, **kwargs)
-
-    monkeypatch.setattr(memc_ops, "flow_projection", spy)
+    calls = projection_calls(monkeypatch)
     with torch.no_grad():
         model(frame0, frame1)
         model.configure(fill_from_below=True)(frame0, frame1)
-    assert calls == [False, True]
+    assert [call["fill_from_below"] for call in calls] == [False, True]
 
 
 def test_the_same_weights_with_our_defaults_give_other_frames_until_configured_as_released():

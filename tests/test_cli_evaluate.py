@@ -92,7 +92,7 @@ def test_video_command_compares_with_the_frames_it_holds_out(tmp_path, capsys, m
     write_clip(clip, 5, 32, 48)
     seen = []
 
-    def neighbours_mean(device, *args):
+    def neighbours_mean(device, *args, **kwargs):
         def interpolate(first, second, times):
             seen.append((first, second))
             return [0.5 * (first + second)]
@@ -231,7 +231,7 @@ def test_saved_files_appear_together_at_the_end_and_not_after_a_failure(tmp_path
         seen.append(save.exists() and sorted(p.name for p in save.iterdir() if ".partial-" not in p.name))
         return [0.5 * (first + second)]
 
-    monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a: average)
+    monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a, **k: average)
     assert main(["middlebury", str(data), "--save", str(save), "-q"]) == 0
     assert seen == [False, []]  # nothing in place while the run goes on
     assert sorted(p.name for p in save.iterdir()) == ["Other_compare.png", "Other_ours.png", "Seq_compare.png",
@@ -244,7 +244,7 @@ def test_saved_files_appear_together_at_the_end_and_not_after_a_failure(tmp_path
         return [0.5 * (first + second)]
 
     seen.clear()
-    monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a: fails_second)
+    monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a, **k: fails_second)
     other = tmp_path / "other"
     assert main(["middlebury", str(data), "--save", str(other / "saved"), "-q"]) == 1
     assert not other.exists()  # neither files nor the folders made for them
@@ -315,7 +315,7 @@ def test_tiny_frames_are_evaluated_with_ssim_na(tmp_path, capsys):
 
 def test_half_without_a_checkpoint_gets_a_note(tmp_path, capsys, monkeypatch):
     data = _middlebury(tmp_path / "data", 16, 16)
-    monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a: (
+    monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a, **k: (
         lambda first, second, times: [0.5 * (first + second)]))
     assert main(["middlebury", str(data), "--half"]) == 0
     assert "note: --half applies to MEMC-Net models; the default path runs in float32\n" in capsys.readouterr().err
@@ -325,7 +325,7 @@ def test_half_without_a_checkpoint_gets_a_note(tmp_path, capsys, monkeypatch):
 
 def _average(monkeypatch):
     monkeypatch.setattr(evaluate_module, "build_interpolator",
-                        lambda *args: (lambda first, second, times: [0.5 * (first + second)]))
+                        lambda *args, **kwargs: (lambda first, second, times: [0.5 * (first + second)]))
 
 
 def test_every_sequence_that_cannot_be_used_is_named_with_a_count(tmp_path, capsys, monkeypatch):

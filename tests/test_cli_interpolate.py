@@ -740,9 +740,12 @@ def test_a_checkpoint_with_nan_weights_is_an_error_naming_it(tmp_path, capsys):
 
 
 def test_a_model_output_that_is_not_finite_is_an_error_naming_the_checkpoint(tmp_path, capsys, monkeypatch):
+    import memc_models
     from memc_models import inference
 
     class Broken(torch.nn.Module):
+        config = memc_models.MEMCNetConfig()
+
         def forward(self, frame0, frame1, t):
             return torch.full_like(frame0, float("nan"))
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import memc_models
 from memc_models import inference
 from memc_models.errors import UserError
 from memc_models.inference import build_interpolator, pick_device
@@ -24,6 +25,8 @@ def test_the_training_free_interpolator_gives_one_frame_per_time():
 
 def test_a_model_output_that_is_not_finite_is_an_error_naming_the_checkpoint(monkeypatch):
     class Broken(torch.nn.Module):
+        config = memc_models.MEMCNetConfig()
+
         def forward(self, frame0, frame1, t):
             return frame0 * float("inf")
 

@@ -109,7 +109,8 @@ def test_a_checkpoint_of_another_variant_is_refused_naming_the_differences():
 def test_own_state_dict_is_refused_with_advice_to_use_load_state_dict():
     with torch.device("meta"):
         own = memc_net_ve().state_dict()
-    with pytest.raises(ValueError, match=r"holds memc_models' own names .* on memc_models.memc_net_ve\(\)$"):
+    with pytest.raises(ValueError, match=r"holds memc_models' own names .* on memc_models.memc_net_ve\(\), "
+                       r"or pass it to memc-enhance --checkpoint$"):
         load_original_checkpoint(own, "MEMC_Net_VE")
 
 

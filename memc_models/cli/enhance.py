@@ -1,0 +1,237 @@
+"""``memc-enhance``: a video or a folder of frames denoised, deblocked or super-resolved, each frame
+restored from its motion-compensated neighbours.
+
+    memc-enhance noisy.mp4 -o clean.mp4 --task denoise              # the noise level estimated per frame
+    memc-enhance noisy.mp4 -o clean.mp4 --task denoise --sigma 20   # ... or given, on 0..255
+    memc-enhance blocky.mp4 -o out.mp4 --task deblock               # compression artefacts
+    memc-enhance frames/ -o large/ --task sr --scale 4              # 4 times the width and height
+    memc-enhance small.mp4 -o large.mp4 --task sr --checkpoint MEMC-Net_SR.pth
+
+Each frame is restored from a sliding window of up to 7 frames centred on it (three neighbours on
+each side; fewer at the ends of the clip), so the output has one frame per input frame, in order.
+Without ``--checkpoint`` the training-free path of :mod:`memc_models.enhancement` runs (nothing to
+download); with one, the authors' MEMC-Net_VE (``MEMC-Net_SR.pth``, ``_DN.pth``, ``_DB.pth``).
+Every output is written atomically (:mod:`memc_models.atomic`): a run that fails or is stopped
+leaves no part of it, and an older file at the target as it was.
+"""
+
+import argparse
+import math
+import os
+import re
+import sys
+from typing import Optional, Sequence
+
+import torch
+
+from ..enhancement import SCALES, TASKS
+from ..errors import UserError
+from ..images import IMAGE_EXTENSIONS, check_output
+from ..inference import build_enhancer, pick_device
+from ..streaming import FolderSink, FolderSource, VideoSink, VideoSource, centred_windows
+from ..video import check_video_output
+from .common import run, say
+
+__all__ = ["main"]
+
+PROG = "memc-enhance"
+
+#: The widest window: the frame and three neighbours on each side (MEMC-Net_VE's 7 frames).
+WINDOW = 7
+
+#: What each released MEMC-Net_VE checkpoint was trained for, by the file's name.
+_RELEASED_FOR = {"SR": ("sr", "super-resolution"), "DN": ("denoise", "denoising"), "DB": ("deblock", "deblocking")}
+
+
+def _task(text: str) -> str:
+    if text not in TASKS:
+        raise UserError(f"--task must be one of {', '.join(TASKS)}; got {text!r}")
+    return text
+
+
+def _scale(args) -> Optional[int]:
+    if args.scale is None:
+        return 4 if args.task == "sr" else None
+    if args.task != "sr":
+        raise UserError(f"--scale applies to --task sr; --task {args.task} keeps the frame size")
+    if args.scale not in [str(scale) for scale in SCALES]:
+        raise UserError(f"--scale must be {' or '.join(map(str, SCALES))}; got {args.scale}")
+    return int(args.scale)
+
+
+def _sigma(args) -> Optional[float]:
+    if args.sigma is None:
+        return None
+    if args.task != "denoise":
+        raise UserError(f"--sigma applies to --task denoise (the noise's standard deviation); got --task {args.task}")
+    try:
+        sigma = float(args.sigma)
+    except ValueError:
+        sigma = math.nan
+    if not 0.0 <= sigma <= 255.0:
+        raise UserError(f"--sigma must be a number from 0 to 255 (the noise's standard deviation on 0..255); "
+                        f"got {args.sigma}")
+    return sigma
+
+
+def _notes(args) -> list:
+    notes = []
+    if args.checkpoint is not None:
+        if args.sigma is not None:
+            notes.append("--sigma applies to the training-free path; the --checkpoint model does not take it")
+        released = re.search(r"MEMC-Net_(SR|DN|DB)\b", os.path.basename(args.checkpoint), re.IGNORECASE)
+        if released:
+            task, what = _RELEASED_FOR[released.group(1).upper()]
+            if task != args.task:
+                notes.append(f"--checkpoint {args.checkpoint} was released for {what}; running it for --task {args.task}")
+    if args.keep_audio and os.path.isdir(args.input):
+        notes.append("--keep-audio applies to an input video")
+    return notes
+
+
+def _check_input(path: str) -> bool:
+    """Whether ``path`` is a folder of frames (else a video file); an error for anything else."""
+    if os.path.isdir(path):
+        return True
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file or folder")
+    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+        raise UserError(f"{path} is an image; memc-enhance takes a video or a folder of frames (each frame is "
+                        "restored from its neighbours)")
+    return False
+
+
+def _too_few(name: str, count: int) -> UserError:
+    return UserError(f"{name}: holds {count} frame(s); memc-enhance needs at least 3 (each frame is restored from "
+                     "2 to 6 neighbours)")
+
+
+def _progress(args, total: Optional[int]):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=args.task, disable=args.quiet, dynamic_ncols=True)
+
+
+def _enhance_stream(name: str, source, sink, enhance, on_frame) -> int:
+    """Writes to ``sink`` each frame of ``source`` (named ``name``) restored from its centred
+    window; returns how many."""
+    written = 0
+    for window, centre in centred_windows(source, WINDOW):
+        if len(window) < 3:  # only a stream of fewer than 3 frames has such a window
+            raise _too_few(name, len(window))
+        frames = torch.cat([frame.image for frame in window])
+        sink.write(enhance(frames, centre).unsqueeze(0))
+        written += 1
+        on_frame()
+    return written
+
+
+def _enhancer(args, device, scale, sigma):
+    return build_enhancer(device, args.task, args.checkpoint, sigma=sigma, scale=scale)
+
+
+def _video(args, device, scale, sigma) -> None:
+    source_path, output = args.input, args.output
+    check_video_output(output)
+    if os.path.exists(output) and os.path.samefile(output, source_path):
+        raise UserError(f"-o {output} is the input {source_path}; choose another output name")
+    check_output(output)
+    source = VideoSource(source_path)
+    try:
+        if args.keep_audio and not source.reader.audio:
+            say(args.quiet, f"note: {source_path} has no audio to keep")
+        elif not args.keep_audio and source.reader.audio:
+            say(args.quiet, f"note: {source_path} has audio; the output has none (--keep-audio copies it)")
+        if source.reader.looks_cut_short():
+            reader = source.reader
+            say(args.quiet, f"note: {source_path} announces {reader.duration:g} s at {reader.fps:g} fps (about "
+                f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
+                "enhancing the frames it holds")
+        enhance = _enhancer(args, device, scale, sigma)
+        audio_from = source_path if args.keep_audio and source.reader.audio else None
+        with VideoSink(output, source.fps, audio_from) as sink, _progress(args, source.count) as bar:
+            written = _enhance_stream(source_path, source, sink, enhance, bar.update)
+            if written == 0:
+                raise UserError(f"{source_path}: the video has no frames")
+    finally:
+        source.close()
+    if sink.audio_problem is not None:
+        say(args.quiet, f"note: could not add the audio of {source_path} ({sink.audio_problem}); the output has none")
+    say(args.quiet, f"{output}: {written} frames at {source.fps:g} fps")
+
+
+def _folder(args, device, scale, sigma) -> None:
+    folder, output = args.input, args.output
+    source = FolderSource(folder)
+    if len(source.paths) < 3:
+        raise _too_few(folder, len(source.paths))
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
+    if os.path.isdir(output) and os.path.samefile(output, folder):
+        raise UserError(f"-o {output} is the input folder; choose another output folder")
+    if os.path.isdir(output) and os.listdir(output):
+        raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+    count = len(source.paths)
+    with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
+        enhance = _enhancer(args, device, scale, sigma)
+        with _progress(args, count) as bar:
+            written = _enhance_stream(folder, source, sink, enhance, bar.update)
+    say(args.quiet, f"{output}: {written} frames")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Denoise, deblock or super-resolve a video or a folder of frames, each frame restored from "
+        "its neighbours aligned by motion (a sliding window of up to 7 frames; fewer at the ends of the clip). "
+        "Without --checkpoint a training-free path runs (DIS optical flow, adaptive warping, a robust temporal "
+        "merge that ignores neighbours which do not agree, then DCT shrinkage; for sr, back-projection). Outputs "
+        "appear whole or not at all: a run that fails or is stopped (Ctrl-C, SIGTERM, SIGHUP) removes what it wrote.",
+        epilog="examples:\n  memc-enhance noisy.mp4 -o clean.mp4 --task denoise\n"
+        "  memc-enhance noisy.mp4 -o clean.mp4 --task denoise --sigma 20\n"
+        "  memc-enhance blocky.mp4 -o out.mp4 --task deblock\n"
+        "  memc-enhance frames/ -o large/ --task sr --scale 4   (writes large/00000.png ...)\n"
+        "  memc-enhance small.mp4 -o large.mp4 --task sr --checkpoint MEMC-Net_SR.pth",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="IN", help="a video, or a folder of frames (in natural name order)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="the output video, or a new or empty folder (for a folder of frames)")
+    parser.add_argument("--task", required=True, metavar="|".join(TASKS),
+                        help="denoise: additive noise; deblock: compression artefacts; sr: super-resolution")
+    parser.add_argument("--scale", metavar="|".join(map(str, SCALES)),
+                        help="--task sr: how many times larger the output is (default 4)")
+    parser.add_argument("--sigma", metavar="S",
+                        help="--task denoise: the noise's standard deviation on 0..255 (default: estimated from "
+                        "each frame)")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="the authors' MEMC-Net_VE weights (MEMC-Net_SR.pth, MEMC-Net_DN.pth, MEMC-Net_DB.pth) "
+                        "or a saved memc_net_ve() (default: the training-free path)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
+    parser.add_argument("--keep-audio", action="store_true",
+                        help="videos: copy the input's audio into the output (by default it has none)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    return parser
+
+
+def _enhance(argv: Optional[Sequence[str]]) -> int:
+    args = _parser().parse_args(argv)
+    args.task = _task(args.task)
+    scale, sigma = _scale(args), _sigma(args)
+    folder = _check_input(args.input)
+    for note in _notes(args):
+        say(args.quiet, f"note: {note}")
+    device = pick_device(args.device)
+    if folder:
+        _folder(args, device, scale, sigma)
+    else:
+        _video(args, device, scale, sigma)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(_enhance, PROG, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,6 @@ leaves no part of it, and an older file at the target as it was.
 """
 
 import argparse
-import math
 import os
 import re
 import sys
@@ -30,7 +29,7 @@ from ..images import IMAGE_EXTENSIONS, check_output
 from ..inference import build_enhancer, pick_device
 from ..streaming import FolderSink, FolderSource, VideoSink, VideoSource, centred_windows
 from ..video import check_video_output
-from .common import run, say
+from .common import enhancement_scale, enhancement_task, noise_sigma, run, say
 
 __all__ = ["main"]
 
@@ -41,37 +40,6 @@ WINDOW = 7
 
 #: What each released MEMC-Net_VE checkpoint was trained for, by the file's name.
 _RELEASED_FOR = {"SR": ("sr", "super-resolution"), "DN": ("denoise", "denoising"), "DB": ("deblock", "deblocking")}
-
-
-def _task(text: str) -> str:
-    if text not in TASKS:
-        raise UserError(f"--task must be one of {', '.join(TASKS)}; got {text!r}")
-    return text
-
-
-def _scale(args) -> Optional[int]:
-    if args.scale is None:
-        return 4 if args.task == "sr" else None
-    if args.task != "sr":
-        raise UserError(f"--scale applies to --task sr; --task {args.task} keeps the frame size")
-    if args.scale not in [str(scale) for scale in SCALES]:
-        raise UserError(f"--scale must be {' or '.join(map(str, SCALES))}; got {args.scale}")
-    return int(args.scale)
-
-
-def _sigma(args) -> Optional[float]:
-    if args.sigma is None:
-        return None
-    if args.task != "denoise":
-        raise UserError(f"--sigma applies to --task denoise (the noise's standard deviation); got --task {args.task}")
-    try:
-        sigma = float(args.sigma)
-    except ValueError:
-        sigma = math.nan
-    if not 0.0 <= sigma <= 255.0:
-        raise UserError(f"--sigma must be a number from 0 to 255 (the noise's standard deviation on 0..255); "
-                        f"got {args.sigma}")
-    return sigma
 
 
 def _notes(args) -> list:
@@ -216,8 +184,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _enhance(argv: Optional[Sequence[str]]) -> int:
     args = _parser().parse_args(argv)
-    args.task = _task(args.task)
-    scale, sigma = _scale(args), _sigma(args)
+    args.task = enhancement_task(args.task)
+    scale, sigma = enhancement_scale(args.scale, args.task), noise_sigma(args.sigma, args.task)
     folder = _check_input(args.input)
     for note in _notes(args):
         say(args.quiet, f"note: {note}")

@@ -127,8 +127,9 @@ def window_centres(count: int, limit: Optional[int] = None) -> Tuple[int, List[i
 def clip_windows(clips: Iterable[Clip], limit: Optional[int] = None,
                  unusable: Optional[List[str]] = None) -> Iterator[Window]:
     """The windows of every clip (see :func:`window_centres`; at most ``limit`` a clip), each frame
-    read once while the windows that hold it go by. A clip whose frame cannot be read is named in
-    ``unusable`` (its later windows skipped) when a list is given, else the UserError goes on."""
+    read once while the windows that hold it go by. A clip whose frame cannot be read, or whose
+    frames differ in size, is named in ``unusable`` (``NAME: why``; its later windows skipped) when
+    a list is given, else it is a UserError."""
     for clip in clips:
         half, centres = window_centres(clip.count, limit)
         held = {}
@@ -140,13 +141,14 @@ def clip_windows(clips: Iterable[Clip], limit: Optional[int] = None,
                 first = held[span[0]]
                 for index in span[1:]:
                     if held[index].shape != first.shape:
-                        raise UserError(f"{clip.name}: frame {index} is {tuple(held[index].shape[1:])}, "
-                                        f"frame {span[0]} {tuple(first.shape[1:])}; the frames differ in size")
+                        raise UserError(f"frame {index} is {tuple(held[index].shape[1:])}, frame {span[0]} "
+                                        f"{tuple(first.shape[1:])}; the frames differ in size")
                 yield Window(name, torch.stack([held[index] for index in span]), half)
         except UserError as error:
+            problem = f"{clip.name}: {error}"
             if unusable is None:
-                raise
-            unusable.append(f"{clip.name}: {error}")
+                raise UserError(problem) from None
+            unusable.append(problem)
 
 
 # --- The reference methods ------------------------------------------------------------------------

@@ -494,3 +494,21 @@ def test_enhance_bad_options_are_one_line_errors_before_any_work(tmp_path, capsy
     data = _clips(tmp_path / "data", names=("Alpha",), height=16, width=16)
     assert main([argument.format(data=data) for argument in arguments]) == 1
     assert capsys.readouterr().err == f"memc-eval: error: {message.format(data=data)}\n"
+
+
+def test_enhance_with_a_checkpoint_scores_the_model_as_ours(tmp_path, capsys, monkeypatch):
+    from memc_models import inference
+
+    class CentreFrame(torch.nn.Module):
+        def forward(self, frames, centre):
+            return frames[:, centre]
+
+    monkeypatch.setattr(inference, "load_enhancement_model", lambda path, device: CentreFrame())
+    data = _clips(tmp_path / "data", names=("Alpha",), height=16, width=16)
+    checkpoint = tmp_path / "MEMC-Net_DB.pth"
+    assert main(["enhance", str(data), "--task", "deblock", "--checkpoint", str(checkpoint), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert f"ours: MEMC-Net_VE ({checkpoint}) on cpu" in out.splitlines()[0]
+    rows = _method_rows(out)
+    assert list(rows) == ["H.264 QP 37 input", "ours (MEMC-Net_VE)"]
+    assert rows["ours (MEMC-Net_VE)"][:2] == rows["H.264 QP 37 input"][:2]  # the model gave the input back

@@ -211,8 +211,8 @@ def evaluate_enhancement(windows: Iterable[Window], task: str, methods: Sequence
     window k with seed ``seed + k``, so a run is reproducible and the windows' noise independent),
     its centre restored by every method in turn (the same degraded frames for all) and scored
     against the clean centre (for ``"sr"``, cropped to the multiple of ``scale`` the low-resolution
-    grid covers). Returns a :class:`Score` per method, in order; ``on_window`` is called after
-    each window. No window is a ValueError."""
+    grid covers). Returns a :class:`Score` per method, in order (none when there is no window);
+    ``on_window`` is called after each window."""
     names = [method.name for method in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"the methods' names must differ; got {names}")
@@ -236,7 +236,7 @@ def evaluate_enhancement(windows: Iterable[Window], task: str, methods: Sequence
         if on_window is not None:
             on_window()
     if count == 0:
-        raise ValueError("no window to evaluate")
+        return []
 
     def mean_ssim(values: List[float]) -> float:
         defined = [value for value in values if not math.isnan(value)]

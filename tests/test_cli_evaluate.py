@@ -512,3 +512,12 @@ def test_enhance_with_a_checkpoint_scores_the_model_as_ours(tmp_path, capsys, mo
     rows = _method_rows(out)
     assert list(rows) == ["H.264 QP 37 input", "ours (MEMC-Net_VE)"]
     assert rows["ours (MEMC-Net_VE)"][:2] == rows["H.264 QP 37 input"][:2]  # the model gave the input back
+
+
+def test_enhance_where_no_window_can_be_read_is_an_error_naming_why(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (lambda frames, centre: frames[centre]))
+    data = _clips(tmp_path / "data", names=("Only",), height=16, width=16)
+    (data / "Only" / "frame2.png").write_bytes(b"not a picture")
+    assert main(["enhance", str(data), "--task", "deblock", "-q"]) == 1
+    assert capsys.readouterr().err == (f"memc-eval: error: {data}: no window could be evaluated: Only: cannot read "
+                                       f"{data / 'Only' / 'frame2.png'} as an image (unknown format or damaged file)\n")

@@ -298,13 +298,11 @@ def _evaluate_enhancement(args) -> int:
     total = sum(len(window_centres(clip.count, args.windows)[1]) for clip in clips)
     with tqdm(total=total, desc="evaluating", unit="window", disable=args.quiet or total == 1, leave=False) as bar:
         windows = clip_windows(clips, args.windows, unusable)
-        try:
-            scores = evaluate_enhancement(windows, task, methods, seed=args.seed, sigma=sigma or 0.0, qp=qp,
-                                          scale=scale or 4, on_window=bar.update)
-        except ValueError as error:
-            if "no window" not in str(error):
-                raise
-            raise UserError(f"{args.root}: no window could be evaluated: " + "; ".join(unusable[:5])) from None
+        scores = evaluate_enhancement(windows, task, methods, seed=args.seed, sigma=sigma or 0.0, qp=qp,
+                                      scale=scale or 4, on_window=bar.update)
+    if not scores:
+        raise UserError(f"{args.root}: no window could be evaluated: " + "; ".join(unusable[:5])
+                        + (f" and {len(unusable) - 5} more" if len(unusable) > 5 else ""))
     if task == "denoise":
         degradation = f"Gaussian noise of sigma {sigma:g} on 0..255 (given to every method that takes it), seed {args.seed}"
     else:

@@ -237,6 +237,17 @@ def test_a_checkpoint_that_is_not_an_enhancement_model_is_an_error(tmp_path, cap
     assert not (tmp_path / "out").exists()
 
 
+def test_frames_too_small_to_estimate_their_noise_need_sigma(tmp_path, capsys):
+    _frames(tmp_path / "tiny", 3, 6, 8)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "tiny"), "-o", str(out), "--task", "denoise", "-q"]) == 1
+    assert _error(capsys) == (f"{tmp_path / 'tiny'}: the frames are 8x6; estimating their noise needs at least 7x7 "
+                              "pixels: give --sigma")
+    assert not out.exists()
+    assert main([str(tmp_path / "tiny"), "-o", str(out), "--task", "denoise", "--sigma", "5", "-q"]) == 0
+    assert iio.imread(out / "00002.png").shape == (6, 8, 3)
+
+
 def test_a_video_of_two_frames_is_an_error_and_writes_nothing(tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
     write_clip(clip, 2, 16, 16)

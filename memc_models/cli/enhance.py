@@ -94,8 +94,24 @@ def _enhance_stream(name: str, source, sink, enhance, on_frame) -> int:
     return written
 
 
+#: The smallest frame side from which the noise level can be estimated (the patches of
+#: :func:`memc_models.enhancement.estimate_noise_sigma`).
+_ESTIMATE_SIDE = 7
+
+
 def _enhancer(args, device, scale, sigma):
-    return build_enhancer(device, args.task, args.checkpoint, sigma=sigma, scale=scale)
+    enhance = build_enhancer(device, args.task, args.checkpoint, sigma=sigma, scale=scale)
+    if args.task != "denoise" or sigma is not None or args.checkpoint is not None:
+        return enhance
+
+    def estimating(frames, centre):
+        height, width = frames.shape[-2:]
+        if min(height, width) < _ESTIMATE_SIDE:
+            raise UserError(f"{args.input}: the frames are {width}x{height}; estimating their noise needs at least "
+                            f"{_ESTIMATE_SIDE}x{_ESTIMATE_SIDE} pixels: give --sigma")
+        return enhance(frames, centre)
+
+    return estimating
 
 
 def _video(args, device, scale, sigma) -> None:

@@ -174,7 +174,8 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Interpolate the middle frame of each test sequence and print IE (mean absolute error, as "
         "MEMC-Net's tables), RMSE (Middlebury's IE), PSNR and SSIM for our method and for frame averaging. "
-        "Sequences that cannot be used are named, with a count.",
+        "Sequences that cannot be used are named, with a count. memc-eval enhance evaluates denoising, deblocking and "
+        "super-resolution instead (see below).",
     )
     parser.add_argument("dataset", choices=("middlebury", "vimeo", "video", "enhance"),
                         help="middlebury: folders with frame10.png, frame11.png, frame10i11.png; vimeo: Vimeo90K "

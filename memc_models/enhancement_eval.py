@@ -25,14 +25,11 @@ from torch import Tensor
 from . import enhancement
 from .errors import UserError
 from .images import list_frames, read_image
+from .memc_net_ve import WINDOW
 from .streaming import FolderSource
 
 __all__ = ["Clip", "Method", "Score", "Window", "clip_windows", "evaluate_enhancement", "folder_clips", "frames_clip",
            "nlm_denoise", "reference_methods", "window_centres"]
-
-#: The widest window: the centre and three neighbours on each side (MEMC-Net_VE's).
-WINDOW = 7
-
 
 class Clip(NamedTuple):
     """A clip of clean frames: ``read(index)`` gives frame ``index`` (0 .. ``count`` - 1) as a

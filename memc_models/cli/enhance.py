@@ -27,6 +27,7 @@ from ..enhancement import SCALES, TASKS
 from ..errors import UserError
 from ..images import IMAGE_EXTENSIONS, check_output
 from ..inference import build_enhancer, pick_device
+from ..memc_net_ve import WINDOW
 from ..streaming import FolderSink, FolderSource, VideoSink, VideoSource, centred_windows
 from ..video import check_video_output
 from .common import enhancement_scale, enhancement_task, noise_sigma, run, say
@@ -34,9 +35,6 @@ from .common import enhancement_scale, enhancement_task, noise_sigma, run, say
 __all__ = ["main"]
 
 PROG = "memc-enhance"
-
-#: The widest window: the frame and three neighbours on each side (MEMC-Net_VE's 7 frames).
-WINDOW = 7
 
 #: What each released MEMC-Net_VE checkpoint was trained for, by the file's name.
 _RELEASED_FOR = {"SR": ("sr", "super-resolution"), "DN": ("denoise", "denoising"), "DB": ("deblock", "deblocking")}

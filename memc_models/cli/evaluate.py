@@ -280,8 +280,8 @@ def format_enhancement_table(scores) -> str:
 def _evaluate_enhancement(args) -> int:
     from tqdm import tqdm
 
-    from ..enhancement_eval import Method, clip_windows, evaluate_enhancement, folder_clips, reference_methods, \
-        window_centres
+    from ..enhancement_eval import (Method, clip_windows, evaluate_enhancement, folder_clips, reference_methods,
+                                    window_centres)
 
     task = enhancement_task(args.task)
     scale, sigma, qp = enhancement_scale(args.scale, task), noise_sigma(args.sigma, task, 20.0), _qp(args.qp, task)
@@ -297,10 +297,11 @@ def _evaluate_enhancement(args) -> int:
     ours = Method("ours" if args.checkpoint is None else "ours (MEMC-Net_VE)", restore)
     methods = reference_methods(task, sigma=sigma or 0.0, qp=qp, scale=scale or 4) + [ours]
     total = sum(len(window_centres(clip.count, args.windows)[1]) for clip in clips)
+    evaluated = []
     with tqdm(total=total, desc="evaluating", unit="window", disable=args.quiet or total == 1, leave=False) as bar:
         windows = clip_windows(clips, args.windows, unusable)
         scores = evaluate_enhancement(windows, task, methods, seed=args.seed, sigma=sigma or 0.0, qp=qp,
-                                      scale=scale or 4, on_window=bar.update)
+                                      scale=scale or 4, on_window=lambda: (evaluated.append(1), bar.update()))
     if not scores:
         raise UserError(f"{args.root}: no window could be evaluated: " + "; ".join(unusable[:5])
                         + (f" and {len(unusable) - 5} more" if len(unusable) > 5 else ""))
@@ -309,7 +310,7 @@ def _evaluate_enhancement(args) -> int:
     else:
         degradation = f"H.264 (libx264) at QP {qp}" if task == "deblock" else f"bicubic downscaling by {scale}"
     method = f"MEMC-Net_VE ({args.checkpoint})" if args.checkpoint else "the training-free path"
-    print(f"{task}: {degradation}; ours: {method} on {device}; {total} window(s) from {len(clips)} clip(s)")
+    print(f"{task}: {degradation}; ours: {method} on {device}; {len(evaluated)} window(s) from {len(clips)} clip(s)")
     print(format_enhancement_table(scores))
     if unusable:
         shown = "; ".join(unusable[:10]) + (f"; and {len(unusable) - 10} more" if len(unusable) > 10 else "")

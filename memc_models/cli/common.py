@@ -15,7 +15,8 @@ from ..errors import UserError, first_line
 from ..variants import VARIANTS
 
 __all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "enhancement_scale", "enhancement_task", "method_notes",
-           "noise_sigma", "positive_int", "run", "say", "signal_number", "unit_interval", "user_message"]
+           "new_folder_output", "noise_sigma", "positive_int", "run", "say", "signal_number", "unit_interval",
+           "user_message"]
 
 #: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -176,6 +177,17 @@ def method_notes(args) -> list:
     elif args.fast:
         notes.append("--fast applies to the training-free path; it does not change a --checkpoint model")
     return notes
+
+
+def new_folder_output(output: str, folder: str) -> None:
+    """-o for a folder of frames read from ``folder``: a new or empty folder that is not the input
+    (what memc-interpolate checks too). A UserError saying which, before any work."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
+    if os.path.isdir(output) and os.path.samefile(output, folder):
+        raise UserError(f"-o {output} is the input folder; choose another output folder")
+    if os.path.isdir(output) and os.listdir(output):
+        raise UserError(f"-o {output} already holds files; choose a new or empty folder")
 
 
 # The enhancement options (memc-enhance, memc-eval enhance): read as text and checked here, so that

@@ -30,7 +30,7 @@ from ..inference import build_enhancer, pick_device
 from ..memc_net_ve import WINDOW
 from ..streaming import FolderSink, FolderSource, VideoSink, VideoSource, centred_windows
 from ..video import check_video_output
-from .common import enhancement_scale, enhancement_task, noise_sigma, run, say
+from .common import enhancement_scale, enhancement_task, new_folder_output, noise_sigma, run, say
 
 __all__ = ["main"]
 
@@ -147,12 +147,7 @@ def _folder(args, device, scale, sigma) -> None:
     source = FolderSource(folder)
     if len(source.paths) < 3:
         raise _too_few(folder, len(source.paths))
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
-    if os.path.isdir(output) and os.path.samefile(output, folder):
-        raise UserError(f"-o {output} is the input folder; choose another output folder")
-    if os.path.isdir(output) and os.listdir(output):
-        raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+    new_folder_output(output, folder)
     count = len(source.paths)
     with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
         enhance = _enhancer(args, device, scale, sigma)

@@ -36,22 +36,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from memc_models import enhancement  # noqa: E402
-from memc_models.images import read_image  # noqa: E402
-
-MIDDLEBURY_FRAMES = ("frame10.png", "frame10i11.png", "frame11.png")
-WINDOW = 7
+from memc_models.enhancement_eval import (Method, clip_windows, evaluate_enhancement, folder_clips,  # noqa: E402
+                                          frames_clip, reference_methods)
 
 
 def middlebury_windows(root):
-    """[(name, (3, 3, H, W) clean frames, centre 1)] for each sequence folder holding the three frames."""
-    windows = []
-    for name in sorted(os.listdir(root)):
-        paths = [os.path.join(root, name, frame) for frame in MIDDLEBURY_FRAMES]
-        if all(os.path.isfile(path) for path in paths):
-            windows.append((name, torch.stack([read_image(path)[0] for path in paths]), 1))
-    if not windows:
-        raise SystemExit(f"{root}: no sequence folder holds {', '.join(MIDDLEBURY_FRAMES)}")
-    return windows
+    """[Window] for each sequence folder under ``root``: its middle frame from the other two."""
+    clips, unusable = folder_clips(root)
+    for problem in unusable:
+        print(f"# skipped {problem}")
+    return list(clip_windows(clips))
 
 
 def video_windows(path, count):
@@ -62,87 +56,40 @@ def video_windows(path, count):
     reader = imageio_ffmpeg.read_frames(path)
     meta = next(reader)
     width, height = meta["size"]
-    frames = [torch.from_numpy(np.frombuffer(raw, np.uint8).reshape(height, width, 3).copy()) for raw in reader]
-    if len(frames) < WINDOW:
-        raise SystemExit(f"{path}: {len(frames)} frames, fewer than one {WINDOW}-frame window")
-    first, last = WINDOW // 2, len(frames) - 1 - WINDOW // 2
-    centres = np.unique(np.linspace(first, last, count).round().astype(int))
-    name = os.path.splitext(os.path.basename(path))[0]
-    clip = lambda c: torch.stack(frames[c - WINDOW // 2 : c + WINDOW // 2 + 1]).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
-    return [(f"{name}@{c}", clip(c), WINDOW // 2) for c in centres]
-
-
-def _bgr8(frame):
-    import cv2
-
-    return cv2.cvtColor((frame.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8), cv2.COLOR_RGB2BGR)
-
-
-def _rgb(image):
-    import cv2
-
-    return torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255.0
-
-
-def nlm_single(frames, centre, h):
-    import cv2
-
-    return _rgb(cv2.fastNlMeansDenoisingColored(_bgr8(frames[centre]), None, h, h, 7, 21))
-
-
-def nlm_multi(frames, centre, h):
-    import cv2
-
-    # OpenCV wants an odd temporal window centred on the frame: the widest one that fits.
-    span = min(centre, len(frames) - 1 - centre)
-    images = [_bgr8(frame) for frame in frames]
-    return _rgb(cv2.fastNlMeansDenoisingColoredMulti(images, centre, 2 * span + 1, None, h, h, 7, 21))
+    frames = [torch.from_numpy(np.frombuffer(raw, np.uint8).reshape(height, width, 3).copy()).permute(2, 0, 1).float() / 255.0
+              for raw in reader]
+    if len(frames) < 7:
+        raise SystemExit(f"{path}: {len(frames)} frames, fewer than one 7-frame window")
+    return list(clip_windows([frames_clip(os.path.splitext(os.path.basename(path))[0], frames)], count))
 
 
 def methods_for(task, args, scale=None):
-    """[(method name, restore(degraded window, centre) -> (3, H, W))] for ``task``."""
+    """[Method]: the input and the peers (memc_models.enhancement_eval.reference_methods), then ours
+    and its variants, for ``task``."""
+    references = reference_methods(task, sigma=args.sigma, qp=args.qp, scale=scale or 4, nlm_h=args.nlm_h)
     if task == "denoise":
         sigma = args.sigma
-        return [
-            ("noisy input", lambda frames, c: frames[c]),
-            (f"OpenCV NLM, 1 frame (h={args.nlm_h:g})", lambda frames, c: nlm_single(frames, c, args.nlm_h)),
-            (f"OpenCV NLM multi-frame (h={args.nlm_h:g})", lambda frames, c: nlm_multi(frames, c, args.nlm_h)),
-            ("ours, 1 frame", lambda frames, c: enhancement.denoise(frames, c, sigma, temporal=False)),
-            ("ours", lambda frames, c: enhancement.denoise(frames, c, sigma)),
-            ("ours, sigma estimated", lambda frames, c: enhancement.denoise(frames, c)),
+        return references + [
+            Method("ours, 1 frame", lambda frames, c: enhancement.denoise(frames, c, sigma, temporal=False)),
+            Method("ours", lambda frames, c: enhancement.denoise(frames, c, sigma)),
+            Method("ours, sigma estimated", lambda frames, c: enhancement.denoise(frames, c)),
         ]
     if task == "sr":
-        return [
-            ("bicubic", lambda frames, c: enhancement.bicubic_upsample(frames[c], scale)),
-            ("ours (1 frame: the default)", lambda frames, c: enhancement.super_resolve(frames, c, scale)),
-            ("ours, multi-frame fusion", lambda frames, c: enhancement.super_resolve(frames, c, scale, temporal=True)),
+        return references + [
+            Method("ours (1 frame: the default)", lambda frames, c: enhancement.super_resolve(frames, c, scale)),
+            Method("ours, multi-frame fusion", lambda frames, c: enhancement.super_resolve(frames, c, scale, temporal=True)),
         ]
-    return [
-        (f"H.264 QP {args.qp} input", lambda frames, c: frames[c]),
-        ("ours, 1 frame", lambda frames, c: enhancement.deblock(frames, c, temporal=False)),
-        ("ours", lambda frames, c: enhancement.deblock(frames, c)),
+    return references + [
+        Method("ours, 1 frame", lambda frames, c: enhancement.deblock(frames, c, temporal=False)),
+        Method("ours", lambda frames, c: enhancement.deblock(frames, c)),
     ]
 
 
 def run(windows, task, args, scale=None):
     """Rows (method, PSNR, SSIM, seconds per frame) averaged over the windows."""
-    methods = methods_for(task, args, scale)
-    totals = {name: [0.0, 0.0, 0.0] for name, _ in methods}
-    for index, (_, clean, centre) in enumerate(windows):
-        degraded = enhancement.degrade(clean, task, seed=args.seed + index, sigma=args.sigma, qp=args.qp, scale=scale or 4)
-        truth = clean[centre]
-        if task == "sr":  # the low-resolution grid covers the frame cropped to a multiple of the scale
-            truth = truth[:, : degraded.shape[2] * scale, : degraded.shape[3] * scale]
-        for name, restore in methods:
-            start = time.perf_counter()
-            output = restore(degraded, centre)
-            seconds = time.perf_counter() - start
-            scores = enhancement.quality(output.clamp(0, 1), truth)
-            totals[name][0] += scores["PSNR"]
-            totals[name][1] += scores["SSIM"]
-            totals[name][2] += seconds
-    count = len(windows)
-    return [(name, psnr / count, ssim / count, seconds / count) for name, (psnr, ssim, seconds) in totals.items()]
+    scores = evaluate_enhancement(windows, task, methods_for(task, args, scale), seed=args.seed, sigma=args.sigma,
+                                  qp=args.qp, scale=scale or 4)
+    return [tuple(score) for score in scores]
 
 
 def table(title, rows):
@@ -160,7 +107,8 @@ def main(argv=None):
     parser.add_argument("--windows", type=int, default=6, help="how many windows of the video (default 6)")
     parser.add_argument("--tasks", nargs="+", choices=enhancement.TASKS, default=list(enhancement.TASKS))
     parser.add_argument("--sigma", type=float, default=20.0, help="Gaussian noise on 0..255 (default 20)")
-    parser.add_argument("--nlm-h", type=float, default=12.0, help="OpenCV NLM filter strength h = hColor (default 12)")
+    parser.add_argument("--nlm-h", type=float, default=None,
+                        help="OpenCV NLM filter strength h = hColor (default 0.6 sigma: 12 at sigma 20)")
     parser.add_argument("--qp", type=int, default=37, help="H.264 quantiser (default 37, as the authors' deblocking data)")
     parser.add_argument("--scales", type=int, nargs="+", choices=enhancement.SCALES, default=[2, 4])
     parser.add_argument("--seed", type=int, default=0)
@@ -182,8 +130,8 @@ def main(argv=None):
     if args.video:
         datasets.append((os.path.basename(args.video), video_windows(args.video, args.windows)))
     for dataset, windows in datasets:
-        size = "x".join(str(n) for n in windows[0][1].shape[:1:-1])
-        about = f"{len(windows)} windows of {windows[0][1].shape[0]} frames, {size} (first)"
+        size = "x".join(str(n) for n in windows[0].frames.shape[:1:-1])
+        about = f"{len(windows)} windows of {windows[0].frames.shape[0]} frames, {size} (first)"
         for task in args.tasks:
             if task == "denoise":
                 print(table(f"\n## {dataset}: denoising, sigma {args.sigma:g} ({about})", run(windows, task, args)), flush=True)

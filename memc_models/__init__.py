@@ -4,9 +4,10 @@ checkpoints, and the library the command-line programs (:mod:`memc_models.cli`) 
 Modules: :mod:`.memc_net` (the networks), :mod:`.memc_net_ve` (the enhancement network),
 :mod:`.variants` (the one table of variants), :mod:`.checkpoint` (released and own checkpoints,
 ``load_model``, training state), :mod:`.classical` (the training-free path), :mod:`.enhancement`
-(training-free enhancement), :mod:`.inference` (device, interpolators), :mod:`.frames`
-(conversions and checks), :mod:`.images` and :mod:`.video` (media files), :mod:`.atomic` (the one
-writer of every output), :mod:`.streaming` (sources, sinks, scene cuts, the pairwise walk),
+(training-free enhancement), :mod:`.enhancement_eval` (its evaluation against the peers),
+:mod:`.inference` (device, interpolators, enhancers), :mod:`.frames` (conversions and checks),
+:mod:`.images` and :mod:`.video` (media files), :mod:`.atomic` (the one writer of every output),
+:mod:`.streaming` (sources, sinks, scene cuts, the pairwise walk, sliding windows),
 :mod:`.metrics`, :mod:`.datasets`, :mod:`.training`; :mod:`.errors` holds ``UserError``.
 """
 

@@ -34,6 +34,7 @@ __all__ = [
     "compare_state_dict",
     "convert_original_state_dict",
     "is_training_state",
+    "load_enhancement_model",
     "load_model",
     "load_training_state",
     "load_original_checkpoint",
@@ -349,7 +350,8 @@ def load_original_checkpoint(
         raise ValueError(
             f"{where} holds memc_models' own names (as model.state_dict() saves them), not the released ones: "
             f"load it with model.load_state_dict(torch.load(path, weights_only=True)) on memc_models.{variant.build.__name__}()"
-            + ("" if variant.name in ENHANCEMENT_VARIANTS else ", or pass it to memc-interpolate --checkpoint")
+            + (", or pass it to memc-enhance --checkpoint" if variant.name in ENHANCEMENT_VARIANTS
+               else ", or pass it to memc-interpolate --checkpoint")
         )
     missing = [name for name in own if name not in converted and not name.endswith("num_batches_tracked")]
     wrong_shape = [name for name, value in converted.items() if value.shape != own[name].shape]
@@ -399,6 +401,30 @@ def _read_named(path: str, option: str) -> Any:
         raise UserError(f"{option} {path}: cannot read it ({os_reason(error)})") from None
 
 
+def _read_model_file(path: str, option: str) -> Any:
+    """The contents of the checkpoint file ``path`` the user named with ``option``: a UserError
+    when it is missing, a folder or cannot be read."""
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path} is a folder; expected a checkpoint file (such as best.pt or last.pt in it)")
+    if not os.path.isfile(path):
+        raise UserError(f"{option} {path}: no such file")
+    return _read_named(path, option)
+
+
+def _build_loaded(state: Any, variant, released: bool, path: str, option: str) -> torch.nn.Module:
+    """The ``variant`` model with ``state`` (which fits it, in the released naming if ``released``),
+    in eval mode; weights that are not finite are a UserError."""
+    state = _unwrap(state)
+    broken = _non_finite_entry(state)
+    if broken is not None:
+        raise UserError(f"{option} {path}: the weights are damaged ({broken} holds NaN or inf values)")
+    if released:
+        return load_original_checkpoint(state, variant.name)
+    model = variant.build()
+    model.load_state_dict(state, strict=False)  # fits: at most batch-norm counters are missing
+    return model.eval()
+
+
 def load_model(path: Union[str, os.PathLike], model_name: str, device: Union[str, torch.device] = "cpu",
                option: str = "--checkpoint") -> MEMCNet:
     """The variant ``model_name`` (any spelling :func:`memc_models.variants.variant` takes) with
@@ -409,11 +435,7 @@ def load_model(path: Union[str, os.PathLike], model_name: str, device: Union[str
     folder, unreadable, another variant's (naming the one it fits), or weights that are not finite."""
     wanted = _find_variant(model_name)
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise UserError(f"{option} {path} is a folder; expected a checkpoint file (such as best.pt or last.pt in it)")
-    if not os.path.isfile(path):
-        raise UserError(f"{option} {path}: no such file")
-    state = _read_named(path, option)
+    state = _read_model_file(path, option)
     if is_training_state(state):
         config = state.get("config")
         trained = config.get("model") if isinstance(config, dict) else None
@@ -431,16 +453,36 @@ def load_model(path: Union[str, os.PathLike], model_name: str, device: Union[str
         nearest = min(VARIANTS, key=lambda name: (mismatches[name].size, name != wanted.name))
         raise UserError(f"{option} {path} is not a --model {wanted.name} checkpoint; it fits none of "
                         f"{', '.join(VARIANTS)} (as --model {nearest}: {mismatches[nearest].describe()})")
-    state = _unwrap(state)
-    broken = _non_finite_entry(state)
-    if broken is not None:
-        raise UserError(f"{option} {path}: the weights are damaged ({broken} holds NaN or inf values)")
-    if mismatches[wanted.name].released:
-        model = load_original_checkpoint(state, wanted.name)
-    else:
-        model = wanted.build()
-        model.load_state_dict(state, strict=False)  # fits: at most batch-norm counters are missing
-    return model.eval().to(device)
+    return _build_loaded(state, wanted, mismatches[wanted.name].released, path, option).to(device)
+
+
+def load_enhancement_model(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                           option: str = "--checkpoint") -> MEMCNetVE:
+    """The enhancement model (:class:`~memc_models.MEMCNetVE`) with the weights at ``path``, in
+    eval mode on ``device``: one of the authors' ``MEMC-Net_SR.pth``, ``MEMC-Net_DN.pth`` or
+    ``MEMC-Net_DB.pth``, or our state dict of that model (``torch.save(model.state_dict())``). A
+    :class:`~memc_models.errors.UserError` beginning with ``option`` says what is wrong with the
+    file: missing, a folder, unreadable, an interpolation model's (naming its ``--model``) or
+    another network's, or weights that are not finite."""
+    wanted = ENHANCEMENT_VARIANTS["memc_ve"]
+    path = os.fspath(path)
+    state = _read_model_file(path, option)
+    expected = ("an enhancement model is needed (the authors' MEMC-Net_SR.pth, MEMC-Net_DN.pth or MEMC-Net_DB.pth, "
+                "or a saved memc_models.memc_net_ve())")
+    if is_training_state(state):
+        raise UserError(f"{option} {path} is a memc-train last.pt (an interpolation model's training state); {expected}")
+    try:
+        mismatch = compare_state_dict(state, wanted.name)
+        if not mismatch.fits:
+            interpolation = [name for name in VARIANTS if compare_state_dict(state, name).fits]
+    except ValueError as error:
+        raise UserError(f"{option} {path}: {error}") from None
+    if not mismatch.fits:
+        if interpolation:
+            raise UserError(f"{option} {path} is an interpolation model (memc-interpolate --model {interpolation[0]}); "
+                            f"{expected}")
+        raise UserError(f"{option} {path} is not an enhancement model checkpoint ({mismatch.describe()}); {expected}")
+    return _build_loaded(state, wanted, mismatch.released, path, option).to(device)
 
 
 def save_weights(path: Union[str, os.PathLike], model: torch.nn.Module) -> None:

@@ -6,14 +6,18 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .checkpoint import load_model
+from .checkpoint import load_enhancement_model, load_model
 from .errors import UserError
 from .frames import check_finite
 
-__all__ = ["Interpolator", "build_interpolator", "pick_device", "release_mode_note"]
+__all__ = ["Enhancer", "Interpolator", "build_enhancer", "build_interpolator", "pick_device", "release_mode_note"]
 
 #: Interpolates (1, 3, H, W) frames in [0, 1] at several times in (0, 1).
 Interpolator = Callable[[Tensor, Tensor, Sequence[float]], List[Tensor]]
+
+#: Restores the centre frame of a window: (T, 3, H, W) frames in [0, 1] (T from 3 to 7) and the
+#: centre's index -> (3, H, W), or (3, scale*H, scale*W) for super-resolution.
+Enhancer = Callable[[Tensor, int], Tensor]
 
 
 def pick_device(name: str) -> torch.device:
@@ -76,5 +80,42 @@ def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, m
 
     def checked(frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tensor]:
         return [check_finite(frame, made_by) for frame in run(frame0, frame1, times)]
+
+    return checked
+
+
+def build_enhancer(device: torch.device, task: str, checkpoint: Optional[str] = None, *,
+                   sigma: Optional[float] = None, scale: Optional[int] = None) -> Enhancer:
+    """The training-free enhancement of :func:`memc_models.enhancement.enhance` for ``task``
+    (``sigma`` for ``"denoise"``: None estimates it per frame; ``scale`` for ``"sr"``), or the
+    MEMC-Net_VE model from ``checkpoint`` (:func:`memc_models.checkpoint.load_enhancement_model`),
+    which for ``"sr"`` takes the frames bicubic-upsampled by ``scale`` first (the authors' input
+    convention) and does not take ``sigma``. Runs on ``device`` (DIS flow on the CPU); an output
+    that is not finite is a UserError naming the checkpoint (or the path)."""
+    from . import enhancement
+
+    if task not in enhancement.TASKS:
+        raise ValueError(f"task must be one of {', '.join(enhancement.TASKS)}; got {task!r}")
+    if task == "sr" and scale is None:
+        raise ValueError("the sr task needs a scale: 2 or 4")
+    if checkpoint is None:
+        made_by = "the training-free path"
+        options = {"sigma": sigma} if task == "denoise" else {"scale": scale} if task == "sr" else {}
+
+        def run(frames: Tensor, centre: int) -> Tensor:
+            return enhancement.enhance(frames.to(device), centre, task, **options)
+    else:
+        net = load_enhancement_model(checkpoint, device)
+        made_by = f"--checkpoint {checkpoint}"
+
+        @torch.no_grad()
+        def run(frames: Tensor, centre: int) -> Tensor:
+            frames = frames.to(device)
+            if task == "sr":
+                frames = enhancement.bicubic_upsample(frames, scale)
+            return check_finite(net(frames.unsqueeze(0), centre)[0].float(), made_by).clamp(0, 1)
+
+    def checked(frames: Tensor, centre: int) -> Tensor:
+        return check_finite(run(frames, centre), made_by)
 
     return checked

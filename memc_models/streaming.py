@@ -28,7 +28,7 @@ from .images import SIXTEEN_BIT_EXTENSIONS, copy_image, image_size, list_frames,
 from .video import VideoReader, VideoWriter
 
 __all__ = ["SCENE_THRESHOLD", "FolderSink", "FolderSource", "StreamFrame", "StreamResult", "VideoSink", "VideoSource",
-           "colour_overlap", "interpolate_stream", "is_scene_cut", "windows"]
+           "centred_windows", "colour_overlap", "interpolate_stream", "is_scene_cut", "windows"]
 
 #: Interpolates (1, 3, H, W) frames in [0, 1] at several times in (0, 1).
 Interpolator = Callable[[Tensor, Tensor, Sequence[float]], List[Tensor]]
@@ -107,6 +107,35 @@ def windows(frames: Iterable[StreamFrame], size: int) -> Iterator[Tuple[StreamFr
         window.append(frame)
         if len(window) == size:
             yield tuple(window)
+
+
+def centred_windows(frames: Iterable[StreamFrame], size: int) -> Iterator[Tuple[Tuple[StreamFrame, ...], int]]:
+    """For every frame, in order, the window of up to ``size`` (odd) frames centred on it and its
+    position in the window: (f0..f{h}) with 0, (f0..f{h+1}) with 1, ..., (f{i-h}..f{i+h}) with h,
+    where h = size // 2; the ends of the stream have fewer neighbours on one side. One window per
+    frame, ``size`` frames in memory at a time. Frames of another size than the first are an error
+    naming both."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be an odd number, 1 or more; got {size}")
+    half = size // 2
+    held: collections.deque = collections.deque()  # frames from position first on
+    first = centre = 0
+    for position, frame in enumerate(frames):
+        if held:
+            check_same_size(frame.image, frame.name, held[0].image, held[0].name)
+        held.append(frame)
+        if position == centre + half:  # the window of centre is complete
+            yield tuple(held), centre - first
+            centre += 1
+            if centre - half > first:
+                held.popleft()
+                first += 1
+    while centre < first + len(held):  # the last frames, with fewer neighbours after them
+        yield tuple(held)[: centre + half + 1 - first], centre - first
+        centre += 1
+        if centre - half > first:
+            held.popleft()
+            first += 1
 
 
 # ----------------------------------------------------------------------------------------------

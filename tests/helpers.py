@@ -160,33 +160,41 @@ def assert_one_line_error(stderr: str, *words) -> None:
         assert str(word) in stderr, stderr
 
 
-#: A program run in a fresh process whose interpolator is an average that first prints a line
-#: ("interpolating") and then sleeps, or waits until the file named by SLOW_UNTIL exists: a test
-#: knows the run is under way and has time to stop it, or to start another beside it.
+#: A program run in a fresh process whose method (what ``{builder}`` builds: an interpolator by
+#: default) first prints a line ("interpolating") and then sleeps, or waits until the file named by
+#: SLOW_UNTIL exists, before giving ``{result}``: a test knows the run is under way and has time to
+#: stop it, or to start another beside it.
 SLOW_PROGRAM = """
 import os, sys, time
 from memc_models.cli import {program} as program
 
 def slow(*args, **kwargs):
-    def interpolate(frame0, frame1, times):
+    def method(*inputs):
         print("interpolating", flush=True)
         until = os.environ.get("SLOW_UNTIL")
         deadline = time.monotonic() + 300
         while until and not os.path.exists(until) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep({seconds})
-        return [(1 - t) * frame0 + t * frame1 for t in times]
-    return interpolate
+        return ({result})(*inputs)
+    return method
 
-program.build_interpolator = slow
+program.{builder} = slow
 sys.exit(program.main(sys.argv[1:]))
 """
 
+#: What the slow interpolator gives: the frames blended at each time.
+BLEND = "lambda frame0, frame1, times: [(1 - t) * frame0 + t * frame1 for t in times]"
+#: What a slow enhancer (``builder="build_enhancer"``) gives: the window's centre frame as it is.
+CENTRE_FRAME = "lambda frames, centre: frames[centre]"
 
-def start_slow_program(program: str, *args, seconds: float = 0.5, until=None) -> subprocess.Popen:
-    """Starts ``memc_models.cli.<program>`` with the slow interpolator above (each call waits
-    ``seconds``, and first until the file ``until`` exists if given); stdout and stderr are pipes."""
-    script = SLOW_PROGRAM.format(program=program, seconds=seconds)
+
+def start_slow_program(program: str, *args, seconds: float = 0.5, until=None, builder: str = "build_interpolator",
+                       result: str = BLEND) -> subprocess.Popen:
+    """Starts ``memc_models.cli.<program>`` with its ``builder`` replaced by the slow method above
+    (each call waits ``seconds``, and first until the file ``until`` exists if given, then returns
+    what the expression ``result`` gives for its arguments); stdout and stderr are pipes."""
+    script = SLOW_PROGRAM.format(program=program, seconds=seconds, builder=builder, result=result)
     environment = dict(os.environ, SLOW_UNTIL=str(until)) if until else None
     return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=environment)

@@ -43,11 +43,13 @@ def test_bench_enhance_scores_every_method_on_a_small_window():
 
     import bench_enhance
 
+    from memc_models.enhancement_eval import Window
+
     generator = torch.Generator().manual_seed(0)
     texture = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 40, 56, generator=generator), 3, 1)[0]
     clip = torch.stack([texture[:, 2 * t : 2 * t + 32, t : t + 48] for t in range(3)])
     args = argparse.Namespace(sigma=20.0, nlm_h=12.0, qp=37, seed=0)
-    rows = bench_enhance.run([("tiny", clip, 1)], "denoise", args)
+    rows = bench_enhance.run([Window("tiny", clip, 1)], "denoise", args)
     assert [row[0] for row in rows] == [name for name, _ in bench_enhance.methods_for("denoise", args)]
     scores = {row[0]: row[1] for row in rows}
     assert scores["ours"] > scores["noisy input"] + 3

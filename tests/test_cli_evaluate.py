@@ -372,3 +372,152 @@ def test_sigterm_leaves_no_saved_files_and_the_old_ones_as_they_were(tmp_path):
     assert process.stderr.read() == "memc-eval: stopped by SIGTERM\n"
     assert [p.name for p in save.iterdir()] == ["Seq_ours.png"]
     assert (save / "Seq_ours.png").read_bytes() == b"an earlier run's picture"
+
+
+# ---------------------------------------------------------------------------------------------
+# memc-eval enhance
+
+
+def _clips(root: pathlib.Path, names=("Alpha", "Beta"), count=3, height=32, width=48) -> pathlib.Path:
+    """A folder of clips: each a folder of ``count`` clean frames of the moving photograph."""
+    for offset, name in enumerate(names):
+        _write_sequence(root / name, [f"frame{k}.png" for k in range(count)], [(k + offset) / 4 for k in range(count)],
+                        height, width)
+    return root
+
+
+def _method_rows(out: str):
+    """{method: (PSNR, SSIM, s/frame)} from memc-eval enhance's table."""
+    rows = {}
+    for line in out.splitlines():
+        parts = line.rsplit(None, 3)
+        if len(parts) == 4:
+            try:
+                rows[parts[0].strip()] = (float(parts[1]), float(parts[2]) if parts[2] != "n/a" else math.nan,
+                                          float(parts[3]))
+            except ValueError:
+                pass
+    return rows
+
+
+def test_enhance_denoise_prints_ours_the_noisy_input_and_the_peers(tmp_path, capsys):
+    data = _clips(tmp_path / "data", names=("Alpha",))
+    assert main(["enhance", str(data), "--task", "denoise", "--sigma", "20", "--device", "cpu", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == ("denoise: Gaussian noise of sigma 20 on 0..255 (given to every method that takes "
+                                   "it), seed 0; ours: the training-free path on cpu; 1 window(s) from 1 clip(s)")
+    rows = _method_rows(out)
+    assert list(rows) == ["noisy input", "OpenCV NLM, 1 frame (h=12)", "OpenCV NLM multi-frame (h=12)", "ours"]
+    assert rows["ours"][0] > rows["noisy input"][0] + 3 and rows["ours"][1] > rows["noisy input"][1]
+    assert rows["OpenCV NLM, 1 frame (h=12)"][0] > rows["noisy input"][0]
+    assert all(row[2] >= 0 for row in rows.values())
+
+
+def test_enhance_noise_is_the_same_for_a_seed_and_differs_between_seeds(tmp_path, capsys, monkeypatch):
+    from memc_models import enhancement_eval
+
+    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (lambda frames, centre: frames[centre]))
+    monkeypatch.setattr(enhancement_eval, "nlm_denoise", lambda frames, centre, h, multi=True: frames[centre])
+    data = _clips(tmp_path / "data", height=16, width=16)
+    runs = []
+    for seed in ("0", "0", "5"):
+        assert main(["enhance", str(data), "--task", "denoise", "--seed", seed, "-q"]) == 0
+        runs.append(_method_rows(capsys.readouterr().out)["noisy input"][:2])
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+@pytest.mark.parametrize("task, extra, names", [
+    ("sr", ["--scale", "2"], ["bicubic", "ours"]),
+    ("deblock", ["--qp", "40"], ["H.264 QP 40 input", "ours"]),
+])
+def test_enhance_sr_and_deblock_print_ours_and_the_input(tmp_path, capsys, task, extra, names):
+    data = _clips(tmp_path / "data", names=("Alpha",), height=24, width=32)
+    assert main(["enhance", str(data / "Alpha"), "--task", task, *extra, "-q"]) == 0  # one clip: the folder itself
+    rows = _method_rows(capsys.readouterr().out)
+    assert list(rows) == names
+    assert rows["ours"][0] > rows[names[0]][0]
+
+
+def test_enhance_windows_of_a_long_clip_have_three_neighbours_a_side(tmp_path, capsys, monkeypatch):
+    from memc_models import enhancement_eval
+
+    seen = []
+    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (
+        lambda frames, centre: seen.append((len(frames), centre)) or frames[centre]))
+    monkeypatch.setattr(enhancement_eval, "nlm_denoise", lambda frames, centre, h, multi=True: frames[centre])
+    data = _clips(tmp_path / "data", names=("Long",), count=9, height=16, width=16)
+    assert main(["enhance", str(data), "--task", "denoise", "-q"]) == 0
+    assert seen == [(7, 3), (7, 3), (7, 3)]  # frames 3, 4, 5 of 9
+    seen.clear()
+    assert main(["enhance", str(data), "--task", "denoise", "--windows", "2", "-q"]) == 0
+    assert len(seen) == 2
+    assert "2 window(s) from 1 clip(s)" in capsys.readouterr().out
+
+
+def test_enhance_names_the_clips_it_cannot_use(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (lambda frames, centre: frames[centre]))
+    data = _clips(tmp_path / "data", names=("Good",), height=16, width=16)
+    _write_sequence(data / "Short", ["a.png", "b.png"], [0.0, 0.5], 16, 16)
+    assert main(["enhance", str(data), "--task", "deblock", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "not evaluated: Short: holds 2 frame(s); a window needs at least 3"
+    assert main(["enhance", str(data / "Short"), "--task", "deblock", "-q"]) == 1
+    assert capsys.readouterr().err == (f"memc-eval: error: {data / 'Short'}: no folder of at least 3 frames (a clip, or "
+                                       "a folder of clips) (Short: holds 2 frame(s); a window needs at least 3)\n")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["enhance", "{data}"], "--task must be one of denoise, deblock, sr; got nothing"),
+    (["enhance", "{data}", "--task", "blur"], "--task must be one of denoise, deblock, sr; got 'blur'"),
+    (["enhance", "{data}", "--task", "sr", "--sigma", "10"],
+     "--sigma applies to --task denoise (the noise's standard deviation); got --task sr"),
+    (["enhance", "{data}", "--task", "denoise", "--sigma", "-1"],
+     "--sigma must be a number from 0 to 255 (the noise's standard deviation on 0..255); got -1"),
+    (["enhance", "{data}", "--task", "sr", "--scale", "3"], "--scale must be 2 or 4; got 3"),
+    (["enhance", "{data}", "--task", "deblock", "--qp", "60"],
+     "--qp must be a whole number from 0 to 51 (the H.264 quantiser); got 60"),
+    (["enhance", "{data}", "--task", "denoise", "--qp", "30"],
+     "--qp applies to --task deblock (the H.264 quantiser); got --task denoise"),
+    (["enhance", "{data}", "--task", "denoise", "--model", "memc_s"],
+     "--model applies to the interpolation datasets, not to memc-eval enhance"),
+    (["enhance", "{data}/Alpha/frame0.png", "--task", "denoise"],
+     "{data}/Alpha/frame0.png is a file; memc-eval enhance takes a folder of frames, or a folder of such folders"),
+    (["enhance", "{data}/absent", "--task", "denoise"], "{data}/absent: no such folder"),
+    (["middlebury", "{data}", "--task", "denoise"],
+     "--task applies to memc-eval enhance; memc-eval middlebury evaluates interpolation"),
+])
+def test_enhance_bad_options_are_one_line_errors_before_any_work(tmp_path, capsys, monkeypatch, arguments, message):
+    def refuse(*args, **kwargs):
+        raise AssertionError("memc-eval built a method before rejecting its arguments")
+    monkeypatch.setattr(evaluate_module, "build_enhancer", refuse)
+    monkeypatch.setattr(evaluate_module, "build_interpolator", refuse)
+    data = _clips(tmp_path / "data", names=("Alpha",), height=16, width=16)
+    assert main([argument.format(data=data) for argument in arguments]) == 1
+    assert capsys.readouterr().err == f"memc-eval: error: {message.format(data=data)}\n"
+
+
+def test_enhance_with_a_checkpoint_scores_the_model_as_ours(tmp_path, capsys, monkeypatch):
+    from memc_models import inference
+
+    class CentreFrame(torch.nn.Module):
+        def forward(self, frames, centre):
+            return frames[:, centre]
+
+    monkeypatch.setattr(inference, "load_enhancement_model", lambda path, device: CentreFrame())
+    data = _clips(tmp_path / "data", names=("Alpha",), height=16, width=16)
+    checkpoint = tmp_path / "MEMC-Net_DB.pth"
+    assert main(["enhance", str(data), "--task", "deblock", "--checkpoint", str(checkpoint), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert f"ours: MEMC-Net_VE ({checkpoint}) on cpu" in out.splitlines()[0]
+    rows = _method_rows(out)
+    assert list(rows) == ["H.264 QP 37 input", "ours (MEMC-Net_VE)"]
+    assert rows["ours (MEMC-Net_VE)"][:2] == rows["H.264 QP 37 input"][:2]  # the model gave the input back
+
+
+def test_enhance_where_no_window_can_be_read_is_an_error_naming_why(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (lambda frames, centre: frames[centre]))
+    data = _clips(tmp_path / "data", names=("Only",), height=16, width=16)
+    (data / "Only" / "frame2.png").write_bytes(b"not a picture")
+    assert main(["enhance", str(data), "--task", "deblock", "-q"]) == 1
+    assert capsys.readouterr().err == (f"memc-eval: error: {data}: no window could be evaluated: Only: cannot read "
+                                       f"{data / 'Only' / 'frame2.png'} as an image (unknown format or damaged file)\n")

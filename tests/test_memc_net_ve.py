@@ -99,6 +99,40 @@ def test_released_enhancement_checkpoints_load(file_name, variant, tmp_path, mod
         assert torch.equal(loaded(frames), expected)
 
 
+def test_load_enhancement_model_reads_our_own_state_dict(tmp_path, model):
+    # (The released layout: test_memc_enhance_with_a_checkpoint_writes_what_the_model_restores.)
+    from memc_models.checkpoint import load_enhancement_model
+
+    path = tmp_path / "weights.pth"
+    torch.save(model.state_dict(), path)
+    loaded = load_enhancement_model(path)
+    assert isinstance(loaded, MEMCNetVE) and not loaded.training
+    frames = window(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(frames), model(frames))
+
+
+def test_memc_enhance_with_a_checkpoint_writes_what_the_model_restores(tmp_path, model):
+    from helpers import iio
+    from memc_models.cli.enhance import main
+    from memc_models.images import read_image
+
+    frames = (window(1, 3, 24, 32)[0] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    (tmp_path / "frames").mkdir()
+    for k, pixels in enumerate(frames):
+        iio.imwrite(tmp_path / "frames" / f"{k}.png", pixels)
+    checkpoint = tmp_path / "MEMC-Net_DN.pth"
+    torch.save(random_original_state_dict("MEMC_Net_VE", manifest=MANIFEST), checkpoint)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "frames"), "-o", str(out), "--task", "denoise", "--checkpoint", str(checkpoint), "-q"]) == 0
+    inputs = torch.stack([read_image(str(tmp_path / "frames" / f"{k}.png"))[0] for k in range(3)])
+    with torch.no_grad():
+        for k in range(3):  # each frame from the window of all three (the clip's ends)
+            expected = model(inputs.unsqueeze(0), k)[0].clamp(0, 1)
+            written = read_image(str(out / f"{k:05d}.png"))[0]
+            assert (written - expected).abs().max() <= 0.5 / 255 + 1e-6
+
+
 def test_a_checkpoint_of_another_variant_is_refused_naming_the_differences():
     interpolation = random_original_state_dict("MEMC_Net")
     with pytest.raises(RuntimeError, match=r"the state dict does not fit MEMC_Net_VE: 124 checkpoint entries have no place in MEMC_Net_VE: initScaleNets_filter2"):
@@ -109,7 +143,8 @@ def test_a_checkpoint_of_another_variant_is_refused_naming_the_differences():
 def test_own_state_dict_is_refused_with_advice_to_use_load_state_dict():
     with torch.device("meta"):
         own = memc_net_ve().state_dict()
-    with pytest.raises(ValueError, match=r"holds memc_models' own names .* on memc_models.memc_net_ve\(\)$"):
+    with pytest.raises(ValueError, match=r"holds memc_models' own names .* on memc_models.memc_net_ve\(\), "
+                       r"or pass it to memc-enhance --checkpoint$"):
         load_original_checkpoint(own, "MEMC_Net_VE")
 
 

@@ -6,8 +6,8 @@ import torch
 
 from helpers import frame_at, iio, other_shot, to_tensor
 from memc_models.errors import UserError
-from memc_models.streaming import (SCENE_THRESHOLD, FolderSink, FolderSource, VideoSink, VideoSource, colour_overlap,
-                                   interpolate_stream, windows)
+from memc_models.streaming import (SCENE_THRESHOLD, FolderSink, FolderSource, StreamFrame, VideoSink, VideoSource, colour_overlap,
+                                   centred_windows, interpolate_stream, windows)
 
 
 def average(frame0, frame1, times):
@@ -74,6 +74,25 @@ def test_windows_slide_one_frame_at_a_time_and_refuse_a_frame_of_another_size(tm
     odd = frames[2]._replace(image=torch.zeros(1, 3, 8, 8), name="odd.png")
     with pytest.raises(UserError, match="the frames differ in size: odd.png is 8x8"):
         list(windows([frames[0], frames[1], odd], 2))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 9])
+def test_centred_windows_give_every_frame_once_with_its_neighbours_and_fewer_at_the_ends(count):
+    frames = [StreamFrame(torch.full((1, 3, 4, 4), k / 10), k, f"f{k}") for k in range(count)]
+    seen = [([f.index for f in window], centre) for window, centre in centred_windows(iter(frames), 7)]
+    assert [window[centre] for window, centre in seen] == list(range(count))  # each frame once, in order
+    for window, centre in seen:
+        k = window[centre]
+        assert window == list(range(max(0, k - 3), min(count, k + 4)))
+
+
+def test_centred_windows_refuse_an_even_size_and_a_frame_of_another_size():
+    frames = [StreamFrame(torch.zeros(1, 3, 4, 4), k, f"f{k}") for k in range(3)]
+    with pytest.raises(ValueError, match="size must be an odd number"):
+        list(centred_windows(frames, 4))
+    odd = frames[2]._replace(image=torch.zeros(1, 3, 8, 8), name="odd.png")
+    with pytest.raises(UserError, match="the frames differ in size: odd.png is 8x8"):
+        list(centred_windows([frames[0], frames[1], odd], 3))
 
 
 def test_video_to_video_keeps_the_rate_times_the_factor(tmp_path):

@@ -14,8 +14,9 @@ from ..atomic import discard_pending
 from ..errors import UserError, first_line
 from ..variants import VARIANTS
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "method_notes", "positive_int", "run", "say",
-           "signal_number", "unit_interval", "user_message"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "enhancement_scale", "enhancement_task", "method_notes",
+           "new_folder_output", "noise_sigma", "positive_int", "run", "say", "signal_number", "unit_interval",
+           "user_message"]
 
 #: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -176,3 +177,57 @@ def method_notes(args) -> list:
     elif args.fast:
         notes.append("--fast applies to the training-free path; it does not change a --checkpoint model")
     return notes
+
+
+def new_folder_output(output: str, folder: str) -> None:
+    """-o for a folder of frames read from ``folder``: a new or empty folder that is not the input
+    (what memc-interpolate checks too). A UserError saying which, before any work."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
+    if os.path.isdir(output) and os.path.samefile(output, folder):
+        raise UserError(f"-o {output} is the input folder; choose another output folder")
+    if os.path.isdir(output) and os.listdir(output):
+        raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+
+
+# The enhancement options (memc-enhance, memc-eval enhance): read as text and checked here, so that
+# each mistake is one line (status 1) saying what was expected.
+
+
+def enhancement_task(text: Optional[str]) -> str:
+    """--task: denoise, deblock or sr."""
+    from ..enhancement import TASKS
+
+    if text not in TASKS:
+        got = "nothing" if text is None else repr(text)
+        raise UserError(f"--task must be one of {', '.join(TASKS)}; got {got}")
+    return text
+
+
+def enhancement_scale(text: Optional[str], task: str) -> Optional[int]:
+    """--scale for ``task``: 2 or 4 for sr (default 4), an error with another task."""
+    from ..enhancement import SCALES
+
+    if text is None:
+        return 4 if task == "sr" else None
+    if task != "sr":
+        raise UserError(f"--scale applies to --task sr; --task {task} keeps the frame size")
+    if text not in [str(scale) for scale in SCALES]:
+        raise UserError(f"--scale must be {' or '.join(map(str, SCALES))}; got {text}")
+    return int(text)
+
+
+def noise_sigma(text: Optional[str], task: str, default: Optional[float] = None) -> Optional[float]:
+    """--sigma for ``task``: the noise's standard deviation on 0..255 for denoise (``default`` when
+    not given), an error with another task."""
+    if text is None:
+        return default if task == "denoise" else None
+    if task != "denoise":
+        raise UserError(f"--sigma applies to --task denoise (the noise's standard deviation); got --task {task}")
+    try:
+        sigma = float(text)
+    except ValueError:
+        sigma = math.nan
+    if not 0.0 <= sigma <= 255.0:
+        raise UserError(f"--sigma must be a number from 0 to 255 (the noise's standard deviation on 0..255); got {text}")
+    return sigma

@@ -1,13 +1,18 @@
 """``memc-eval``: interpolation quality on Middlebury, Vimeo90K and videos, for our method and
-frame averaging.
+frame averaging; enhancement quality on folders of clean frames, for ours, the degraded input and
+the peer methods.
 
     memc-eval middlebury DIR [--save OUT] [--checkpoint PATH --model memc_star]
     memc-eval vimeo DIR [--limit N]
     memc-eval video FILE [--limit N]     (every frame i+1 from frames i and i+2)
+    memc-eval enhance DIR --task denoise [--sigma 20] [--seed 0] [--windows N]
+    memc-eval enhance DIR --task deblock [--qp 37]  |  --task sr [--scale 4]
 
 The metrics (IE, RMSE, PSNR, SSIM) are :mod:`memc_models.metrics`'. Every sequence or sample that
 cannot be used is named, with a count ("evaluated 7 of 8; Beta: no frame10i11.png"); a run where
 none can is an error. ``--save`` images are written together at the end, atomically.
+``enhance`` runs :func:`memc_models.enhancement_eval.evaluate_enhancement` (the same evaluation as
+``benchmarks/bench_enhance.py``) and prints one row per method.
 """
 
 import argparse
@@ -25,11 +30,12 @@ from ..datasets import LoadedSample, middlebury_samples, read_samples, video_sam
 from ..errors import UserError
 from ..frames import to_uint8
 from ..images import encode_image
-from ..inference import build_interpolator, pick_device
+from ..inference import build_enhancer, build_interpolator, pick_device
 from ..metrics import METRICS, SSIM_WINDOW, error_levels, metrics
-from .common import add_method_options, method_notes, positive_int, run, say
+from .common import (add_method_options, enhancement_scale, enhancement_task, method_notes, noise_sigma, positive_int,
+                     run, say)
 
-__all__ = ["comparison", "evaluate", "format_table", "main"]
+__all__ = ["comparison", "evaluate", "format_enhancement_table", "format_table", "main"]
 
 PROG = "memc-eval"
 
@@ -168,23 +174,45 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Interpolate the middle frame of each test sequence and print IE (mean absolute error, as "
         "MEMC-Net's tables), RMSE (Middlebury's IE), PSNR and SSIM for our method and for frame averaging. "
-        "Sequences that cannot be used are named, with a count.",
+        "Sequences that cannot be used are named, with a count. memc-eval enhance evaluates denoising, deblocking and "
+        "super-resolution instead (see below).",
     )
-    parser.add_argument("dataset", choices=("middlebury", "vimeo", "video"),
+    parser.add_argument("dataset", choices=("middlebury", "vimeo", "video", "enhance"),
                         help="middlebury: folders with frame10.png, frame11.png, frame10i11.png; vimeo: Vimeo90K "
                         "triplets (im1-3) or septuplets (im1-7); video: a video file, each inner frame held out "
-                        "and interpolated from its two neighbours")
+                        "and interpolated from its two neighbours; enhance: a folder of clean frames (one clip) or "
+                        "of such folders, degraded (--task) and restored (see below)")
     parser.add_argument("root", metavar="PATH", help="the dataset folder, or the video file")
     parser.add_argument("--save", metavar="OUT",
                         help="write each interpolated frame and a side-by-side comparison PNG here (at the end)")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only the first N samples (N >= 1)")
     add_method_options(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    enhance = parser.add_argument_group(
+        "memc-eval enhance", "Each frame of a clip with 3 neighbours on each side (or as many as the clip allows "
+        "on both sides: a 3-frame Middlebury sequence gives its middle frame) is degraded reproducibly from --seed "
+        "and restored; PSNR and SSIM against the clean frame, and seconds per frame, for ours (the training-free "
+        "path, or --checkpoint MEMC-Net_VE weights), the degraded input and the peers (OpenCV non-local means on "
+        "one frame and on the window for denoise; bicubic upsampling for sr). --device and --limit (clips) apply.")
+    enhance.add_argument("--task", metavar="denoise|deblock|sr", help="the degradation and restoration")
+    enhance.add_argument("--sigma", metavar="S", help="denoise: Gaussian noise on 0..255 (default 20), given to "
+                         "every method that takes it")
+    enhance.add_argument("--qp", metavar="QP", help="deblock: the H.264 quantiser, 0 to 51 (default 37)")
+    enhance.add_argument("--scale", metavar="2|4", help="sr: bicubic downscaling by 2 or 4 (default 4)")
+    enhance.add_argument("--seed", type=int, default=0, help="the noise's seed (default 0; window k uses seed + k)")
+    enhance.add_argument("--windows", type=positive_int, metavar="N",
+                         help="at most N windows a clip, spread evenly (default: every frame with full neighbours)")
     return parser
 
 
 def _evaluate(argv: Optional[Sequence[str]]) -> int:
     args = _parser().parse_args(argv)
+    if args.dataset == "enhance":
+        return _evaluate_enhancement(args)
+    given = [option for option, value in (("--task", args.task), ("--sigma", args.sigma), ("--qp", args.qp),
+                                          ("--scale", args.scale), ("--windows", args.windows)) if value is not None]
+    if given:
+        raise UserError(f"{given[0]} applies to memc-eval enhance; memc-eval {args.dataset} evaluates interpolation")
     unusable: List[str] = []
     if args.dataset == "video":
         samples = video_samples(args.root, args.limit)
@@ -220,6 +248,73 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
         print(f"evaluated {len(rows)} of {len(rows) + len(unusable)}; {shown}")
     if args.save:
         print(f"frames and comparisons written to {args.save}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# memc-eval enhance
+
+
+def _qp(text: Optional[str], task: str) -> int:
+    if text is None:
+        return 37
+    if task != "deblock":
+        raise UserError(f"--qp applies to --task deblock (the H.264 quantiser); got --task {task}")
+    if not text.isdecimal() or not 0 <= int(text) <= 51:
+        raise UserError(f"--qp must be a whole number from 0 to 51 (the H.264 quantiser); got {text}")
+    return int(text)
+
+
+def format_enhancement_table(scores) -> str:
+    """One row per method (:class:`memc_models.enhancement_eval.Score`): PSNR, SSIM (n/a where the
+    frames are smaller than its window) and seconds per frame."""
+    width = max([len("method")] + [len(score.method) for score in scores])
+    header = f"{'method':<{width}}  {'PSNR dB':>8}  {'SSIM':>6}  {'s/frame':>7}"
+    lines = [header, "-" * len(header)]
+    for score in scores:
+        ssim = "n/a" if np.isnan(score.ssim) else f"{score.ssim:.4f}"
+        lines.append(f"{score.method:<{width}}  {score.psnr:>8.2f}  {ssim:>6}  {score.seconds:>7.2f}")
+    return "\n".join(lines)
+
+
+def _evaluate_enhancement(args) -> int:
+    from tqdm import tqdm
+
+    from ..enhancement_eval import (Method, clip_windows, evaluate_enhancement, folder_clips, reference_methods,
+                                    window_centres)
+
+    task = enhancement_task(args.task)
+    scale, sigma, qp = enhancement_scale(args.scale, task), noise_sigma(args.sigma, task, 20.0), _qp(args.qp, task)
+    for option, given in (("--save", args.save), ("--model", args.model), ("--fast", args.fast), ("--half", args.half)):
+        if given:
+            raise UserError(f"{option} applies to the interpolation datasets, not to memc-eval enhance")
+    if os.path.isfile(args.root):
+        raise UserError(f"{args.root} is a file; memc-eval enhance takes a folder of frames, or a folder of such folders")
+    clips, unusable = folder_clips(args.root)
+    clips = clips[: args.limit]
+    device = pick_device(args.device)
+    restore = build_enhancer(device, task, args.checkpoint, sigma=sigma, scale=scale)
+    ours = Method("ours" if args.checkpoint is None else "ours (MEMC-Net_VE)", restore)
+    methods = reference_methods(task, sigma=sigma or 0.0, qp=qp, scale=scale or 4) + [ours]
+    total = sum(len(window_centres(clip.count, args.windows)[1]) for clip in clips)
+    evaluated = []
+    with tqdm(total=total, desc="evaluating", unit="window", disable=args.quiet or total == 1, leave=False) as bar:
+        windows = clip_windows(clips, args.windows, unusable)
+        scores = evaluate_enhancement(windows, task, methods, seed=args.seed, sigma=sigma or 0.0, qp=qp,
+                                      scale=scale or 4, on_window=lambda: (evaluated.append(1), bar.update()))
+    if not scores:
+        raise UserError(f"{args.root}: no window could be evaluated: " + "; ".join(unusable[:5])
+                        + (f" and {len(unusable) - 5} more" if len(unusable) > 5 else ""))
+    if task == "denoise":
+        degradation = f"Gaussian noise of sigma {sigma:g} on 0..255 (given to every method that takes it), seed {args.seed}"
+    else:
+        degradation = f"H.264 (libx264) at QP {qp}" if task == "deblock" else f"bicubic downscaling by {scale}"
+    method = f"MEMC-Net_VE ({args.checkpoint})" if args.checkpoint else "the training-free path"
+    print(f"{task}: {degradation}; ours: {method} on {device}; {len(evaluated)} window(s) from {len(clips)} clip(s)")
+    print(format_enhancement_table(scores))
+    if unusable:
+        shown = "; ".join(unusable[:10]) + (f"; and {len(unusable) - 10} more" if len(unusable) > 10 else "")
+        print(f"not evaluated: {shown}")
     return 0
 
 

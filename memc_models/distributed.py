@@ -22,9 +22,11 @@ within a bounded time, even when it is blocked in a collective the failed proces
 """
 
 import _thread
+import ctypes
 import datetime
 import itertools
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -152,7 +154,7 @@ class StopNotices:
                     continue
                 self.peer_notice = notice
                 self._acknowledge(store)
-                _thread.interrupt_main()
+                _interrupt_main_thread()
                 time.sleep(grace)
                 os._exit(1 if notice.reason == "failed" else 130)
 
@@ -175,6 +177,21 @@ class StopNotices:
             except Exception:
                 return
             time.sleep(0.05)
+
+
+def _interrupt_main_thread() -> None:
+    """Raises KeyboardInterrupt in the main thread, as Ctrl-C does: through the program's SIGINT
+    handler when it has one (Python's default, memc-train's), directly when it has none.
+
+    A process started with SIGINT ignored (a background job of a non-interactive shell, and the
+    processes it starts) has no Python handler for it, and ``_thread.interrupt_main`` then does
+    nothing: the process would run on until the watcher's grace ends it without cleaning up."""
+    if callable(signal.getsignal(signal.SIGINT)):
+        _thread.interrupt_main(signal.SIGINT)
+        return
+    # Delivered when the main thread next runs Python code, as interrupt_main's would be.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.main_thread().ident),
+                                               ctypes.py_object(KeyboardInterrupt))
 
 
 def _parse_notice(text: str) -> StopNotice:

@@ -2,9 +2,11 @@
 one test file from another): frames of a real photograph under a known motion, small videos and
 Vimeo90K-style triplets written with other writers than ours, and running the programs."""
 
+import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -290,19 +292,39 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _sigint_as_torchrun_passes_it_on():
+    """While it lasts, this process handles SIGINT in Python and does not block it, so that the
+    processes it starts begin with SIGINT's default disposition, unblocked, whatever this process
+    inherited: as torchrun's workers begin (its agent handles SIGINT, and forwards it to them).
+
+    A test run started with SIGINT ignored (a background job of a non-interactive shell, e.g.
+    ``.ci/run &``) would otherwise pass the ignoring on: Python then installs no KeyboardInterrupt
+    handler in the workers, and the SIGINT a test sends them does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if previous is not None:  # None: a handler set outside Python, which cannot be restored
+            signal.signal(signal.SIGINT, previous)
+
+
 def start_processes(world_size: int, command, **popen) -> list:
     """``world_size`` processes of ``command`` (a list), each with the environment torchrun gives
-    its processes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), stdout and stderr
-    captured as text. Without torchrun itself: nothing stops the others when one fails, which is
-    what memc_models.distributed must do."""
+    its processes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and, as torchrun's,
+    SIGINT at its default disposition; stdout and stderr captured as text. Without torchrun
+    itself: nothing stops the others when one fails, which is what memc_models.distributed must do."""
     port = free_port()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     processes = []
-    for rank in range(world_size):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1", PYTHONPATH=root)
-        processes.append(subprocess.Popen(list(map(str, command)), cwd=root, env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True, **popen))
+    with _sigint_as_torchrun_passes_it_on():
+        for rank in range(world_size):
+            env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1", PYTHONPATH=root)
+            processes.append(subprocess.Popen(list(map(str, command)), cwd=root, env=env, stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, text=True, **popen))
     return processes
 
 

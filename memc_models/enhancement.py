@@ -26,13 +26,12 @@ Tasks (:func:`enhance`):
 * ``"deblock"``: compression artefacts, treated as noise of a given ``strength`` (their error is
   correlated with the neighbours', so it is not estimated from them); the merge averages the
   differently quantised frames and the spatial stage smooths the ringing and block edges.
-* ``"sr"``: x2 or x4 super-resolution of low-resolution frames: the centre bicubic-upsampled to
-  the output grid (the MEMC-Net_VE input convention), then iterative back-projection (Irani and
-  Peleg 1991) against the low-resolution frame through the bicubic downscaling model. With
-  ``temporal=True`` the neighbours are aligned onto the upsampled grid and merged first, and
-  each back-projects its own residual through its flow, weighted by its agreement with the
-  centre (multi-frame fusion); on the data measured so far (README) it did not beat the
-  centre frame alone, so it is off by default.
+* ``"sr"``: x2 or x4 super-resolution of low-resolution frames by multi-frame iterative
+  back-projection (Irani and Peleg 1991) through the bicubic downscaling model: DIS flows between
+  the low-resolution frames, scaled to the output grid; each frame's simulated low-resolution
+  frame compared with the real one, the residuals weighted per pixel by how small they are (an
+  occluded or misaligned neighbour gets none) and back-projected onto the centre through
+  ``adaptive_warp``. ``temporal=False`` is back-projection against the centre frame alone.
 
 Degradations for evaluation, reproducible from a seed: :func:`add_gaussian_noise`,
 :func:`h264_compress` (FFmpeg from imageio-ffmpeg, libx264 at a fixed QP) and
@@ -548,8 +547,8 @@ def enhance(frames: Frames, centre: Optional[int] = None, task: str = "denoise",
         sigma: for ``"denoise"``, the noise's standard deviation on 0..255 (None: estimated).
         scale: for ``"sr"``, 2 or 4.
         strength: for ``"deblock"``, the artefact level on 0..255 (None: 6).
-        temporal: use the neighbours (None: the task's default, True for denoise and deblock,
-            False for sr); False gives the single-frame method.
+        temporal: use the neighbours (None: True, the default of every task); False gives the
+            single-frame method.
 
     Returns:
         (3, H, W) in [0, 1] (``scale`` times larger for ``"sr"``).

@@ -520,13 +520,15 @@ def super_resolve(frames: Frames, centre: Optional[int] = None, scale: int = 4, 
     forward_kernel = forward.new_ones(count, 4, *forward.shape[2:])
     tolerance = _SR_TOLERANCE
     for _ in range(iterations):
-        seen = memc_ops.adaptive_warp(estimate.expand(count, -1, -1, -1).contiguous(), backward, backward_kernel)
+        seen = memc_ops.adaptive_warp(estimate.expand(count, -1, -1, -1), backward, backward_kernel)
         residual = low_neighbours - downscale(seen)
         misfit = _box(residual.square().mean(1, keepdim=True), 3).sqrt()
         weights = ((2.0 * tolerance - misfit) / tolerance).clamp(0.0, 1.0) * backward_valid
+        # The upsampled residuals and weights go back onto the centre in one warp.
         weights = F.interpolate(weights, scale_factor=float(scale), mode="bilinear", align_corners=False)
-        weights = memc_ops.adaptive_warp(weights, forward, forward_kernel) * forward_valid
-        neighbour_corrections = memc_ops.adaptive_warp(_upsample(residual, scale), forward, forward_kernel) * weights
+        back = memc_ops.adaptive_warp(torch.cat((_upsample(residual, scale), weights), 1), forward, forward_kernel)
+        weights = back[:, 3:] * forward_valid
+        neighbour_corrections = back[:, :3] * weights
         total = weights.sum(0, keepdim=True)
         correction = _upsample(low_target - downscale(estimate), scale) + neighbour_corrections.sum(0, keepdim=True)
         step = 1.0 + (_SR_STEP - 1.0) * total.clamp(max=1.0)

@@ -244,6 +244,8 @@ def test_degrade_dispatches_on_the_task():
         (lambda: enhance(torch.rand(3, 3, 16, 16), task="blur"), ValueError, "task must be one of denoise, deblock, sr"),
         (lambda: enhance(torch.rand(3, 3, 16, 16), task="sr"), ValueError, "the sr task needs a scale: 2 or 4"),
         (lambda: enhance(torch.rand(3, 3, 16, 16), task="sr", scale=3), ValueError, "scale must be 2 or 4"),
+        (lambda: super_resolve(torch.rand(3, 3, 16, 16), scale=2, iterations=-1), ValueError, "iterations must be an integer >= 0"),
+        (lambda: super_resolve(torch.rand(3, 3, 16, 16), scale=2, iterations=2.5), ValueError, "iterations must be an integer >= 0"),
         (lambda: enhance(torch.rand(3, 3, 16, 16), task="deblock", sigma=20), ValueError, "sigma applies to the denoise task only"),
         (lambda: enhance(torch.rand(2, 3, 16, 16)), ValueError, "2 to 6 neighbours"),
         (lambda: enhance(torch.rand(8, 3, 16, 16)), ValueError, "2 to 6 neighbours"),

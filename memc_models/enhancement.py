@@ -2,13 +2,12 @@
 frame of a window, by motion-compensated temporal filtering on ``memc_ops``; and the reproducible
 degradations and the measures that evaluate it.
 
-For a window of frames (the centre and 2 to 6 neighbours):
+For a window of frames (the centre and 2 to 6 neighbours), to denoise or deblock (``"sr"`` below):
 
 1. Motion: OpenCV DIS flow from the centre to each neighbour (:func:`memc_models.classical.dis_flows`),
    on frames pre-smoothed in proportion to the noise so that DIS follows the picture, not the grain.
 2. Alignment: ``memc_ops.adaptive_warp`` of each neighbour onto the centre, with bilinear
-   coefficients (or per-pixel 4x4 bicubic ones, :func:`memc_models.classical.bicubic_kernel`, for
-   super-resolution fusion). A pixel whose target leaves the frame has no aligned sample there.
+   coefficients. A pixel whose target leaves the frame has no aligned sample there.
 3. Robust temporal merge (:func:`temporal_merge`), the motion-compensated temporal filter: each
    aligned neighbour is weighted per pixel by how well a patch around the pixel agrees with the
    centre, relative to what the noise alone would explain. A neighbour that agrees to within the

@@ -16,7 +16,7 @@ and is scored on 8-bit levels against the clean centre.
   templates, 21x21 search; ours with ``temporal=False`` (the same spatial stage, one frame) and
   ours.
 * sr (bicubic downscaling by each of ``--scales``): bicubic upsampling; ours on one frame
-  (back-projection) and ours.
+  (back-projection, ``temporal=False``) and ours (multi-frame back-projection).
 * deblock (H.264 at ``--qp``, the window encoded as one clip): the decoded input; ours on one
   frame and ours.
 
@@ -76,8 +76,8 @@ def methods_for(task, args, scale=None):
         ]
     if task == "sr":
         return references + [
-            Method("ours (1 frame: the default)", lambda frames, c: enhancement.super_resolve(frames, c, scale)),
-            Method("ours, multi-frame fusion", lambda frames, c: enhancement.super_resolve(frames, c, scale, temporal=True)),
+            Method("ours, 1 frame", lambda frames, c: enhancement.super_resolve(frames, c, scale, temporal=False)),
+            Method("ours (multi-frame)", lambda frames, c: enhancement.super_resolve(frames, c, scale)),
         ]
     return references + [
         Method("ours, 1 frame", lambda frames, c: enhancement.deblock(frames, c, temporal=False)),

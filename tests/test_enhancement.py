@@ -141,11 +141,42 @@ def test_super_resolution_beats_bicubic_upsampling(scale):
     low = bicubic_downscale(clean, scale)
     assert low.shape == (3, 3, 96 // scale, 128 // scale)
     bicubic = quality(enhancement.bicubic_upsample(low[1], scale), clean[1])["PSNR"]
-    ours = super_resolve(low, 1, scale)
-    assert ours.shape == (3, 96, 128)
-    assert quality(ours, clean[1])["PSNR"] > bicubic + 0.1
-    fused = super_resolve(low, 1, scale, temporal=True)
-    assert fused.shape == (3, 96, 128) and torch.isfinite(fused).all()
+    for temporal in (False, True):
+        ours = super_resolve(low, 1, scale, temporal=temporal)
+        assert ours.shape == (3, 96, 128)
+        assert quality(ours, clean[1])["PSNR"] > bicubic + 0.1
+
+
+def photo_clip(times, scale):
+    """The photograph of helpers.frame_at at each time (a rotation, zoom and translation: every
+    pixel moves differently, by fractions of a pixel), clean (T, 3, 96, 128) and downscaled."""
+    from helpers import frame_at, to_tensor
+
+    clean = torch.cat([to_tensor(frame_at(t)) for t in times])
+    return clean, bicubic_downscale(clean, scale)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_multi_frame_super_resolution_beats_the_single_frame_under_sub_pixel_motion(scale):
+    # Between neighbouring frames the scene moves by 0 to 1.2 pixels of the output grid (about a
+    # point near the top of the frame). Measured: 0.54 dB gained at x2, 0.24 dB at x4.
+    clean, low = photo_clip((-0.12, 0.0, 0.12), scale)
+    single = quality(super_resolve(low, 1, scale, temporal=False), clean[1])["PSNR"]
+    fused = quality(super_resolve(low, 1, scale), clean[1])["PSNR"]
+    assert fused > single + 0.15
+
+
+def test_multi_frame_super_resolution_ignores_neighbours_that_show_something_else():
+    from helpers import other_shot, to_tensor
+
+    clean, low = photo_clip((0.0,), 2)
+    strangers = bicubic_downscale(torch.cat([to_tensor(other_shot(96, 128)), 1.0 - clean]), 2)
+    window = torch.cat((strangers[:1], low, strangers[1:]))
+    for iterations in (4, 8):
+        fused = super_resolve(window, 1, 2, iterations=iterations)
+        assert torch.equal(fused, super_resolve(window, 1, 2, temporal=False, iterations=iterations))
+    default = quality(super_resolve(window, 1, 2), clean[0])["PSNR"]
+    assert default >= quality(super_resolve(window, 1, 2, temporal=False), clean[0])["PSNR"] - 0.01
 
 
 def test_deblocking_returns_the_frame_size_and_does_not_degrade():
@@ -213,6 +244,8 @@ def test_degrade_dispatches_on_the_task():
         (lambda: enhance(torch.rand(3, 3, 16, 16), task="blur"), ValueError, "task must be one of denoise, deblock, sr"),
         (lambda: enhance(torch.rand(3, 3, 16, 16), task="sr"), ValueError, "the sr task needs a scale: 2 or 4"),
         (lambda: enhance(torch.rand(3, 3, 16, 16), task="sr", scale=3), ValueError, "scale must be 2 or 4"),
+        (lambda: super_resolve(torch.rand(3, 3, 16, 16), scale=2, iterations=-1), ValueError, "iterations must be an integer >= 0"),
+        (lambda: super_resolve(torch.rand(3, 3, 16, 16), scale=2, iterations=2.5), ValueError, "iterations must be an integer >= 0"),
         (lambda: enhance(torch.rand(3, 3, 16, 16), task="deblock", sigma=20), ValueError, "sigma applies to the denoise task only"),
         (lambda: enhance(torch.rand(2, 3, 16, 16)), ValueError, "2 to 6 neighbours"),
         (lambda: enhance(torch.rand(8, 3, 16, 16)), ValueError, "2 to 6 neighbours"),

@@ -162,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Denoise, deblock or super-resolve a video or a folder of frames, each frame restored from "
         "its neighbours aligned by motion (a sliding window of up to 7 frames; fewer at the ends of the clip). "
         "Without --checkpoint a training-free path runs (DIS optical flow, adaptive warping, a robust temporal "
-        "merge that ignores neighbours which do not agree, then DCT shrinkage; for sr, back-projection). Outputs "
+        "merge that ignores neighbours which do not agree, then DCT shrinkage; for sr, multi-frame back-projection). Outputs "
         "appear whole or not at all: a run that fails or is stopped (Ctrl-C, SIGTERM, SIGHUP) removes what it wrote.",
         epilog="examples:\n  memc-enhance noisy.mp4 -o clean.mp4 --task denoise\n"
         "  memc-enhance noisy.mp4 -o clean.mp4 --task denoise --sigma 20\n"

@@ -178,6 +178,37 @@ def test_half_precision_close_to_float32(dtype, device):
         assert (got.float() - want).abs().max() <= tolerance * scale, name
 
 
+def _laid_out(tensors, layout):
+    if layout == "channels_last":
+        return [t.contiguous(memory_format=torch.channels_last) for t in tensors]
+    if layout == "sliced":  # rows with a stride of 2
+        return [torch.cat([t, t], dim=3)[..., ::2] for t in tensors]
+    return list(tensors)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_float32_rounded_once(dtype, layout, device):
+    """float16 and bfloat16 are computed in float32 and rounded once: on the same (rounded) inputs,
+    the output and the three gradients are float32's results rounded to the dtype, bit for bit,
+    whether rows are read as whole vectors (stride 1) or element by element (strided rows and the
+    ends of rows: the width, 45, fills no vector exactly)."""
+    image, flow, kernel = make_inputs(2, 3, 9, 45, 4, "mixed", dtype=torch.float32, device=device)
+    flow[:, :, 0, :5] = float("nan")
+    grad_output = torch.randn_like(image)
+    low = _laid_out([t.to(dtype) for t in (grad_output, image, flow, kernel)], layout)
+    high = [t.float() for t in low]
+    ours = (memc_ops.adaptive_warp(*low[1:]), *torch.ops.memc.adaptive_warp_backward(*low))
+    expected = (memc_ops.adaptive_warp(*high[1:]), *torch.ops.memc.adaptive_warp_backward(*high))
+    if device == "cuda":  # nvcc may fuse multiplies and adds differently per dtype
+        for name, got, want in zip(["output", "grad image", "grad flow", "grad kernel"], ours, expected):
+            torch.testing.assert_close(got, want.to(dtype), msg=lambda m: f"{name}: {m}")
+        return
+    for name, got, want in zip(["output", "grad image", "grad flow", "grad kernel"], ours, expected):
+        assert got.dtype == dtype, name
+        assert torch.equal(got, want.to(dtype)), name
+
+
 def test_opcheck(device):
     samples = [
         make_inputs(2, 3, 7, 13, 4, "mixed", dtype=torch.float32, device=device),
@@ -310,13 +341,18 @@ def test_tensors_on_different_devices_are_rejected_naming_the_devices():
     assert output.device.type == "meta" and output.shape == (1, 3, 4, 4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("wanted", [(False, True, True), (True, False, False), (False, True, False),
-                                    (False, False, True), (True, True, True), (False, False, False)],
+                                    (False, False, True), (True, True, False), (True, False, True),
+                                    (True, True, True), (False, False, False)],
                          ids=lambda w: "".join("ifk"[i] if w[i] else "-" for i in range(3)))
-def test_backward_computes_only_the_gradients_asked_for(wanted, device):
+def test_backward_computes_only_the_gradients_asked_for(wanted, dtype, device):
     """output_mask (image, flow, kernel): gradients not asked for come back as None, as from ATen's
-    backward ops; the others are those of the full backward."""
-    image, flow, kernel = make_inputs(2, 3, 7, 13, 4, "mixed", dtype=torch.float32, device=device)
+    backward ops; the others are exactly those of the full backward (the flow and kernel gradients
+    share a pass that computes and writes only those asked for)."""
+    image, flow, kernel = make_inputs(2, 3, 7, 21, 4, "mixed", dtype=torch.float32, device=device)
+    flow[:, :, 0, :3] = float("nan")
+    image, flow, kernel = (t.to(dtype) for t in (image, flow, kernel))
     grad_output = torch.randn_like(image)
     full = torch.ops.memc.adaptive_warp_backward(grad_output, image, flow, kernel)
     masked = torch.ops.memc.adaptive_warp_backward(grad_output, image, flow, kernel, list(wanted))
@@ -345,7 +381,8 @@ def test_autograd_asks_only_for_the_gradients_of_inputs_that_need_them(needs_gra
 def test_opcheck_with_gradients_masked(device):
     image, flow, kernel = make_inputs(2, 3, 7, 13, 4, "mixed", dtype=torch.float32, device=device)
     grad_output = torch.randn_like(image)
-    for mask in ([False, True, True], [True, False, False], [False, False, False]):
+    for mask in ([False, True, True], [True, False, False], [False, True, False], [False, False, True],
+                 [False, False, False]):
         torch.library.opcheck(torch.ops.memc.adaptive_warp_backward.default, (grad_output, image, flow, kernel, mask))
 
 
@@ -387,16 +424,13 @@ def _capability_cases():
         (torch.float32, 1, 2, 7, 40, 2, "sliced"), (torch.float32, 1, 2, 6, 19, 6, "contiguous"),
         (torch.float32, 1, 1, 9, 17, 8, "contiguous"), (torch.float64, 2, 3, 7, 23, 4, "contiguous"),
         (torch.float16, 2, 3, 9, 37, 4, "contiguous"), (torch.bfloat16, 1, 4, 8, 33, 4, "channels_last"),
+        (torch.bfloat16, 2, 3, 9, 37, 4, "contiguous"), (torch.float16, 1, 2, 7, 40, 4, "sliced"),
     ]:
         image, flow, kernel = make_inputs(b, c, h, w, k, "mixed")
         flow[torch.rand_like(flow) < 0.05] = float("nan")
         flow[:, 0, 0, 0], flow[:, 1, 0, 1] = w - 1.0, h - 1.0  # targets on the last column and row
         tensors = [t.to(dtype) for t in (torch.randn(b, c, h, w), image, flow, kernel)]
-        if layout == "channels_last":
-            tensors = [t.contiguous(memory_format=torch.channels_last) for t in tensors]
-        elif layout == "sliced":
-            tensors = [torch.cat([t, t], dim=3)[..., ::2] for t in tensors]
-        cases.append(tensors)
+        cases.append(_laid_out(tensors, layout))
     return cases
 
 

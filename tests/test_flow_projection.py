@@ -340,6 +340,32 @@ def test_low_precision_close_to_float64(dtype, device):
         assert (got.double() - want).abs().max() <= tolerance * scale, name
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_float32_rounded_once(dtype, layout, device):
+    """float16 and bfloat16 are computed in float32 and rounded once: on the same (rounded) inputs,
+    the output and both gradients are float32's results rounded to the dtype, bit for bit on the
+    CPU, whether rows are converted as whole vectors (stride 1) or element by element (strided
+    rows, and the ends of rows: the width, 45, fills no vector exactly)."""
+    flow = make_flow(2, 11, 45, "mixed", dtype=torch.float32, device=device)
+    weight = make_weight(2, 11, 45, dtype=torch.float32, device=device)
+    grad_output = torch.randn_like(flow)
+    low = [t.to(dtype) for t in (flow, weight, grad_output)]
+    if layout == "channels_last":
+        low = [t.contiguous(memory_format=torch.channels_last) for t in low]
+    elif layout == "sliced":  # rows with a stride of 2
+        low = [torch.cat([t, t], dim=3)[..., ::2] for t in low]
+    high = [t.float() for t in low]
+    ours = grads(memc_ops.flow_projection, low[:2], low[2])
+    expected = grads(memc_ops.flow_projection, high[:2], high[2])
+    for name, got, want in zip(["output", "grad flow", "grad weight"], ours, expected):
+        assert got.dtype == dtype, name
+        if device == "cuda":  # atomic sums arrive in any order
+            torch.testing.assert_close(got, want.to(dtype), msg=lambda m: f"{name}: {m}")
+        else:
+            assert torch.equal(got, want.to(dtype)), name
+
+
 def test_opcheck(device):
     samples = []
     for weighted in (False, True):

@@ -79,9 +79,9 @@ at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, co
 }
 
 // Returns (grad_image, grad_flow, grad_kernel); output_mask says which are wanted, and the others
-// are returned undefined (None in Python), as ATen's backward ops do. The image gradient is
-// scattered, the costly part, and in MEMC-Net training the frames need none; the flow and kernel
-// gradients share their pass, so either one asked for computes both.
+// are returned undefined (None in Python), as ATen's backward ops do, and not computed. The image
+// gradient is scattered, the costly part, and in MEMC-Net training the frames need none; the flow
+// and kernel gradients share their pass (and its gathers), which writes only those asked for.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const at::Tensor& grad_output,
                                                                           const at::Tensor& image,
                                                                           const at::Tensor& flow,
@@ -92,21 +92,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
   const bool want_image = output_mask[0], want_flow = output_mask[1], want_kernel = output_mask[2];
   const int64_t batch = image.size(0), channels = image.size(1), height = image.size(2), width = image.size(3);
   const auto opmath_dtype = at::toOpMathType(image.scalar_type());
-  at::Tensor grad_flow, grad_kernel, grad_image;
-  if (want_flow || want_kernel) {
-    grad_flow = at::empty_like(flow);
-    grad_kernel = at::empty_like(kernel);
-  }
+  at::Tensor grad_flow = want_flow ? at::empty_like(flow) : at::Tensor();
+  at::Tensor grad_kernel = want_kernel ? at::empty_like(kernel) : at::Tensor();
+  at::Tensor grad_image;
   if (batch * height * width == 0 || channels == 0) {
     // Nothing to gather: the outputs do not depend on the flow and kernel.
-    if (grad_flow.defined()) {
+    if (want_flow) {
       grad_flow.zero_();
+    }
+    if (want_kernel) {
       grad_kernel.zero_();
     }
-    return {want_image ? at::zeros_like(image) : at::Tensor(), want_flow ? grad_flow : at::Tensor(),
-            want_kernel ? grad_kernel : at::Tensor()};
+    return {want_image ? at::zeros_like(image) : at::Tensor(), grad_flow, grad_kernel};
   }
-  const at::Tensor image_opmath = grad_flow.defined() ? image_for_kernels(image) : image;
+  const at::Tensor image_opmath = want_flow || want_kernel ? image_for_kernels(image) : image;
   // Image gradients are scattered: in bands of source rows per (batch, channel) plane, each into
   // its band's private zeroed copy (see scatter_bands), laid out like the image, so that the
   // gradient has the image's memory format as ATen's ops give. Half types accumulate in float32,
@@ -127,10 +126,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
     // The image is read only for the flow and kernel gradients; the scatter reads no image.
     auto views = views_of<scalar_t>(image, flow, kernel, kernel_size);
     views.grad_output = view4d<const scalar_t>(grad_output);
-    if (grad_flow.defined()) {
+    if (want_flow || want_kernel) {
+      // A gradient not asked for keeps a null view, which the pass skips.
       views.image = view4d<const opmath_t>(image_opmath);
-      views.grad_flow = view4d<scalar_t>(grad_flow);
-      views.grad_kernel = view4d<scalar_t>(grad_kernel);
+      if (want_flow) {
+        views.grad_flow = view4d<scalar_t>(grad_flow);
+      }
+      if (want_kernel) {
+        views.grad_kernel = view4d<scalar_t>(grad_kernel);
+      }
       const auto kernel_flow_grad_rows = MEMC_CPU_KERNEL(adaptive_warp_kernel_flow_grad_rows<scalar_t>);
       parallel_rows(batch, height, width, [&](int64_t begin, int64_t end) { kernel_flow_grad_rows(views, begin, end); });
     }
@@ -150,7 +154,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
       grad_image = grad_image.to(image.scalar_type());
     }
   }
-  return {grad_image, want_flow ? grad_flow : at::Tensor(), want_kernel ? grad_kernel : at::Tensor()};
+  return {grad_image, grad_flow, grad_kernel};
 }
 
 }  // namespace

@@ -16,14 +16,20 @@
 #include <array>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
+#include "cpu/convert_rows.h"
 #include "cpu/parallel.h"
 #include "memc/flow_projection.h"
 
 namespace memc {
 namespace {
+
+// float16 and bfloat16: rows converted by the vectorised kernels of cpu/convert_rows.h.
+template <typename scalar_t>
+constexpr bool kIsHalfType = std::is_same_v<scalar_t, c10::Half> || std::is_same_v<scalar_t, c10::BFloat16>;
 
 // Row y of channel c of image n, converted into `row` (width values).
 template <typename scalar_t, typename opmath_t>
@@ -31,10 +37,10 @@ void load_row(const Strided4d<const scalar_t>& tensor, int64_t n, int64_t c, int
               opmath_t* row) {
   const scalar_t* source = &tensor(n, c, y, 0);
   const int64_t step = tensor.stride_x;
-  if (step == 1) {
-    for (int64_t x = 0; x < width; ++x) {
-      row[x] = static_cast<opmath_t>(source[x]);
-    }
+  if constexpr (kIsHalfType<scalar_t>) {
+    MEMC_CPU_KERNEL(half_row_to_float<scalar_t>)(source, step, row, width);
+  } else if (step == 1) {
+    std::copy(source, source + width, row);
   } else {
     for (int64_t x = 0; x < width; ++x) {
       row[x] = static_cast<opmath_t>(source[x * step]);
@@ -47,10 +53,10 @@ void store_row(const Strided4d<scalar_t>& tensor, int64_t n, int64_t c, int64_t 
                const opmath_t* row) {
   scalar_t* target = &tensor(n, c, y, 0);
   const int64_t step = tensor.stride_x;
-  if (step == 1) {
-    for (int64_t x = 0; x < width; ++x) {
-      target[x] = static_cast<scalar_t>(row[x]);
-    }
+  if constexpr (kIsHalfType<scalar_t>) {
+    MEMC_CPU_KERNEL(float_row_to_half<scalar_t>)(row, target, step, width);
+  } else if (step == 1) {
+    std::copy(row, row + width, target);
   } else {
     for (int64_t x = 0; x < width; ++x) {
       target[x * step] = static_cast<scalar_t>(row[x]);
@@ -208,14 +214,24 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
           }
           any_band = true;
         }
-        int64_t holes = 0;
-        for (int64_t x = 0; x < width; ++x) {
-          const ProjectedPixel<opmath_t> pixel = any_band ? average_pixel(row_x[x], row_y[x], row_total[x])
-                                                          : ProjectedPixel<opmath_t>{0, 0, 0};
-          row_x[x] = pixel.x;
-          row_y[x] = pixel.y;
-          row_total[x] = pixel.total;
-          holes += !is_received(pixel.total);
+        int64_t holes = width;
+        if (any_band) {
+          // Separate loops without branches: the compiler runs them in SIMD lanes.
+          for (int64_t x = 0; x < width; ++x) {
+            const ProjectedPixel<opmath_t> pixel = average_pixel(row_x[x], row_y[x], row_total[x]);
+            row_x[x] = pixel.x;
+            row_y[x] = pixel.y;
+            row_total[x] = pixel.total;
+          }
+          int64_t received = 0;
+          for (int64_t x = 0; x < width; ++x) {
+            received += is_received(row_total[x]) ? 1 : 0;
+          }
+          holes = width - received;
+        } else {
+          std::fill(row_x, row_x + width, opmath_t(0));
+          std::fill(row_y, row_y + width, opmath_t(0));
+          std::fill(row_total, row_total + width, opmath_t(0));
         }
         // Holes are written as 0 here; with filling the column sweep writes their values.
         store_row(output_view, n, 0, y, width, row_x);

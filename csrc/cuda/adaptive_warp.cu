@@ -30,8 +30,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock) adaptive_warp_forward_kernel
   }
 }
 
-// Null views (a null data pointer) mark the gradients not asked for: the flow and kernel
-// gradients, computed together, or the image gradient's scatter.
+// Null views (a null data pointer) mark the gradients not asked for: the flow gradient, the kernel
+// gradient (each skipped by adaptive_warp_kernel_flow_grad_pixel), or the image gradient's scatter.
 template <int K, typename scalar_t>
 __global__ void __launch_bounds__(kThreadsPerBlock) adaptive_warp_backward_kernel(Strided4d<const scalar_t> grad_output, Strided4d<const scalar_t> image,
                                               Strided4d<const scalar_t> flow, Strided4d<const scalar_t> kernel,
@@ -40,11 +40,11 @@ __global__ void __launch_bounds__(kThreadsPerBlock) adaptive_warp_backward_kerne
                                               int64_t channels, int64_t height, int64_t width) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t pixels = batch * height * width;
-  const bool want_flow_and_kernel = grad_flow.data != nullptr;
+  const bool want_flow_or_kernel = grad_flow.data != nullptr || grad_kernel.data != nullptr;
   const bool want_image = grad_image.data != nullptr;
   for (int64_t pixel = first_thread(); pixel < pixels; pixel += thread_stride()) {
     const int64_t x = pixel % width, y = (pixel / width) % height, n = pixel / (width * height);
-    if (want_flow_and_kernel) {
+    if (want_flow_or_kernel) {
       adaptive_warp_kernel_flow_grad_pixel<K, scalar_t, opmath_t>(grad_output, image, flow, kernel, grad_flow,
                                                                   grad_kernel, channels, height, width, n, y, x);
     }
@@ -81,7 +81,7 @@ at::Tensor adaptive_warp_cuda(const at::Tensor& image, const at::Tensor& flow, c
 }
 
 // Returns (grad_image, grad_flow, grad_kernel), those output_mask does not ask for undefined
-// (None), as ATen's backward ops do; flow and kernel gradients are computed together.
+// (None), as ATen's backward ops do, and not computed.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cuda(const at::Tensor& grad_output,
                                                                            const at::Tensor& image,
                                                                            const at::Tensor& flow,
@@ -93,11 +93,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cuda(const
   const bool want_image = output_mask[0], want_flow = output_mask[1], want_kernel = output_mask[2];
   const int64_t batch = image.size(0), channels = image.size(1), height = image.size(2), width = image.size(3);
   const int64_t pixels = batch * height * width;
-  at::Tensor grad_flow, grad_kernel, grad_image_acc;
-  if (want_flow || want_kernel) {
-    grad_flow = at::empty_like(flow);
-    grad_kernel = at::empty_like(kernel);
-  }
+  at::Tensor grad_flow = want_flow ? at::empty_like(flow) : at::Tensor();
+  at::Tensor grad_kernel = want_kernel ? at::empty_like(kernel) : at::Tensor();
+  at::Tensor grad_image_acc;
   // Half-precision image gradients are accumulated in float32 (precise, fast atomics), then
   // rounded once; laid out like the image, so the gradient has its memory format.
   const auto opmath_dtype = at::toOpMathType(image.scalar_type());
@@ -107,11 +105,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cuda(const
   if (pixels == 0 || channels == 0) {
     // Nothing to gather (an image without channels has no data to point to): the outputs do not
     // depend on the flow and kernel.
-    if (grad_flow.defined()) {
+    if (want_flow) {
       grad_flow.zero_();
+    }
+    if (want_kernel) {
       grad_kernel.zero_();
     }
-  } else if (grad_flow.defined() || want_image) {
+  } else if (want_flow || want_kernel || want_image) {
     if (want_image) {
       at::globalContext().alertNotDeterministic("adaptive_warp_backward_cuda");
     }
@@ -133,7 +133,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cuda(const
     grad_image = grad_image_acc.scalar_type() == image.scalar_type() ? grad_image_acc
                                                                       : grad_image_acc.to(image.scalar_type());
   }
-  return {grad_image, want_flow ? grad_flow : at::Tensor(), want_kernel ? grad_kernel : at::Tensor()};
+  return {grad_image, grad_flow, grad_kernel};
 }
 
 }  // namespace

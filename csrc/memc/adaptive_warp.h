@@ -239,25 +239,23 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void window_tap_products(const int64_t (&rows)
 }
 
 // The gradients that tap (r, c) with channel-summed product `product` (see window_tap_products)
-// contributes: returns its kernel coefficient's gradient and adds its terms of the flow gradients
-// to grad_flow_x and grad_flow_y.
+// contributes, in two parts so that a backward asked for one of them skips the other:
+// tap_kernel_grad returns its kernel coefficient's gradient; add_tap_flow_grads adds its terms of
+// the flow gradients to grad_flow_x and grad_flow_y.
 template <int K, typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE T tap_grads(T coefficient, T product, int r, int c, T frac_y, T frac_x,
-                                              T& grad_flow_x, T& grad_flow_y) {
+C10_HOST_DEVICE C10_ALWAYS_INLINE T tap_kernel_grad(T product, int r, int c, T frac_y, T frac_x) {
+  return bilinear_weight(r, K, frac_y) * bilinear_weight(c, K, frac_x) * product;
+}
+
+template <int K, typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void add_tap_flow_grads(T coefficient, T product, int r, int c, T frac_y,
+                                                          T frac_x, T& grad_flow_x, T& grad_flow_y) {
   const T weight_y = bilinear_weight(r, K, frac_y);
   const T slope_y = bilinear_weight_slope<T>(r, K);
   const T weight_x = bilinear_weight(c, K, frac_x);
   const T slope_x = bilinear_weight_slope<T>(c, K);
   grad_flow_x += coefficient * weight_y * slope_x * product;
   grad_flow_y += coefficient * slope_y * weight_x * product;
-  return weight_y * weight_x * product;
-}
-
-template <int K, typename opmath_t>
-C10_HOST_DEVICE C10_ALWAYS_INLINE opmath_t tap_grads(opmath_t coefficient, opmath_t product, int r, int c,
-                                                     const WarpWindow<opmath_t>& window, opmath_t& grad_flow_x,
-                                                     opmath_t& grad_flow_y) {
-  return tap_grads<K>(coefficient, product, r, c, window.frac_y, window.frac_x, grad_flow_x, grad_flow_y);
 }
 
 // Backward, the part owned by the pixel: gradients of its K*K kernel coefficients and its flow.
@@ -266,18 +264,24 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE opmath_t tap_grads(opmath_t coefficient, opmat
 //   d/d flow_x  = sum_t kernel_t * bilinear_y * slope_x * P_t   (a moves with f_x, i does not)
 //   d/d flow_y  = sum_t kernel_t * slope_y * bilinear_x * P_t
 // An invalid pixel copies the image, which does not depend on flow or kernel: both are zero.
+// A view with a null data pointer is a gradient not asked for, neither computed nor written.
 template <int K, typename scalar_t, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void adaptive_warp_kernel_flow_grad_pixel(
     const Strided4d<const scalar_t>& grad_output, const Strided4d<const scalar_t>& image,
     const Strided4d<const scalar_t>& flow, const Strided4d<const scalar_t>& kernel,
     const Strided4d<scalar_t>& grad_flow, const Strided4d<scalar_t>& grad_kernel, int64_t channels,
     int64_t height, int64_t width, int64_t n, int64_t y, int64_t x) {
+  const bool want_flow = grad_flow.data != nullptr, want_kernel = grad_kernel.data != nullptr;
   const auto window = locate_pixel_window<K, scalar_t, opmath_t>(flow, n, y, x, height, width);
   if (!window.valid) {
-    grad_flow(n, 0, y, x) = scalar_t(0);
-    grad_flow(n, 1, y, x) = scalar_t(0);
-    for (int t = 0; t < K * K; ++t) {
-      grad_kernel(n, t, y, x) = scalar_t(0);
+    if (want_flow) {
+      grad_flow(n, 0, y, x) = scalar_t(0);
+      grad_flow(n, 1, y, x) = scalar_t(0);
+    }
+    if (want_kernel) {
+      for (int t = 0; t < K * K; ++t) {
+        grad_kernel(n, t, y, x) = scalar_t(0);
+      }
     }
     return;
   }
@@ -293,13 +297,21 @@ MEMC_UNROLL
   for (int r = 0; r < K; ++r) {
 MEMC_UNROLL
     for (int c = 0; c < K; ++c) {
-      const opmath_t coefficient = static_cast<opmath_t>(kernel(n, r * K + c, y, x));
-      grad_kernel(n, r * K + c, y, x) = static_cast<scalar_t>(
-          tap_grads<K>(coefficient, tap_products[r * K + c], r, c, window, grad_flow_x, grad_flow_y));
+      const opmath_t product = tap_products[r * K + c];
+      if (want_kernel) {
+        grad_kernel(n, r * K + c, y, x) =
+            static_cast<scalar_t>(tap_kernel_grad<K>(product, r, c, window.frac_y, window.frac_x));
+      }
+      if (want_flow) {
+        add_tap_flow_grads<K>(static_cast<opmath_t>(kernel(n, r * K + c, y, x)), product, r, c, window.frac_y,
+                              window.frac_x, grad_flow_x, grad_flow_y);
+      }
     }
   }
-  grad_flow(n, 0, y, x) = static_cast<scalar_t>(grad_flow_x);
-  grad_flow(n, 1, y, x) = static_cast<scalar_t>(grad_flow_y);
+  if (want_flow) {
+    grad_flow(n, 0, y, x) = static_cast<scalar_t>(grad_flow_x);
+    grad_flow(n, 1, y, x) = static_cast<scalar_t>(grad_flow_y);
+  }
 }
 
 // Adds grad * weight[t * weight_stride] to the gradient plane `target` at each tap t of a window

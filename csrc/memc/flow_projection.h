@@ -96,23 +96,41 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void widen_target_rows(int64_t y, T flow_y, in
   }
 }
 
+// What a source adds to each of its cells: its sums (channels 0-1) gain value_x, value_y and its
+// total weight gains share, where share = w * multiplicity (a clamped cell stands for two or four).
+template <typename T>
+struct SourceSplat {
+  ProjectionCells cells;
+  T value_x, value_y, share;
+};
+
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE SourceSplat<T> source_splat(int64_t y, int64_t x, T flow_x, T flow_y, T w,
+                                                              int64_t height, int64_t width) {
+  SourceSplat<T> splat{locate_projection<T>(y, x, flow_y, flow_x, w, height, width), T(0), T(0), T(0)};
+  if (splat.cells.projected) {
+    splat.share = w * T(splat.cells.multiplicity);
+    splat.value_x = -splat.share * flow_x;
+    splat.value_y = -splat.share * flow_y;
+  }
+  return splat;
+}
+
 // Forward splat of the source at (y, x) with flow (flow_x, flow_y) and weight w (opmath):
-// calls add(row, col, value_x, value_y, share) once per distinct target cell, where the cell's
-// sums (channels 0-1) gain value_x, value_y and its total weight gains share. `add` is a plain add
-// where one thread owns the sums and an atomic add where sources run concurrently.
+// calls add(row, col, value_x, value_y, share) once per distinct target cell (see source_splat).
+// `add` is a plain add where one thread owns the sums and an atomic add where sources run
+// concurrently. A cell's sums depend only on the order in which sources reach it, not on the
+// order of one source's cells.
 template <typename T, typename Add>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void splat_source(int64_t y, int64_t x, T flow_x, T flow_y, T w, int64_t height,
                                                     int64_t width, Add& add) {
-  const ProjectionCells cells = locate_projection<T>(y, x, flow_y, flow_x, w, height, width);
-  if (!cells.projected) {
+  const SourceSplat<T> splat = source_splat<T>(y, x, flow_x, flow_y, w, height, width);
+  if (!splat.cells.projected) {
     return;
   }
-  const T share = w * T(cells.multiplicity);
-  const T value_x = -share * flow_x;
-  const T value_y = -share * flow_y;
-  for (int r = 0; r < cells.row_count; ++r) {
-    for (int c = 0; c < cells.col_count; ++c) {
-      add(cells.rows[r], cells.cols[c], value_x, value_y, share);
+  for (int r = 0; r < splat.cells.row_count; ++r) {
+    for (int c = 0; c < splat.cells.col_count; ++c) {
+      add(splat.cells.rows[r], splat.cells.cols[c], splat.value_x, splat.value_y, splat.share);
     }
   }
 }
@@ -124,12 +142,14 @@ struct ProjectedPixel {
   T x, y, total;
 };
 
+// Written without branches (a hole divides by 1 and drops the quotient), so that a compiler can
+// run a row of pixels in SIMD lanes; the values are those of sum / total where total > 0.
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectedPixel<T> average_pixel(T sum_x, T sum_y, T total) {
-  if (total > T(0)) {
-    return {sum_x / total, sum_y / total, total};
-  }
-  return {T(0), T(0), T(0)};
+  const bool received = total > T(0);
+  const T divisor = received ? total : T(1);
+  const T average_x = sum_x / divisor, average_y = sum_y / divisor;
+  return {received ? average_x : T(0), received ? average_y : T(0), received ? total : T(0)};
 }
 
 template <typename T>
@@ -310,12 +330,22 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE SourceGradient<T> source_gradient(int64_t y, i
     return {T(0), T(0), T(0)};
   }
   T sum_x = 0, sum_y = 0, sum_q = 0;
-  for (int r = 0; r < target.row_count; ++r) {
-    for (int c = 0; c < target.col_count; ++c) {
-      const T* cell = cells + target.rows[r] * row_stride + target.cols[c] * kCellValues;
-      sum_x += cell[0];
-      sum_y += cell[1];
-      sum_q += cell[2];
+  auto add_cell = [&](const T* cell) {
+    sum_x += cell[0];
+    sum_y += cell[1];
+    sum_q += cell[2];
+  };
+  const T* first = cells + target.rows[0] * row_stride + target.cols[0] * kCellValues;
+  if (target.row_count == 2 && target.col_count == 2) {  // the usual case, unrolled; the same order
+    add_cell(first);
+    add_cell(first + kCellValues);
+    add_cell(first + row_stride);
+    add_cell(first + row_stride + kCellValues);
+  } else {
+    for (int r = 0; r < target.row_count; ++r) {
+      for (int c = 0; c < target.col_count; ++c) {
+        add_cell(first + r * row_stride + c * kCellValues);
+      }
     }
   }
   const T m = T(target.multiplicity);

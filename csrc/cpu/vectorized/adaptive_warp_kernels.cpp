@@ -1,12 +1,14 @@
 // The CPU kernels of the adaptive warping layer, vectorised across x with at::vec::Vectorized:
 // each lane is a pixel of the row, and each lane computes the per-pixel math of
-// memc/adaptive_warp.h (window_is_valid, tap_weight, window_sums, window_tap_products, tap_grads),
+// memc/adaptive_warp.h (window_is_valid, tap_weight, window_sums, window_tap_products, tap_kernel_grad,
+// add_tap_flow_grads),
 // called here with vectors. The operations and their order are the scalar ones and no multiply is
 // fused with an add (setup.py builds with -ffp-contract=off), so every capability, and the CUDA
 // kernels' scalar path, give the same bits.
 //
 // Compiled once per CPU capability (see cpu/capability.h): everything here is in
 // memc::CPU_CAPABILITY.
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -24,45 +26,55 @@ namespace {
 
 using at::vec::Vectorized;
 
-// Lanes [0, count) of a row read through stride `stride`, in opmath_t; the others are zero.
+// float16 and bfloat16, whose full stride-1 vectors convert to float32 in a few instructions.
+template <typename scalar_t>
+constexpr bool kIsHalfType = std::is_same_v<scalar_t, c10::Half> || std::is_same_v<scalar_t, c10::BFloat16>;
+
+// Lanes [0, count) of a row read through stride `stride`, in opmath_t; the others are zero. A full
+// stride-1 vector of a half type is converted as one vector (exact: every half value is a
+// float32); tails and strided rows element by element, which gives the same values.
 template <typename opmath_t, typename scalar_t>
 C10_ALWAYS_INLINE Vectorized<opmath_t> load_lanes(const scalar_t* source, int64_t stride, int64_t count) {
   using V = Vectorized<opmath_t>;
-  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
-    if (stride == 1) {
+  if (stride == 1) {
+    if constexpr (std::is_same_v<scalar_t, opmath_t>) {
       return V::loadu(source, count);
+    } else if constexpr (kIsHalfType<scalar_t> && std::is_same_v<opmath_t, float>) {
+      if (count == V::size()) {
+        V lanes;
+        at::vec::load_to_float(source, lanes);
+        return lanes;
+      }
     }
   }
   opmath_t lanes[V::size()] = {};
-  if (stride == 1) {
-    at::vec::convert(source, lanes, count);
-  } else {
-    for (int64_t i = 0; i < count; ++i) {
-      lanes[i] = static_cast<opmath_t>(source[i * stride]);
-    }
+  for (int64_t i = 0; i < count; ++i) {
+    lanes[i] = static_cast<opmath_t>(source[i * stride]);
   }
   return V::loadu(lanes);
 }
 
-// Writes lanes [0, count) to a row through stride `stride`, rounded to scalar_t.
+// Writes lanes [0, count) to a row through stride `stride`, rounded to scalar_t (a full stride-1
+// vector of a half type as one vector, rounded to nearest even as element by element).
 template <typename scalar_t, typename opmath_t>
 C10_ALWAYS_INLINE void store_lanes(const Vectorized<opmath_t>& value, scalar_t* target, int64_t stride,
                                    int64_t count) {
   using V = Vectorized<opmath_t>;
-  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
-    if (stride == 1) {
+  if (stride == 1) {
+    if constexpr (std::is_same_v<scalar_t, opmath_t>) {
       value.store(target, count);
       return;
+    } else if constexpr (kIsHalfType<scalar_t> && std::is_same_v<opmath_t, float>) {
+      if (count == V::size()) {
+        at::vec::convert_from_float<scalar_t>(value, value).store(target, V::size());
+        return;
+      }
     }
   }
   opmath_t lanes[V::size()];
   value.store(lanes);
-  if (stride == 1) {
-    at::vec::convert(lanes, target, count);
-  } else {
-    for (int64_t i = 0; i < count; ++i) {
-      target[i * stride] = static_cast<scalar_t>(lanes[i]);
-    }
+  for (int64_t i = 0; i < count; ++i) {
+    target[i * stride] = static_cast<scalar_t>(lanes[i]);
   }
 }
 
@@ -98,6 +110,19 @@ struct LaneWindows {
     }
   }
 };
+
+// The windows of the pixels x .. x + count - 1 of row (n, y), their flow read from `views`, with
+// offsets in a plane of strides (stride_y, stride_x): the one setup of every pass.
+template <int K, typename scalar_t>
+C10_ALWAYS_INLINE LaneWindows<K, at::opmath_type<scalar_t>> pixel_windows(
+    const AdaptiveWarpViews<scalar_t>& views, const WarpLimits<at::opmath_type<scalar_t>>& limits, int64_t n,
+    int64_t y, int64_t x, int64_t count, int64_t stride_y, int64_t stride_x) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const auto& flow = views.flow;
+  return LaneWindows<K, opmath_t>(load_lanes<opmath_t>(&flow(n, 1, y, x), flow.stride_x, count),
+                                  load_lanes<opmath_t>(&flow(n, 0, y, x), flow.stride_x, count), limits,
+                                  views.height, views.width, y, x, stride_y, stride_x);
+}
 
 template <typename opmath_t>
 C10_ALWAYS_INLINE Vectorized<opmath_t> gather_lanes(const opmath_t* plane,
@@ -146,15 +171,12 @@ void forward_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, i
   constexpr int kLanes = 4;  // channels summed together: independent chains of adds
   const int64_t channels = views.channels, height = views.height, width = views.width;
   const auto limits = warp_limits<opmath_t>(height, width);
-  const auto& flow = views.flow;
   const auto& kernel = views.kernel;
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / height, y = row % height;
     for (int64_t x0 = 0; x0 < width; x0 += V::size()) {
       const int64_t count = std::min<int64_t>(V::size(), width - x0);
-      const LaneWindows<K, opmath_t> windows(load_lanes<opmath_t>(&flow(n, 1, y, x0), flow.stride_x, count),
-                                             load_lanes<opmath_t>(&flow(n, 0, y, x0), flow.stride_x, count), limits,
-                                             height, width, y, x0, views.image.stride_y, views.image.stride_x);
+      const auto windows = pixel_windows<K>(views, limits, n, y, x0, count, views.image.stride_y, views.image.stride_x);
       V weights[K * K];
       for (int r = 0; r < K; ++r) {
         for (int c = 0; c < K; ++c) {
@@ -183,17 +205,15 @@ void kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row
   using V = Vectorized<opmath_t>;
   const int64_t channels = views.channels, height = views.height, width = views.width;
   const auto limits = warp_limits<opmath_t>(height, width);
-  const auto& flow = views.flow;
   const auto& kernel = views.kernel;
   const auto& grad_output = views.grad_output;
+  const bool want_flow = views.grad_flow.data != nullptr, want_kernel = views.grad_kernel.data != nullptr;
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / height, y = row % height;
     const opmath_t* image = &views.image(n, 0, 0, 0);
     for (int64_t x0 = 0; x0 < width; x0 += V::size()) {
       const int64_t count = std::min<int64_t>(V::size(), width - x0);
-      const LaneWindows<K, opmath_t> windows(load_lanes<opmath_t>(&flow(n, 1, y, x0), flow.stride_x, count),
-                                             load_lanes<opmath_t>(&flow(n, 0, y, x0), flow.stride_x, count), limits,
-                                             height, width, y, x0, views.image.stride_y, views.image.stride_x);
+      const auto windows = pixel_windows<K>(views, limits, n, y, x0, count, views.image.stride_y, views.image.stride_x);
       V products[K * K];
       window_tap_products<K>(
           channels,
@@ -202,21 +222,30 @@ void kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row
             return gather_lanes(image + ch * views.image.stride_c, windows.row_offset[r] + windows.col_offset[c]);
           },
           products);
+      // An invalid pixel's gradients are zero: its output copies the image. The kernel
+      // coefficients are read only for the flow gradient.
       V grad_flow_x(0), grad_flow_y(0);
       for (int r = 0; r < K; ++r) {
         for (int c = 0; c < K; ++c) {
-          const V coefficient = load_lanes<opmath_t>(&kernel(n, r * K + c, y, x0), kernel.stride_x, count);
-          const V grad = tap_grads<K>(coefficient, products[r * K + c], r, c, windows.frac_y, windows.frac_x,
-                                      grad_flow_x, grad_flow_y);
-          // An invalid pixel's gradients are zero: its output copies the image.
-          store_lanes(V::blendv(V(0), grad, windows.valid), &views.grad_kernel(n, r * K + c, y, x0),
-                      views.grad_kernel.stride_x, count);
+          const V& product = products[r * K + c];
+          if (want_kernel) {
+            const V grad = tap_kernel_grad<K>(product, r, c, windows.frac_y, windows.frac_x);
+            store_lanes(V::blendv(V(0), grad, windows.valid), &views.grad_kernel(n, r * K + c, y, x0),
+                        views.grad_kernel.stride_x, count);
+          }
+          if (want_flow) {
+            const V coefficient = load_lanes<opmath_t>(&kernel(n, r * K + c, y, x0), kernel.stride_x, count);
+            add_tap_flow_grads<K>(coefficient, product, r, c, windows.frac_y, windows.frac_x, grad_flow_x,
+                                  grad_flow_y);
+          }
         }
       }
-      store_lanes(V::blendv(V(0), grad_flow_x, windows.valid), &views.grad_flow(n, 0, y, x0),
-                  views.grad_flow.stride_x, count);
-      store_lanes(V::blendv(V(0), grad_flow_y, windows.valid), &views.grad_flow(n, 1, y, x0),
-                  views.grad_flow.stride_x, count);
+      if (want_flow) {
+        store_lanes(V::blendv(V(0), grad_flow_x, windows.valid), &views.grad_flow(n, 0, y, x0),
+                    views.grad_flow.stride_x, count);
+        store_lanes(V::blendv(V(0), grad_flow_y, windows.valid), &views.grad_flow(n, 1, y, x0),
+                    views.grad_flow.stride_x, count);
+      }
     }
   }
 }
@@ -234,7 +263,6 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
   static_assert(kChunk % V::size() == 0, "a chunk holds whole vectors");
   const int64_t height = views.height, width = views.width;
   const auto limits = warp_limits<opmath_t>(height, width);
-  const auto& flow = views.flow;
   const auto& kernel = views.kernel;
   const auto& grad_output = views.grad_output;
   opmath_t valid[kChunk];
@@ -244,9 +272,7 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
     const int64_t chunk = std::min(kChunk, width - x0);
     for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
       const int64_t x = x0 + i0, count = std::min<int64_t>(V::size(), chunk - i0);
-      const LaneWindows<K, opmath_t> windows(load_lanes<opmath_t>(&flow(n, 1, y, x), flow.stride_x, count),
-                                             load_lanes<opmath_t>(&flow(n, 0, y, x), flow.stride_x, count), limits,
-                                             height, width, y, x, grad_image.stride_y, grad_image.stride_x);
+      const auto windows = pixel_windows<K>(views, limits, n, y, x, count, grad_image.stride_y, grad_image.stride_x);
       V::blendv(V(0), V(1), windows.valid).store(valid + i0);
       for (int r = 0; r < K; ++r) {
         windows.row_offset[r].store(row_offsets[r] + i0);
@@ -259,9 +285,14 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
     }
     for (int64_t ch = channel_begin; ch < channel_end; ++ch) {
       opmath_t* target = &grad_image(n, ch, 0, 0);
-      const scalar_t* grads = &grad_output(n, ch, y, x0);
+      opmath_t grads[kChunk];
+      for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
+        load_lanes<opmath_t>(&grad_output(n, ch, y, x0 + i0), grad_output.stride_x,
+                             std::min<int64_t>(V::size(), chunk - i0))
+            .store(grads + i0);
+      }
       for (int64_t i = 0; i < chunk; ++i) {
-        const opmath_t grad = static_cast<opmath_t>(grads[i * grad_output.stride_x]);
+        const opmath_t grad = grads[i];
         if (valid[i] == opmath_t(0)) {
           grad_image(n, ch, y, x0 + i) += grad;
           continue;

@@ -450,34 +450,53 @@ class ClassicalInterpolator:
 
     def _render_resized(self, frame0: Tensor, frame1: Tensor, small: Tensor, orientations,
                         times: Sequence[Time]) -> List[Tensor]:
-        """Render at a working resolution below the frames': per orientation, steps 3-5 (and the
-        ensemble's disagreement) at the working resolution; that orientation's motion at time t
-        (projected flows and visibility) turned back to the frames' orientation and resized to
-        their size; the full-size frames warped and blended with it; the orientations' frames
-        blended as in step 6, with the disagreement resized from the working resolution."""
-        ensemble = self.config.orientations > 1
+        """Render at a working resolution below the frames'. At the working resolution, per
+        orientation, steps 3-5 (and the ensemble's disagreement), turned back to the frames'
+        orientation; there too, per pixel, each orientation's ensemble weight (step 6) times the
+        time-and-visibility weights of its two warps (step 5): one weight per frame and
+        orientation, summing to 1 over them. At full size only what needs it: per orientation, the
+        projected flows resized, both frames warped, and their weights resized and accumulated
+        into one frame (the same blend as resizing visibility and disagreement first, but for
+        where the resampling falls)."""
         size = tuple(frame0.shape[2:])
-        blends = [_AgreementBlend(self.config.agreement_scale) for _ in times]
+        ensemble = self.config.orientations > 1
+        # Per time, per orientation: (projected flows, the two frames' weights), at working size.
+        motions: List[List[Tuple[Tensor, Tensor]]] = [[] for _ in times]
+        disagreements: List[List[Tensor]] = [[] for _ in times]
         for dims, flows, occluded in orientations:
             # One orientation needs no frames at the working resolution: just its motion.
             oriented_small = _flip(small, dims) if ensemble else None
-            oriented = self._render_once(oriented_small, flows, occluded, times, ensemble=ensemble)
-            for t, blend, (_, (back, visible), disagreement) in zip(times, blends, oriented):
-                to0, to1 = _flip_flow(back, dims).chunk(2, 0)
-                # Full size: the frames one at a time, sharing one kernel buffer.
-                warp0 = self._warp(frame0, _resize_flow(to0, size))
-                warp1 = self._warp(frame1, _resize_flow(to1, size))
-                frame = _blend(torch.cat((warp0, warp1), 0), _resize(_flip(visible, dims), size), t)
-                blend.add(frame, None if disagreement is None else _resize(_flip(disagreement, dims), size))
-        return [blend.result() for blend in blends]
+            oriented = self._render_once(oriented_small, flows, occluded, times, ensemble=ensemble, blended=False)
+            for k, (t, (_, (back, visible), disagreement)) in enumerate(zip(times, oriented)):
+                motions[k].append((_flip_flow(back, dims), _blend_weights(_flip(visible, dims), t)))
+                if ensemble:
+                    disagreements[k].append(_flip(disagreement, dims))
+        results = []
+        for k in range(len(times)):
+            if ensemble:  # softmax(-disagreement / s) over the orientations, per pixel
+                shares = torch.softmax(torch.stack(disagreements[k]) / -self.config.agreement_scale, 0)
+            frame = None
+            for o, (back, weights) in enumerate(motions[k]):
+                if ensemble:
+                    weights = weights * shares[o]
+                weight0, weight1 = _resize(weights, size).chunk(2, 1)
+                to0, to1 = _resize_flow(back, size).chunk(2, 0)
+                # The frames one at a time, sharing one kernel buffer.
+                warp0 = self._warp(frame0, to0)
+                frame = warp0.mul_(weight0) if frame is None else frame.addcmul_(warp0, weight0)
+                frame.addcmul_(self._warp(frame1, to1), weight1)
+            results.append(frame)
+        return results
 
     def _render_once(self, frames: Optional[Tensor], flows: Tensor, occluded: Tensor, times: Sequence[Time],
-                     ensemble: bool = False) -> List[Tuple[Tensor, Tuple[Tensor, Tensor], Optional[Tensor]]]:
+                     ensemble: bool = False, blended: bool = True
+                     ) -> List[Tuple[Optional[Tensor], Tuple[Tensor, Tensor], Optional[Tensor]]]:
         """Steps 3-5 in one orientation at the motion's resolution, from the frames (2B, 3, h, w)
         and their flows and occlusion: per time (a float or a (B or 1, 1, 1, 1) tensor), the
         float32 frame (unclamped), its motion (projected flows (2B, 2, h, w) and visibility
         (2B, 1, h, w)) and, for the ``ensemble``, its (B, 1, h, w) disagreement map (step 6).
-        ``frames`` None: the motion alone (frame and disagreement None)."""
+        ``frames`` None: the motion alone (frame and disagreement None); ``blended`` False: no
+        frame (None), the motion and the disagreement alone."""
         weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))
         ones = flows.new_ones(flows.shape[0] // 2, 1, 1, 1)
         results = []
@@ -499,7 +518,7 @@ class ClassicalInterpolator:
                 continue
             warps = self._warp(frames, back)
             disagreement = self._disagreement(warps, visible) if ensemble else None
-            results.append((_blend(warps, visible, t), (back, visible), disagreement))
+            results.append((_blend(warps, visible, t) if blended else None, (back, visible), disagreement))
         return results
 
     def _warp(self, frames: Tensor, back: Tensor) -> Tensor:
@@ -536,11 +555,23 @@ def _blend(warps: Tensor, visible: Tensor, t: Time) -> Tensor:
     """Step 5: the two warped frames (2B, 3, H, W) weighted by time and visibility (2B, 1, H, W)."""
     warp0, warp1 = warps.chunk(2, 0)
     visible0, visible1 = visible.chunk(2, 0)
+    w0, w1 = _time_visibility(visible0, visible1, t)
+    return torch.lerp(warp0, warp1, w1 / (w0 + w1))  # (w0 warp0 + w1 warp1) / (w0 + w1) in one pass
+
+
+def _time_visibility(visible0: Tensor, visible1: Tensor, t: Time) -> Tuple[Tensor, Tensor]:
+    """Step 5's unnormalised weights of frame 0 and frame 1: time times visibility."""
     # eps: where neither frame explains a pixel, both warps are blended by time alone.
     eps = 1e-3
-    w0 = (1.0 - t) * (visible0 + eps)
-    w1 = t * (visible1 + eps)
-    return torch.lerp(warp0, warp1, w1 / (w0 + w1))  # (w0 warp0 + w1 warp1) / (w0 + w1) in one pass
+    return (1.0 - t) * (visible0 + eps), t * (visible1 + eps)
+
+
+def _blend_weights(visible: Tensor, t: Time) -> Tensor:
+    """Step 5's weights of the two frames, (B, 2, H, W) from their visibility (2B, 1, H, W): the
+    blend is weights[:, 0] warp0 + weights[:, 1] warp1 (the weights sum to 1)."""
+    w0, w1 = _time_visibility(*visible.chunk(2, 0), t)
+    total = w0 + w1
+    return torch.cat((w0 / total, w1 / total), 1)
 
 
 def _check_input_frames(frame0: Tensor, frame1: Tensor) -> None:

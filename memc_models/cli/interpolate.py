@@ -134,7 +134,8 @@ def _video(args, device, times: List[float], factor: int) -> None:
     audio_from = source_path if args.keep_audio and source.reader.audio else None
     try:
         with VideoSink(args.output, fps, audio_from) as sink, _progress(args, total) as bar:
-            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update)
+            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update,
+                                        pipelined=not args.sequential)
             if result.frames_read == 0:
                 raise UserError(f"{source_path}: the video has no frames")
             # One frame leaves nothing to interpolate: most likely a still saved as a video, so say
@@ -165,7 +166,8 @@ def _folder(args, device, times: List[float], factor: int) -> None:
     with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
         interpolate = _interpolator(args, device)
         with _progress(args, count) as bar:
-            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update)
+            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update,
+                                        pipelined=not args.sequential)
     _note_cuts(args, result.cuts)
     say(args.quiet, f"{output}: {result.frames_written} frames from {result.frames_read}")
 
@@ -201,6 +203,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-audio", action="store_true",
                         help="videos: copy the input's audio into the output (it lasts as long: N times the frames at "
                         "N times the rate); by default the output has none")
+    parser.add_argument("--sequential", action="store_true",
+                        help="videos and folders of frames: read, estimate motion, render and write one step after "
+                        "another on one thread (by default these overlap on threads; the frames are the same)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
     return parser
 
@@ -222,6 +227,8 @@ def _interpolate(argv: Optional[Sequence[str]]) -> int:
     notes = method_notes(args)
     if args.keep_audio and not (len(args.inputs) == 1 and os.path.isfile(args.inputs[0])):
         notes.append("--keep-audio applies to an input video")
+    if args.sequential and not (video or folder):
+        notes.append("--sequential applies to a video or a folder of frames")
     for note in notes:
         say(args.quiet, f"note: {note}")
     device = pick_device(args.device)

@@ -37,9 +37,13 @@ For two frames I0, I1 and a time t in (0, 1):
    the interpolation error by 2-3% (README) at four times the cost; ``orientations=1`` skips it.
 
 Above the working resolution, steps 2, 3 and the ensemble's disagreement run there (on warps of
-the downscaled frames); each orientation's projected flows and visibility are then turned back to
-the frames' orientation, resized to the frames' size, and the full-size frames warped (step 4) and
-blended (step 5) with them; step 6 blends those full-size frames.
+the downscaled frames), and so do the weights: per pixel, each orientation's ensemble weight
+(step 6) times the time-and-visibility weights of its two warps (step 5), one weight per frame
+and orientation, summing to 1. Only the projected flows (turned back to the frames' orientation)
+and these weights are resized to the frames' size, where the full-size frames are warped (step
+4) and accumulated with them into one frame: the same blend as resizing the visibility and
+disagreement first, but for where the resampling falls (on the upscaled HD proxy the error was
+the same or lower, README).
 
 Two stages, for a pipeline: :meth:`ClassicalInterpolator.motion` (steps 1-2: DIS for every
 orientation and both directions at once, CPU-bound) gives a :class:`PairMotion`, from which

@@ -25,7 +25,7 @@ With --stream N, the training-free rows also time memc-interpolate's walk over a
 frames (the two frames in turn, in memory; each output converted to 8-bit as for an encoder) at
 --factor 2: "seq ms" per middle frame with its stages one after another, "piped ms" with
 reading and DIS on one thread, rendering on another and writing on a third (the default), and
-"piped x yard" the latter over the yardstick.
+"piped x yard" the latter over the yardstick, "piped peak MiB" its peak memory.
 """
 
 import os
@@ -197,10 +197,13 @@ def rows_for(methods, sizes_for, warmup=1, stream_pairs=0):
                     milliseconds = peak = None
                     torch.cuda.empty_cache()
                 flow = dis_ms(method, frame0, frame1, device, repeats)
-                sequential = piped = None
-                if stream_pairs:
+                sequential = piped = piped_peak = None
+                if stream_pairs and method.startswith("free"):
                     sequential = stream_ms(method, frame0, frame1, device, stream_pairs, pipelined=False)
-                    piped = stream_ms(method, frame0, frame1, device, stream_pairs, pipelined=True)
+                    timings = []
+                    piped_peak = peak_mib(lambda: timings.append(
+                        stream_ms(method, frame0, frame1, device, stream_pairs, pipelined=True)), device)
+                    piped = timings[0]
                 result.append({
                     "case": name, "size": f"{width}x{height}", "dtype": str(dtype).replace("torch.", ""),
                     "method": method, "ms": milliseconds,
@@ -210,7 +213,7 @@ def rows_for(methods, sizes_for, warmup=1, stream_pairs=0):
                     "flow_ms": flow,
                     "dis_share": None if flow is None or milliseconds is None else 100.0 * flow / milliseconds,
                     "peak_mib": peak,
-                    "stream_ms": sequential, "piped_ms": piped,
+                    "stream_ms": sequential, "piped_ms": piped, "piped_peak_mib": piped_peak,
                     "piped_yardsticks": None if piped is None else piped / yardstick,
                 })
         return result
@@ -224,7 +227,7 @@ COLUMNS = [
     ("peak_mib", "peak MiB", "{:.0f}"),
 ]
 STREAM_COLUMNS = [("stream_ms", "seq ms", "{:.1f}"), ("piped_ms", "piped ms", "{:.1f}"),
-                  ("piped_yardsticks", "piped x yard", "{:.2f}")]
+                  ("piped_yardsticks", "piped x yard", "{:.2f}"), ("piped_peak_mib", "piped peak MiB", "{:.0f}")]
 
 
 def main(argv=None):

@@ -264,10 +264,11 @@ def _coverage(flow: Tensor) -> Tensor:
     return (counts > 0).view(batch, 1, height, width)
 
 
-def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None) -> Tensor:
+def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None, scratch: Optional[Tensor] = None) -> Tensor:
     """(B, 16, H, W) adaptive_warp coefficients (K = 4) that make the warp bicubic, written into
-    ``out`` when given (a (B, 16, H, W) tensor like ``flow``: at large sizes, reusing one saves
-    the allocation, which costs as much as the computation).
+    ``out`` when given (a (B, 16, H, W) tensor like ``flow``), with ``scratch`` (a (B, 2, 4, H, W)
+    tensor like ``flow``) for the per-axis weights: at large sizes, reusing both saves the
+    allocations, which cost as much as the computation.
 
     adaptive_warp weights the left two columns of its 4x4 window by (1 - a) and the right two by a
     (a the fractional part of the target), rows likewise, then by the kernel. Keys' cubic weights
@@ -276,21 +277,23 @@ def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None) -> Tensor:
     has the factor as a root), so per pixel the warp is exactly bicubic.
     """
     batch, _, height, width = flow.shape
-    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, width)
-    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1)
-
-    def axis(target: Tensor) -> List[Tensor]:  # the four per-offset coefficients along one axis
-        f = torch.remainder(target, 1.0)  # fractional parts in [0, 1), also for negative targets
-        g = 1.0 - f
-        outer = f * g * -0.5
-        return [outer, (f * -1.5).add_(1.0).mul_(f).add_(1.0), (g * -1.5).add_(1.0).mul_(g).add_(1.0), outer]
-
-    kx, ky = axis(xs + flow[:, 0]), axis(ys + flow[:, 1])
+    if scratch is None:
+        scratch = flow.new_empty(batch, 2, 4, height, width)
+    # Per axis (x, then y), in place: a, g, then the weights for offsets -1 (and 2), 0 and 1.
+    fraction, outer, far, near = scratch.unbind(2)
+    torch.add(flow[:, 0], torch.arange(width, device=flow.device, dtype=flow.dtype), out=fraction[:, 0])
+    torch.add(flow[:, 1], torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1), out=fraction[:, 1])
+    fraction.remainder_(1.0)  # a in [0, 1), also for negative targets
+    torch.mul(fraction, -1.0, out=outer).add_(1.0)  # g = 1 - a
+    torch.mul(outer, -1.5, out=far).add_(1.0).mul_(outer).add_(1.0)  # 1 + g (1 - 1.5 g)
+    torch.mul(fraction, -1.5, out=near).add_(1.0).mul_(fraction).add_(1.0)  # 1 + a (1 - 1.5 a)
+    outer.mul_(fraction).mul_(-0.5)  # -a g / 2
+    weights = (outer, near, far, outer)
     if out is None:
         out = flow.new_empty(batch, 16, height, width)
     for row in range(4):  # tap = row * 4 + col
         for col in range(4):
-            torch.mul(ky[row], kx[col], out=out[:, row * 4 + col])
+            torch.mul(weights[row][:, 1], weights[col][:, 0], out=out[:, row * 4 + col])
     return out
 
 
@@ -377,7 +380,7 @@ class ClassicalInterpolator:
         # Bicubic kernels (16 values a pixel) are written into buffers kept per size: one
         # allocation per size, not per frame. render() is therefore not to be called from two
         # threads at once on one interpolator.
-        self._kernel_buffers: Dict[tuple, Tensor] = {}
+        self._kernel_buffers: Dict[tuple, Tuple[Tensor, Tensor]] = {}
 
     def __call__(self, frame0: Tensor, frame1: Tensor, t: Time = 0.5) -> Tensor:
         return self.interpolate(frame0, frame1, [t])[0]
@@ -529,19 +532,20 @@ class ClassicalInterpolator:
         """Step 4: each frame warped with its projected flow and the fixed kernel."""
         if self.config.kernel == "bilinear":
             return memc_ops.adaptive_warp(frames, back, _bilinear_kernel(back))
-        return memc_ops.adaptive_warp(frames, back, bicubic_kernel(back, self._kernel_buffer(back)))
+        return memc_ops.adaptive_warp(frames, back, bicubic_kernel(back, *self._kernel_buffers_for(back)))
 
-    def _kernel_buffer(self, back: Tensor) -> Tensor:
-        """A (B, 16, H, W) buffer for the bicubic kernel of ``back``, kept for the next frames: a
-        video's pairs reuse the same few sizes, and at HD a fresh buffer costs as much to allocate
-        (page by page) as the kernel costs to compute."""
+    def _kernel_buffers_for(self, back: Tensor) -> Tuple[Tensor, Tensor]:
+        """(B, 16, H, W) and (B, 2, 4, H, W) buffers for the bicubic kernel of ``back`` and its
+        per-axis weights, kept for the next frames: a video's pairs reuse the same few sizes, and
+        at HD fresh buffers cost as much to allocate (page by page) as the kernel to compute."""
         key = (back.shape[0], *back.shape[2:], back.device, back.dtype)
-        buffer = self._kernel_buffers.get(key)
-        if buffer is None:
+        buffers = self._kernel_buffers.get(key)
+        if buffers is None:
             if len(self._kernel_buffers) >= _KEPT_KERNEL_BUFFERS:
                 self._kernel_buffers.clear()
-            buffer = self._kernel_buffers[key] = back.new_empty(back.shape[0], 16, *back.shape[2:])
-        return buffer
+            buffers = self._kernel_buffers[key] = (back.new_empty(back.shape[0], 16, *back.shape[2:]),
+                                                   back.new_empty(back.shape[0], 2, 4, *back.shape[2:]))
+        return buffers
 
     def _disagreement(self, warps: Tensor, visible: Tensor) -> Tensor:
         """(B, 1, H, W): mean |warp0 - warp1| over channels and a (2r + 1)^2 window (clipped at

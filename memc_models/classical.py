@@ -216,7 +216,9 @@ def _dis_calc(jobs: Sequence[Tuple[np.ndarray, np.ndarray]], preset: str, finest
 
 
 def _bilinear_kernel(like: Tensor) -> Tensor:
-    return like.new_ones((like.shape[0], 4, like.shape[2], like.shape[3]))
+    """adaptive_warp's kernel (B, 4, H, W) of ones, which makes its warp bilinear: one value seen
+    through zero strides (the op takes any strides), not a fresh tensor the size of the frame."""
+    return like.new_ones(1, 1, 1, 1).expand(like.shape[0], 4, like.shape[2], like.shape[3])
 
 
 def _sample(image: Tensor, flow: Tensor) -> Tensor:

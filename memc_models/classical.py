@@ -36,8 +36,8 @@ For two frames I0, I1 and a time t in (0, 1):
    mirror-symmetric, and on the shared Middlebury frames and a held-aside real video it lowered
    the interpolation error by 2-3% (README) at four times the cost; ``orientations=1`` skips it.
 
-Above the working resolution, steps 2, 3 and the ensemble's disagreement run there (on warps of
-the downscaled frames), and so do the weights: per pixel, each orientation's ensemble weight
+Above the working resolution, steps 2, 3 and the ensemble's disagreement run there (on bilinear
+warps of the downscaled frames, which serve only the disagreement), and so do the weights: per pixel, each orientation's ensemble weight
 (step 6) times the time-and-visibility weights of its two warps (step 5), one weight per frame
 and orientation, summing to 1. Only the projected flows (turned back to the frames' orientation)
 and these weights are resized to the frames' size, where the full-size frames are warped (step
@@ -525,7 +525,8 @@ class ClassicalInterpolator:
             if frames is None:
                 results.append((None, (back, visible), None))
                 continue
-            warps = self._warp(frames, back)
+            # Without a blended frame the warps serve the disagreement alone: bilinear suffices.
+            warps = self._warp(frames, back) if blended else _sample(frames, back)
             disagreement = self._disagreement(warps, visible) if ensemble else None
             results.append((_blend(warps, visible, t) if blended else None, (back, visible), disagreement))
         return results

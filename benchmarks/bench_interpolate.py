@@ -20,6 +20,12 @@ different machine where milliseconds do not. For the training-free path, "DIS %"
 its time spent in the DIS flows themselves (every orientation, both directions, at the working
 resolution), and "peak MiB" the peak memory while it runs: the process's resident memory on a
 CPU (sampled every few milliseconds), the allocator's peak on a GPU.
+
+With --stream N, the training-free rows also time memc-interpolate's walk over a stream of N + 1
+frames (the two frames in turn, in memory; each output converted to 8-bit as for an encoder) at
+--factor 2: "seq ms" per middle frame with its stages one after another, "piped ms" with
+reading and DIS on one thread, rendering on another and writing on a third (the default), and
+"piped x yard" the latter over the yardstick, "piped peak MiB" its peak memory.
 """
 
 import os
@@ -36,6 +42,9 @@ import common  # noqa: E402
 
 import memc_models  # noqa: E402
 from memc_models.classical import _ORIENTATIONS, ClassicalConfig, ClassicalInterpolator, dis_flows  # noqa: E402
+from memc_models.frames import to_uint8  # noqa: E402
+from memc_models.inference import build_interpolator  # noqa: E402
+from memc_models.streaming import StreamFrame, interpolate_stream  # noqa: E402
 
 # (name, height, width)
 SIZES = [("vimeo90k", 256, 448), ("middlebury", 480, 640), ("720p", 720, 1280), ("1080p", 1080, 1920),
@@ -147,7 +156,25 @@ def peak_mib(fn, device):
     return max(peak[0], _resident_mib())
 
 
-def rows_for(methods, sizes_for, warmup=1):
+class _EncoderInput:
+    """A sink that only converts each frame to the 8-bit pixels an encoder would be given."""
+
+    def write(self, image, source=None):
+        to_uint8(image)
+
+
+def stream_ms(method, frame0, frame1, device, pairs, pipelined):
+    """Milliseconds per middle frame of interpolate_stream over pairs + 1 frames at --factor 2."""
+    if not method.startswith("free"):
+        return None
+    interpolate = build_interpolator(device, fast=method == "free-fast")
+    frames = [StreamFrame(frame0 if k % 2 == 0 else frame1, k, f"frame {k}") for k in range(pairs + 1)]
+    start = time.perf_counter()
+    interpolate_stream(iter(frames), _EncoderInput(), interpolate, [0.5], scene_threshold=0, pipelined=pipelined)
+    return (time.perf_counter() - start) * 1e3 / pairs
+
+
+def rows_for(methods, sizes_for, warmup=1, stream_pairs=0):
     def rows(device, dtype, repeats):
         result = []
         for name, height, width in sizes_for(device):
@@ -170,6 +197,13 @@ def rows_for(methods, sizes_for, warmup=1):
                     milliseconds = peak = None
                     torch.cuda.empty_cache()
                 flow = dis_ms(method, frame0, frame1, device, repeats)
+                sequential = piped = piped_peak = None
+                if stream_pairs and method.startswith("free"):
+                    sequential = stream_ms(method, frame0, frame1, device, stream_pairs, pipelined=False)
+                    timings = []
+                    piped_peak = peak_mib(lambda: timings.append(
+                        stream_ms(method, frame0, frame1, device, stream_pairs, pipelined=True)), device)
+                    piped = timings[0]
                 result.append({
                     "case": name, "size": f"{width}x{height}", "dtype": str(dtype).replace("torch.", ""),
                     "method": method, "ms": milliseconds,
@@ -179,6 +213,8 @@ def rows_for(methods, sizes_for, warmup=1):
                     "flow_ms": flow,
                     "dis_share": None if flow is None or milliseconds is None else 100.0 * flow / milliseconds,
                     "peak_mib": peak,
+                    "stream_ms": sequential, "piped_ms": piped, "piped_peak_mib": piped_peak,
+                    "piped_yardsticks": None if piped is None else piped / yardstick,
                 })
         return result
     return rows
@@ -190,6 +226,8 @@ COLUMNS = [
     ("yardsticks", "x yard", "{:.2f}"), ("flow_ms", "DIS ms", "{:.1f}"), ("dis_share", "DIS %", "{:.0f}"),
     ("peak_mib", "peak MiB", "{:.0f}"),
 ]
+STREAM_COLUMNS = [("stream_ms", "seq ms", "{:.1f}"), ("piped_ms", "piped ms", "{:.1f}"),
+                  ("piped_yardsticks", "piped x yard", "{:.2f}"), ("piped_peak_mib", "piped peak MiB", "{:.0f}")]
 
 
 def main(argv=None):
@@ -200,6 +238,8 @@ def main(argv=None):
                         help="size(s) to time (default: all on a GPU or with --full, else 448x256)")
     parser.add_argument("--warmup", type=int, default=1, metavar="N",
                         help="untimed runs before the timed ones (default 1; 0 for a quick look at large sizes)")
+    parser.add_argument("--stream", type=int, default=0, metavar="N",
+                        help="training-free rows: also time a stream of N pairs, sequential and pipelined")
     args = parser.parse_args(argv)
 
     def sizes_for(device):
@@ -208,8 +248,8 @@ def main(argv=None):
         return SIZES if device.type == "cuda" or args.full else CPU_SIZES
 
     common.run_benchmark(parser, args, "frame interpolation, one middle frame",
-                         rows_for(args.method or METHODS, sizes_for, args.warmup),
-                         COLUMNS)
+                         rows_for(args.method or METHODS, sizes_for, args.warmup, args.stream),
+                         COLUMNS + (STREAM_COLUMNS if args.stream else []))
 
 
 if __name__ == "__main__":

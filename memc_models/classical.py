@@ -36,10 +36,14 @@ For two frames I0, I1 and a time t in (0, 1):
    mirror-symmetric, and on the shared Middlebury frames and a held-aside real video it lowered
    the interpolation error by 2-3% (README) at four times the cost; ``orientations=1`` skips it.
 
-Above the working resolution, steps 2, 3 and the ensemble's disagreement run there (on warps of
-the downscaled frames); each orientation's projected flows and visibility are then turned back to
-the frames' orientation, resized to the frames' size, and the full-size frames warped (step 4) and
-blended (step 5) with them; step 6 blends those full-size frames.
+Above the working resolution, steps 2, 3 and the ensemble's disagreement run there (on bilinear
+warps of the downscaled frames, which serve only the disagreement), and so do the weights: per pixel, each orientation's ensemble weight
+(step 6) times the time-and-visibility weights of its two warps (step 5), one weight per frame
+and orientation, summing to 1. Only the projected flows (turned back to the frames' orientation)
+and these weights are resized to the frames' size, where the full-size frames are warped (step
+4) and accumulated with them into one frame: the same blend as resizing the visibility and
+disagreement first, but for where the resampling falls (on the upscaled HD proxy the error was
+the same or lower, README).
 
 Two stages, for a pipeline: :meth:`ClassicalInterpolator.motion` (steps 1-2: DIS for every
 orientation and both directions at once, CPU-bound) gives a :class:`PairMotion`, from which
@@ -212,7 +216,9 @@ def _dis_calc(jobs: Sequence[Tuple[np.ndarray, np.ndarray]], preset: str, finest
 
 
 def _bilinear_kernel(like: Tensor) -> Tensor:
-    return like.new_ones((like.shape[0], 4, like.shape[2], like.shape[3]))
+    """adaptive_warp's kernel (B, 4, H, W) of ones, which makes its warp bilinear: one value seen
+    through zero strides (the op takes any strides), not a fresh tensor the size of the frame."""
+    return like.new_ones(1, 1, 1, 1).expand(like.shape[0], 4, like.shape[2], like.shape[3])
 
 
 def _sample(image: Tensor, flow: Tensor) -> Tensor:
@@ -260,10 +266,11 @@ def _coverage(flow: Tensor) -> Tensor:
     return (counts > 0).view(batch, 1, height, width)
 
 
-def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None) -> Tensor:
+def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None, scratch: Optional[Tensor] = None) -> Tensor:
     """(B, 16, H, W) adaptive_warp coefficients (K = 4) that make the warp bicubic, written into
-    ``out`` when given (a (B, 16, H, W) tensor like ``flow``: at large sizes, reusing one saves
-    the allocation, which costs as much as the computation).
+    ``out`` when given (a (B, 16, H, W) tensor like ``flow``), with ``scratch`` (a (B, 2, 4, H, W)
+    tensor like ``flow``) for the per-axis weights: at large sizes, reusing both saves the
+    allocations, which cost as much as the computation.
 
     adaptive_warp weights the left two columns of its 4x4 window by (1 - a) and the right two by a
     (a the fractional part of the target), rows likewise, then by the kernel. Keys' cubic weights
@@ -272,21 +279,23 @@ def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None) -> Tensor:
     has the factor as a root), so per pixel the warp is exactly bicubic.
     """
     batch, _, height, width = flow.shape
-    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, width)
-    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1)
-
-    def axis(target: Tensor) -> List[Tensor]:  # the four per-offset coefficients along one axis
-        f = torch.remainder(target, 1.0)  # fractional parts in [0, 1), also for negative targets
-        g = 1.0 - f
-        outer = f * g * -0.5
-        return [outer, (f * -1.5).add_(1.0).mul_(f).add_(1.0), (g * -1.5).add_(1.0).mul_(g).add_(1.0), outer]
-
-    kx, ky = axis(xs + flow[:, 0]), axis(ys + flow[:, 1])
+    if scratch is None:
+        scratch = flow.new_empty(batch, 2, 4, height, width)
+    # Per axis (x, then y), in place: a, g, then the weights for offsets -1 (and 2), 0 and 1.
+    fraction, outer, far, near = scratch.unbind(2)
+    torch.add(flow[:, 0], torch.arange(width, device=flow.device, dtype=flow.dtype), out=fraction[:, 0])
+    torch.add(flow[:, 1], torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1), out=fraction[:, 1])
+    fraction.remainder_(1.0)  # a in [0, 1), also for negative targets
+    torch.mul(fraction, -1.0, out=outer).add_(1.0)  # g = 1 - a
+    torch.mul(outer, -1.5, out=far).add_(1.0).mul_(outer).add_(1.0)  # 1 + g (1 - 1.5 g)
+    torch.mul(fraction, -1.5, out=near).add_(1.0).mul_(fraction).add_(1.0)  # 1 + a (1 - 1.5 a)
+    outer.mul_(fraction).mul_(-0.5)  # -a g / 2
+    weights = (outer, near, far, outer)
     if out is None:
         out = flow.new_empty(batch, 16, height, width)
     for row in range(4):  # tap = row * 4 + col
         for col in range(4):
-            torch.mul(ky[row], kx[col], out=out[:, row * 4 + col])
+            torch.mul(weights[row][:, 1], weights[col][:, 0], out=out[:, row * 4 + col])
     return out
 
 
@@ -373,7 +382,7 @@ class ClassicalInterpolator:
         # Bicubic kernels (16 values a pixel) are written into buffers kept per size: one
         # allocation per size, not per frame. render() is therefore not to be called from two
         # threads at once on one interpolator.
-        self._kernel_buffers: Dict[tuple, Tensor] = {}
+        self._kernel_buffers: Dict[tuple, Tuple[Tensor, Tensor]] = {}
 
     def __call__(self, frame0: Tensor, frame1: Tensor, t: Time = 0.5) -> Tensor:
         return self.interpolate(frame0, frame1, [t])[0]
@@ -450,34 +459,53 @@ class ClassicalInterpolator:
 
     def _render_resized(self, frame0: Tensor, frame1: Tensor, small: Tensor, orientations,
                         times: Sequence[Time]) -> List[Tensor]:
-        """Render at a working resolution below the frames': per orientation, steps 3-5 (and the
-        ensemble's disagreement) at the working resolution; that orientation's motion at time t
-        (projected flows and visibility) turned back to the frames' orientation and resized to
-        their size; the full-size frames warped and blended with it; the orientations' frames
-        blended as in step 6, with the disagreement resized from the working resolution."""
-        ensemble = self.config.orientations > 1
+        """Render at a working resolution below the frames'. At the working resolution, per
+        orientation, steps 3-5 (and the ensemble's disagreement), turned back to the frames'
+        orientation; there too, per pixel, each orientation's ensemble weight (step 6) times the
+        time-and-visibility weights of its two warps (step 5): one weight per frame and
+        orientation, summing to 1 over them. At full size only what needs it: per orientation, the
+        projected flows resized, both frames warped, and their weights resized and accumulated
+        into one frame (the same blend as resizing visibility and disagreement first, but for
+        where the resampling falls)."""
         size = tuple(frame0.shape[2:])
-        blends = [_AgreementBlend(self.config.agreement_scale) for _ in times]
+        ensemble = self.config.orientations > 1
+        # Per time, per orientation: (projected flows, the two frames' weights), at working size.
+        motions: List[List[Tuple[Tensor, Tensor]]] = [[] for _ in times]
+        disagreements: List[List[Tensor]] = [[] for _ in times]
         for dims, flows, occluded in orientations:
             # One orientation needs no frames at the working resolution: just its motion.
             oriented_small = _flip(small, dims) if ensemble else None
-            oriented = self._render_once(oriented_small, flows, occluded, times, ensemble=ensemble)
-            for t, blend, (_, (back, visible), disagreement) in zip(times, blends, oriented):
-                to0, to1 = _flip_flow(back, dims).chunk(2, 0)
-                # Full size: the frames one at a time, sharing one kernel buffer.
-                warp0 = self._warp(frame0, _resize_flow(to0, size))
-                warp1 = self._warp(frame1, _resize_flow(to1, size))
-                frame = _blend(torch.cat((warp0, warp1), 0), _resize(_flip(visible, dims), size), t)
-                blend.add(frame, None if disagreement is None else _resize(_flip(disagreement, dims), size))
-        return [blend.result() for blend in blends]
+            oriented = self._render_once(oriented_small, flows, occluded, times, ensemble=ensemble, blended=False)
+            for k, (t, (_, (back, visible), disagreement)) in enumerate(zip(times, oriented)):
+                motions[k].append((_flip_flow(back, dims), _blend_weights(_flip(visible, dims), t)))
+                if ensemble:
+                    disagreements[k].append(_flip(disagreement, dims))
+        results = []
+        for k in range(len(times)):
+            if ensemble:  # softmax(-disagreement / s) over the orientations, per pixel
+                shares = torch.softmax(torch.stack(disagreements[k]) / -self.config.agreement_scale, 0)
+            frame = None
+            for o, (back, weights) in enumerate(motions[k]):
+                if ensemble:
+                    weights = weights * shares[o]
+                weight0, weight1 = _resize(weights, size).chunk(2, 1)
+                to0, to1 = _resize_flow(back, size).chunk(2, 0)
+                # The frames one at a time, sharing one kernel buffer.
+                warp0 = self._warp(frame0, to0)
+                frame = warp0.mul_(weight0) if frame is None else frame.addcmul_(warp0, weight0)
+                frame.addcmul_(self._warp(frame1, to1), weight1)
+            results.append(frame)
+        return results
 
     def _render_once(self, frames: Optional[Tensor], flows: Tensor, occluded: Tensor, times: Sequence[Time],
-                     ensemble: bool = False) -> List[Tuple[Tensor, Tuple[Tensor, Tensor], Optional[Tensor]]]:
+                     ensemble: bool = False, blended: bool = True
+                     ) -> List[Tuple[Optional[Tensor], Tuple[Tensor, Tensor], Optional[Tensor]]]:
         """Steps 3-5 in one orientation at the motion's resolution, from the frames (2B, 3, h, w)
         and their flows and occlusion: per time (a float or a (B or 1, 1, 1, 1) tensor), the
         float32 frame (unclamped), its motion (projected flows (2B, 2, h, w) and visibility
         (2B, 1, h, w)) and, for the ``ensemble``, its (B, 1, h, w) disagreement map (step 6).
-        ``frames`` None: the motion alone (frame and disagreement None)."""
+        ``frames`` None: the motion alone (frame and disagreement None); ``blended`` False: no
+        frame (None), the motion and the disagreement alone."""
         weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))
         ones = flows.new_ones(flows.shape[0] // 2, 1, 1, 1)
         results = []
@@ -497,28 +525,30 @@ class ClassicalInterpolator:
             if frames is None:
                 results.append((None, (back, visible), None))
                 continue
-            warps = self._warp(frames, back)
+            # Without a blended frame the warps serve the disagreement alone: bilinear suffices.
+            warps = self._warp(frames, back) if blended else _sample(frames, back)
             disagreement = self._disagreement(warps, visible) if ensemble else None
-            results.append((_blend(warps, visible, t), (back, visible), disagreement))
+            results.append((_blend(warps, visible, t) if blended else None, (back, visible), disagreement))
         return results
 
     def _warp(self, frames: Tensor, back: Tensor) -> Tensor:
         """Step 4: each frame warped with its projected flow and the fixed kernel."""
         if self.config.kernel == "bilinear":
             return memc_ops.adaptive_warp(frames, back, _bilinear_kernel(back))
-        return memc_ops.adaptive_warp(frames, back, bicubic_kernel(back, self._kernel_buffer(back)))
+        return memc_ops.adaptive_warp(frames, back, bicubic_kernel(back, *self._kernel_buffers_for(back)))
 
-    def _kernel_buffer(self, back: Tensor) -> Tensor:
-        """A (B, 16, H, W) buffer for the bicubic kernel of ``back``, kept for the next frames: a
-        video's pairs reuse the same few sizes, and at HD a fresh buffer costs as much to allocate
-        (page by page) as the kernel costs to compute."""
+    def _kernel_buffers_for(self, back: Tensor) -> Tuple[Tensor, Tensor]:
+        """(B, 16, H, W) and (B, 2, 4, H, W) buffers for the bicubic kernel of ``back`` and its
+        per-axis weights, kept for the next frames: a video's pairs reuse the same few sizes, and
+        at HD fresh buffers cost as much to allocate (page by page) as the kernel to compute."""
         key = (back.shape[0], *back.shape[2:], back.device, back.dtype)
-        buffer = self._kernel_buffers.get(key)
-        if buffer is None:
+        buffers = self._kernel_buffers.get(key)
+        if buffers is None:
             if len(self._kernel_buffers) >= _KEPT_KERNEL_BUFFERS:
                 self._kernel_buffers.clear()
-            buffer = self._kernel_buffers[key] = back.new_empty(back.shape[0], 16, *back.shape[2:])
-        return buffer
+            buffers = self._kernel_buffers[key] = (back.new_empty(back.shape[0], 16, *back.shape[2:]),
+                                                   back.new_empty(back.shape[0], 2, 4, *back.shape[2:]))
+        return buffers
 
     def _disagreement(self, warps: Tensor, visible: Tensor) -> Tensor:
         """(B, 1, H, W): mean |warp0 - warp1| over channels and a (2r + 1)^2 window (clipped at
@@ -536,11 +566,23 @@ def _blend(warps: Tensor, visible: Tensor, t: Time) -> Tensor:
     """Step 5: the two warped frames (2B, 3, H, W) weighted by time and visibility (2B, 1, H, W)."""
     warp0, warp1 = warps.chunk(2, 0)
     visible0, visible1 = visible.chunk(2, 0)
+    w0, w1 = _time_visibility(visible0, visible1, t)
+    return torch.lerp(warp0, warp1, w1 / (w0 + w1))  # (w0 warp0 + w1 warp1) / (w0 + w1) in one pass
+
+
+def _time_visibility(visible0: Tensor, visible1: Tensor, t: Time) -> Tuple[Tensor, Tensor]:
+    """Step 5's unnormalised weights of frame 0 and frame 1: time times visibility."""
     # eps: where neither frame explains a pixel, both warps are blended by time alone.
     eps = 1e-3
-    w0 = (1.0 - t) * (visible0 + eps)
-    w1 = t * (visible1 + eps)
-    return torch.lerp(warp0, warp1, w1 / (w0 + w1))  # (w0 warp0 + w1 warp1) / (w0 + w1) in one pass
+    return (1.0 - t) * (visible0 + eps), t * (visible1 + eps)
+
+
+def _blend_weights(visible: Tensor, t: Time) -> Tensor:
+    """Step 5's weights of the two frames, (B, 2, H, W) from their visibility (2B, 1, H, W): the
+    blend is weights[:, 0] warp0 + weights[:, 1] warp1 (the weights sum to 1)."""
+    w0, w1 = _time_visibility(*visible.chunk(2, 0), t)
+    total = w0 + w1
+    return torch.cat((w0 / total, w1 / total), 1)
 
 
 def _check_input_frames(frame0: Tensor, frame1: Tensor) -> None:

@@ -9,6 +9,7 @@ from torch import Tensor
 from .checkpoint import load_enhancement_model, load_model
 from .errors import UserError
 from .frames import check_finite
+from .streaming import Staged
 
 __all__ = ["Enhancer", "Interpolator", "build_enhancer", "build_interpolator", "pick_device", "release_mode_note"]
 
@@ -54,34 +55,36 @@ def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, m
     """The default training-free path (one orientation instead of the four-way self-ensemble when
     ``fast``), or the MEMC-Net ``model`` from ``checkpoint`` (float16 autocast on CUDA with
     ``half``). An output that is not finite is a UserError naming the checkpoint (or the path).
-    ``note`` is told, in one line, when the checkpoint runs in the authors' release mode
-    (:func:`release_mode_note`)."""
+    The training-free path comes as a :class:`~memc_models.streaming.Staged` interpolator (DIS
+    motion, then rendering), whose stages a pipeline can overlap. ``note`` is told, in one line,
+    when the checkpoint runs in the authors' release mode (:func:`release_mode_note`)."""
     if checkpoint is None:
         from .classical import ClassicalConfig, ClassicalInterpolator
 
         classical = ClassicalInterpolator(ClassicalConfig(orientations=1 if fast else 4))
-        made_by = "the training-free path"
 
-        def run(frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tensor]:
-            return classical.interpolate(frame0.to(device), frame1.to(device), times)
-    else:
-        net = load_model(checkpoint, model, device)
-        mode = release_mode_note(net)
-        if note is not None and mode is not None:
-            note(f"--checkpoint {checkpoint}: {mode}")
-        autocast = torch.autocast("cuda", dtype=torch.float16, enabled=half and device.type == "cuda")
-        made_by = f"--checkpoint {checkpoint}"
+        def motion(frame0: Tensor, frame1: Tensor):
+            return classical.motion(frame0.to(device), frame1.to(device))
 
-        @torch.no_grad()
-        def run(frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tensor]:
-            frame0, frame1 = frame0.to(device), frame1.to(device)
-            with autocast:  # checked before clamping, which would turn inf into white
-                return [check_finite(net(frame0, frame1, float(t)).float(), made_by).clamp(0, 1) for t in times]
+        def render(frame0: Tensor, frame1: Tensor, pair_motion, times: Sequence[float]) -> List[Tensor]:
+            frames = classical.render(frame0.to(device), frame1.to(device), pair_motion, times)
+            return [check_finite(frame, "the training-free path") for frame in frames]
 
-    def checked(frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tensor]:
-        return [check_finite(frame, made_by) for frame in run(frame0, frame1, times)]
+        return Staged(motion, render)
+    net = load_model(checkpoint, model, device)
+    mode = release_mode_note(net)
+    if note is not None and mode is not None:
+        note(f"--checkpoint {checkpoint}: {mode}")
+    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=half and device.type == "cuda")
+    made_by = f"--checkpoint {checkpoint}"
 
-    return checked
+    @torch.no_grad()
+    def run(frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tensor]:
+        frame0, frame1 = frame0.to(device), frame1.to(device)
+        with autocast:  # checked before clamping, which would turn inf into white
+            return [check_finite(net(frame0, frame1, float(t)).float(), made_by).clamp(0, 1) for t in times]
+
+    return run
 
 
 def build_enhancer(device: torch.device, task: str, checkpoint: Optional[str] = None, *,

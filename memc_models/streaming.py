@@ -7,7 +7,8 @@ both write through :mod:`memc_models.atomic`). :func:`interpolate_stream` feeds 
 between each pair of a source, and the source's own frames, into a sink; :func:`windows` gives
 any tool the sliding windows of N frames it needs (a 7-frame enhancement network, say). Sources
 are plain iterators and sinks plain ``write`` calls, so a threaded pipeline can put queues
-between them.
+between them: ``interpolate_stream(..., pipelined=True)`` decodes (and estimates the motion of a
+:class:`Staged` interpolator) on one thread, renders on the caller's and encodes on a third.
 
     with FolderSink("out/", count, ".png") as sink:         # commits on success, else discards
         result = interpolate_stream(FolderSource("in/"), sink, interpolate, [0.5])
@@ -15,7 +16,9 @@ between them.
 
 import collections
 import os
-from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+import queue
+import threading
+from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -27,11 +30,25 @@ from .images import SIXTEEN_BIT_EXTENSIONS, copy_image, image_size, list_frames,
     stored_bits, write_image
 from .video import VideoReader, VideoWriter
 
-__all__ = ["SCENE_THRESHOLD", "FolderSink", "FolderSource", "StreamFrame", "StreamResult", "VideoSink", "VideoSource",
-           "centred_windows", "colour_overlap", "interpolate_stream", "is_scene_cut", "windows"]
+__all__ = ["SCENE_THRESHOLD", "FolderSink", "FolderSource", "Staged", "StreamFrame", "StreamResult", "VideoSink",
+           "VideoSource", "centred_windows", "colour_overlap", "interpolate_stream", "is_scene_cut", "windows"]
 
 #: Interpolates (1, 3, H, W) frames in [0, 1] at several times in (0, 1).
 Interpolator = Callable[[Tensor, Tensor, Sequence[float]], List[Tensor]]
+
+
+class Staged:
+    """An :data:`Interpolator` in two stages that a pipeline can overlap: ``motion(frame0,
+    frame1)`` (the pair's motion, whatever object the method needs; it must be safe to run on
+    another thread than ``render``) and ``render(frame0, frame1, motion, times)`` (the frames at
+    ``times``). Called as a plain interpolator, it runs one after the other."""
+
+    def __init__(self, motion: Callable[[Tensor, Tensor], Any],
+                 render: Callable[[Tensor, Tensor, Any, Sequence[float]], List[Tensor]]):
+        self.motion, self.render = motion, render
+
+    def __call__(self, frame0: Tensor, frame1: Tensor, times: Sequence[float]) -> List[Tensor]:
+        return self.render(frame0, frame1, self.motion(frame0, frame1), times)
 
 
 class StreamFrame(NamedTuple):
@@ -242,12 +259,17 @@ class StreamResult(NamedTuple):
 
 def interpolate_stream(source: Iterable[StreamFrame], sink, interpolate: Interpolator, times: Sequence[float],
                        scene_threshold: float = SCENE_THRESHOLD,
-                       on_frame: Optional[Callable[[], None]] = None) -> StreamResult:
+                       on_frame: Optional[Callable[[], None]] = None, pipelined: bool = False) -> StreamResult:
     """Writes to ``sink`` every frame of ``source`` and, between each pair, the frames at
     ``times`` (in (0, 1)); one pair in memory at a time. Across a scene cut (see
     :func:`is_scene_cut`) motion means nothing (interpolating blends two unrelated pictures), so
     each time repeats the frame nearest to it instead. ``on_frame`` is called after each frame
-    written (for a progress bar). The sink is not committed: the caller does that (``with sink:``)."""
+    written (for a progress bar). The sink is not committed: the caller does that (``with sink:``).
+
+    ``pipelined``: the stages overlap on threads (see :func:`_pipelined_stream`), with a few frames
+    in memory at a time; the frames written are the same."""
+    if pipelined:
+        return _pipelined_stream(source, sink, interpolate, times, scene_threshold, on_frame)
     previous: Optional[StreamFrame] = None
     read = written = 0
     cuts: List[int] = []
@@ -257,7 +279,7 @@ def interpolate_stream(source: Iterable[StreamFrame], sink, interpolate: Interpo
             check_same_size(frame.image, frame.name, previous.image, f"the frames before it ({previous.name})")
             if is_scene_cut(previous.image, frame.image, scene_threshold):
                 cuts.append(frame.index)
-                between = [previous.image if t < 0.5 else frame.image for t in times]
+                between = _nearest(previous, frame, times)
             else:
                 between = interpolate(previous.image, frame.image, times)
             for image in between:
@@ -271,3 +293,139 @@ def interpolate_stream(source: Iterable[StreamFrame], sink, interpolate: Interpo
             on_frame()
         previous = frame
     return StreamResult(read, written, cuts)
+
+
+def _nearest(previous: StreamFrame, frame: StreamFrame, times: Sequence[float]) -> List[Tensor]:
+    """Across a scene cut: per time, the frame nearer to it."""
+    return [previous.image if t < 0.5 else frame.image for t in times]
+
+
+# The pipeline's queue items besides frames: the end of the stream, and "a scene cut here".
+_END, _CUT = object(), object()
+# How often (seconds) a thread waiting on a queue looks whether the run has stopped.
+_POLL = 0.05
+# How long a stopped run waits for its reading thread to notice (it may be inside a long DIS).
+_READER_GRACE = 2.0
+
+
+class _Pipeline:
+    """What the pipeline's threads share: the stop flag, the first error, and the counts."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.errors: List[BaseException] = []
+        self.read = self.written = 0
+        self.cuts: List[int] = []
+
+    def fail(self, error: BaseException) -> None:
+        self.errors.append(error)
+        self.stop.set()
+
+    def put(self, channel: "queue.Queue", item) -> bool:
+        """Puts ``item`` when there is room; False (not put) when the run stopped first."""
+        while not self.stop.is_set():
+            try:
+                channel.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def get(self, channel: "queue.Queue"):
+        """The next item, or _END when the run stopped first."""
+        while not self.stop.is_set():
+            try:
+                return channel.get(timeout=_POLL)
+            except queue.Empty:
+                pass
+        return _END
+
+
+def _pipelined_stream(source: Iterable[StreamFrame], sink, interpolate: Interpolator, times: Sequence[float],
+                      scene_threshold: float, on_frame: Optional[Callable[[], None]]) -> StreamResult:
+    """:func:`interpolate_stream` on three threads joined by bounded queues: a reading thread
+    decodes the frames, finds the scene cuts and, for a :class:`Staged` interpolator, estimates
+    each pair's motion (OpenCV's DIS releases the GIL); the caller's thread renders the frames
+    between each pair; a writing thread encodes everything into the sink in order. At most two
+    pairs wait for rendering and a pair's frames for writing.
+
+    The first failure of any stage (a frame that cannot be read, an error in the motion or the
+    rendering, an encoder that fails; Ctrl-C in the caller's thread) stops the others and is
+    raised here, as the sequential walk would raise it, after the writing thread has ended: the
+    caller may discard the sink at once. A reading thread busy in a long computation is left
+    behind after a short wait (it writes nothing and stops at its next step)."""
+    motion = interpolate.motion if isinstance(interpolate, Staged) else None
+    run = _Pipeline()
+    pairs: "queue.Queue" = queue.Queue(maxsize=2)
+    writes: "queue.Queue" = queue.Queue(maxsize=len(times) + 1)
+
+    def read() -> None:
+        previous: Optional[StreamFrame] = None
+        try:
+            for frame in source:
+                if run.stop.is_set():
+                    return
+                run.read += 1
+                work = None
+                if previous is not None:
+                    check_same_size(frame.image, frame.name, previous.image, f"the frames before it ({previous.name})")
+                    if is_scene_cut(previous.image, frame.image, scene_threshold):
+                        run.cuts.append(frame.index)
+                        work = _CUT
+                    elif motion is not None:
+                        work = motion(previous.image, frame.image)
+                if not run.put(pairs, (frame, work)):
+                    return
+                previous = frame
+            run.put(pairs, _END)
+        except BaseException as error:  # passed on to the caller's thread, and raised there
+            run.fail(error)
+
+    def write() -> None:
+        try:
+            while True:
+                item = run.get(writes)
+                if item is _END:
+                    return
+                image, frame = item
+                sink.write(image, frame)
+                run.written += 1
+                if on_frame is not None:
+                    on_frame()
+        except BaseException as error:
+            run.fail(error)
+
+    reader = threading.Thread(target=read, name="memc-read", daemon=True)
+    writer = threading.Thread(target=write, name="memc-write", daemon=True)
+    reader.start()
+    writer.start()
+    try:
+        previous: Optional[StreamFrame] = None
+        while True:
+            item = run.get(pairs)
+            if item is _END:
+                break
+            frame, work = item
+            if previous is not None:
+                if work is _CUT:
+                    between = _nearest(previous, frame, times)
+                elif motion is not None:
+                    between = interpolate.render(previous.image, frame.image, work, times)
+                else:
+                    between = interpolate(previous.image, frame.image, times)
+                for image in between:
+                    run.put(writes, (image, None))
+            run.put(writes, (frame.image, frame))
+            previous = frame
+        run.put(writes, _END)
+        writer.join()
+    except BaseException:
+        run.stop.set()
+        raise
+    finally:
+        run.stop.set()  # the reader stops at its next step; the writer writes nothing more
+        writer.join()   # before the caller discards the sink
+        reader.join(_READER_GRACE)
+    if run.errors:
+        raise run.errors[0]
+    return StreamResult(run.read, run.written, run.cuts)

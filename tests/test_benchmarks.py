@@ -28,6 +28,18 @@ def test_bench_interpolate_times_every_method_on_a_small_frame():
     assert bench_interpolate.interpolator("memc_s", torch.device("cpu"), torch.bfloat16) is not None
 
 
+def test_bench_interpolate_times_streams_of_the_training_free_path():
+    pytest.importorskip("cv2")
+    import bench_interpolate
+
+    rows = bench_interpolate.rows_for(["free-fast", "memc_s"], lambda device: [("tiny", 32, 48)], warmup=0,
+                                      stream_pairs=2)
+    fast, network = rows(torch.device("cpu"), torch.float32, 1)
+    assert fast["stream_ms"] > 0 and fast["piped_ms"] > 0 and fast["piped_peak_mib"] > 0
+    assert fast["piped_yardsticks"] == pytest.approx(fast["piped_ms"] / fast["yardstick_ms"])
+    assert network["stream_ms"] is None and network["piped_ms"] is None and network["piped_peak_mib"] is None
+
+
 def test_bench_interpolate_frames_move_by_a_few_pixels():
     import bench_interpolate
 

@@ -274,6 +274,38 @@ def test_resized_ensemble_is_mirror_symmetric_up_to_rounding():
         torch.testing.assert_close(mirrored.flip(dims), ours, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("orientations", [1, 2, 4])
+def test_resized_weights_of_frames_and_orientations_sum_to_one(orientations):
+    # A flat colour, still: every warp is that colour, so the result is too when the weights of
+    # both frames in every orientation, resized to full size, add up to 1 per pixel.
+    colour = torch.tensor([0.2, 0.5, 0.8]).view(1, 3, 1, 1)
+    frame = colour.expand(1, 3, 48, 64).contiguous()
+    path = ClassicalInterpolator(ClassicalConfig(orientations=orientations, max_flow_pixels=768))
+    for t in (0.3, 0.5):
+        torch.testing.assert_close(path(frame, frame, t), frame, atol=1e-6, rtol=0)
+
+
+def test_resized_ensemble_stays_close_to_blending_full_size_frames():
+    # The ensemble's and step 5's weights are resampled to full size rather than the visibility
+    # and disagreement they come from: the frames differ only where those change.
+    frame0, frame1 = frames(height=48, width=64)
+    path = ClassicalInterpolator(ClassicalConfig(max_flow_pixels=768))
+    motion = path.motion(frame0, frame1)
+    ours = path.render(frame0, frame1, motion, 0.5)[0]
+    blends = [classical._AgreementBlend(path.config.agreement_scale)]
+    small = motion.frames
+    for dims, flows, occluded in zip(classical._ORIENTATIONS, motion.flows, motion.occluded):
+        (_, (back, visible), disagreement), = path._render_once(classical._flip(small, dims), flows, occluded, [0.5],
+                                                               ensemble=True)
+        to0, to1 = classical._flip_flow(back, dims).chunk(2, 0)
+        warps = torch.cat((path._warp(frame0, classical._resize_flow(to0, (48, 64))),
+                           path._warp(frame1, classical._resize_flow(to1, (48, 64)))), 0)
+        frame = classical._blend(warps, classical._resize(classical._flip(visible, dims), (48, 64)), 0.5)
+        blends[0].add(frame, classical._resize(classical._flip(disagreement, dims), (48, 64)))
+    blended = blends[0].result().clamp(0, 1)
+    assert (ours - blended).abs().mean() < 2e-3
+
+
 def test_resized_path_runs_on_device(device):
     frame0, frame1 = frames(height=48, width=64)
     path = ClassicalInterpolator(ClassicalConfig(max_flow_pixels=768))

@@ -4,7 +4,9 @@ frames are known; its errors, notes and what it leaves behind when a run fails."
 
 import os
 import signal
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -793,3 +795,98 @@ def test_a_video_cut_before_its_index_is_an_error_saying_why(tmp_path, capsys):
     assert main([str(clip), "-o", str(tmp_path / "out.mp4"), "-q"]) == 1
     assert capsys.readouterr().err == (f"memc-interpolate: error: {clip}: cannot read it as a video (moov atom not "
                                        "found; Invalid data found when processing input)\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline of videos and folders: the same frames as --sequential, one error, a clean stop
+
+
+def test_the_pipeline_writes_the_frames_of_sequential_byte_for_byte(tmp_path):
+    frames = _folder_of_frames(tmp_path / "frames", 5)
+    iio.imwrite(frames / "4.png", other_shot(32, 48))  # a scene cut too
+    outputs = []
+    for extra in ([], ["--sequential"]):
+        outputs.append(tmp_path / f"out{len(outputs)}")
+        assert main([str(frames), "-o", str(outputs[-1]), "--factor", "3", "-q", *extra]) == 0
+    names = sorted(p.name for p in outputs[0].iterdir())
+    assert names == sorted(p.name for p in outputs[1].iterdir()) and len(names) == 13
+    for name in names:
+        assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+
+
+def test_sequential_on_two_images_gets_a_note(tmp_path, capsys, monkeypatch):
+    _stop_before_work(monkeypatch)
+    a, b = write_images(tmp_path, frame_at(0.0, 32, 32), frame_at(1.0, 32, 32))
+    main([a, b, "-o", str(tmp_path / "out.png"), "--sequential"])
+    assert "note: --sequential applies to a video or a folder of frames\n" in capsys.readouterr().err
+
+
+def test_a_frame_that_cannot_be_decoded_mid_run_is_one_error_and_leaves_nothing(tmp_path, capsys):
+    frames = _folder_of_frames(tmp_path / "frames")
+    data = (frames / "2.png").read_bytes()
+    (frames / "2.png").write_bytes(data[: len(data) // 2])  # the header is intact, the pixels cut short
+    assert main([str(frames), "-o", str(tmp_path / "out"), "--fast", "-q"]) == 1
+    assert str(frames / "2.png") in _error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+
+
+@pytest.mark.parametrize("error, status, message", [
+    (UserError("the motion failed"), 1, "memc-interpolate: error: the motion failed\n"),
+    (RuntimeError("a bug"), 2, "memc-interpolate: internal error: RuntimeError: a bug (set MEMC_TRACEBACK=1 to see where)\n"),
+])
+def test_an_error_in_the_motion_thread_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, error, status,
+                                                                      message):
+    from memc_models.streaming import Staged
+
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    write_clip(clip, 5)
+    out.write_bytes(b"the previous output")
+    calls = []
+
+    def motion(frame0, frame1):
+        calls.append(1)
+        if len(calls) == 3:
+            raise error
+
+    def render(frame0, frame1, motion, times):
+        return [0.5 * (frame0 + frame1) for _ in times]
+
+    monkeypatch.setattr(interpolate_module, "build_interpolator", lambda *args, **kwargs: Staged(motion, render))
+    assert main([str(clip), "-o", str(out), "-q", "--scene-threshold", "0"]) == status
+    assert capsys.readouterr().err == message
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "out.mp4"]
+
+
+HANGING_MOTION_PROGRAM = """
+import sys, time
+from memc_models.cli import interpolate as program
+from memc_models.streaming import Staged
+
+calls = []
+
+def motion(frame0, frame1):
+    calls.append(1)
+    if len(calls) > 1:
+        time.sleep(300)  # the reading thread is busy (as in a long DIS) when the run is stopped
+
+def render(frame0, frame1, motion, times):
+    print("interpolating", flush=True)
+    return [(1 - t) * frame0 + t * frame1 for t in times]
+
+program.build_interpolator = lambda *args, **kwargs: Staged(motion, render)
+sys.exit(program.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_stops_the_pipeline_at_once_while_the_motion_thread_is_busy(tmp_path):
+    frames = _folder_of_frames(tmp_path / "frames")
+    process = subprocess.Popen([sys.executable, "-c", HANGING_MOTION_PROGRAM, str(frames), "-o", str(tmp_path / "out"),
+                                "-q", "--scene-threshold", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    wait_until_interpolating(process)
+    time.sleep(0.5)  # the main thread now waits for the next pair
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 128 + signal.SIGINT
+    assert process.stderr.read() == "memc-interpolate: interrupted\n"
+    assert listing(tmp_path) == sorted(["frames", *(f"frames/{k}.png" for k in range(4))])

@@ -23,6 +23,20 @@ def test_the_training_free_interpolator_gives_one_frame_per_time():
     assert [f.shape for f in frames] == [frame0.shape] * 2 and all(torch.isfinite(f).all() for f in frames)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_training_free_interpolator_comes_in_two_stages_that_give_its_frames(fast):
+    from memc_models.classical import ClassicalConfig, ClassicalInterpolator
+    from memc_models.streaming import Staged
+
+    frame0, frame1 = torch.rand(1, 3, 24, 32), torch.rand(1, 3, 24, 32)
+    interpolate = build_interpolator(torch.device("cpu"), fast=fast)
+    assert isinstance(interpolate, Staged)
+    staged = interpolate.render(frame0, frame1, interpolate.motion(frame0, frame1), [0.25, 0.75])
+    direct = ClassicalInterpolator(ClassicalConfig(orientations=1 if fast else 4)).interpolate(frame0, frame1, [0.25, 0.75])
+    assert all(torch.equal(a, b) for a, b in zip(staged, direct))
+    assert all(torch.equal(a, b) for a, b in zip(interpolate(frame0, frame1, [0.25, 0.75]), direct))
+
+
 def test_a_model_output_that_is_not_finite_is_an_error_naming_the_checkpoint(monkeypatch):
     class Broken(torch.nn.Module):
         config = memc_models.MEMCNetConfig()

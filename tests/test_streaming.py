@@ -1,13 +1,16 @@
 """The pairwise walk (memc_models.streaming): sources, sinks, scene cuts and sliding windows."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
 
 from helpers import frame_at, iio, other_shot, to_tensor
 from memc_models.errors import UserError
-from memc_models.streaming import (SCENE_THRESHOLD, FolderSink, FolderSource, StreamFrame, VideoSink, VideoSource, colour_overlap,
-                                   centred_windows, interpolate_stream, windows)
+from memc_models.streaming import (SCENE_THRESHOLD, FolderSink, FolderSource, Staged, StreamFrame, VideoSink, VideoSource,
+                                   centred_windows, colour_overlap, interpolate_stream, windows)
 
 
 def average(frame0, frame1, times):
@@ -106,3 +109,137 @@ def test_video_to_video_keeps_the_rate_times_the_factor(tmp_path):
         result = interpolate_stream(source, sink, average, [1 / 3, 2 / 3])
     out = VideoSource(str(tmp_path / "out.mkv"))
     assert (out.fps, out.count, result.frames_written) == (75, 10, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline (interpolate_stream(..., pipelined=True)): same frames, one error, bounded, stoppable
+
+
+class ListSink:
+    """A sink that keeps what it is given (image, source frame or None)."""
+
+    def __init__(self):
+        self.written = []
+
+    def write(self, image, source=None):
+        self.written.append((image, source))
+
+
+def _frames(count, height=24, width=32, cut_at=None):
+    images = [other_shot(height, width) if k == cut_at else frame_at(k / 4, height, width) for k in range(count)]
+    return [StreamFrame(to_tensor(pixels), k, f"frame {k}") for k, pixels in enumerate(images)]
+
+
+def _classical_stages():
+    from memc_models.classical import ClassicalConfig, ClassicalInterpolator
+
+    path = ClassicalInterpolator(ClassicalConfig(orientations=2))
+    return Staged(path.motion, path.render)
+
+
+@pytest.mark.parametrize("interpolator", ["staged", "plain"])
+def test_the_pipeline_writes_the_sequential_walks_frames_bit_for_bit(interpolator):
+    stages = _classical_stages()
+    interpolate = stages if interpolator == "staged" else (lambda frame0, frame1, times: stages(frame0, frame1, times))
+    frames = _frames(6, cut_at=4)
+    results, sinks = [], []
+    for pipelined in (False, True):
+        sinks.append(ListSink())
+        results.append(interpolate_stream(iter(frames), sinks[-1], interpolate, [0.25, 0.5, 0.75], pipelined=pipelined))
+    assert results[0] == results[1] and results[1].cuts == [4, 5]
+    assert len(sinks[1].written) == 6 + 5 * 3
+    for (image, source), (expected, expected_source) in zip(sinks[1].written, sinks[0].written):
+        assert torch.equal(image, expected) and source == expected_source
+
+
+def test_the_pipeline_counts_each_frame_written_once():
+    calls = []
+    result = interpolate_stream(iter(_frames(4)), ListSink(), average, [1 / 3, 2 / 3], on_frame=lambda: calls.append(1),
+                                pipelined=True)
+    assert (result.frames_read, result.frames_written, len(calls)) == (4, 10, 10)
+
+
+def _failing_source(frames, at):
+    for frame in frames:
+        if frame.index == at:
+            raise UserError(f"frame {frame.index}: cannot decode it")
+        yield frame
+
+
+def _failing_motion(at):
+    calls = []
+
+    def motion(frame0, frame1):
+        calls.append(1)
+        if len(calls) == at:
+            raise UserError("the motion failed")
+        return None
+    return Staged(motion, lambda frame0, frame1, motion, times: average(frame0, frame1, times))
+
+
+@pytest.mark.parametrize("stage, message", [("decode", "frame 3: cannot decode it"), ("motion", "the motion failed"),
+                                            ("render", "the rendering failed"), ("encode", "the encoder failed")])
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_failing_stage_is_raised_once_and_leaves_no_folder(tmp_path, stage, message, pipelined):
+    frames = list(FolderSource(str(_folder(tmp_path / "in", 5))))
+    source = _failing_source(frames, 3) if stage == "decode" else iter(frames)
+    interpolate = _failing_motion(2) if stage == "motion" else average
+    out = tmp_path / "out"
+
+    class FailingSink(FolderSink):
+        def write(self, image, source=None):
+            if stage == "encode" and self.frames_written == 4:
+                raise UserError("the encoder failed")
+            super().write(image, source)
+
+    def render_frames(frame0, frame1, times):  # fails on the second pair
+        if torch.equal(frame0, frames[1].image):
+            raise UserError("the rendering failed")
+        return average(frame0, frame1, times)
+
+    if stage == "render":
+        interpolate = render_frames
+    with pytest.raises(UserError, match=f"^{message}$"):
+        with FailingSink(str(out), 9, ".png") as sink:
+            interpolate_stream(source, sink, interpolate, [0.5], pipelined=pipelined)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("memc-")]
+
+
+def test_the_pipeline_reads_only_a_few_frames_ahead_of_the_rendering():
+    pulled = []
+
+    def source():
+        for frame in _frames(30, 8, 8):
+            pulled.append(frame.index)
+            yield frame
+
+    ahead = []
+
+    def slow(frame0, frame1, times):
+        time.sleep(0.05)  # the reader has time to run ahead, as far as the queues let it
+        ahead.append(len(pulled) - 1 - len(ahead))
+        return average(frame0, frame1, times)
+
+    interpolate_stream(source(), ListSink(), slow, [0.5], scene_threshold=0, pipelined=True)
+    assert len(pulled) == 30 and max(ahead) <= 4
+
+
+def test_an_interruption_stops_the_pipeline_at_once_even_with_the_motion_stage_busy():
+    started = threading.Event()
+
+    def motion(frame0, frame1):
+        if started.is_set():
+            time.sleep(30)  # a long computation in the reading thread that cannot be interrupted
+        started.set()
+
+    def render(frame0, frame1, motion, times):
+        started.wait(5)
+        raise KeyboardInterrupt
+
+    sink = ListSink()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        interpolate_stream(iter(_frames(4)), sink, Staged(motion, render), [0.5], pipelined=True)
+    assert time.monotonic() - start < 10
+    assert [source.index for _, source in sink.written if source is not None] in ([], [0])  # nothing after

@@ -181,7 +181,7 @@ def method_notes(args) -> list:
 
 def new_folder_output(output: str, folder: str) -> None:
     """-o for a folder of frames read from ``folder``: a new or empty folder that is not the input
-    (what memc-interpolate checks too). A UserError saying which, before any work."""
+    (memc-interpolate's and memc-enhance's). A UserError saying which, before any work."""
     if os.path.exists(output) and not os.path.isdir(output):
         raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
     if os.path.isdir(output) and os.path.samefile(output, folder):

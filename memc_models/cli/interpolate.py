@@ -25,7 +25,7 @@ from ..images import IMAGE_EXTENSIONS, check_image_output, check_output, encode_
 from ..inference import build_interpolator, pick_device
 from ..streaming import SCENE_THRESHOLD, FolderSink, FolderSource, VideoSink, VideoSource, interpolate_stream
 from ..video import check_video_output
-from .common import add_method_options, method_notes, run, say, unit_interval
+from .common import add_method_options, method_notes, new_folder_output, run, say, unit_interval
 
 __all__ = ["frame_times", "main", "output_paths"]
 
@@ -134,7 +134,8 @@ def _video(args, device, times: List[float], factor: int) -> None:
     audio_from = source_path if args.keep_audio and source.reader.audio else None
     try:
         with VideoSink(args.output, fps, audio_from) as sink, _progress(args, total) as bar:
-            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update)
+            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update,
+                                        pipelined=not args.sequential)
             if result.frames_read == 0:
                 raise UserError(f"{source_path}: the video has no frames")
             # One frame leaves nothing to interpolate: most likely a still saved as a video, so say
@@ -155,17 +156,13 @@ def _folder(args, device, times: List[float], factor: int) -> None:
     if len(source.paths) < 2:
         raise UserError(f"{folder}: holds {len(source.paths)} image(s); a folder of frames needs at least 2 "
                         f"({', '.join(IMAGE_EXTENSIONS)})")
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
-    if os.path.isdir(output) and os.path.samefile(output, folder):
-        raise UserError(f"-o {output} is the input folder; choose another output folder")
-    if os.path.isdir(output) and os.listdir(output):
-        raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+    new_folder_output(output, folder)
     count = factor * (len(source.paths) - 1) + 1
     with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
         interpolate = _interpolator(args, device)
         with _progress(args, count) as bar:
-            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update)
+            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update,
+                                        pipelined=not args.sequential)
     _note_cuts(args, result.cuts)
     say(args.quiet, f"{output}: {result.frames_written} frames from {result.frames_read}")
 
@@ -201,6 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-audio", action="store_true",
                         help="videos: copy the input's audio into the output (it lasts as long: N times the frames at "
                         "N times the rate); by default the output has none")
+    parser.add_argument("--sequential", action="store_true",
+                        help="videos and folders of frames: read, estimate motion, render and write one step after "
+                        "another on one thread (by default these overlap on threads; the frames are the same)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
     return parser
 
@@ -222,6 +222,8 @@ def _interpolate(argv: Optional[Sequence[str]]) -> int:
     notes = method_notes(args)
     if args.keep_audio and not (len(args.inputs) == 1 and os.path.isfile(args.inputs[0])):
         notes.append("--keep-audio applies to an input video")
+    if args.sequential and not (video or folder):
+        notes.append("--sequential applies to a video or a folder of frames")
     for note in notes:
         say(args.quiet, f"note: {note}")
     device = pick_device(args.device)

@@ -88,12 +88,14 @@ def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, m
 
 
 def build_enhancer(device: torch.device, task: str, checkpoint: Optional[str] = None, *,
-                   sigma: Optional[float] = None, scale: Optional[int] = None) -> Enhancer:
+                   sigma: Optional[float] = None, scale: Optional[int] = None,
+                   strength: Optional[float] = None) -> Enhancer:
     """The training-free enhancement of :func:`memc_models.enhancement.enhance` for ``task``
-    (``sigma`` for ``"denoise"``: None estimates it per frame; ``scale`` for ``"sr"``), or the
+    (``sigma`` for ``"denoise"``: None estimates it per frame; ``scale`` for ``"sr"``; ``strength``
+    for ``"deblock"``: None is the library's default), or the
     MEMC-Net_VE model from ``checkpoint`` (:func:`memc_models.checkpoint.load_enhancement_model`),
     which for ``"sr"`` takes the frames bicubic-upsampled by ``scale`` first (the authors' input
-    convention) and does not take ``sigma``. Runs on ``device`` (DIS flow on the CPU); an output
+    convention) and does not take ``sigma`` or ``strength``. Runs on ``device`` (DIS flow on the CPU); an output
     that is not finite is a UserError naming the checkpoint (or the path)."""
     from . import enhancement
 
@@ -103,7 +105,7 @@ def build_enhancer(device: torch.device, task: str, checkpoint: Optional[str] = 
         raise ValueError("the sr task needs a scale: 2 or 4")
     if checkpoint is None:
         made_by = "the training-free path"
-        options = {"sigma": sigma} if task == "denoise" else {"scale": scale} if task == "sr" else {}
+        options = {"denoise": {"sigma": sigma}, "deblock": {"strength": strength}, "sr": {"scale": scale}}[task]
 
         def run(frames: Tensor, centre: int) -> Tensor:
             return enhancement.enhance(frames.to(device), centre, task, **options)

@@ -10,7 +10,7 @@ import torch
 
 from helpers import (CENTRE_FRAME, clip_with_audio, frame_at, full_disk, iio, listing, start_slow_program, to_tensor,
                      video_info, wait_until_interpolating, write_clip)
-from memc_models import inference
+from memc_models import enhancement, inference
 from memc_models.cli import enhance as enhance_module
 from memc_models.cli.enhance import main
 from memc_models.errors import UserError
@@ -146,6 +146,31 @@ def test_a_checkpoint_for_sr_gets_the_frames_bicubic_upsampled_first(tmp_path, c
     assert iio.imread(out / "00000.png").shape == (24, 32, 3)
 
 
+@pytest.mark.parametrize("extra, strength", [([], None), (["--strength", "9.5"], 9.5)])
+def test_deblocking_strength_reaches_the_training_free_path(tmp_path, monkeypatch, extra, strength):
+    seen = []
+
+    def enhance(frames, centre, task, **options):
+        seen.append((task, options))
+        return frames[centre]
+
+    monkeypatch.setattr(enhancement, "enhance", enhance)
+    _frames(tmp_path / "frames", 3)
+    assert main([str(tmp_path / "frames"), "-o", str(tmp_path / "out"), "--task", "deblock", *extra, "-q"]) == 0
+    assert seen == [("deblock", {"strength": strength})] * 3  # None: the library's default
+
+
+def test_a_stronger_deblocking_changes_the_frames_more(tmp_path):
+    _frames(tmp_path / "frames", 3, 32, 48, noise=6.0)
+    changes = []
+    for strength in ("2", "12"):
+        out = tmp_path / f"out{strength}"
+        assert main([str(tmp_path / "frames"), "-o", str(out), "--task", "deblock", "--strength", strength, "-q"]) == 0
+        restored = iio.imread(out / "00001.png").astype(np.float64)
+        changes.append(np.abs(restored - iio.imread(tmp_path / "frames" / "1.png")).mean())
+    assert changes[1] > changes[0] > 0
+
+
 def test_a_checkpoint_notes_options_and_tasks_that_do_not_match_it(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(inference, "load_enhancement_model", lambda path, device: _FakeVE())
     _frames(tmp_path / "frames", 3)
@@ -190,6 +215,10 @@ def test_an_interpolation_checkpoint_is_an_error_naming_its_model(tmp_path, caps
      "--sigma must be a number from 0 to 255 (the noise's standard deviation on 0..255); got nan"),
     ("sigma without denoise", ["{tmp}/clip.mp4", "-o", "{tmp}/out.mp4", "--task", "deblock", "--sigma", "5"],
      "--sigma applies to --task denoise (the noise's standard deviation); got --task deblock"),
+    ("strength without deblock", ["{tmp}/clip.mp4", "-o", "{tmp}/out.mp4", "--task", "denoise", "--strength", "6"],
+     "--strength applies to --task deblock (the artefacts' level treated as noise); got --task denoise"),
+    ("strength too large", ["{tmp}/clip.mp4", "-o", "{tmp}/out.mp4", "--task", "deblock", "--strength", "300"],
+     "--strength must be a number from 0 to 255 (the artefacts' level treated as noise on 0..255); got 300"),
     ("an image", ["{tmp}/frames/0.png", "-o", "{tmp}/out.mp4", "--task", "denoise"],
      "{tmp}/frames/0.png is an image; memc-enhance takes a video or a folder of frames (each frame is restored "
      "from its neighbours)"),

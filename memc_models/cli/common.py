@@ -14,7 +14,7 @@ from ..atomic import discard_pending
 from ..errors import UserError, first_line
 from ..variants import VARIANTS
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "enhancement_scale", "enhancement_task", "method_notes",
+__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "enhancement_scale", "enhancement_task", "method_notes",
            "new_folder_output", "noise_sigma", "positive_int", "run", "say", "signal_number", "unit_interval",
            "user_message"]
 
@@ -217,17 +217,30 @@ def enhancement_scale(text: Optional[str], task: str) -> Optional[int]:
     return int(text)
 
 
+def _level(text: Optional[str], task: str, option: str, owner: str, what: str,
+           default: Optional[float]) -> Optional[float]:
+    """A level on 0..255 that only --task ``owner`` takes: ``default`` when not given, an error
+    with another task or outside 0..255."""
+    if text is None:
+        return default if task == owner else None
+    if task != owner:
+        raise UserError(f"{option} applies to --task {owner} ({what}); got --task {task}")
+    try:
+        level = float(text)
+    except ValueError:
+        level = math.nan
+    if not 0.0 <= level <= 255.0:  # NaN fails too
+        raise UserError(f"{option} must be a number from 0 to 255 ({what} on 0..255); got {text}")
+    return level
+
+
 def noise_sigma(text: Optional[str], task: str, default: Optional[float] = None) -> Optional[float]:
     """--sigma for ``task``: the noise's standard deviation on 0..255 for denoise (``default`` when
     not given), an error with another task."""
-    if text is None:
-        return default if task == "denoise" else None
-    if task != "denoise":
-        raise UserError(f"--sigma applies to --task denoise (the noise's standard deviation); got --task {task}")
-    try:
-        sigma = float(text)
-    except ValueError:
-        sigma = math.nan
-    if not 0.0 <= sigma <= 255.0:
-        raise UserError(f"--sigma must be a number from 0 to 255 (the noise's standard deviation on 0..255); got {text}")
-    return sigma
+    return _level(text, task, "--sigma", "denoise", "the noise's standard deviation", default)
+
+
+def artefact_strength(text: Optional[str], task: str) -> Optional[float]:
+    """--strength for ``task``: for deblock, the compression artefacts' level treated as noise on
+    0..255 (None when not given: the library's default), an error with another task."""
+    return _level(text, task, "--strength", "deblock", "the artefacts' level treated as noise", None)

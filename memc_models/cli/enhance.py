@@ -4,6 +4,7 @@ restored from its motion-compensated neighbours.
     memc-enhance noisy.mp4 -o clean.mp4 --task denoise              # the noise level estimated per frame
     memc-enhance noisy.mp4 -o clean.mp4 --task denoise --sigma 20   # ... or given, on 0..255
     memc-enhance blocky.mp4 -o out.mp4 --task deblock               # compression artefacts
+    memc-enhance blocky.mp4 -o out.mp4 --task deblock --strength 9  # ... smoothed more (default 6)
     memc-enhance frames/ -o large/ --task sr --scale 4              # 4 times the width and height
     memc-enhance small.mp4 -o large.mp4 --task sr --checkpoint MEMC-Net_SR.pth
 
@@ -30,7 +31,7 @@ from ..inference import build_enhancer, pick_device
 from ..memc_net_ve import WINDOW
 from ..streaming import FolderSink, FolderSource, VideoSink, VideoSource, centred_windows
 from ..video import check_video_output
-from .common import enhancement_scale, enhancement_task, new_folder_output, noise_sigma, run, say
+from .common import artefact_strength, enhancement_scale, enhancement_task, new_folder_output, noise_sigma, run, say
 
 __all__ = ["main"]
 
@@ -43,8 +44,9 @@ _RELEASED_FOR = {"SR": ("sr", "super-resolution"), "DN": ("denoise", "denoising"
 def _notes(args) -> list:
     notes = []
     if args.checkpoint is not None:
-        if args.sigma is not None:
-            notes.append("--sigma applies to the training-free path; the --checkpoint model does not take it")
+        for option, given in (("--sigma", args.sigma), ("--strength", args.strength)):
+            if given is not None:
+                notes.append(f"{option} applies to the training-free path; the --checkpoint model does not take it")
         released = re.search(r"MEMC-Net_(SR|DN|DB)\b", os.path.basename(args.checkpoint), re.IGNORECASE)
         if released:
             task, what = _RELEASED_FOR[released.group(1).upper()]
@@ -97,9 +99,10 @@ def _enhance_stream(name: str, source, sink, enhance, on_frame) -> int:
 _ESTIMATE_SIDE = 7
 
 
-def _enhancer(args, device, scale, sigma):
-    enhance = build_enhancer(device, args.task, args.checkpoint, sigma=sigma, scale=scale)
-    if args.task != "denoise" or sigma is not None or args.checkpoint is not None:
+def _enhancer(args, device, options: dict):
+    """``options``: build_enhancer's sigma, scale and strength, as read from the command line."""
+    enhance = build_enhancer(device, args.task, args.checkpoint, **options)
+    if args.task != "denoise" or options["sigma"] is not None or args.checkpoint is not None:
         return enhance
 
     def estimating(frames, centre):
@@ -112,7 +115,7 @@ def _enhancer(args, device, scale, sigma):
     return estimating
 
 
-def _video(args, device, scale, sigma) -> None:
+def _video(args, device, options: dict) -> None:
     source_path, output = args.input, args.output
     check_video_output(output)
     if os.path.exists(output) and os.path.samefile(output, source_path):
@@ -129,7 +132,7 @@ def _video(args, device, scale, sigma) -> None:
             say(args.quiet, f"note: {source_path} announces {reader.duration:g} s at {reader.fps:g} fps (about "
                 f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
                 "enhancing the frames it holds")
-        enhance = _enhancer(args, device, scale, sigma)
+        enhance = _enhancer(args, device, options)
         audio_from = source_path if args.keep_audio and source.reader.audio else None
         with VideoSink(output, source.fps, audio_from) as sink, _progress(args, source.count) as bar:
             written = _enhance_stream(source_path, source, sink, enhance, bar.update)
@@ -142,7 +145,7 @@ def _video(args, device, scale, sigma) -> None:
     say(args.quiet, f"{output}: {written} frames at {source.fps:g} fps")
 
 
-def _folder(args, device, scale, sigma) -> None:
+def _folder(args, device, options: dict) -> None:
     folder, output = args.input, args.output
     source = FolderSource(folder)
     if len(source.paths) < 3:
@@ -150,7 +153,7 @@ def _folder(args, device, scale, sigma) -> None:
     new_folder_output(output, folder)
     count = len(source.paths)
     with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
-        enhance = _enhancer(args, device, scale, sigma)
+        enhance = _enhancer(args, device, options)
         with _progress(args, count) as bar:
             written = _enhance_stream(folder, source, sink, enhance, bar.update)
     say(args.quiet, f"{output}: {written} frames")
@@ -167,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="examples:\n  memc-enhance noisy.mp4 -o clean.mp4 --task denoise\n"
         "  memc-enhance noisy.mp4 -o clean.mp4 --task denoise --sigma 20\n"
         "  memc-enhance blocky.mp4 -o out.mp4 --task deblock\n"
+        "  memc-enhance blocky.mp4 -o out.mp4 --task deblock --strength 9\n"
         "  memc-enhance frames/ -o large/ --task sr --scale 4   (writes large/00000.png ...)\n"
         "  memc-enhance small.mp4 -o large.mp4 --task sr --checkpoint MEMC-Net_SR.pth",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -181,6 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sigma", metavar="S",
                         help="--task denoise: the noise's standard deviation on 0..255 (default: estimated from "
                         "each frame)")
+    parser.add_argument("--strength", metavar="S",
+                        help="--task deblock: the compression artefacts' level, treated as noise, on 0..255 (default "
+                        "6; larger smooths more)")
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="the authors' MEMC-Net_VE weights (MEMC-Net_SR.pth, MEMC-Net_DN.pth, MEMC-Net_DB.pth) "
                         "or a saved memc_net_ve() (default: the training-free path)")
@@ -194,15 +201,16 @@ def _parser() -> argparse.ArgumentParser:
 def _enhance(argv: Optional[Sequence[str]]) -> int:
     args = _parser().parse_args(argv)
     args.task = enhancement_task(args.task)
-    scale, sigma = enhancement_scale(args.scale, args.task), noise_sigma(args.sigma, args.task)
+    options = {"scale": enhancement_scale(args.scale, args.task), "sigma": noise_sigma(args.sigma, args.task),
+               "strength": artefact_strength(args.strength, args.task)}
     folder = _check_input(args.input)
     for note in _notes(args):
         say(args.quiet, f"note: {note}")
     device = pick_device(args.device)
     if folder:
-        _folder(args, device, scale, sigma)
+        _folder(args, device, options)
     else:
-        _video(args, device, scale, sigma)
+        _video(args, device, options)
     return 0
 
 

@@ -6,7 +6,7 @@ the peer methods.
     memc-eval vimeo DIR [--limit N]
     memc-eval video FILE [--limit N]     (every frame i+1 from frames i and i+2)
     memc-eval enhance DIR --task denoise [--sigma 20] [--seed 0] [--windows N]
-    memc-eval enhance DIR --task deblock [--qp 37]  |  --task sr [--scale 4]
+    memc-eval enhance DIR --task deblock [--qp 37] [--strength 6]  |  --task sr [--scale 4]
 
 The metrics (IE, RMSE, PSNR, SSIM) are :mod:`memc_models.metrics`'. Every sequence or sample that
 cannot be used is named, with a count ("evaluated 7 of 8; Beta: no frame10i11.png"); a run where
@@ -32,8 +32,8 @@ from ..frames import to_uint8
 from ..images import encode_image
 from ..inference import build_enhancer, build_interpolator, pick_device
 from ..metrics import METRICS, SSIM_WINDOW, error_levels, metrics
-from .common import (add_method_options, enhancement_scale, enhancement_task, method_notes, noise_sigma, positive_int,
-                     run, say)
+from .common import (add_method_options, artefact_strength, enhancement_scale, enhancement_task, method_notes,
+                     noise_sigma, positive_int, run, say)
 
 __all__ = ["comparison", "evaluate", "format_enhancement_table", "format_table", "main"]
 
@@ -198,6 +198,8 @@ def _parser() -> argparse.ArgumentParser:
     enhance.add_argument("--sigma", metavar="S", help="denoise: Gaussian noise on 0..255 (default 20), given to "
                          "every method that takes it")
     enhance.add_argument("--qp", metavar="QP", help="deblock: the H.264 quantiser, 0 to 51 (default 37)")
+    enhance.add_argument("--strength", metavar="S", help="deblock: the artefacts' level our restoration treats as "
+                         "noise, on 0..255 (default 6)")
     enhance.add_argument("--scale", metavar="2|4", help="sr: bicubic downscaling by 2 or 4 (default 4)")
     enhance.add_argument("--seed", type=int, default=0, help="the noise's seed (default 0; window k uses seed + k)")
     enhance.add_argument("--windows", type=positive_int, metavar="N",
@@ -209,8 +211,9 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     args = _parser().parse_args(argv)
     if args.dataset == "enhance":
         return _evaluate_enhancement(args)
-    given = [option for option, value in (("--task", args.task), ("--sigma", args.sigma), ("--qp", args.qp),
-                                          ("--scale", args.scale), ("--windows", args.windows)) if value is not None]
+    enhancement_options = (("--task", args.task), ("--sigma", args.sigma), ("--qp", args.qp), ("--strength", args.strength),
+                           ("--scale", args.scale), ("--windows", args.windows))
+    given = [option for option, value in enhancement_options if value is not None]
     if given:
         raise UserError(f"{given[0]} applies to memc-eval enhance; memc-eval {args.dataset} evaluates interpolation")
     unusable: List[str] = []
@@ -293,7 +296,8 @@ def _evaluate_enhancement(args) -> int:
     clips, unusable = folder_clips(args.root)
     clips = clips[: args.limit]
     device = pick_device(args.device)
-    restore = build_enhancer(device, task, args.checkpoint, sigma=sigma, scale=scale)
+    restore = build_enhancer(device, task, args.checkpoint, sigma=sigma, scale=scale,
+                             strength=artefact_strength(args.strength, task))
     ours = Method("ours" if args.checkpoint is None else "ours (MEMC-Net_VE)", restore)
     methods = reference_methods(task, sigma=sigma or 0.0, qp=qp, scale=scale or 4) + [ours]
     total = sum(len(window_centres(clip.count, args.windows)[1]) for clip in clips)

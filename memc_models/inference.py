@@ -104,23 +104,20 @@ def build_enhancer(device: torch.device, task: str, checkpoint: Optional[str] = 
     if task == "sr" and scale is None:
         raise ValueError("the sr task needs a scale: 2 or 4")
     if checkpoint is None:
-        made_by = "the training-free path"
         options = {"denoise": {"sigma": sigma}, "deblock": {"strength": strength}, "sr": {"scale": scale}}[task]
 
-        def run(frames: Tensor, centre: int) -> Tensor:
-            return enhancement.enhance(frames.to(device), centre, task, **options)
-    else:
-        net = load_enhancement_model(checkpoint, device)
-        made_by = f"--checkpoint {checkpoint}"
+        def restore(frames: Tensor, centre: int) -> Tensor:
+            return check_finite(enhancement.enhance(frames.to(device), centre, task, **options), "the training-free path")
 
-        @torch.no_grad()
-        def run(frames: Tensor, centre: int) -> Tensor:
-            frames = frames.to(device)
-            if task == "sr":
-                frames = enhancement.bicubic_upsample(frames, scale)
-            return check_finite(net(frames.unsqueeze(0), centre)[0].float(), made_by).clamp(0, 1)
+        return restore
+    net = load_enhancement_model(checkpoint, device)
+    made_by = f"--checkpoint {checkpoint}"
 
-    def checked(frames: Tensor, centre: int) -> Tensor:
-        return check_finite(run(frames, centre), made_by)
+    @torch.no_grad()
+    def run(frames: Tensor, centre: int) -> Tensor:
+        frames = frames.to(device)
+        if task == "sr":
+            frames = enhancement.bicubic_upsample(frames, scale)
+        return check_finite(net(frames.unsqueeze(0), centre)[0].float(), made_by).clamp(0, 1)  # checked before clamping
 
-    return checked
+    return run

@@ -20,8 +20,8 @@ from .errors import UserError, first_line, os_reason
 from .frames import to_uint8, to_uint16
 
 __all__ = ["IMAGE_EXTENSIONS", "SIXTEEN_BIT_EXTENSIONS", "DamagedInputWarning", "check_headers", "check_image_output",
-           "check_output", "copy_image", "encode_image", "image_size", "list_frames", "read_image", "stored_as_written",
-           "stored_bits", "write_image"]
+           "check_output", "copy_image", "encode_image", "file_extension", "image_size", "list_frames", "read_image",
+           "stored_as_written", "stored_bits", "write_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: The output formats written with 16 bits per sample when asked to.
@@ -36,13 +36,15 @@ class DamagedInputWarning(UserWarning):
 warnings.filterwarnings("always", category=DamagedInputWarning)
 
 
-def _extension(path: str) -> str:
+def file_extension(path: str) -> str:
+    """The extension of ``path``'s name in lower case, with its dot (``.jpg`` for ``a/B.JPG``;
+    ``""`` for none): what the image and video formats are chosen by."""
     return os.path.splitext(path)[1].lower()
 
 
 def check_image_output(path: str) -> None:
     """Raises UserError unless ``path`` names an image format we write (checked before any work)."""
-    if _extension(path) not in IMAGE_EXTENSIONS:
+    if file_extension(path) not in IMAGE_EXTENSIONS:
         raise UserError(f"{path}: an output image needs one of the extensions {', '.join(IMAGE_EXTENSIONS)}")
 
 
@@ -147,9 +149,9 @@ def list_frames(folder: str) -> List[str]:
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: no such folder")
     names = [name for name in os.listdir(folder)
-             if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+             if not name.startswith(".") and file_extension(name) in IMAGE_EXTENSIONS
              and os.path.isfile(os.path.join(folder, name))]
-    extensions = sorted({os.path.splitext(name)[1].lower() for name in names})
+    extensions = sorted({file_extension(name) for name in names})
     if len(extensions) > 1:  # two sequences (or one saved twice) would interleave in name order
         raise UserError(f"{folder}: holds images of several formats ({', '.join(extensions)}); "
                         "keep one sequence of frames per folder")
@@ -270,7 +272,7 @@ def _check_damage(path: str) -> None:
     an unusual but intact file must not stop a run)."""
     from PIL import Image
 
-    extension = _extension(path)
+    extension = file_extension(path)
     if extension == ".png":
         try:
             with Image.open(path) as image:
@@ -335,7 +337,7 @@ def encode_image(path: str, frame, bits: int = 8) -> bytes:
     check_image_output(path)
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16; got {bits!r}")
-    extension = _extension(path)
+    extension = file_extension(path)
     sixteen = bits == 16 and extension in SIXTEEN_BIT_EXTENSIONS
     if isinstance(frame, np.ndarray):
         pixels = frame

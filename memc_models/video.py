@@ -22,7 +22,7 @@ import numpy as np
 
 from .atomic import AtomicFile
 from .errors import UserError, first_line, os_reason
-from .images import DamagedInputWarning
+from .images import DamagedInputWarning, file_extension
 
 __all__ = ["VIDEO_CODECS", "AUDIO_CODECS", "VideoInfo", "VideoReader", "VideoWriter", "add_audio", "check_video_output",
            "ffmpeg_exe", "has_audio", "parse_rate", "probe"]
@@ -41,13 +41,9 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _extension(path: str) -> str:
-    return os.path.splitext(path)[1].lower()
-
-
 def check_video_output(path: str) -> None:
     """Raises UserError unless ``path`` names a video container we write (checked before any work)."""
-    if _extension(path) not in VIDEO_CODECS:
+    if file_extension(path) not in VIDEO_CODECS:
         raise UserError(f"{path}: an output video needs one of the extensions {', '.join(VIDEO_CODECS)}")
 
 
@@ -256,7 +252,7 @@ class VideoWriter:
         self.path, self.size, self.fps = path, (int(width), int(height)), float(fps)
         self.frames_written = 0
         self._output = AtomicFile(path)
-        extension = _extension(path)
+        extension = file_extension(path)
         codec = VIDEO_CODECS[extension]
         compression = 1 - quality / 10.0
         quality_options = ["-crf", str(int(compression * 51))] if codec == "libx264" else \
@@ -342,7 +338,7 @@ def add_audio(video: str, audio_from: str) -> Optional[str]:
     """Puts the audio streams of ``audio_from`` into the file ``video`` (its video copied as it is):
     copied where the container takes them, else re-encoded (AUDIO_CODECS). Returns None, or FFmpeg's
     reason when neither works (``video`` is then left as it was)."""
-    extension = _extension(video)
+    extension = file_extension(video)
     reason = "unknown"
     for audio_codec in ("copy", AUDIO_CODECS[extension]):
         muxed = AtomicFile(video)

@@ -11,7 +11,13 @@ import torch
 from helpers import cv2, frame_at, iio, photo, pil, png_with_exif, to_tensor, write_clip
 from memc_models.errors import UserError
 from memc_models.frames import to_uint8
-from memc_models.images import DamagedInputWarning, check_headers, read_image, write_image
+from memc_models.images import DamagedInputWarning, check_headers, file_extension, read_image, write_image
+
+
+@pytest.mark.parametrize("path, extension", [("a/B.JPG", ".jpg"), ("frame.png", ".png"), ("clip.tar.MP4", ".mp4"),
+                                             ("dir.d/noext", ""), (".hidden", "")])
+def test_file_extension_is_the_last_suffix_of_the_name_in_lower_case(path, extension):
+    assert file_extension(path) == extension
 
 
 def test_list_frames_is_in_natural_order_of_image_files(tmp_path):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .atomic import copy_file, write_file
-from .errors import UserError, first_line, os_reason
+from .errors import UserError, first_few, first_line, os_reason
 from .frames import to_uint8, to_uint16
 
 __all__ = ["IMAGE_EXTENSIONS", "SIXTEEN_BIT_EXTENSIONS", "DamagedInputWarning", "check_headers", "check_image_output",
@@ -350,8 +350,7 @@ def check_headers(paths: Iterable[str]) -> None:
         except Exception as error:
             problems.append(f"{path}: not a readable image ({first_line(error)})")
     if problems:
-        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-        raise UserError(f"{len(problems)} input file(s) cannot be used: " + "; ".join(problems[:3]) + more)
+        raise UserError(f"{len(problems)} input file(s) cannot be used: {first_few(problems, 3, '; ')}")
 
 
 def encode_image(path: str, frame, bits: int = 8) -> bytes:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..atomic import AtomicFiles
 from ..datasets import LoadedSample, middlebury_samples, read_samples, video_samples, vimeo_samples
-from ..errors import UserError
+from ..errors import UserError, first_few
 from ..frames import to_uint8
 from ..images import encode_image
 from ..inference import build_enhancer, build_interpolator, pick_device
@@ -257,17 +257,15 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
         rows = evaluate(samples, interpolate, saved if args.save else None, args.save, progress=not args.quiet,
                         total=total, unusable=unusable, limit=args.limit)
         if not rows:
-            raise UserError(f"{args.root}: no sample could be evaluated: " + "; ".join(unusable[:5])
-                            + (f" and {len(unusable) - 5} more" if len(unusable) > 5 else ""))
+            raise UserError(f"{args.root}: no sample could be evaluated: {first_few(unusable, 5, '; ')}")
     method = f"{args.model or 'memc'} ({args.checkpoint})" if args.checkpoint else (
         "training-free default (DIS + projection + adaptive warping"
         + (", one orientation)" if args.fast else ", 4-orientation ensemble)"))
     print(f"ours: {method} on {device}; avg: frame averaging; times include optical flow")
     print(format_table(rows))
     if unusable:
-        shown = "; ".join(unusable[:10]) + (f"; and {len(unusable) - 10} more" if len(unusable) > 10 else "")
         stopped = f" (--limit {args.limit})" if len(rows) == args.limit else ""
-        print(f"evaluated {len(rows)} of {len(rows) + len(unusable)}{stopped}; {shown}")
+        print(f"evaluated {len(rows)} of {len(rows) + len(unusable)}{stopped}; {first_few(unusable, 10, '; ')}")
     if args.save:
         print(f"frames and comparisons written to {args.save}")
     return 0
@@ -343,8 +341,7 @@ def _evaluate_enhancement(args) -> int:
         scores = evaluate_enhancement(windows, task, methods, seed=args.seed, sigma=sigma or 0.0, qp=qp,
                                       scale=scale or 4, on_window=lambda: (evaluated.append(1), bar.update()))
     if not scores:
-        raise UserError(f"{args.root}: no window could be evaluated: " + "; ".join(unusable[:5])
-                        + (f" and {len(unusable) - 5} more" if len(unusable) > 5 else ""))
+        raise UserError(f"{args.root}: no window could be evaluated: {first_few(unusable, 5, '; ')}")
     if task == "denoise":
         degradation = f"Gaussian noise of sigma {sigma:g} on 0..255 (given to every method that takes it), seed {args.seed}"
     else:
@@ -353,8 +350,7 @@ def _evaluate_enhancement(args) -> int:
     print(f"{task}: {degradation}; ours: {method} on {device}; {len(evaluated)} window(s) from {len(used)} clip(s)")
     print(format_enhancement_table(scores))
     if unusable:
-        shown = "; ".join(unusable[:10]) + (f"; and {len(unusable) - 10} more" if len(unusable) > 10 else "")
-        print(f"not evaluated: {shown}")
+        print(f"not evaluated: {first_few(unusable, 10, '; ')}")
     return 0
 
 

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .atomic import copy_file, write_file
 from .errors import UserError, first_few, first_line, os_reason
+from .ffmpeg import ffmpeg_exe, without_address
 from .frames import to_uint8, to_uint16
 
 __all__ = ["IMAGE_EXTENSIONS", "SIXTEEN_BIT_EXTENSIONS", "DamagedInputWarning", "check_headers", "check_image_output",
@@ -306,10 +307,8 @@ def _start_jpeg_decoder(path: str) -> Optional[subprocess.Popen]:
     skips most of the transforms (the same reports as at full size on 140 randomly damaged JPEGs,
     for about 15% less CPU; starting the program is most of the rest). Pillow reads nothing of what
     FFmpeg finds there, and libjpeg's own warnings are silenced under Pillow: hence the program."""
-    import imageio_ffmpeg
-
     try:
-        return subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-lowres", "3", "-i", path,
+        return subprocess.Popen([ffmpeg_exe(), "-nostdin", "-v", "error", "-lowres", "3", "-i", path,
                                  "-f", "null", "-"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
     except OSError:
@@ -323,15 +322,10 @@ def _decoder_complaint(decoder: subprocess.Popen) -> Optional[str]:
         _, errors = decoder.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         return None  # the caller stops it
-    lines = [_without_address(line) for line in errors.decode("utf-8", "replace").splitlines() if line.strip()]
+    lines = [without_address(line) for line in errors.decode("utf-8", "replace").splitlines() if line.strip()]
     if decoder.returncode != 0 and not lines:
         lines = [f"FFmpeg exit status {decoder.returncode}"]
     return lines[0] if lines else None
-
-
-def _without_address(line: str) -> str:
-    """FFmpeg's '[mjpeg @ 0x55d0c2a4] error count: 69' as 'mjpeg: error count: 69'."""
-    return re.sub(r"^\[(\w+) @ 0x[0-9a-f]+\]\s*", r"\1: ", line.strip())
 
 
 def check_headers(paths: Iterable[str]) -> None:

@@ -132,7 +132,8 @@ def _where() -> Optional[str]:
 
 
 # NAME.partial-PID-WHERE-RANDOM.EXT, for the target NAME.EXT (a folder's: NAME.partial-PID-WHERE-RANDOM).
-_PARTIAL = re.compile(r"(?P<stem>.+)\.partial-(?P<pid>[0-9]{1,10})-(?P<where>[0-9a-f]{12})-[0-9a-f]{8}(?P<ext>(\.[^.]*)?)")
+_PARTIAL = re.compile(r"(?P<stem>.+)\.partial-(?P<pid>[0-9]{1,10})-(?P<where>[0-9a-f]{12})-[0-9a-f]{8}"
+                      r"(?P<ext>(\.[^.]*)?)")
 
 
 def _new_temporary(folder: str, stem: str, extension: str, make: Callable[[str], T]) -> Tuple[str, T]:

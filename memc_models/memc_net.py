@@ -161,9 +161,9 @@ class MEMCNet(nn.Module):
     variants, and :func:`memc_models.load_original_checkpoint` for the released weights.
 
     ``state_dict()`` records the :data:`RUNTIME_OPTIONS` (:attr:`MEMCNetConfig.padding`,
-    :attr:`MEMCNetConfig.fill_from_below`) in the state dict's metadata (where PyTorch keeps each module's version; ``torch.save`` and
-    ``torch.load(weights_only=True)`` keep it), and ``load_state_dict`` restores them, so a model
-    saved and loaded again computes the same frames. State dicts without them (older ones, or
+    :attr:`MEMCNetConfig.fill_from_below`) in the state dict's metadata (where PyTorch keeps each
+    module's version; ``torch.save`` and ``torch.load(weights_only=True)`` keep it), and
+    ``load_state_dict`` restores them, so a model saved and loaded again computes the same frames. State dicts without them (older ones, or
     rebuilt as plain dicts) leave the model's options as they are.
     """
 

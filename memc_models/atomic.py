@@ -11,6 +11,21 @@ whole run), so that a second run into the same folder is refused instead of mixi
 Outputs not yet committed are tracked: :func:`discard_pending` removes them all (the programs
 call it on the way out, also after SIGTERM or SIGHUP; the library registers it with ``atexit``).
 
+Only a writer killed outright (SIGKILL, a power cut) leaves its temporary behind. On Linux the
+temporary's name says who wrote it, ``NAME.partial-PID-WHERE-RANDOM.EXT``: the writer's process id
+and WHERE, a hash of the kernel's boot (``boot_id``) and the writer's PID namespace, the two
+things that make "is PID alive?" answerable from here. The next writer of the same output removes
+the leftovers that provably belong to a dead writer, and nothing else:
+
+- a file's, when WHERE is its own (this boot, this PID namespace) and no process PID exists;
+- a folder's, whatever its WHERE: the new writer holds the folder's claim, which every writer of
+  that folder holds while its temporary exists and which goes when its process does.
+
+A live writer's temporary is never one of them (its PID exists, or it holds the claim). Kept, to
+be deleted by hand: a file's leftover from before a reboot or from another machine or container
+(WHERE differs: its PID cannot be checked from here), and names without PID and WHERE (written
+where the boot or the namespace cannot be read, or by older versions).
+
 Errors while writing are :class:`~memc_models.errors.UserError`s naming the target file:
 ``out.png: cannot write it (No space left on device)``.
 """
@@ -19,11 +34,14 @@ import atexit
 import contextlib
 import errno
 import fcntl
+import functools
+import hashlib
 import os
+import re
+import secrets
 import shutil
-import tempfile
 import threading
-from typing import Iterator, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, TypeVar, Union
 
 from .errors import UserError, os_reason
 
@@ -31,6 +49,7 @@ __all__ = ["AtomicFile", "AtomicFolder", "AtomicFiles", "claim_folder", "copy_fi
            "make_parent_folder", "Transaction", "write_chunk", "write_file"]
 
 PathLike = Union[str, os.PathLike]
+T = TypeVar("T")
 
 _pending_lock = threading.Lock()
 _pending: List[object] = []  # AtomicFile and AtomicFolder objects neither committed nor discarded
@@ -94,6 +113,107 @@ def _new_file_mode(target: str) -> int:
         return 0o666 & ~umask
 
 
+# --- Temporary names, and what killed writers left ------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _where() -> Optional[str]:
+    """WHERE of the temporaries' names: 12 hex digits of a hash of this kernel's boot id and this
+    process's PID namespace (among which process ids are unique); None where either is unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+        namespace = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return None
+    if not boot:
+        return None
+    return hashlib.sha256(f"{boot} {namespace.st_dev} {namespace.st_ino}".encode()).hexdigest()[:12]
+
+
+# NAME.partial-PID-WHERE-RANDOM.EXT, for the target NAME.EXT (a folder's: NAME.partial-PID-WHERE-RANDOM).
+_PARTIAL = re.compile(r"(?P<stem>.+)\.partial-(?P<pid>[0-9]{1,10})-(?P<where>[0-9a-f]{12})-[0-9a-f]{8}"
+                      r"(?P<ext>(\.[^.]*)?)")
+
+
+def _new_temporary(folder: str, stem: str, extension: str, make: Callable[[str], T]) -> Tuple[str, T]:
+    """(path, ``make(path)``) for a new temporary name beside the target ``stem + extension`` in
+    ``folder`` (``make`` raises FileExistsError when the name is taken). The name carries the
+    writer's PID and WHERE, or neither where WHERE is unknown or the name would be too long."""
+    where = _where()
+    while True:
+        random = secrets.token_hex(4)
+        owner = f"{os.getpid()}-{where}-" if where else ""
+        path = os.path.join(folder, f"{stem}.partial-{owner}{random}{extension}")
+        try:
+            return path, make(path)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            if error.errno != errno.ENAMETOOLONG or not where:
+                raise
+            where = None  # the short name: kept if its writer is killed, as before names said who
+
+
+class _Leftover(NamedTuple):
+    path: str
+    pid: int
+    where: str
+    folder: bool
+
+
+_scan_lock = threading.Lock()
+_scans: Dict[str, Dict[str, List[_Leftover]]] = {}  # folder -> target name -> its temporaries
+
+
+def _temporaries(folder: str, target: str) -> List[_Leftover]:
+    """The temporaries (in the named format) beside ``target`` in ``folder``, as they were when
+    this process first wrote into ``folder``: each folder is listed once, not once per file (a
+    folder of frames, the --save images)."""
+    folder = os.path.abspath(folder)
+    with _scan_lock:
+        if folder not in _scans:
+            found: Dict[str, List[_Leftover]] = {}
+            with contextlib.suppress(OSError), os.scandir(folder) as entries:
+                for entry in entries:
+                    match = _PARTIAL.fullmatch(entry.name)
+                    if match is None or entry.is_symlink():
+                        continue
+                    found.setdefault(match["stem"] + match["ext"], []).append(
+                        _Leftover(entry.path, int(match["pid"]), match["where"], entry.is_dir()))
+            _scans[folder] = found
+        return _scans[folder].pop(target, [])
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists in this PID namespace (a zombie, or another user's, too)."""
+    if pid <= 0 or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # EPERM: it exists; anything else: assume it does
+        return True
+    return True
+
+
+def _remove_leftovers(folder: str, target: str, claimed: bool = False) -> None:
+    """Removes the temporaries of ``target`` in ``folder`` that a killed writer left: a file's whose
+    WHERE is ours and whose PID is dead; with ``claimed`` (the caller holds the claim of the folder
+    ``target``), every folder's. Best effort: a failure leaves the leftover."""
+    for leftover in _temporaries(folder, target):
+        if claimed and leftover.folder:
+            shutil.rmtree(leftover.path, ignore_errors=True)
+        elif not leftover.folder and leftover.where == _where() and not _alive(leftover.pid):
+            with contextlib.suppress(OSError):
+                os.remove(leftover.path)
+
+
+def _create_file(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+
+
 class AtomicFile:
     """A file written under a temporary name beside ``path`` (same folder, same extension) and
     renamed onto ``path`` by :meth:`commit`.
@@ -110,8 +230,9 @@ class AtomicFile:
         self._made_folders = make_parent_folder(self.path)
         folder, name = os.path.split(os.path.abspath(self.path))
         stem, extension = os.path.splitext(name)
+        _remove_leftovers(folder, name)
         try:
-            self._fd, self.temporary = tempfile.mkstemp(prefix=f"{stem}.partial-", suffix=extension, dir=folder)
+            self.temporary, self._fd = _new_temporary(folder, stem, extension, _create_file)
         except OSError as error:
             self._remove_made_folders()
             raise UserError(f"{self.path}: cannot write it ({os_reason(error)})") from None
@@ -374,7 +495,8 @@ class AtomicFolder(Transaction):
         try:
             self._check_target()
             parent, name = os.path.split(os.path.abspath(self.path))
-            self.temporary = tempfile.mkdtemp(prefix=f"{name}.partial-", dir=parent)
+            _remove_leftovers(parent, name, claimed=True)
+            self.temporary, _ = _new_temporary(parent, name, "", lambda path: os.mkdir(path, 0o700))
         except OSError as error:
             self._claim.release()
             raise UserError(f"{self.path}: cannot write the folder ({os_reason(error)})") from None

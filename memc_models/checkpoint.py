@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .atomic import AtomicFile
-from .errors import UserError, first_line, os_reason
+from .errors import UserError, first_few, first_line, os_reason
 from .memc_net import RELEASE_OPTIONS, MEMCNet
 from .memc_net_ve import MEMCNetVE
 from .networks import FlowNetS, PostProcessNet, ResidualPostProcessNet, SPyNet, TwoHeadUNet
@@ -52,9 +52,7 @@ _NAMES_SHOWN = 3
 
 def _some(names: Iterable[str]) -> str:
     """The first few names, and how many more."""
-    names = list(names)
-    shown = ", ".join(names[:_NAMES_SHOWN])
-    return shown if len(names) <= _NAMES_SHOWN else f"{shown} and {len(names) - _NAMES_SHOWN} more"
+    return first_few(names, _NAMES_SHOWN)
 
 
 def _plain(message: str) -> str:

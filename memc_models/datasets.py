@@ -210,7 +210,54 @@ def augment_triplet(frames: Tensor, hflip: bool, vflip: bool, swap: bool) -> Ten
     return frames
 
 
-class VimeoTriplets(Dataset):
+class _VimeoFolders(Dataset):
+    """What the triplet and septuplet datasets share: the folders of a split (``find(root,
+    split)``), each holding ``FRAMES``, cut to ``limit``; the crop checked against the first
+    folder's frames; three of a folder's frames read, checked alike in size and cropped."""
+
+    FRAMES: Tuple[str, ...]
+    find: Callable[[str, str], Tuple[List[str], bool]]
+
+    def __init__(self, root: str, split: str = "train", crop: Optional[Tuple[int, int]] = None,
+                 augment: bool = False, limit: Optional[int] = None):
+        self.folders, self.from_list = self.find(root, split)
+        if limit is not None:
+            self.folders = self.folders[:limit]
+        self.crop = _checked_crop(crop, lambda: self.frame_size(0), self.folders[0])
+        self.augment = augment
+
+    def frame_size(self, index: int) -> Tuple[int, int]:
+        """(H, W) of the frames of folder ``index`` (its first frame's)."""
+        return tuple(read_image(os.path.join(self.folders[index], self.FRAMES[0])).shape[-2:])
+
+    def check_files(self) -> None:
+        """Raises a UserError naming the files of these folders that are missing or whose header
+        does not read as an image: before training, not after an epoch."""
+        check_headers(os.path.join(folder, name) for folder in self.folders for name in self.FRAMES)
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def _frames(self, index: int, numbers: Sequence[int]) -> Tensor:
+        """Frames ``numbers`` (indices into ``FRAMES``) of folder ``index`` as (3, 3, H, W),
+        cropped (at random with ``augment``)."""
+        folder = self.folders[index]
+        images = [read_image(os.path.join(folder, self.FRAMES[k]))[0] for k in numbers]
+        if any(image.shape != images[0].shape for image in images):
+            raise UserError(f"{folder}: the three frames differ in size: {[tuple(i.shape[1:]) for i in images]}")
+        return crop_frames(torch.stack(images), self.crop, self.augment, folder)
+
+    def _augmented(self, frames: Tensor) -> Tuple[Tensor, bool]:
+        """``frames`` flipped and swapped at random with ``augment`` (see :func:`augment_triplet`),
+        contiguous, and whether they were swapped."""
+        swap = False
+        if self.augment:
+            hflip, vflip, swap = (torch.rand(3) < 0.5).tolist()
+            frames = augment_triplet(frames, hflip, vflip, swap)
+        return frames.contiguous(), swap
+
+
+class VimeoTriplets(_VimeoFolders):
     """Vimeo90K triplets as ``(frame0, middle, frame1)``, each a (3, H, W) float32 RGB tensor in [0, 1].
 
     Args:
@@ -225,37 +272,11 @@ class VimeoTriplets(Dataset):
         limit: use only the first ``limit`` triplets.
     """
 
-    def __init__(self, root: str, split: str = "train", crop: Optional[Tuple[int, int]] = None,
-                 augment: bool = False, limit: Optional[int] = None):
-        self.folders, self.from_list = triplet_folders(root, split)
-        if limit is not None:
-            self.folders = self.folders[:limit]
-        self.crop = _checked_crop(crop, lambda: self.frame_size(0), self.folders[0])
-        self.augment = augment
-
-    def frame_size(self, index: int) -> Tuple[int, int]:
-        """(H, W) of triplet ``index``."""
-        return tuple(read_image(os.path.join(self.folders[index], TRIPLET_FRAMES[0])).shape[-2:])
-
-    def check_files(self) -> None:
-        """Raises a UserError naming the files of these triplets that are missing or whose header
-        does not read as an image: before training, not after an epoch."""
-        check_headers(os.path.join(folder, name) for folder in self.folders for name in TRIPLET_FRAMES)
-
-    def __len__(self) -> int:
-        return len(self.folders)
+    FRAMES = TRIPLET_FRAMES
+    find = staticmethod(triplet_folders)
 
     def __getitem__(self, index: int) -> Tuple[Tensor, Tensor, Tensor]:
-        folder = self.folders[index]
-        images = [read_image(os.path.join(folder, name))[0] for name in TRIPLET_FRAMES]
-        if any(image.shape != images[0].shape for image in images):
-            raise UserError(f"{folder}: the three frames differ in size: {[tuple(i.shape[1:]) for i in images]}")
-        frames = torch.stack(images)
-        frames = crop_frames(frames, self.crop, self.augment, folder)
-        if self.augment:
-            hflip, vflip, swap = (torch.rand(3) < 0.5).tolist()
-            frames = augment_triplet(frames, hflip, vflip, swap)
-        frames = frames.contiguous()
+        frames, _ = self._augmented(self._frames(index, (0, 1, 2)))
         return frames[0], frames[1], frames[2]
 
 
@@ -327,7 +348,7 @@ def septuplet_folders(root: str, split: str = "train") -> Tuple[List[str], bool]
     return _vimeo_folders(root, split, "sep", SEPTUPLET_FRAMES, "septuplets (folders with im1.png .. im7.png")
 
 
-class VimeoSeptuplets(Dataset):
+class VimeoSeptuplets(_VimeoFolders):
     """Vimeo90K septuplets as ``(frame0, middle, frame1, t)``: three (3, H, W) float32 RGB frames
     in [0, 1] and t, a float32 scalar tensor, ``middle`` lying at time t between the other two.
     Which three frames: see "Training septuplets" above.
@@ -344,22 +365,8 @@ class VimeoSeptuplets(Dataset):
         limit: use only the first ``limit`` septuplets.
     """
 
-    def __init__(self, root: str, split: str = "train", crop: Optional[Tuple[int, int]] = None,
-                 augment: bool = False, limit: Optional[int] = None):
-        self.folders, self.from_list = septuplet_folders(root, split)
-        if limit is not None:
-            self.folders = self.folders[:limit]
-        first = os.path.join(self.folders[0], SEPTUPLET_FRAMES[0])
-        self.crop = _checked_crop(crop, lambda: tuple(read_image(first).shape[-2:]), self.folders[0])
-        self.augment = augment
-
-    def check_files(self) -> None:
-        """Raises a UserError naming the files of these septuplets that are missing or whose
-        header does not read as an image."""
-        check_headers(os.path.join(folder, name) for folder in self.folders for name in SEPTUPLET_FRAMES)
-
-    def __len__(self) -> int:
-        return len(self.folders)
+    FRAMES = SEPTUPLET_FRAMES
+    find = staticmethod(septuplet_folders)
 
     def triple(self, index: int) -> Tuple[int, int, int]:
         """The frames sample ``index`` is made of: drawn when augmenting, else fixed."""
@@ -368,16 +375,7 @@ class VimeoSeptuplets(Dataset):
         return FRAME_TRIPLES[index % len(FRAME_TRIPLES)]
 
     def __getitem__(self, index: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        folder = self.folders[index]
         triple = self.triple(index)
-        images = [read_image(os.path.join(folder, SEPTUPLET_FRAMES[k]))[0] for k in triple]
-        if any(image.shape != images[0].shape for image in images):
-            raise UserError(f"{folder}: the frames differ in size: {[tuple(i.shape[1:]) for i in images]}")
-        frames = crop_frames(torch.stack(images), self.crop, self.augment, folder)
-        t = triple_time(triple)
-        if self.augment:
-            hflip, vflip, swap = (torch.rand(3) < 0.5).tolist()
-            frames = augment_triplet(frames, hflip, vflip, swap)
-            t = 1.0 - t if swap else t  # frame k comes first: the middle lies at 1 - t from it
-        frames = frames.contiguous()
+        frames, swapped = self._augmented(self._frames(index, triple))
+        t = 1.0 - triple_time(triple) if swapped else triple_time(triple)  # swapped: frame k comes first
         return frames[0], frames[1], frames[2], torch.tensor(t, dtype=torch.float32)

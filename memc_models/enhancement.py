@@ -53,6 +53,7 @@ from torch import Tensor
 import memc_ops
 
 from .classical import bicubic_kernel, dis_flows
+from .ffmpeg import ffmpeg_exe
 from .metrics import psnr, ssim, ssim_defined
 
 __all__ = [
@@ -597,14 +598,8 @@ def add_gaussian_noise(frames: Tensor, sigma: float, seed: int) -> Tensor:
     return ((noisy * 255.0).round() / 255.0).to(device=frames.device, dtype=torch.float32)
 
 
-def _ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def _run_ffmpeg(arguments: List[str], what: str, stdin: Optional[bytes] = None) -> bytes:
-    command = [_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin" if stdin is None else "-y", *arguments]
+    command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin" if stdin is None else "-y", *arguments]
     result = subprocess.run(command, input=stdin, capture_output=True)
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip().splitlines()

@@ -1,6 +1,9 @@
-"""The one error type the tools show to a person as a single line, and how to word OS errors."""
+"""The one error type the tools show to a person as a single line, and how to word OS errors and
+long lists in it."""
 
-__all__ = ["UserError", "first_line", "os_reason"]
+from typing import Iterable
+
+__all__ = ["UserError", "first_few", "first_line", "os_reason"]
 
 
 class UserError(Exception):
@@ -8,6 +11,14 @@ class UserError(Exception):
     library raises it with a message naming the file (or option) and what was expected; the
     command-line programs (:func:`memc_models.cli.common.run`) print it as one line, without a
     traceback."""
+
+
+def first_few(items: Iterable[str], shown: int, separator: str = ", ") -> str:
+    """The first ``shown`` of ``items`` joined by ``separator``, and how many more there are
+    (``a, b, c and 2 more``): what a message lists of a long list."""
+    items = list(items)
+    text = separator.join(items[:shown])
+    return text if len(items) <= shown else f"{text} and {len(items) - shown} more"
 
 
 def first_line(error: BaseException) -> str:

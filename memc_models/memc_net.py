@@ -19,6 +19,7 @@ __all__ = [
     "MEMCNetConfig",
     "MEMCNetOutput",
     "RELEASE_OPTIONS",
+    "RUNTIME_OPTIONS",
     "memc_net",
     "memc_net_s",
     "memc_net_star",
@@ -28,6 +29,11 @@ __all__ = [
 # FlowNetS predicts flow divided by 20 at quarter resolution.
 _FLOWNETS_SCALE = 20.0
 _FLOWNETS_STRIDE = 4
+
+
+def _runtime(default):
+    """A :class:`MEMCNetConfig` field that changes what the model computes, not its parameters."""
+    return dataclasses.field(default=default, metadata={"runtime": True})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +63,9 @@ class MEMCNetConfig:
             kernel never searches downward (a bug: ``while(down_temp = 0.0f && ...)`` assigns), so
             reproducing the released weights' frames needs ``False``.
 
-    ``padding`` and ``fill_from_below`` change what the model computes, not its parameters:
-    :meth:`MEMCNet.configure` changes them on a built model, and a state dict records them (see
+    ``padding`` and ``fill_from_below`` change what the model computes, not its parameters: they
+    are the :data:`RUNTIME_OPTIONS` (the fields declared with ``_runtime``), which
+    :meth:`MEMCNet.configure` changes on a built model and a state dict records (see
     :class:`MEMCNet`).
     """
 
@@ -69,8 +76,8 @@ class MEMCNetConfig:
     masks: bool = True
     context: bool = False
     init: str = "kaiming"
-    padding: str = "minimal"
-    fill_from_below: bool = True
+    padding: str = _runtime("minimal")
+    fill_from_below: bool = _runtime(True)
 
     def __post_init__(self):
         if self.kernel_size not in (2, 4, 6, 8):
@@ -84,6 +91,10 @@ class MEMCNetConfig:
         if not isinstance(self.fill_from_below, bool):
             raise TypeError(f"fill_from_below must be True or False; got {self.fill_from_below!r}")
 
+
+#: The options :meth:`MEMCNet.configure` changes on a built model and a state dict records: the
+#: fields of :class:`MEMCNetConfig` declared with ``_runtime``, in their order.
+RUNTIME_OPTIONS = tuple(field.name for field in dataclasses.fields(MEMCNetConfig) if field.metadata.get("runtime"))
 
 #: The padding rules of :attr:`MEMCNetConfig.padding`.
 PADDINGS = ("minimal", "release")
@@ -149,10 +160,10 @@ class MEMCNet(nn.Module):
     Use :func:`memc_net`, :func:`memc_net_s` and :func:`memc_net_star` for the released
     variants, and :func:`memc_models.load_original_checkpoint` for the released weights.
 
-    ``state_dict()`` records :attr:`MEMCNetConfig.padding` and :attr:`MEMCNetConfig.fill_from_below`
-    in the state dict's metadata (where PyTorch keeps each module's version; ``torch.save`` and
-    ``torch.load(weights_only=True)`` keep it), and ``load_state_dict`` restores them, so a model
-    saved and loaded again computes the same frames. State dicts without them (older ones, or
+    ``state_dict()`` records the :data:`RUNTIME_OPTIONS` (:attr:`MEMCNetConfig.padding`,
+    :attr:`MEMCNetConfig.fill_from_below`) in the state dict's metadata (where PyTorch keeps each
+    module's version; ``torch.save`` and ``torch.load(weights_only=True)`` keep it), and
+    ``load_state_dict`` restores them, so a model saved and loaded again computes the same frames. State dicts without them (older ones, or
     rebuilt as plain dicts) leave the model's options as they are.
     """
 
@@ -184,20 +195,26 @@ class MEMCNet(nn.Module):
         """The networks need frames whose sides are multiples of this."""
         return max(self.flow_net.size_multiple, self.kernel_net.size_multiple)
 
-    def configure(self, *, padding: Optional[str] = None, fill_from_below: Optional[bool] = None) -> "MEMCNet":
-        """Sets the options that change what the model computes but not its parameters
-        (:attr:`MEMCNetConfig.padding`, :attr:`MEMCNetConfig.fill_from_below`); None keeps one as
-        it is. Returns the model. ``model.configure(**memc_models.RELEASE_OPTIONS)`` computes as
-        the authors' released code does."""
-        changes = {name: value for name, value in (("padding", padding), ("fill_from_below", fill_from_below))
-                   if value is not None}
+    def configure(self, **options) -> "MEMCNet":
+        """Sets the options that change what the model computes but not its parameters, by name:
+        the :data:`RUNTIME_OPTIONS` (:attr:`MEMCNetConfig.padding`,
+        :attr:`MEMCNetConfig.fill_from_below`); None keeps one as it is. Returns the model.
+        ``model.configure(**memc_models.RELEASE_OPTIONS)`` computes as the authors' released code
+        does. Another name is a TypeError (the other fields shape the parameters: build another
+        model for them)."""
+        for name in options:
+            if name not in RUNTIME_OPTIONS:
+                fields = {field.name for field in dataclasses.fields(self.config)}
+                built = " (it shapes the parameters: build another model)" if name in fields else ""
+                raise TypeError(f"configure() takes {' and '.join(RUNTIME_OPTIONS)}; got {name!r}{built}")
+        changes = {name: value for name, value in options.items() if value is not None}
         self.config = dataclasses.replace(self.config, **changes)
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
         options = local_metadata.get(_OPTIONS_METADATA)
         if isinstance(options, dict):
-            self.configure(**{name: options[name] for name in _RECORDED_OPTIONS if name in options})
+            self.configure(**{name: options[name] for name in RUNTIME_OPTIONS if name in options})
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def padding_for(self, height: int, width: int) -> Tuple[int, int, int, int]:
@@ -302,11 +319,10 @@ class MEMCNet(nn.Module):
 
 # The state dict's metadata entry for the options that change the computation, not the weights.
 _OPTIONS_METADATA = "memc_options"
-_RECORDED_OPTIONS = ("padding", "fill_from_below")
 
 
 def _record_options(model: "MEMCNet", state_dict, prefix: str, local_metadata: dict) -> None:
-    local_metadata[_OPTIONS_METADATA] = {name: getattr(model.config, name) for name in _RECORDED_OPTIONS}
+    local_metadata[_OPTIONS_METADATA] = {name: getattr(model.config, name) for name in RUNTIME_OPTIONS}
 
 
 def _initialize_convs(nets, scheme: str) -> None:

@@ -22,7 +22,8 @@ import numpy as np
 
 from .atomic import AtomicFile
 from .errors import UserError, first_line, os_reason
-from .images import DamagedInputWarning
+from .ffmpeg import ffmpeg_exe, without_address
+from .images import DamagedInputWarning, file_extension
 
 __all__ = ["VIDEO_CODECS", "AUDIO_CODECS", "VideoInfo", "VideoReader", "VideoWriter", "add_audio", "check_video_output",
            "ffmpeg_exe", "has_audio", "parse_rate", "probe"]
@@ -34,26 +35,10 @@ VIDEO_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv":
 AUDIO_CODECS = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".mkv": "aac", ".avi": "libmp3lame", ".webm": "libopus"}
 
 
-def ffmpeg_exe() -> str:
-    """The FFmpeg executable (imageio-ffmpeg's; ``IMAGEIO_FFMPEG_EXE`` picks another)."""
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _extension(path: str) -> str:
-    return os.path.splitext(path)[1].lower()
-
-
 def check_video_output(path: str) -> None:
     """Raises UserError unless ``path`` names a video container we write (checked before any work)."""
-    if _extension(path) not in VIDEO_CODECS:
+    if file_extension(path) not in VIDEO_CODECS:
         raise UserError(f"{path}: an output video needs one of the extensions {', '.join(VIDEO_CODECS)}")
-
-
-def _without_address(line: str) -> str:
-    """'[h264 @ 0x55d0c2a4] error while decoding' as 'h264: error while decoding'."""
-    return re.sub(r"^\[([\w/#:]+) @ 0x[0-9a-f]+\]\s*", r"\1: ", line.strip())
 
 
 def parse_rate(text: str) -> Optional[float]:
@@ -185,7 +170,7 @@ class VideoReader:
             for raw in process.stderr:
                 text = raw.decode("utf-8", "replace").strip()
                 if text:
-                    complaints.append((delivered[0], _without_address(text).rstrip(".")))
+                    complaints.append((delivered[0], without_address(text).rstrip(".")))
 
         listener = threading.Thread(target=listen, daemon=True)
         listener.start()
@@ -256,7 +241,7 @@ class VideoWriter:
         self.path, self.size, self.fps = path, (int(width), int(height)), float(fps)
         self.frames_written = 0
         self._output = AtomicFile(path)
-        extension = _extension(path)
+        extension = file_extension(path)
         codec = VIDEO_CODECS[extension]
         compression = 1 - quality / 10.0
         quality_options = ["-crf", str(int(compression * 51))] if codec == "libx264" else \
@@ -283,7 +268,7 @@ class VideoWriter:
             self._process.kill()
             status = self._process.wait()
         self._log.seek(0)
-        lines = [_without_address(line) for line in self._log.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        lines = [without_address(line) for line in self._log.read().decode("utf-8", "replace").splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit status {status}"
         return UserError(f"{self.path}: the video encoder failed ({reason})")
 
@@ -342,7 +327,7 @@ def add_audio(video: str, audio_from: str) -> Optional[str]:
     """Puts the audio streams of ``audio_from`` into the file ``video`` (its video copied as it is):
     copied where the container takes them, else re-encoded (AUDIO_CODECS). Returns None, or FFmpeg's
     reason when neither works (``video`` is then left as it was)."""
-    extension = _extension(video)
+    extension = file_extension(video)
     reason = "unknown"
     for audio_codec in ("copy", AUDIO_CODECS[extension]):
         muxed = AtomicFile(video)

@@ -239,6 +239,22 @@ FACTORIES = {"MEMC_Net": memc_models.memc_net, "MEMC_Net_s": memc_models.memc_ne
 RELEASED_VARIANTS = list(FACTORIES)
 
 
+def assert_converter_places_every_released_entry(variant, factory, manifest=MANIFEST) -> None:
+    """The released ``variant``'s entries (``manifest[variant]``'s names and shapes, on the meta
+    device) convert, every one, onto an entry of ``factory()``'s state dict of the same shape, and
+    cover all of it."""
+    from memc_models import convert_original_state_dict
+
+    released = {name: torch.empty(shape, device="meta") for name, shape in manifest[variant]["state_dict"].items()}
+    converted, unplaced = convert_original_state_dict(released, variant)
+    with torch.device("meta"):
+        ours = factory().state_dict()
+    assert unplaced == []
+    assert sorted(converted) == sorted(ours)
+    for name, value in converted.items():
+        assert value.shape == ours[name].shape, name
+
+
 def random_original_state_dict(variant, seed=0, manifest=MANIFEST):
     """Random tensors under the released names and shapes (``manifest[variant]``), scaled like
     trained weights (so that activations neither vanish nor explode through the deep networks)."""

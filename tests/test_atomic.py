@@ -2,6 +2,10 @@
 the old file byte for byte, folders are claimed, and what a stopped run was writing is removed."""
 
 import os
+import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -140,3 +144,100 @@ def test_discard_pending_removes_what_is_still_being_written(tmp_path):
     discard_pending()
     assert listing(tmp_path) == ["out.bin"] and (tmp_path / "out.bin").read_bytes() == b"old"
     assert output.done and folder.done
+
+
+# --- What a killed writer left (NAME.partial-PID-WHERE-RANDOM.EXT) ------------------------------
+
+#: A writer in a fresh process: starts the output ``kind`` ("file" or "folder") at ``target``,
+#: prints its temporary's path, then kills itself with SIGKILL ("die") or waits for a line on stdin
+#: and commits ("live").
+WRITER = """
+import os, signal, sys
+from memc_models.atomic import AtomicFile, AtomicFolder
+kind, target, then = sys.argv[1:]
+if kind == "file":
+    output = AtomicFile(target)
+    output.write(b"the live writer's")
+else:
+    output = AtomicFolder(target)
+    open(output.file_path("00000.png"), "wb").close()
+print(output.temporary, flush=True)
+if then == "die":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.stdin.readline()
+output.commit()
+"""
+
+
+def _start_writer(kind, target, then):
+    process = subprocess.Popen([sys.executable, "-c", WRITER, kind, str(target), then], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    temporary = process.stdout.readline().strip()
+    assert temporary, process.communicate()
+    return process, temporary
+
+
+def _killed_writer(kind, target):
+    """What a writer killed with SIGKILL while writing ``target`` left: its temporary's path."""
+    process, temporary = _start_writer(kind, target, "die")
+    assert process.wait(timeout=60) == -signal.SIGKILL and os.path.exists(temporary)
+    return temporary
+
+
+def _dead_pid():
+    """The id of a process that has ended (and was reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_temporary_is_named_after_its_target_and_says_which_process_writes_it(tmp_path):
+    output = AtomicFile(tmp_path / "out.bin")
+    name = os.path.basename(output.temporary)
+    output.discard()
+    assert re.fullmatch(rf"out\.partial-{os.getpid()}-[0-9a-f]{{12}}-[0-9a-f]{{8}}\.bin", name), name
+
+
+def test_the_next_writer_of_an_output_removes_what_a_killed_writer_left_of_it(tmp_path):
+    leftover = _killed_writer("file", tmp_path / "out.bin")
+    other = _killed_writer("file", tmp_path / "other.bin")  # another output's: left for its own next writer
+    write_file(tmp_path / "out.bin", b"whole")
+    assert not os.path.exists(leftover) and os.path.exists(other)
+    assert listing(tmp_path) == sorted(["out.bin", os.path.basename(other)])
+    write_file(tmp_path / "other.bin", b"whole too")
+    assert listing(tmp_path) == ["other.bin", "out.bin"]
+
+
+def test_a_live_writers_temporary_is_kept(tmp_path):
+    process, temporary = _start_writer("file", tmp_path / "out.bin", "live")
+    try:
+        write_file(tmp_path / "out.bin", b"ours")
+        assert os.path.exists(temporary) and (tmp_path / "out.bin").read_bytes() == b"ours"
+    finally:
+        process.communicate("commit\n", timeout=60)
+    assert process.returncode == 0 and (tmp_path / "out.bin").read_bytes() == b"the live writer's"
+    assert listing(tmp_path) == ["out.bin"]
+
+
+def test_leftovers_whose_writer_cannot_be_checked_from_here_are_kept(tmp_path):
+    dead = _dead_pid()
+    # Another boot (a power cut) or another machine or container: its process ids are not ours.
+    elsewhere = tmp_path / f"out.partial-{dead}-000000000000-0123abcd.bin"
+    unnamed = tmp_path / "out.partial-k2j4h5g6.bin"  # no PID and WHERE (older versions)
+    for path in (elsewhere, unnamed):
+        path.write_bytes(b"left")
+    write_file(tmp_path / "out.bin", b"whole")
+    assert listing(tmp_path) == sorted(["out.bin", elsewhere.name, unnamed.name])
+
+
+def test_the_next_writer_of_a_folder_removes_every_temporary_of_it_under_its_claim(tmp_path):
+    leftover = _killed_writer("folder", tmp_path / "frames")
+    # Under the claim no live writer of the folder exists: a temporary from another boot goes too.
+    elsewhere = tmp_path / f"frames.partial-{_dead_pid()}-000000000000-0123abcd"
+    (elsewhere / "00000.png").parent.mkdir()
+    (elsewhere / "00000.png").write_bytes(b"left")
+    (tmp_path / "frames.partial-backup").mkdir()  # not a temporary's name: never touched
+    with AtomicFolder(tmp_path / "frames") as folder:
+        open(folder.file_path("00000.png"), "wb").close()
+    assert not os.path.exists(leftover) and not elsewhere.exists()
+    assert listing(tmp_path) == ["frames", "frames.partial-backup", "frames/00000.png"]

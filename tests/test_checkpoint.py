@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import memc_models
-from helpers import FACTORIES, MANIFEST, RELEASED_VARIANTS as VARIANTS, full_disk, random_original_state_dict
+from helpers import (FACTORIES, MANIFEST, RELEASED_VARIANTS as VARIANTS, assert_converter_places_every_released_entry,
+                     full_disk, random_original_state_dict)
 from helpers import shifted_frames as frames
 from memc_models import convert_original_state_dict, load_original_checkpoint, memc_net_s
 from memc_models.checkpoint import compare_state_dict, read_checkpoint
@@ -155,14 +156,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_byte_for_byte(tmp_path, mo
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_converter_places_every_released_entry_with_its_shape(variant):
-    released = {name: torch.empty(shape, device="meta") for name, shape in MANIFEST[variant]["state_dict"].items()}
-    converted, unplaced = convert_original_state_dict(released, variant)
-    with torch.device("meta"):
-        ours = FACTORIES[variant]().state_dict()
-    assert unplaced == []
-    assert sorted(converted) == sorted(ours)
-    for name, value in converted.items():
-        assert value.shape == ours[name].shape, name
+    assert_converter_places_every_released_entry(variant, FACTORIES[variant])
 
 
 @pytest.mark.parametrize(

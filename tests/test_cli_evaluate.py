@@ -344,6 +344,39 @@ def test_every_sequence_that_cannot_be_used_is_named_with_a_count(tmp_path, caps
         f"{data / 'Gamma' / 'frame11.png'} as an image (unknown format or damaged file)")
 
 
+def test_limit_counts_the_samples_evaluated_not_those_skipped_and_reads_none_after_the_last(tmp_path, capsys,
+                                                                                           monkeypatch):
+    _average(monkeypatch)
+    data = tmp_path / "data"
+    for name in ("A_damaged", "B", "C_odd", "D", "E_damaged"):
+        _write_sequence(data / name, ["frame10.png", "frame11.png", "frame10i11.png"], [0.0, 1.0, 0.5], 32, 48)
+    for name in ("A_damaged", "E_damaged"):
+        (data / name / "frame11.png").write_bytes(b"not a picture")
+    iio.imwrite(data / "C_odd" / "frame10i11.png", frame_at(0.5, 16, 16))
+    _write_sequence(data / "Beta", ["frame10.png", "frame11.png"], [0.0, 1.0], 32, 48)  # no truth: named by the finder
+    assert main(["middlebury", str(data), "--limit", "2", "-q"]) == 0
+    out = capsys.readouterr().out
+    # Two samples evaluated; the two skipped on the way named; E, after the last, never read.
+    assert set(_table_rows(out)) == {"B", "D", "mean"}
+    assert out.splitlines()[-1] == (
+        f"evaluated 2 of 5 (--limit 2); Beta: no frame10i11.png; A_damaged: cannot read "
+        f"{data / 'A_damaged' / 'frame11.png'} as an image (unknown format or damaged file); C_odd: the frames differ "
+        "in size")
+    # A limit above what can be used evaluates all of it, and says nothing of the limit.
+    assert main(["middlebury", str(data), "--limit", "9", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert set(_table_rows(out)) == {"B", "D", "mean"}
+    assert out.splitlines()[-1].startswith("evaluated 2 of 6; ")
+
+
+def test_help_says_what_limit_counts(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("--limit N evaluate the first N samples that can be used (N >= 1): those skipped on the way (named after "
+            "the table) do not count") in text
+
+
 def test_a_dataset_where_nothing_can_be_used_is_an_error_naming_why(tmp_path, capsys, monkeypatch):
     _average(monkeypatch)
     _write_sequence(tmp_path / "Beta", ["frame10.png", "frame11.png"], [0.0, 1.0], 32, 48)
@@ -516,6 +549,18 @@ def test_enhance_with_a_checkpoint_scores_the_model_as_ours(tmp_path, capsys, mo
     rows = _method_rows(out)
     assert list(rows) == ["H.264 QP 37 input", "ours (MEMC-Net_VE)"]
     assert rows["ours (MEMC-Net_VE)"][:2] == rows["H.264 QP 37 input"][:2]  # the model gave the input back
+
+
+def test_enhance_limit_counts_the_clips_evaluated_not_those_skipped(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (lambda frames, centre: frames[centre]))
+    data = _clips(tmp_path / "data", names=("Alpha", "Beta", "Gamma", "Omega"), height=16, width=16)
+    for name in ("Alpha", "Omega"):
+        (data / name / "frame2.png").write_bytes(b"not a picture")
+    assert main(["enhance", str(data), "--task", "deblock", "--limit", "2", "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "; 2 window(s) from 2 clip(s)" in lines[0]  # Beta and Gamma, one window each
+    assert lines[-1] == (f"not evaluated: Alpha: cannot read {data / 'Alpha' / 'frame2.png'} as an image (unknown "
+                         "format or damaged file)")  # Omega, after the last, never read
 
 
 def test_enhance_where_no_window_can_be_read_is_an_error_naming_why(tmp_path, capsys, monkeypatch):

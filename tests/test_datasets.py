@@ -2,6 +2,7 @@
 the Middlebury and Vimeo90K test finders and the sequences they cannot use, frames of a video."""
 
 import os
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -171,3 +172,56 @@ def test_septuplet_crops_that_do_not_fit_are_refused(vimeo_septuplet):
         datasets.VimeoSeptuplets(vimeo_septuplet, "train", crop=(13, 8))
     with pytest.raises(UserError, match="--crop must be two positive sizes"):
         datasets.VimeoSeptuplets(vimeo_septuplet, "train", crop=(0, 8))
+
+
+# ---------------------------------------------------------------------------------------------- both kinds
+
+# What VimeoTriplets and VimeoSeptuplets share: the dataset class, its root fixture, the first
+# frame's name and the frames' (H, W).
+KINDS = {"triplets": (datasets.VimeoTriplets, "vimeo", "im1.png", (HEIGHT, WIDTH)),
+         "septuplets": (datasets.VimeoSeptuplets, "vimeo_septuplet", "im1.png", (SEPTUPLET_HEIGHT, SEPTUPLET_WIDTH))}
+
+
+@pytest.fixture(params=list(KINDS))
+def kind(request):
+    """(dataset class, its Vimeo90K root, the first frame's name, (H, W)) for each kind."""
+    dataset, fixture, first, size = KINDS[request.param]
+    return dataset, request.getfixturevalue(fixture), first, size
+
+
+def test_limit_keeps_the_first_folders_of_the_list(kind):
+    dataset, root, _, size = kind
+    whole, limited = dataset(root, "train"), dataset(root, "train", limit=1)
+    assert len(whole) == 2 and len(limited) == 1 and limited.folders == whole.folders[:1]
+    assert limited.frame_size(0) == size
+
+
+def test_a_crop_larger_than_the_frames_is_refused_naming_the_folder(kind):
+    dataset, root, _, (height, width) = kind
+    with pytest.raises(UserError, match=rf"--crop {height + 1} {width} is larger than the frames of .*0001 "
+                                        rf"\({height}x{width}, H x W\)"):
+        dataset(root, "train", crop=(height + 1, width))
+    assert dataset(root, "train", crop=(height, width)).crop == (height, width)
+
+
+def test_check_files_names_a_missing_and_a_damaged_frame(kind):
+    dataset, root, first, _ = kind
+    samples = dataset(root, "train")
+    samples.check_files()  # all there: no error
+    os.remove(os.path.join(samples.folders[0], first))
+    with open(os.path.join(samples.folders[1], first), "wb") as handle:
+        handle.write(b"not an image")
+    with pytest.raises(UserError, match=r"2 input file\(s\) cannot be used: .*0001.im1.png: no such file; "
+                                        r".*0002.im1.png: not a readable image"):
+        samples.check_files()
+
+
+def test_frames_that_differ_in_size_are_an_error_naming_the_folder(kind):
+    dataset, root, _, (height, width) = kind
+    samples = dataset(root, "train")
+    folder = samples.folders[0]
+    for name in os.listdir(folder):
+        if name != "im1.png":
+            iio.imwrite(os.path.join(folder, name), np.zeros((height + 2, width, 3), dtype=np.uint8))
+    with pytest.raises(UserError, match=rf"{re.escape(folder)}: the three frames differ in size: "):
+        samples[0]

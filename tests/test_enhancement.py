@@ -223,7 +223,7 @@ def test_h264_odd_sizes_are_padded_and_cropped_back():
 
 
 def test_a_failing_ffmpeg_is_an_error_with_its_exit_status(monkeypatch):
-    monkeypatch.setattr(enhancement, "_ffmpeg_exe", lambda: "false")
+    monkeypatch.setattr(enhancement, "ffmpeg_exe", lambda: "false")
     with pytest.raises(RuntimeError, match=r"FFmpeg failed to encode H.264 at QP 30 \(exit status 1\)"):
         h264_compress(torch.rand(2, 3, 16, 16), 30)
 

@@ -11,7 +11,13 @@ import torch
 from helpers import cv2, frame_at, iio, photo, pil, png_with_exif, to_tensor, write_clip
 from memc_models.errors import UserError
 from memc_models.frames import to_uint8
-from memc_models.images import DamagedInputWarning, check_headers, read_image, write_image
+from memc_models.images import DamagedInputWarning, check_headers, file_extension, read_image, write_image
+
+
+@pytest.mark.parametrize("path, extension", [("a/B.JPG", ".jpg"), ("frame.png", ".png"), ("clip.tar.MP4", ".mp4"),
+                                             ("dir.d/noext", ""), (".hidden", "")])
+def test_file_extension_is_the_last_suffix_of_the_name_in_lower_case(path, extension):
+    assert file_extension(path) == extension
 
 
 def test_list_frames_is_in_natural_order_of_image_files(tmp_path):
@@ -287,6 +293,28 @@ def test_a_damaged_jpeg_warns_once_naming_it_and_is_still_read(tmp_path):
     assert frame.shape == (1, 3, 32, 48)
     assert [type(w.message) for w in caught] == [DamagedInputWarning]
     assert str(caught[0].message).startswith(f"{path}: the JPEG decoder reports damage (mjpeg: ")
+
+
+def test_an_intact_jpeg_is_read_without_a_warning(tmp_path):
+    path = tmp_path / "frame.jpg"
+    iio.imwrite(path, frame_at(0.0, 32, 48), quality=95)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(str(path)).shape == (1, 3, 32, 48)
+
+
+def test_the_jpeg_decoder_beside_a_failed_decode_is_stopped(tmp_path, monkeypatch):
+    from memc_models import images
+
+    started = []
+    real = images._start_jpeg_decoder
+    monkeypatch.setattr(images, "_start_jpeg_decoder", lambda path: started.append(real(path)) or started[-1])
+    iio.imwrite(tmp_path / "whole.jpg", frame_at(0.0, 64, 64), quality=95)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((tmp_path / "whole.jpg").read_bytes()[:400])
+    with pytest.raises(UserError, match=f"^cannot read {cut} as an image"):
+        read_image(str(cut))
+    assert len(started) == 1 and started[0].returncode is not None  # ended and reaped, not left running
 
 
 def test_check_headers_names_missing_and_unreadable_files(tmp_path):

@@ -3,6 +3,7 @@ parameter counts, layers that compute what the released layer lists compute, for
 size and time, gradients, determinism, input checks and mixed precision. Checkpoint loading and
 conversion are tested in test_checkpoint.py."""
 
+import dataclasses
 import re
 
 import pytest
@@ -13,6 +14,7 @@ import memc_ops
 from helpers import FACTORIES, MANIFEST, RELEASED_VARIANTS as VARIANTS, random_original_state_dict
 from helpers import shifted_frames as frames
 from memc_models import RELEASE_OPTIONS, MEMCNetOutput, load_original_checkpoint, memc_net_s, release_padding
+from memc_models.memc_net import RUNTIME_OPTIONS, MEMCNetConfig
 
 
 # --- Architecture and checkpoints -------------------------------------------------------------
@@ -417,6 +419,39 @@ def test_the_same_weights_with_our_defaults_give_other_frames_until_configured_a
         # The padding differs (60x90 -> 128x128 released, 64x96 ours), so the flows differ.
         assert not torch.allclose(ours(frame0, frame1), expected, atol=1e-4)
         assert torch.equal(ours.configure(**RELEASE_OPTIONS)(frame0, frame1), expected)
+
+
+# A value other than the default for each option configure takes: a new option needs one here.
+OTHER_VALUES = {"padding": "release", "fill_from_below": False}
+
+
+def _configure_takes(name):
+    try:
+        memc_net_s().configure(**{name: None})  # None keeps the option as it is
+    except TypeError:
+        return False
+    return True
+
+
+def test_configure_takes_exactly_the_options_a_state_dict_records_and_they_survive_it():
+    recorded = memc_net_s().state_dict()._metadata[""]["memc_options"]
+    taken = {field.name for field in dataclasses.fields(MEMCNetConfig) if _configure_takes(field.name)}
+    assert taken == set(recorded) == set(RUNTIME_OPTIONS) == set(OTHER_VALUES)
+    assert set(RELEASE_OPTIONS) <= taken
+    for name, value in OTHER_VALUES.items():
+        source = memc_net_s().configure(**{name: value})
+        loaded = memc_net_s()
+        loaded.load_state_dict(source.state_dict())
+        assert getattr(loaded.config, name) == value != getattr(memc_net_s().config, name)
+        assert loaded.config == source.config
+
+
+def test_configure_refuses_what_shapes_the_parameters_and_unknown_names():
+    with pytest.raises(TypeError, match=r"configure\(\) takes padding and fill_from_below; got 'kernel_size' \(it "
+                                        r"shapes the parameters: build another model\)"):
+        memc_net_s().configure(kernel_size=2)
+    with pytest.raises(TypeError, match=r"configure\(\) takes padding and fill_from_below; got 'paddding'$"):
+        memc_net_s().configure(paddding="release")
 
 
 @pytest.mark.parametrize("options, message", [

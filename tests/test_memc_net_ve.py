@@ -15,13 +15,12 @@ import pytest
 import torch
 
 import memc_ops
-from memc_models import MEMCNetVE, MEMCNetVEOutput, convert_original_state_dict, load_original_checkpoint, memc_net, memc_net_ve
+from memc_models import MEMCNetVE, MEMCNetVEOutput, load_original_checkpoint, memc_net, memc_net_ve
 from memc_models.checkpoint import compare_state_dict, original_names
 from memc_models.memc_net_ve import window_slots
-from helpers import random_original_state_dict
+from helpers import assert_converter_places_every_released_entry, random_original_state_dict
 
 MANIFEST = json.loads((Path(__file__).parent / "data" / "original_ve_state_dict_shapes.json").read_text())["models"]
-RELEASED = MANIFEST["MEMC_Net_VE"]["state_dict"]
 
 
 def window(batch, count, height, width, seed=0):
@@ -47,14 +46,7 @@ def test_parameter_count_matches_the_released_model():
 
 
 def test_converter_places_every_released_entry_with_its_shape():
-    released = {name: torch.empty(shape, device="meta") for name, shape in RELEASED.items()}
-    converted, unplaced = convert_original_state_dict(released, "MEMC_Net_VE")
-    with torch.device("meta"):
-        ours = memc_net_ve().state_dict()
-    assert unplaced == []
-    assert sorted(converted) == sorted(ours)
-    for name, value in converted.items():
-        assert value.shape == ours[name].shape, name
+    assert_converter_places_every_released_entry("MEMC_Net_VE", memc_net_ve, MANIFEST)
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ import torch
 
 from ..enhancement import SCALES, TASKS
 from ..errors import UserError
-from ..images import IMAGE_EXTENSIONS, check_output
+from ..images import IMAGE_EXTENSIONS, check_output, file_extension
 from ..inference import build_enhancer, pick_device
 from ..memc_net_ve import WINDOW
 from ..streaming import FolderSink, FolderSource, VideoSink, VideoSource, centred_windows
@@ -63,7 +63,7 @@ def _check_input(path: str) -> bool:
         return True
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file or folder")
-    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+    if file_extension(path) in IMAGE_EXTENSIONS:
         raise UserError(f"{path} is an image; memc-enhance takes a video or a folder of frames (each frame is "
                         "restored from its neighbours)")
     return False

@@ -10,7 +10,8 @@ the peer methods.
 
 The metrics (IE, RMSE, PSNR, SSIM) are :mod:`memc_models.metrics`'. Every sequence or sample that
 cannot be used is named, with a count ("evaluated 7 of 8; Beta: no frame10i11.png"); a run where
-none can is an error. ``--save`` images are written together at the end, atomically.
+none can is an error. ``--limit N`` evaluates the first N samples that can be used (the ones
+skipped on the way are named and do not count). ``--save`` images are written together at the end, atomically.
 ``enhance`` runs :func:`memc_models.enhancement_eval.evaluate_enhancement` (the same evaluation as
 ``benchmarks/bench_enhance.py``) and prints one row per method.
 """
@@ -19,7 +20,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from ..atomic import AtomicFiles
 from ..datasets import LoadedSample, middlebury_samples, read_samples, video_samples, vimeo_samples
-from ..errors import UserError
+from ..errors import UserError, first_few
 from ..frames import to_uint8
 from ..images import encode_image
 from ..inference import build_enhancer, build_interpolator, pick_device
@@ -73,34 +74,48 @@ def comparison(first: Tensor, second: Tensor, ours: Tensor, average: Tensor, tru
 
 def evaluate(samples: Iterable[LoadedSample], interpolate, saved: Optional[AtomicFiles] = None,
              save_folder: Optional[str] = None, progress: bool = True, total: Optional[int] = None,
-             unusable: Optional[List[str]] = None) -> List[Row]:
+             unusable: Optional[List[str]] = None, limit: Optional[int] = None) -> List[Row]:
     """Per sample: (name, our metrics, frame-average metrics, seconds for our frame). A sample
     whose frames differ in size is not evaluated: it is added to ``unusable`` (a list of
-    ``NAME: why``). With ``saved`` and ``save_folder``, each output and a comparison are encoded
-    into ``saved`` (written when the caller commits it). ``total``, the number of samples if known,
-    is for the progress bar."""
+    ``NAME: why``). With ``limit``, evaluation stops after ``limit`` samples have been evaluated
+    (the skipped ones do not count; no sample after the last one evaluated is taken from
+    ``samples``). With ``saved`` and ``save_folder``, each output and a comparison are encoded
+    into ``saved`` (written when the caller commits it). ``total``, the number of samples to
+    evaluate if known, is for the progress bar."""
     from tqdm import tqdm
 
-    rows = []
-    for name, first, second, truth in tqdm(samples, desc="evaluating", unit="sample", total=total,
-                                           disable=not progress or total == 1, leave=False):
-        if not first.shape == second.shape == truth.shape:
-            if unusable is None:
-                raise UserError(f"{name}: the frames differ in size")
-            unusable.append(f"{name}: the frames differ in size")
-            continue
-        start = time.perf_counter()
-        ours = interpolate(first, second, [0.5])[0].cpu()
-        elapsed = time.perf_counter() - start
-        average = 0.5 * (first + second)
-        ours_metrics, average_metrics = metrics(ours, truth), metrics(average, truth)
-        rows.append((name, ours_metrics, average_metrics, elapsed))
-        if saved is not None:
-            stem = os.path.join(save_folder, name.replace("/", "_"))
-            saved.write(f"{stem}_ours.png", encode_image(f"{stem}_ours.png", ours))
-            picture = comparison(first, second, ours, average, truth, ours_metrics["IE"])
-            saved.write(f"{stem}_compare.png", encode_image(f"{stem}_compare.png", picture))
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be 1 or more (or None); got {limit}")
+    rows: List[Row] = []
+    bar = tqdm(desc="evaluating", unit="sample", total=total, disable=not progress or total == 1, leave=False)
+    with bar:
+        for name, first, second, truth in samples:
+            if not first.shape == second.shape == truth.shape:
+                if unusable is None:
+                    raise UserError(f"{name}: the frames differ in size")
+                unusable.append(f"{name}: the frames differ in size")
+                continue
+            rows.append(_evaluated(name, first, second, truth, interpolate, saved, save_folder))
+            bar.update()
+            if len(rows) == limit:
+                break
     return rows
+
+
+def _evaluated(name: str, first: Tensor, second: Tensor, truth: Tensor, interpolate, saved: Optional[AtomicFiles],
+               save_folder: Optional[str]) -> Row:
+    """One sample's row, its output and comparison encoded into ``saved`` (see :func:`evaluate`)."""
+    start = time.perf_counter()
+    ours = interpolate(first, second, [0.5])[0].cpu()
+    elapsed = time.perf_counter() - start
+    average = 0.5 * (first + second)
+    ours_metrics, average_metrics = metrics(ours, truth), metrics(average, truth)
+    if saved is not None:
+        stem = os.path.join(save_folder, name.replace("/", "_"))
+        saved.write(f"{stem}_ours.png", encode_image(f"{stem}_ours.png", ours))
+        picture = comparison(first, second, ours, average, truth, ours_metrics["IE"])
+        saved.write(f"{stem}_compare.png", encode_image(f"{stem}_compare.png", picture))
+    return name, ours_metrics, average_metrics, elapsed
 
 
 def _readable(samples, unusable: List[str]) -> Iterable[LoadedSample]:
@@ -185,7 +200,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("root", metavar="PATH", help="the dataset folder, or the video file")
     parser.add_argument("--save", metavar="OUT",
                         help="write each interpolated frame and a side-by-side comparison PNG here (at the end)")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only the first N samples (N >= 1)")
+    parser.add_argument("--limit", type=positive_int, metavar="N",
+                        help="evaluate the first N samples that can be used (N >= 1): those skipped on the way (named "
+                        "after the table) do not count; a video: its first N held-out frames; enhance: the first N "
+                        "clips that can be used")
     add_method_options(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
     enhance = parser.add_argument_group(
@@ -225,9 +243,9 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
                 "announces: the file looks cut short; evaluating the frames it holds")
     else:
         found = middlebury_samples(args.root) if args.dataset == "middlebury" else vimeo_samples(args.root)
-        listed = found.samples[: args.limit]
         unusable.extend(found.unusable)
-        samples, total = _readable(listed, unusable), len(listed)
+        samples = _readable(found.samples, unusable)  # read lazily: nothing past the limit is read
+        total = len(found.samples) if args.limit is None else min(args.limit, len(found.samples))
     if args.save:
         _check_save_folder(args.save)
     for note in method_notes(args):
@@ -237,18 +255,17 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
                                      note=lambda text: say(args.quiet, f"note: {text}"))
     with AtomicFiles() as saved:
         rows = evaluate(samples, interpolate, saved if args.save else None, args.save, progress=not args.quiet,
-                        total=total, unusable=unusable)
+                        total=total, unusable=unusable, limit=args.limit)
         if not rows:
-            raise UserError(f"{args.root}: no sample could be evaluated: " + "; ".join(unusable[:5])
-                            + (f" and {len(unusable) - 5} more" if len(unusable) > 5 else ""))
+            raise UserError(f"{args.root}: no sample could be evaluated: {first_few(unusable, 5, '; ')}")
     method = f"{args.model or 'memc'} ({args.checkpoint})" if args.checkpoint else (
         "training-free default (DIS + projection + adaptive warping"
         + (", one orientation)" if args.fast else ", 4-orientation ensemble)"))
     print(f"ours: {method} on {device}; avg: frame averaging; times include optical flow")
     print(format_table(rows))
     if unusable:
-        shown = "; ".join(unusable[:10]) + (f"; and {len(unusable) - 10} more" if len(unusable) > 10 else "")
-        print(f"evaluated {len(rows)} of {len(rows) + len(unusable)}; {shown}")
+        stopped = f" (--limit {args.limit})" if len(rows) == args.limit else ""
+        print(f"evaluated {len(rows)} of {len(rows) + len(unusable)}{stopped}; {first_few(unusable, 10, '; ')}")
     if args.save:
         print(f"frames and comparisons written to {args.save}")
     return 0
@@ -280,11 +297,29 @@ def format_enhancement_table(scores) -> str:
     return "\n".join(lines)
 
 
+def _windows_of_usable_clips(clips, windows: Optional[int], limit: Optional[int], unusable: List[str],
+                             used: List[str]) -> Iterator:
+    """The windows of ``clips`` (:func:`memc_models.enhancement_eval.clip_windows`, at most
+    ``windows`` a clip) until ``limit`` clips have given one; a clip none of whose windows can be
+    read is named in ``unusable`` and does not count. ``used`` receives the name of each clip that
+    gave a window."""
+    from ..enhancement_eval import clip_windows
+
+    for clip in clips:
+        gave = False
+        for window in clip_windows([clip], windows, unusable):
+            if not gave:
+                used.append(clip.name)
+                gave = True
+            yield window
+        if len(used) == limit:
+            return
+
+
 def _evaluate_enhancement(args) -> int:
     from tqdm import tqdm
 
-    from ..enhancement_eval import (Method, clip_windows, evaluate_enhancement, folder_clips, reference_methods,
-                                    window_centres)
+    from ..enhancement_eval import Method, evaluate_enhancement, folder_clips, reference_methods, window_centres
 
     task = enhancement_task(args.task)
     scale, sigma, qp = enhancement_scale(args.scale, task), noise_sigma(args.sigma, task, 20.0), _qp(args.qp, task)
@@ -294,31 +329,28 @@ def _evaluate_enhancement(args) -> int:
     if os.path.isfile(args.root):
         raise UserError(f"{args.root} is a file; memc-eval enhance takes a folder of frames, or a folder of such folders")
     clips, unusable = folder_clips(args.root)
-    clips = clips[: args.limit]
     device = pick_device(args.device)
     restore = build_enhancer(device, task, args.checkpoint, sigma=sigma, scale=scale,
                              strength=artefact_strength(args.strength, task))
     ours = Method("ours" if args.checkpoint is None else "ours (MEMC-Net_VE)", restore)
     methods = reference_methods(task, sigma=sigma or 0.0, qp=qp, scale=scale or 4) + [ours]
-    total = sum(len(window_centres(clip.count, args.windows)[1]) for clip in clips)
-    evaluated = []
+    total = sum(len(window_centres(clip.count, args.windows)[1]) for clip in clips[: args.limit])
+    evaluated, used = [], []
     with tqdm(total=total, desc="evaluating", unit="window", disable=args.quiet or total == 1, leave=False) as bar:
-        windows = clip_windows(clips, args.windows, unusable)
+        windows = _windows_of_usable_clips(clips, args.windows, args.limit, unusable, used)
         scores = evaluate_enhancement(windows, task, methods, seed=args.seed, sigma=sigma or 0.0, qp=qp,
                                       scale=scale or 4, on_window=lambda: (evaluated.append(1), bar.update()))
     if not scores:
-        raise UserError(f"{args.root}: no window could be evaluated: " + "; ".join(unusable[:5])
-                        + (f" and {len(unusable) - 5} more" if len(unusable) > 5 else ""))
+        raise UserError(f"{args.root}: no window could be evaluated: {first_few(unusable, 5, '; ')}")
     if task == "denoise":
         degradation = f"Gaussian noise of sigma {sigma:g} on 0..255 (given to every method that takes it), seed {args.seed}"
     else:
         degradation = f"H.264 (libx264) at QP {qp}" if task == "deblock" else f"bicubic downscaling by {scale}"
     method = f"MEMC-Net_VE ({args.checkpoint})" if args.checkpoint else "the training-free path"
-    print(f"{task}: {degradation}; ours: {method} on {device}; {len(evaluated)} window(s) from {len(clips)} clip(s)")
+    print(f"{task}: {degradation}; ours: {method} on {device}; {len(evaluated)} window(s) from {len(used)} clip(s)")
     print(format_enhancement_table(scores))
     if unusable:
-        shown = "; ".join(unusable[:10]) + (f"; and {len(unusable) - 10} more" if len(unusable) > 10 else "")
-        print(f"not evaluated: {shown}")
+        print(f"not evaluated: {first_few(unusable, 10, '; ')}")
     return 0
 
 

@@ -33,9 +33,13 @@ import sys
 import threading
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# OpenMP's waiting threads sleep, as in memc-interpolate (memc_models sets this when it is
+# imported before torch, and libgomp reads it when torch is loaded): set here before torch is.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -247,7 +251,8 @@ def main(argv=None):
             return [size for size in SIZES if size[0] in args.size]
         return SIZES if device.type == "cuda" or args.full else CPU_SIZES
 
-    common.run_benchmark(parser, args, "frame interpolation, one middle frame",
+    common.run_benchmark(parser, args, "frame interpolation, one middle frame, OMP_WAIT_POLICY="
+                         + os.environ.get("OMP_WAIT_POLICY", "unset"),
                          rows_for(args.method or METHODS, sizes_for, args.warmup, args.stream),
                          COLUMNS + (STREAM_COLUMNS if args.stream else []))
 

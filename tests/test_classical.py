@@ -152,6 +152,19 @@ def test_dis_flows_of_several_pairs_are_each_pairs_dis_flow():
         torch.testing.assert_close(together[1][sample : sample + 1], alone, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("settings", [dict(), dict(**{"max_flow_pixels": 192})], ids=["own-size", "resized"])
+def test_motion_flows_are_dis_flows_of_each_orientations_frames(settings):
+    # The motion makes each frame grey once and flips the grey frames: the same bits as DIS on
+    # the flipped frames themselves.
+    frame0, frame1 = frames(batch=2)
+    motion = ClassicalInterpolator(ClassicalConfig(**settings)).motion(frame0, frame1)
+    small0, small1 = motion.frames.chunk(2, 0)
+    for dims, flows in zip(classical._ORIENTATIONS, motion.flows):
+        oriented0, oriented1 = classical._flip(small0, dims), classical._flip(small1, dims)
+        expected = torch.cat(dis_flows([(oriented0, oriented1), (oriented1, oriented0)]), 0)
+        assert torch.equal(flows, expected)
+
+
 def test_ensemble_gives_the_same_frames_with_dis_on_one_thread(monkeypatch):
     frame0, frame1 = frames(height=32, width=40)
     ensemble = ClassicalInterpolator()
@@ -183,8 +196,8 @@ def test_several_times_are_bit_for_bit_each_time_alone_from_one_motion_estimate(
     path = ClassicalInterpolator(ClassicalConfig(**settings))
     times = [0.25, 0.5, torch.tensor([0.3, 0.7]), 0.75]
     calls = []
-    real = classical.dis_flows
-    monkeypatch.setattr(classical, "dis_flows", lambda *args: calls.append(1) or real(*args))
+    real = classical._dis_calc
+    monkeypatch.setattr(classical, "_dis_calc", lambda *args: calls.append(1) or real(*args))
     together = path.interpolate(frame0, frame1, times)
     assert len(calls) == 1  # every time from the one estimate (all orientations in one call)
     for t, frame in zip(times, together):

@@ -300,9 +300,13 @@ def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None, scratch: Optional
     weights = (outer, near, far, outer)
     if out is None:
         out = flow.new_empty(batch, 16, height, width)
-    for row in range(4):  # tap = row * 4 + col
-        for col in range(4):
+    for row in range(3):  # tap = row * 4 + col
+        for col in range(3):
             torch.mul(weights[row][:, 1], weights[col][:, 0], out=out[:, row * 4 + col])
+    # Offsets -1 and 2 share their weight: the last column repeats the first, the last row the
+    # first (copies move less memory than products, which read two planes).
+    out[:, 3:12:4].copy_(out[:, 0:12:4])
+    out[:, 12:16].copy_(out[:, 0:4])
     return out
 
 

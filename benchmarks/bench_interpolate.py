@@ -26,6 +26,10 @@ frames (the two frames in turn, in memory; each output converted to 8-bit as for
 --factor 2: "seq ms" per middle frame with its stages one after another, "piped ms" with
 reading and DIS on one thread, rendering on another and writing on a third (the default), and
 "piped x yard" the latter over the yardstick, "piped peak MiB" its peak memory.
+
+The process runs as memc-interpolate does: OpenMP's waiting threads sleep (OMP_WAIT_POLICY=PASSIVE
+unless set; the title says which) and freed memory is kept for the next frames
+(memc_models.cli.common.keep_freed_memory).
 """
 
 import os
@@ -33,14 +37,19 @@ import sys
 import threading
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# OpenMP's waiting threads sleep, as in memc-interpolate (memc_models sets this when it is
+# imported before torch, and libgomp reads it when torch is loaded): set here before torch is.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import memc_models  # noqa: E402
+from memc_models.cli.common import keep_freed_memory  # noqa: E402
 from memc_models.classical import _ORIENTATIONS, ClassicalConfig, ClassicalInterpolator, dis_flows  # noqa: E402
 from memc_models.frames import to_uint8  # noqa: E402
 from memc_models.inference import build_interpolator  # noqa: E402
@@ -241,13 +250,15 @@ def main(argv=None):
     parser.add_argument("--stream", type=int, default=0, metavar="N",
                         help="training-free rows: also time a stream of N pairs, sequential and pipelined")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as the programs run
 
     def sizes_for(device):
         if args.size:
             return [size for size in SIZES if size[0] in args.size]
         return SIZES if device.type == "cuda" or args.full else CPU_SIZES
 
-    common.run_benchmark(parser, args, "frame interpolation, one middle frame",
+    common.run_benchmark(parser, args, "frame interpolation, one middle frame, OMP_WAIT_POLICY="
+                         + os.environ.get("OMP_WAIT_POLICY", "unset") + ", freed memory kept",
                          rows_for(args.method or METHODS, sizes_for, args.warmup, args.stream),
                          COLUMNS + (STREAM_COLUMNS if args.stream else []))
 

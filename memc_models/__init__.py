@@ -11,6 +11,18 @@ Modules: :mod:`.memc_net` (the networks), :mod:`.memc_net_ve` (the enhancement n
 :mod:`.metrics`, :mod:`.datasets`, :mod:`.training`; :mod:`.errors` holds ``UserError``.
 """
 
+import os as _os
+import sys as _sys
+
+# OpenMP's threads sleep when they wait, instead of spinning (libgomp's default): the programs run
+# torch's threads beside DIS's and the pipeline's, and a spinning thread takes a core from them;
+# on a shared CPU it stalls torch's own operations too (memc-interpolate at 1080p ran 2-3 times
+# faster so on a loaded 2-core machine: README). libgomp reads this when torch is loaded, so it
+# is set only where torch is not loaded yet (the programs import memc_models first), and never
+# over a value of the user's.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .checkpoint import convert_original_state_dict, load_model, load_original_checkpoint
 from .errors import UserError
 from .memc_net import (

@@ -179,21 +179,28 @@ def dis_flows(pairs: Sequence[Tuple[Tensor, Tensor]], preset: str = "medium",
     and separate images keep the CPU's cores busier than DIS's own threads do within one image.
     The flows are the same as computed one by one."""
     _check_finest_scale(finest_scale)
+    greys = [(_grey_uint8(frame0), _grey_uint8(frame1)) for frame0, frame1 in pairs]
+    return _grey_dis_flows(greys, preset, finest_scale, [frame0.device for frame0, _ in pairs])
+
+
+def _grey_dis_flows(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], preset: str, finest_scale: Optional[int],
+                    devices: Sequence[torch.device]) -> List[Tensor]:
+    """:func:`dis_flows` of pairs of (B, H, W) uint8 grey frames (:func:`_grey_uint8`), each flow
+    (B, 2, H, W) on its device."""
     jobs, shapes = [], []
-    for frame0, frame1 in pairs:
-        grey0, grey1 = _grey_uint8(frame0), _grey_uint8(frame1)
+    for grey0, grey1 in pairs:
         height, width = grey0.shape[1:]
         # DIS refuses frames under about 12 pixels a side: pad small ones by repeating their
-        # edges, and crop the flow back.
+        # edges, and crop the flow back. (np.pad also copies a flipped view into a plain array.)
         pad = ((0, 0), (0, max(_DIS_MIN_SIZE - height, 0)), (0, max(_DIS_MIN_SIZE - width, 0)))
         grey0, grey1 = np.pad(grey0, pad, mode="edge"), np.pad(grey1, pad, mode="edge")
         jobs += list(zip(grey0, grey1))
         shapes.append((len(grey0), height, width))
     flows = iter(_dis_calc(jobs, preset, finest_scale))
     results = []
-    for (frame0, _), (batch, height, width) in zip(pairs, shapes):
+    for device, (batch, height, width) in zip(devices, shapes):
         stacked = np.stack([next(flows)[:height, :width] for _ in range(batch)])
-        results.append(torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous().to(frame0.device))
+        results.append(torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous().to(device))
     return results
 
 
@@ -293,9 +300,13 @@ def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None, scratch: Optional
     weights = (outer, near, far, outer)
     if out is None:
         out = flow.new_empty(batch, 16, height, width)
-    for row in range(4):  # tap = row * 4 + col
-        for col in range(4):
+    for row in range(3):  # tap = row * 4 + col
+        for col in range(3):
             torch.mul(weights[row][:, 1], weights[col][:, 0], out=out[:, row * 4 + col])
+    # Offsets -1 and 2 share their weight: the last column repeats the first, the last row the
+    # first (copies move less memory than products, which read two planes).
+    out[:, 3:12:4].copy_(out[:, 0:12:4])
+    out[:, 12:16].copy_(out[:, 0:4])
     return out
 
 
@@ -406,12 +417,15 @@ class ClassicalInterpolator:
         size = working_size(height, width, cfg.max_flow_pixels)
         small0, small1 = _resize(frame0.float(), size), _resize(frame1.float(), size)
         frames = torch.cat((small0, small1), 0)
-        orientations = _ORIENTATIONS[: cfg.orientations]
+        # Each frame made grey once, and flipped as such (luma is per pixel: the same bits as the
+        # flipped frame's).
+        grey0, grey1 = _grey_uint8(small0), _grey_uint8(small1)
         pairs = []
-        for dims in orientations:
-            oriented0, oriented1 = _flip(small0, dims), _flip(small1, dims)
+        for dims in _ORIENTATIONS[: cfg.orientations]:
+            axes = tuple(dim - 1 for dim in dims)  # (B, H, W) arrays
+            oriented0, oriented1 = np.flip(grey0, axes), np.flip(grey1, axes)
             pairs += [(oriented0, oriented1), (oriented1, oriented0)]
-        flows = dis_flows(pairs, cfg.preset, cfg.finest_scale)
+        flows = _grey_dis_flows(pairs, cfg.preset, cfg.finest_scale, [frame0.device] * len(pairs))
         motion = PairMotion((height, width), frames, [], [])
         for flow01, flow10 in zip(flows[0::2], flows[1::2]):
             both = torch.cat((flow01, flow10), 0)
@@ -589,7 +603,7 @@ def _check_input_frames(frame0: Tensor, frame1: Tensor) -> None:
     """MEMCNet's checks, and values in [0, 1] (within a margin): DIS needs them as 8-bit grey."""
     _check_frames(frame0, frame1)
     for name, frame in (("frame0", frame0), ("frame1", frame1)):
-        low, high = float(frame.min()), float(frame.max())
+        low, high = (float(value) for value in torch.aminmax(frame))
         if math.isnan(low) or math.isnan(high):
             raise ValueError(f"{name} holds NaN; expected RGB values in [0, 1]")
         if not (low >= -_RANGE_MARGIN and high <= 1.0 + _RANGE_MARGIN):

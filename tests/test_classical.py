@@ -152,6 +152,19 @@ def test_dis_flows_of_several_pairs_are_each_pairs_dis_flow():
         torch.testing.assert_close(together[1][sample : sample + 1], alone, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("settings", [dict(), dict(**{"max_flow_pixels": 192})], ids=["own-size", "resized"])
+def test_motion_flows_are_dis_flows_of_each_orientations_frames(settings):
+    # The motion makes each frame grey once and flips the grey frames: the same bits as DIS on
+    # the flipped frames themselves.
+    frame0, frame1 = frames(batch=2)
+    motion = ClassicalInterpolator(ClassicalConfig(**settings)).motion(frame0, frame1)
+    small0, small1 = motion.frames.chunk(2, 0)
+    for dims, flows in zip(classical._ORIENTATIONS, motion.flows):
+        oriented0, oriented1 = classical._flip(small0, dims), classical._flip(small1, dims)
+        expected = torch.cat(dis_flows([(oriented0, oriented1), (oriented1, oriented0)]), 0)
+        assert torch.equal(flows, expected)
+
+
 def test_ensemble_gives_the_same_frames_with_dis_on_one_thread(monkeypatch):
     frame0, frame1 = frames(height=32, width=40)
     ensemble = ClassicalInterpolator()
@@ -183,8 +196,8 @@ def test_several_times_are_bit_for_bit_each_time_alone_from_one_motion_estimate(
     path = ClassicalInterpolator(ClassicalConfig(**settings))
     times = [0.25, 0.5, torch.tensor([0.3, 0.7]), 0.75]
     calls = []
-    real = classical.dis_flows
-    monkeypatch.setattr(classical, "dis_flows", lambda *args: calls.append(1) or real(*args))
+    real = classical._dis_calc
+    monkeypatch.setattr(classical, "_dis_calc", lambda *args: calls.append(1) or real(*args))
     together = path.interpolate(frame0, frame1, times)
     assert len(calls) == 1  # every time from the one estimate (all orientations in one call)
     for t, frame in zip(times, together):
@@ -454,6 +467,24 @@ def test_bad_settings_are_an_error(settings):
 def keys_cubic(x: float) -> float:
     x = abs(x)
     return 1.5 * x**3 - 2.5 * x**2 + 1 if x <= 1 else -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2 if x < 2 else 0.0
+
+
+def test_bicubic_kernel_is_the_product_of_per_axis_weights_with_kept_buffers():
+    # Tap (row, col) is the row's weight times the column's, bit for bit; offsets -1 and 2 share
+    # one weight, so the last row and column repeat the first. Kept buffers give the same values.
+    flow = torch.randn(2, 2, 7, 9, generator=torch.Generator().manual_seed(0)) * 3
+    kernel = bicubic_kernel(flow)
+    a = torch.stack((flow[:, 0] + torch.arange(9.0), flow[:, 1] + torch.arange(7.0).view(7, 1)), 1).remainder(1.0)
+    g = 1.0 - a
+    per_axis = [-0.5 * a * g, 1.0 + a * (1.0 - 1.5 * a), 1.0 + g * (1.0 - 1.5 * g), -0.5 * a * g]
+    for row in range(4):
+        for col in range(4):
+            torch.testing.assert_close(kernel[:, row * 4 + col], per_axis[row][:, 1] * per_axis[col][:, 0],
+                                       atol=1e-6, rtol=0)
+    taps = kernel.view(2, 4, 4, 7, 9)
+    assert torch.equal(taps[:, 3], taps[:, 0]) and torch.equal(taps[:, :, 3], taps[:, :, 0])
+    out, scratch = torch.full_like(kernel, float("nan")), torch.full((2, 2, 4, 7, 9), float("nan"))
+    assert bicubic_kernel(flow, out, scratch) is out and torch.equal(out, kernel)
 
 
 def test_bicubic_kernel_reproduces_bicubic_interpolation():

@@ -83,3 +83,46 @@ def test_a_signal_removes_the_partial_output_and_leaves_the_old_one(tmp_path, si
     assert process.stderr.read() == f"memc-x: {words}\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
     assert target.read_bytes() == b"the previous output"
+
+
+FAULTS_PROGRAM = """
+import resource, sys
+import torch
+from memc_models.cli.common import keep_freed_memory, run
+
+def faults_of_the_last_frames():
+    # Frames of the same large tensors (64 MiB, 48 MiB and their sum); the page faults of the last 3.
+    faults = []
+    for _ in range(10):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        a, b = torch.ones(2**24), torch.ones(3, 2**22)
+        float((a.view(4, -1)[:3] + b)[0, 0])
+        del a, b
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return sum(faults[-3:])
+
+if sys.argv[1] == "run":
+    sys.exit(run(lambda argv: print(faults_of_the_last_frames()) or 0, "prog", []))
+if sys.argv[1] == "supported":
+    print(keep_freed_memory())
+else:
+    print(faults_of_the_last_frames())
+"""
+
+
+def test_the_programs_keep_freed_memory_for_the_next_large_tensors():
+    # A program's frames allocate the same large tensors again and again: with glibc, run() lets
+    # them reuse what the last ones freed (after a few frames, once the heap holds room for them)
+    # instead of faulting in fresh pages every time (the default).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def program(mode):
+        result = subprocess.run([sys.executable, "-c", FAULTS_PROGRAM, mode], cwd=root, capture_output=True, text=True,
+                                env=dict(os.environ, PYTHONPATH=root), timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    if program("supported") != "True":
+        pytest.skip("the C library has no mallopt (not glibc)")
+    fresh, kept = int(program("plain")), int(program("run"))
+    assert kept * 4 < fresh

@@ -1,5 +1,9 @@
 """Running a method (memc_models.inference): the device, and interpolators whose outputs are checked."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -48,3 +52,20 @@ def test_a_model_output_that_is_not_finite_is_an_error_naming_the_checkpoint(mon
     interpolate = build_interpolator(torch.device("cpu"), "run/best.pt", "memc_s")
     with pytest.raises(UserError, match="--checkpoint run/best.pt produced a frame that is not finite"):
         interpolate(torch.ones(1, 3, 8, 8), torch.ones(1, 3, 8, 8), [0.5])
+
+
+@pytest.mark.parametrize("program, user_value, expected", [
+    ("import memc_models", None, "PASSIVE"),  # as the programs do: memc_models before torch
+    ("import memc_models", "ACTIVE", "ACTIVE"),  # the user's own value stays
+    ("import torch, memc_models", None, "unset"),  # torch (and libgomp) loaded first: left alone
+])
+def test_openmp_threads_sleep_while_waiting_when_memc_models_comes_first(program, user_value, expected):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = root
+    if user_value is not None:
+        env["OMP_WAIT_POLICY"] = user_value
+    script = f"{program}; import os; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected

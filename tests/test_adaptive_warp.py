@@ -429,6 +429,33 @@ def test_image_gradient_follows_the_memory_format_of_the_image(dtype, device):
         assert torch.equal(grad_image, reference)
 
 
+def _loadable_vectors(flow, kernel_size, lanes, steps):
+    """The share of runs of `lanes` pixels (x = 0, lanes, 2 lanes, ...; whole runs only) whose taps
+    the CPU kernels load rather than gather: every pixel warped, no tap clamped to the border, the
+    windows the same up to one row or column (none when not `steps`, as for the image gradient)."""
+    batch, _, height, width = flow.shape
+    flow = flow.double()
+    ys = torch.arange(height, dtype=torch.float64).view(height, 1)
+    xs = torch.arange(width, dtype=torch.float64).view(1, width)
+    target_x, target_y = xs + flow[:, 0], ys + flow[:, 1]
+    valid = ((target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+             & (flow[:, 0].abs() < width / 2) & (flow[:, 1].abs() < height / 2))
+    shift_x, floor_y = target_x.floor() - xs, target_y.floor()
+    runs = width // lanes
+    cut = lambda t: t[..., :runs * lanes].reshape(batch, height, runs, lanes)  # noqa: E731
+    valid, shift_x, floor_y = cut(valid), cut(shift_x), cut(floor_y)
+    spread = 1 if steps else 0
+    x0 = torch.arange(runs, dtype=torch.float64).view(1, 1, runs) * lanes
+    half = kernel_size // 2
+    shift_x = shift_x.nan_to_num(0)
+    floor_y = floor_y.nan_to_num(0)
+    loadable = (valid.all(-1)
+                & (shift_x.amax(-1) - shift_x.amin(-1) <= spread) & (floor_y.amax(-1) - floor_y.amin(-1) <= spread)
+                & (x0 + shift_x.amin(-1) + 1 - half >= 0) & (x0 + lanes - 1 + shift_x.amax(-1) + half <= width - 1)
+                & (floor_y.amin(-1) + 1 - half >= 0) & (floor_y.amax(-1) + half <= height - 1))
+    return loadable.double().mean().item()
+
+
 @pytest.mark.parametrize("kernel_size", [2, 4, 6, 8])
 @pytest.mark.parametrize("dtype,layout", [(torch.float32, "contiguous"), (torch.float64, "contiguous"),
                                           (torch.float16, "contiguous"), (torch.bfloat16, "sliced"),
@@ -463,8 +490,13 @@ def test_cpu_loaded_taps_give_the_bits_of_gathered_taps(dtype, layout, kernel_si
     assert torch.equal(grad_flow.masked_select(kept), grad_flow2.masked_select(kept))
     assert torch.equal(grad_kernel.masked_select(kept), grad_kernel2.masked_select(kept))
     assert torch.equal(grad_image, grad_image2)
-    # Not vacuous: the smooth flow warps (and has gradients) where it points inside.
+    # Not vacuous: the smooth flow warps where it points inside, and where the image's rows have
+    # stride 1 some vectors of 8 and 16 float32 pixels (AVX2, AVX-512; 4 and 8 for float64) load
+    # their taps, with steps in both runs and without steps in the first.
     assert not torch.equal(output[:, :, 5:], image[:, :, 5:])
+    for lanes in (4, 8, 16):
+        assert _loadable_vectors(perturbed[2], kernel_size, lanes, steps=True) > 0.1
+        assert _loadable_vectors(inputs[2], kernel_size, lanes, steps=False) > 0
 
 
 # ------------------------------------------------------------------------------------------------

@@ -318,19 +318,29 @@ def test_flows_of_half_the_frame_or_more_copy_the_input(device):
     torch.testing.assert_close(output, adaptive_warp_reference(image, flow, kernel), rtol=1e-12, atol=1e-12)
 
 
-def test_cpu_backward_split_into_row_bands_matches_reference():
-    """With fewer (batch, channel) planes than threads the CPU backward cuts planes into row bands."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(4)
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("batch,channels,flow_kind", [(1, 1, "mixed"), (1, 3, "smooth"), (1, 3, "mixed"),
+                                                      (2, 3, "smooth"), (1, 16, "smooth")])
+def test_cpu_backward_split_into_row_bands_matches_reference(threads, batch, channels, flow_kind):
+    """With fewer images than threads the CPU backward splits each image's scatter into row bands
+    (each later band adding into a copy of only the rows it reaches), or, with many channels, into
+    channel groups."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        inputs = make_inputs(1, 1, 9, 12, 4, "mixed")
-        grad_output = torch.randn(1, 1, 9, 12, dtype=torch.float64)
+        inputs = make_inputs(batch, channels, 19, 40, 4, flow_kind)
+        grad_output = torch.randn(batch, channels, 19, 40, dtype=torch.float64)
         ours = grads(memc_ops.adaptive_warp, inputs, grad_output)
         expected = grads(adaptive_warp_reference, inputs, grad_output)
         for got, want in zip(ours, expected):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        # The same on a channels-last image, whose gradient is channels-last too.
+        image = inputs[0].contiguous(memory_format=torch.channels_last)
+        grad_image, _, _ = torch.ops.memc.adaptive_warp_backward(grad_output, image, *inputs[1:])
+        assert grad_image.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(grad_image, expected[1], rtol=1e-10, atol=1e-10)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("argument", ["image", "flow", "kernel"])

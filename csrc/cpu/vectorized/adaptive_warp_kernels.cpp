@@ -394,35 +394,65 @@ void kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row
 // the same target) run, and how many of each kind of value that keeps per pixel.
 constexpr int64_t kChunk = 64;
 
+// The most runs of lanes with one window offset (see image_grad_row) a vector is scattered in with
+// vector adds; a vector with more is scattered pixel by pixel.
+constexpr int kMaxLaneRuns = 3;
+
 template <int K, typename scalar_t>
 void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at::opmath_type<scalar_t>>& grad_image,
-                    int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
+                    int64_t row_origin, int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
   using opmath_t = at::opmath_type<scalar_t>;
   using index_t = at::vec::int_same_size_t<opmath_t>;
   using V = Vectorized<opmath_t>;
+  using I = Vectorized<index_t>;
   static_assert(kChunk % V::size() == 0, "a chunk holds whole vectors");
+  constexpr int64_t kVectors = kChunk / V::size();
   const int64_t height = views.height, width = views.width;
+  const int64_t stride_y = grad_image.stride_y, stride_x = grad_image.stride_x;
   const auto limits = warp_limits<opmath_t>(height, width);
   const auto& kernel = views.kernel;
   const auto& grad_output = views.grad_output;
-  constexpr int64_t kVectors = kChunk / V::size();
+  // Offsets are taken in the plane (rows from 0) and moved to the target's (rows from row_origin).
+  const int64_t origin = row_origin * stride_y;
   opmath_t valid[kChunk];
   opmath_t weights[K * K][kChunk];
   index_t row_offsets[K][kChunk], col_offsets[K][kChunk];
-  // Per vector of the chunk, where its taps form rows of a plane with no step (see tap_runs), the
-  // offset of lane 0's tap (0, 0), else -1: such a vector adds to each tap's row with one vector
-  // add, and two lanes never add to one address in the same add.
-  int64_t run_base[kVectors];
+  // Where a vector's taps are loadable (see tap_runs), its lanes fall into runs of consecutive
+  // lanes with the same window offset (the same row and column step): run k covers the lanes of
+  // run_mask[v][k] and adds at run_base[v][k] + r * stride_y + c + lane for tap (r, c). run_count
+  // is 0 for a vector scattered pixel by pixel.
+  int run_count[kVectors];
+  int64_t run_base[kVectors][kMaxLaneRuns];
+  V run_mask[kVectors][kMaxLaneRuns];
   for (int64_t x0 = 0; x0 < width; x0 += kChunk) {
     const int64_t chunk = std::min(kChunk, width - x0);
     for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
-      const int64_t x = x0 + i0, count = std::min<int64_t>(V::size(), chunk - i0);
-      const auto windows = pixel_windows<K>(views, limits, n, y, x, count, grad_image.stride_y, grad_image.stride_x);
-      const auto runs = tap_runs<K>(windows, x, count, height, width, grad_image.stride_y, grad_image.stride_x, false);
-      run_base[i0 / V::size()] = runs.loadable ? runs.base : -1;
+      const int64_t x = x0 + i0, count = std::min<int64_t>(V::size(), chunk - i0), v = i0 / V::size();
+      const auto windows = pixel_windows<K>(views, limits, n, y, x, count, stride_y, stride_x);
+      const auto runs = tap_runs<K>(windows, x, count, height, width, stride_y, stride_x, true);
+      run_count[v] = 0;
+      if (runs.loadable) {
+        // Each lane's step, 0 to 3 (row step * 2 + column step), and the runs of equal steps.
+        opmath_t steps[V::size()];
+        (V::blendv(V(0), V(2), runs.row_up) + V::blendv(V(0), V(1), runs.col_up)).store(steps);
+        int begin = 0, count_runs = 0;
+        for (int lane = 1; lane <= V::size() && count_runs <= kMaxLaneRuns; ++lane) {
+          if (lane == V::size() || steps[lane] != steps[begin]) {
+            if (count_runs < kMaxLaneRuns) {
+              const int step = static_cast<int>(steps[begin]);
+              const V lanes = V::arange(opmath_t(0), opmath_t(1));
+              run_base[v][count_runs] = runs.base - origin + (step / 2) * stride_y + step % 2;
+              run_mask[v][count_runs] = (lanes >= V(static_cast<opmath_t>(begin))) & (lanes < V(static_cast<opmath_t>(lane)));
+            }
+            ++count_runs;
+            begin = lane;
+          }
+        }
+        run_count[v] = count_runs <= kMaxLaneRuns ? count_runs : 0;
+      }
       V::blendv(V(0), V(1), windows.valid).store(valid + i0);
       for (int r = 0; r < K; ++r) {
-        windows.row_offset[r].store(row_offsets[r] + i0);
+        (windows.row_offset[r] - I(static_cast<index_t>(origin))).store(row_offsets[r] + i0);
         windows.col_offset[r].store(col_offsets[r] + i0);
         for (int c = 0; c < K; ++c) {
           const V coefficient = load_lanes<opmath_t>(&kernel(n, r * K + c, y, x), kernel.stride_x, count);
@@ -442,16 +472,23 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
             .store(grads + i0);
       }
       for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
-        const int64_t base = run_base[i0 / V::size()];
-        if (base >= 0) {
-          // Target (row, p) gets lane p - c's add of tap (r, c): adding the taps of each row in
-          // decreasing c adds the lanes in increasing x, the order of the scalar loop below.
-          // Each row's adds wait on the one before (they overlap), so the rows are interleaved.
+        const int64_t v = i0 / V::size();
+        if (run_count[v] > 0) {
+          // Within a run, target (row, p) gets lane p - c's add of tap (r, c), so adding the taps
+          // of each row in decreasing c adds the run's lanes in increasing x; the runs go in lane
+          // order: the order of the pixel-by-pixel loop below. Each row's adds wait on the one
+          // before (they overlap), so the rows are interleaved. A run that is not the whole
+          // vector keeps the other lanes' values (which lie in the frame, see tap_runs).
           const V grad = V::loadu(grads + i0);
-          for (int c = K - 1; c >= 0; --c) {
-            for (int r = 0; r < K; ++r) {
-              opmath_t* tap = target + base + r * grad_image.stride_y + c;
-              (V::loadu(tap) + V::loadu(&weights[r * K + c][i0]) * grad).store(tap);
+          for (int k = 0; k < run_count[v]; ++k) {
+            const bool whole = run_count[v] == 1;
+            for (int c = K - 1; c >= 0; --c) {
+              for (int r = 0; r < K; ++r) {
+                opmath_t* tap = target + run_base[v][k] + r * stride_y + c;
+                const V old = V::loadu(tap);
+                const V sum = old + V::loadu(&weights[r * K + c][i0]) * grad;
+                (whole ? sum : V::blendv(old, sum, run_mask[v][k])).store(tap);
+              }
             }
           }
           continue;
@@ -459,7 +496,7 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
         for (int64_t i = i0; i < std::min(chunk, i0 + V::size()); ++i) {
           const opmath_t grad = grads[i];
           if (valid[i] == opmath_t(0)) {
-            grad_image(n, ch, y, x0 + i) += grad;
+            grad_image(n, ch, y - row_origin, x0 + i) += grad;
             continue;
           }
           index_t rows[K], cols[K];
@@ -493,10 +530,11 @@ void adaptive_warp_kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& view
 
 template <typename scalar_t>
 void adaptive_warp_image_grad_row(const AdaptiveWarpViews<scalar_t>& views,
-                                  const Strided4d<at::opmath_type<scalar_t>>& grad_image, int64_t n,
-                                  int64_t channel_begin, int64_t channel_end, int64_t y) {
+                                  const Strided4d<at::opmath_type<scalar_t>>& grad_image, int64_t row_origin,
+                                  int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
   dispatch_kernel_size(views.kernel_size, [&](auto kernel_size_constant) {
-    image_grad_row<decltype(kernel_size_constant)::value>(views, grad_image, n, channel_begin, channel_end, y);
+    image_grad_row<decltype(kernel_size_constant)::value>(views, grad_image, row_origin, n, channel_begin,
+                                                          channel_end, y);
   });
 }
 
@@ -506,7 +544,7 @@ void adaptive_warp_image_grad_row(const AdaptiveWarpViews<scalar_t>& views,
                                                               int64_t);                                         \
   template void adaptive_warp_image_grad_row<scalar_t>(const AdaptiveWarpViews<scalar_t>&,                      \
                                                        const Strided4d<at::opmath_type<scalar_t>>&, int64_t,   \
-                                                       int64_t, int64_t, int64_t);
+                                                       int64_t, int64_t, int64_t, int64_t);
 MEMC_INSTANTIATE(float)
 MEMC_INSTANTIATE(double)
 MEMC_INSTANTIATE(c10::Half)

@@ -35,6 +35,8 @@ def make_inputs(batch, channels, height, width, kernel_size, flow_kind="mixed", 
         to_first = torch.stack([(-xs).expand(batch, height, width), (-ys).expand(batch, height, width)], 1)
         pick = torch.rand(batch, 1, height, width, device=device) < 0.5
         flow = torch.where(pick, to_last, to_first)
+    elif flow_kind == "smooth":  # slow motion, as between video frames: see _smooth_flow
+        flow = _smooth_flow(batch, height, width, dtype, device)
     elif flow_kind == "nan":
         flow = torch.randn(batch, 2, height, width, dtype=dtype, device=device)
         flow[torch.rand_like(flow) < 0.3] = float("nan")
@@ -42,6 +44,20 @@ def make_inputs(batch, channels, height, width, kernel_size, flow_kind="mixed", 
         raise ValueError(flow_kind)
     tensors = (image, flow, kernel)
     return tuple(t.requires_grad_(requires_grad) for t in tensors)
+
+
+def _smooth_flow(batch, height, width, dtype, device):
+    """A few pixels of motion that changes by about one pixel over 16 columns: on the CPU, runs of
+    8 or 16 pixels (a vector) whose windows are the same up to one step of a row or column, whose
+    taps are loaded rather than gathered; others with larger steps, and windows clamped at the
+    border, which are gathered. Rows 2 and 3 point out of the frame (the copy-through branch)."""
+    ys = torch.arange(height, dtype=torch.float64).view(height, 1)
+    xs = torch.arange(width, dtype=torch.float64).view(1, width) + 17 * torch.arange(batch).view(batch, 1, 1)
+    flow_x = 2.5 * torch.sin(xs / 40 + ys / 5) + 0.3
+    flow_y = 1.7 * torch.cos(xs / 50 - ys / 4) - 0.2
+    flow = torch.stack([flow_x, flow_y], 1)
+    flow[:, :, 2:4] *= max(height, width)
+    return flow.to(dtype=dtype, device=device)
 
 
 def away_from_crossings(flow, width, height):
@@ -73,6 +89,10 @@ CASES = [
     (2, 3, 8, 11, 4, "nan"),
     (1, 2, 1, 9, 4, "mixed"),
     (1, 2, 9, 1, 4, "mixed"),
+    (2, 3, 9, 53, 4, "smooth"),
+    (1, 2, 8, 40, 2, "smooth"),
+    (1, 2, 12, 64, 6, "smooth"),
+    (1, 5, 12, 37, 8, "smooth"),
 ]
 
 
@@ -298,19 +318,29 @@ def test_flows_of_half_the_frame_or_more_copy_the_input(device):
     torch.testing.assert_close(output, adaptive_warp_reference(image, flow, kernel), rtol=1e-12, atol=1e-12)
 
 
-def test_cpu_backward_split_into_row_bands_matches_reference():
-    """With fewer (batch, channel) planes than threads the CPU backward cuts planes into row bands."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(4)
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("batch,channels,flow_kind", [(1, 1, "mixed"), (1, 3, "smooth"), (1, 3, "mixed"),
+                                                      (2, 3, "smooth"), (1, 16, "smooth")])
+def test_cpu_backward_split_into_row_bands_matches_reference(threads, batch, channels, flow_kind):
+    """With fewer images than threads the CPU backward splits each image's scatter into row bands
+    (each later band adding into a copy of only the rows it reaches), or, with many channels, into
+    channel groups."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        inputs = make_inputs(1, 1, 9, 12, 4, "mixed")
-        grad_output = torch.randn(1, 1, 9, 12, dtype=torch.float64)
+        inputs = make_inputs(batch, channels, 19, 40, 4, flow_kind)
+        grad_output = torch.randn(batch, channels, 19, 40, dtype=torch.float64)
         ours = grads(memc_ops.adaptive_warp, inputs, grad_output)
         expected = grads(adaptive_warp_reference, inputs, grad_output)
         for got, want in zip(ours, expected):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        # The same on a channels-last image, whose gradient is channels-last too.
+        image = inputs[0].contiguous(memory_format=torch.channels_last)
+        grad_image, _, _ = torch.ops.memc.adaptive_warp_backward(grad_output, image, *inputs[1:])
+        assert grad_image.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(grad_image, expected[1], rtol=1e-10, atol=1e-10)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("argument", ["image", "flow", "kernel"])
@@ -409,6 +439,76 @@ def test_image_gradient_follows_the_memory_format_of_the_image(dtype, device):
         assert torch.equal(grad_image, reference)
 
 
+def _loadable_vectors(flow, kernel_size, lanes, steps):
+    """The share of runs of `lanes` pixels (x = 0, lanes, 2 lanes, ...; whole runs only) whose taps
+    the CPU kernels load rather than gather: every pixel warped, no tap clamped to the border, the
+    windows the same up to one row or column (none when not `steps`, as for the image gradient)."""
+    batch, _, height, width = flow.shape
+    flow = flow.double()
+    ys = torch.arange(height, dtype=torch.float64).view(height, 1)
+    xs = torch.arange(width, dtype=torch.float64).view(1, width)
+    target_x, target_y = xs + flow[:, 0], ys + flow[:, 1]
+    valid = ((target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+             & (flow[:, 0].abs() < width / 2) & (flow[:, 1].abs() < height / 2))
+    shift_x, floor_y = target_x.floor() - xs, target_y.floor()
+    runs = width // lanes
+    cut = lambda t: t[..., :runs * lanes].reshape(batch, height, runs, lanes)  # noqa: E731
+    valid, shift_x, floor_y = cut(valid), cut(shift_x), cut(floor_y)
+    spread = 1 if steps else 0
+    x0 = torch.arange(runs, dtype=torch.float64).view(1, 1, runs) * lanes
+    half = kernel_size // 2
+    shift_x = shift_x.nan_to_num(0)
+    floor_y = floor_y.nan_to_num(0)
+    loadable = (valid.all(-1)
+                & (shift_x.amax(-1) - shift_x.amin(-1) <= spread) & (floor_y.amax(-1) - floor_y.amin(-1) <= spread)
+                & (x0 + shift_x.amin(-1) + 1 - half >= 0) & (x0 + lanes - 1 + shift_x.amax(-1) + half <= width - 1)
+                & (floor_y.amin(-1) + 1 - half >= 0) & (floor_y.amax(-1) + half <= height - 1))
+    return loadable.double().mean().item()
+
+
+@pytest.mark.parametrize("kernel_size", [2, 4, 6, 8])
+@pytest.mark.parametrize("dtype,layout", [(torch.float32, "contiguous"), (torch.float64, "contiguous"),
+                                          (torch.float16, "contiguous"), (torch.bfloat16, "sliced"),
+                                          (torch.float32, "channels_last"), (torch.float32, "sliced")])
+def test_cpu_loaded_taps_give_the_bits_of_gathered_taps(dtype, layout, kernel_size):
+    """The CPU kernels load the taps of a vector of pixels whose windows are the same up to one
+    step (smooth flow), and gather them otherwise; for the image gradient they add a vector of
+    pixels' taps with vector adds where the windows have no step, in the order of the pixel-by-pixel
+    scatter. A pixel's output and flow and kernel gradients depend only on its own flow and kernel,
+    so turning some pixels invalid (NaN flow) and their gradient to zero, which moves their
+    neighbours' vectors from loads to gathers and scalar adds, must leave every other pixel's
+    results, and the image gradient, the same to the bit."""
+    batch, channels, height, width = 2, 3, 13, 61  # odd width: full vectors and a tail
+    image, flow, kernel = make_inputs(batch, channels, height, width, kernel_size, "smooth", dtype=torch.float32)
+    grad_output = torch.randn_like(image)
+    generator = torch.Generator().manual_seed(kernel_size)
+    broken = torch.zeros(batch, 1, height, width, dtype=torch.bool)
+    for n in range(batch):
+        for y in range(0, height, 2):
+            broken[n, 0, y, torch.randint(width, (1,), generator=generator)] = True
+    inputs = _laid_out([t.to(dtype) for t in (grad_output, image, flow, kernel)], layout)
+    inputs[0] = inputs[0].masked_fill(broken, 0)
+    perturbed = list(inputs)
+    perturbed[2] = inputs[2].masked_fill(broken, float("nan"))
+    results = []
+    for grad_output, image, flow, kernel in (inputs, perturbed):
+        results.append((memc_ops.adaptive_warp(image, flow, kernel),
+                        *torch.ops.memc.adaptive_warp_backward(grad_output, image, flow, kernel)))
+    (output, grad_image, grad_flow, grad_kernel), (output2, grad_image2, grad_flow2, grad_kernel2) = results
+    kept = ~broken
+    assert torch.equal(output.masked_select(kept), output2.masked_select(kept))
+    assert torch.equal(grad_flow.masked_select(kept), grad_flow2.masked_select(kept))
+    assert torch.equal(grad_kernel.masked_select(kept), grad_kernel2.masked_select(kept))
+    assert torch.equal(grad_image, grad_image2)
+    # Not vacuous: the smooth flow warps where it points inside, and where the image's rows have
+    # stride 1 some vectors of 8 and 16 float32 pixels (AVX2, AVX-512; 4 and 8 for float64) load
+    # their taps, with steps in both runs and without steps in the first.
+    assert not torch.equal(output[:, :, 5:], image[:, :, 5:])
+    for lanes in (4, 8, 16):
+        assert _loadable_vectors(perturbed[2], kernel_size, lanes, steps=True) > 0.1
+        assert _loadable_vectors(inputs[2], kernel_size, lanes, steps=False) > 0
+
+
 # ------------------------------------------------------------------------------------------------
 # The CPU kernels are compiled once per CPU capability (csrc/cpu/capability.h); ATen picks the
 # capability once per process, from the CPU or the environment variable ATEN_CPU_CAPABILITY, so
@@ -428,10 +528,25 @@ def _capability_cases():
     ]:
         image, flow, kernel = make_inputs(b, c, h, w, k, "mixed")
         flow[torch.rand_like(flow) < 0.05] = float("nan")
-        flow[:, 0, 0, 0], flow[:, 1, 0, 1] = w - 1.0, h - 1.0  # targets on the last column and row
-        tensors = [t.to(dtype) for t in (torch.randn(b, c, h, w), image, flow, kernel)]
-        cases.append(_laid_out(tensors, layout))
+        cases.append(_capability_case(dtype, image, flow, kernel, layout))
+    # Smooth flows, whose taps are loaded where whole vectors' windows allow (8 or 16 pixels).
+    for dtype, b, c, h, w, k, layout in [
+        (torch.float32, 2, 3, 12, 77, 4, "contiguous"), (torch.float32, 1, 5, 12, 64, 6, "contiguous"),
+        (torch.float32, 1, 2, 10, 50, 2, "contiguous"), (torch.float64, 1, 3, 9, 53, 4, "contiguous"),
+        (torch.float16, 2, 3, 12, 77, 4, "contiguous"), (torch.bfloat16, 1, 3, 12, 53, 8, "sliced"),
+    ]:
+        image, flow, kernel = make_inputs(b, c, h, w, k, "smooth")
+        flow[:, :, 5, 20] = float("nan")
+        cases.append(_capability_case(dtype, image, flow, kernel, layout))
     return cases
+
+
+def _capability_case(dtype, image, flow, kernel, layout):
+    """(grad_output, image, flow, kernel) in dtype and layout, with targets on the last column and row."""
+    height, width = image.shape[2:]
+    flow[:, 0, 0, 0], flow[:, 1, 0, 1] = width - 1.0, height - 1.0
+    tensors = [t.to(dtype) for t in (torch.randn_like(image), image, flow, kernel)]
+    return _laid_out(tensors, layout)
 
 
 _CAPABILITY_WORKER = r"""

@@ -7,8 +7,10 @@
 #include <torch/library.h>
 
 #include <array>
+#include <cmath>
 #include <limits>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -60,6 +62,52 @@ void parallel_rows(int64_t batch, int64_t height, int64_t width, const F& rows) 
   at::parallel_for(0, batch * height, lines_per_task(width), rows);
 }
 
+// How the image gradient's scatter is split into tasks, each one image n, a group of its channels
+// and a band of its rows: as many tasks as threads where the batch is smaller than that. Channel
+// groups need no private copy but repeat the per-pixel work and, with few channels, split them
+// unevenly (3 channels on 2 threads: 1 and 2); so a few channels are split into row bands, whose
+// adds go into private copies (see ImageGradBand).
+struct ImageGradSplit {
+  int64_t groups, bands;
+};
+
+ImageGradSplit image_grad_split(int64_t batch, int64_t channels, int64_t height) {
+  const int64_t threads = at::get_num_threads();
+  if (batch >= threads) {
+    return {1, 1};
+  }
+  const int64_t per_image = (threads + batch - 1) / batch;
+  if (channels >= 4 * per_image) {
+    return {per_image, 1};
+  }
+  return {1, std::min(per_image, height)};
+}
+
+// A band of source rows [first, end) and where its adds go: band 0 adds into the gradient itself,
+// each later band into a zeroed private copy of only the rows its pixels can reach (row_origin on),
+// added into the gradient in band order afterwards, so the sums depend only on the number of bands.
+struct ImageGradBand {
+  int64_t first, end;
+  int64_t row_origin;
+  at::Tensor target;
+};
+
+// The rows that the pixels of rows [first, end) can add to: their own rows (copy-through) and the
+// windows of targets y + f_y, for the f_y of warped pixels (|f_y| < H/2; NaN is not).
+std::pair<int64_t, int64_t> reachable_rows(const at::Tensor& flow_y, int64_t first, int64_t end, int64_t height,
+                                           int kernel_size) {
+  const at::Tensor band = flow_y.narrow(1, first, end - first).to(at::kDouble);
+  const at::Tensor warped = band.abs() < 0.5 * static_cast<double>(height);
+  int64_t low = first, high = end - 1;
+  if (warped.any().item<bool>()) {
+    const double lowest = at::where(warped, band, std::numeric_limits<double>::infinity()).min().item<double>();
+    const double highest = at::where(warped, band, -std::numeric_limits<double>::infinity()).max().item<double>();
+    low = std::min<int64_t>(low, first + static_cast<int64_t>(std::floor(lowest)) + 1 - kernel_size / 2);
+    high = std::max<int64_t>(high, end - 1 + static_cast<int64_t>(std::floor(highest)) + kernel_size / 2);
+  }
+  return {std::max<int64_t>(low, 0), std::min<int64_t>(high, height - 1) + 1};
+}
+
 at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, const at::Tensor& kernel) {
   const int kernel_size = check_adaptive_warp_inputs(image, flow, kernel);
   at::Tensor output = at::empty_like(image);
@@ -106,18 +154,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
     return {want_image ? at::zeros_like(image) : at::Tensor(), grad_flow, grad_kernel};
   }
   const at::Tensor image_opmath = want_flow || want_kernel ? image_for_kernels(image) : image;
-  // Image gradients are scattered: in bands of source rows per (batch, channel) plane, each into
-  // its band's private zeroed copy (see scatter_bands), laid out like the image, so that the
-  // gradient has the image's memory format as ATen's ops give. Half types accumulate in float32,
-  // rounded once.
-  std::vector<at::Tensor> band_grads;
-  int64_t bands = 0;
+  // Image gradients are scattered: laid out like the image (the memory format ATen's ops give),
+  // in opmath_t (half types accumulate in float32, rounded once), by tasks over images, channel
+  // groups and row bands (image_grad_split), each visiting its rows in order.
+  const auto split = want_image ? image_grad_split(batch, channels, height) : ImageGradSplit{1, 1};
+  std::vector<ImageGradBand> bands;
   if (want_image) {
-    bands = scatter_bands(batch * channels, height);
-    for (int64_t band = 0; band < bands; ++band) {
-      band_grads.push_back(at::zeros_like(image, image.options().dtype(opmath_dtype)));
+    const auto options = image.options().dtype(opmath_dtype).memory_format(image.suggest_memory_format());
+    for (int64_t band = 0; band < split.bands; ++band) {
+      const int64_t first = band * height / split.bands, end = (band + 1) * height / split.bands;
+      if (band == 0) {
+        bands.push_back({first, end, 0, at::empty(image.sizes(), options).zero_()});
+        continue;
+      }
+      const auto [low, high] = reachable_rows(flow.select(1, 1), first, end, height, kernel_size);
+      bands.push_back({first, end, low, at::empty({batch, channels, high - low, width}, options).zero_()});
     }
-    TORCH_CHECK(opmath_dtype == at::kDouble || plane_offsets_fit<int32_t>(band_grads[0]),
+    TORCH_CHECK(opmath_dtype == at::kDouble || plane_offsets_fit<int32_t>(bands[0].target),
                 "adaptive_warp_backward: on the CPU, an image plane of ", image.scalar_type(),
                 " must have fewer than 2^31 elements; got ", height, " x ", width);
   }
@@ -140,16 +193,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
     }
     if (want_image) {
       const auto image_grad_row = MEMC_CPU_KERNEL(adaptive_warp_image_grad_row<scalar_t>);
-      const auto grad_image_views = band_views<opmath_t>(band_grads);
-      for_each_band_row_of_channels(batch, channels, bands, height, width,
-                                    [&](int64_t n, int64_t channel_begin, int64_t channel_end, int64_t band,
-                                        int64_t y) {
-                                      image_grad_row(views, grad_image_views[band], n, channel_begin, channel_end, y);
-                                    });
+      std::vector<Strided4d<opmath_t>> targets;
+      for (const ImageGradBand& band : bands) {
+        targets.push_back(view4d<opmath_t>(band.target));
+      }
+      const int64_t tasks = batch * split.groups * split.bands;
+      at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / (split.groups * split.bands), group = task / split.bands % split.groups;
+          const ImageGradBand& band = bands[task % split.bands];
+          const int64_t channel_begin = group * channels / split.groups;
+          const int64_t channel_end = (group + 1) * channels / split.groups;
+          for (int64_t y = band.first; y < band.end; ++y) {
+            image_grad_row(views, targets[task % split.bands], band.row_origin, n, channel_begin, channel_end, y);
+          }
+        }
+      });
     }
   });
   if (want_image) {
-    grad_image = sum_band_copies(band_grads);
+    grad_image = bands[0].target;
+    for (size_t band = 1; band < bands.size(); ++band) {
+      grad_image.narrow(2, bands[band].row_origin, bands[band].target.size(2)).add_(bands[band].target);
+    }
     if (grad_image.scalar_type() != image.scalar_type()) {
       grad_image = grad_image.to(image.scalar_type());
     }

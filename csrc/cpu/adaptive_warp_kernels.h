@@ -29,8 +29,10 @@ struct AdaptiveWarpViews {
 //   adaptive_warp_forward_rows: output of rows [row_begin, row_end).
 //   adaptive_warp_kernel_flow_grad_rows: grad_flow and grad_kernel of rows [row_begin, row_end).
 //   adaptive_warp_image_grad_row: adds what row (n, y)'s pixels scatter to the image gradient
-//     of channels [channel_begin, channel_end) into grad_image (an opmath_t buffer; pixel by
-//     pixel, each pixel's taps in tap order, as adaptive_warp_image_grad_pixel).
+//     of channels [channel_begin, channel_end) into grad_image (an opmath_t buffer whose row 0 is
+//     the image's row row_origin, holding every row the pixels reach; adding to each element in
+//     the order of a pixel-by-pixel loop, each pixel's taps in tap order, as
+//     adaptive_warp_image_grad_pixel).
 #define MEMC_DECLARE_ADAPTIVE_WARP_KERNELS(CAPABILITY)                                                              \
   namespace CAPABILITY {                                                                                           \
   template <typename scalar_t>                                                                                     \
@@ -40,8 +42,8 @@ struct AdaptiveWarpViews {
                                            int64_t row_end);                                                       \
   template <typename scalar_t>                                                                                     \
   void adaptive_warp_image_grad_row(const AdaptiveWarpViews<scalar_t>& views,                                      \
-                                    const Strided4d<at::opmath_type<scalar_t>>& grad_image, int64_t n,             \
-                                    int64_t channel_begin, int64_t channel_end, int64_t y);                        \
+                                    const Strided4d<at::opmath_type<scalar_t>>& grad_image, int64_t row_origin,    \
+                                    int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y);             \
   }
 
 MEMC_FOR_EACH_CPU_CAPABILITY(MEMC_DECLARE_ADAPTIVE_WARP_KERNELS)

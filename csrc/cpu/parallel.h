@@ -67,30 +67,6 @@ void for_each_band_row(int64_t planes, int64_t bands, int64_t height, int64_t wi
   });
 }
 
-// Calls f(n, channel_begin, channel_end, band, y) for every row y of every band of every image,
-// for its channels in groups, in parallel over (image, group, band); one task visits its rows in
-// order. For scatters whose channels share per-pixel work: a task does that work once per row for
-// its whole group, and there are only as many groups as it takes to give every thread a task.
-// Each (channel, band) is still visited by one task, row by row, so the sums match
-// for_each_band_row over the planes.
-template <typename F>
-void for_each_band_row_of_channels(int64_t batch, int64_t channels, int64_t bands, int64_t height, int64_t width,
-                                   const F& f) {
-  const int64_t threads = at::get_num_threads();
-  const int64_t tasks_per_group = std::max<int64_t>(1, batch * bands);
-  const int64_t groups = std::min(channels, (threads + tasks_per_group - 1) / tasks_per_group);
-  const int64_t band_pixels = height * width / bands;
-  at::parallel_for(0, batch * groups * bands, lines_per_task(band_pixels), [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / (groups * bands), group = task / bands % groups, band = task % bands;
-      const int64_t channel_begin = group * channels / groups, channel_end = (group + 1) * channels / groups;
-      for (int64_t y = band * height / bands; y < (band + 1) * height / bands; ++y) {
-        f(n, channel_begin, channel_end, band, y);
-      }
-    }
-  });
-}
-
 // The bands' zeroed copies of a scatter's target. One tensor per band rather than one (bands, ...)
 // tensor: each stays the size of the result, which the allocator recycles from call to call,
 // where the larger block was mapped and page-faulted afresh on every call (at 1080p that cost
@@ -102,24 +78,6 @@ inline std::vector<at::Tensor> zeroed_band_copies(int64_t bands, at::IntArrayRef
     copies.push_back(at::zeros(sizes, options));
   }
   return copies;
-}
-
-template <typename T>
-std::vector<Strided4d<T>> band_views(const std::vector<at::Tensor>& copies) {
-  std::vector<Strided4d<T>> views;
-  for (const at::Tensor& copy : copies) {
-    views.push_back(view4d<T>(copy));
-  }
-  return views;
-}
-
-// Adds the copies into the first in band order, so that the sums depend only on the number of
-// bands, and returns it.
-inline at::Tensor sum_band_copies(const std::vector<at::Tensor>& copies) {
-  for (size_t band = 1; band < copies.size(); ++band) {
-    copies[0].add_(copies[band]);
-  }
-  return copies[0];
 }
 
 }  // namespace memc

@@ -78,6 +78,22 @@ C10_ALWAYS_INLINE void store_lanes(const Vectorized<opmath_t>& value, scalar_t* 
   }
 }
 
+// The passes read and write rows of many planes at once (the K*K kernel coefficients, the K*K
+// kernel gradients, the flow, the channels): more streams than the hardware prefetcher follows,
+// so that without help each vector of pixels waited on memory for its coefficients (at 720p, a
+// third of the forward's time). Each pass asks for its rows kPrefetchBytes ahead of where it is.
+constexpr int64_t kPrefetchBytes = 512;
+
+// Prefetches, in `planes` planes from `first` on (`plane_stride` apart), the row element that
+// lies kPrefetchBytes ahead of `first` along a row of stride `stride_x`.
+template <bool kWrite = false, typename T>
+C10_ALWAYS_INLINE void prefetch_planes(const T* first, int64_t planes, int64_t plane_stride, int64_t stride_x) {
+  const int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T)) * stride_x;
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    __builtin_prefetch(first + plane * plane_stride + ahead, kWrite ? 1 : 0);
+  }
+}
+
 // The windows of the pixels x0 .. x0 + count - 1 of row (n, y), one per lane, as
 // locate_window computes them: which are valid, their fractions, and the offsets of their
 // clamped rows and columns in a plane with strides (stride_y, stride_x). Invalid lanes (the
@@ -88,6 +104,7 @@ struct LaneWindows {
   using V = Vectorized<opmath_t>;
   using I = Vectorized<at::vec::int_same_size_t<opmath_t>>;
   V valid;  // all ones in valid lanes
+  V floor_y, floor_x;  // floor of the target (0 in invalid lanes)
   V frac_y, frac_x;
   I row_offset[K], col_offset[K];
 
@@ -97,8 +114,8 @@ struct LaneWindows {
     const V target_y = V(static_cast<opmath_t>(y)) + flow_y;
     const V target_x = V::arange(static_cast<opmath_t>(x0), opmath_t(1)) + flow_x;
     valid = window_is_valid(target_y, target_x, flow_y, flow_x, limits);
-    const V floor_y = V::blendv(V(0), target_y.floor(), valid);
-    const V floor_x = V::blendv(V(0), target_x.floor(), valid);
+    floor_y = V::blendv(V(0), target_y.floor(), valid);
+    floor_x = V::blendv(V(0), target_x.floor(), valid);
     frac_y = target_y - floor_y;
     frac_x = target_x - floor_x;
     const I first_row = at::vec::convert_to_int_of_same_size(floor_y) + I(index_t(1 - K / 2));
@@ -112,13 +129,16 @@ struct LaneWindows {
 };
 
 // The windows of the pixels x .. x + count - 1 of row (n, y), their flow read from `views`, with
-// offsets in a plane of strides (stride_y, stride_x): the one setup of every pass.
+// offsets in a plane of strides (stride_y, stride_x): the one setup of every pass, which also
+// prefetches the flow and kernel rows ahead.
 template <int K, typename scalar_t>
 C10_ALWAYS_INLINE LaneWindows<K, at::opmath_type<scalar_t>> pixel_windows(
     const AdaptiveWarpViews<scalar_t>& views, const WarpLimits<at::opmath_type<scalar_t>>& limits, int64_t n,
     int64_t y, int64_t x, int64_t count, int64_t stride_y, int64_t stride_x) {
   using opmath_t = at::opmath_type<scalar_t>;
   const auto& flow = views.flow;
+  prefetch_planes(&flow(n, 0, y, x), 2, flow.stride_c, flow.stride_x);
+  prefetch_planes(&views.kernel(n, 0, y, x), K * K, views.kernel.stride_c, views.kernel.stride_x);
   return LaneWindows<K, opmath_t>(load_lanes<opmath_t>(&flow(n, 1, y, x), flow.stride_x, count),
                                   load_lanes<opmath_t>(&flow(n, 0, y, x), flow.stride_x, count), limits,
                                   views.height, views.width, y, x, stride_y, stride_x);
@@ -140,26 +160,133 @@ C10_ALWAYS_INLINE Vectorized<at::vec::int_same_size_t<opmath_t>> own_offsets(int
   return I(static_cast<index_t>(y * stride_y)) + xs * I(static_cast<index_t>(stride_x));
 }
 
+// The taps of a vector of pixels read with loads instead of gathers. Where every lane is valid,
+// the windows need no clamping and the lanes' windows are the same up to a step of one row or
+// column (smooth flow: floor(flow) changes little along a row), lane l's tap (r, c) is
+//   plane[base + (r + row_up_l) * stride_y + l + c + col_up_l]
+// with row_up_l and col_up_l in {0, 1}: for each (r, c), one or two contiguous loads of a row,
+// blended lane by lane. Same values as the gathers, so the sums are bit for bit the same.
+template <typename opmath_t>
+struct TapRuns {
+  using V = Vectorized<opmath_t>;
+  bool loadable = false;           // else the taps are gathered
+  bool row_step = false, col_step = false;
+  int64_t base = 0;                // offset of lane 0's tap (0, 0) when it has no step
+  V row_up, col_up;                // all ones in the lanes one row (column) further
+};
+
+// Whether the taps of the pixels x0 .. x0 + count - 1 of row y, with windows `windows`, can be
+// loaded from a plane of strides (stride_y, stride_x), and how; `steps` says whether a step of
+// one row or column between lanes is allowed (a scatter takes none: two lanes could add to one
+// address in one vector).
+template <int K, typename opmath_t>
+C10_ALWAYS_INLINE TapRuns<opmath_t> tap_runs(const LaneWindows<K, opmath_t>& windows, int64_t x0, int64_t count,
+                                             int64_t height, int64_t width, int64_t stride_y, int64_t stride_x,
+                                             bool steps) {
+  using V = Vectorized<opmath_t>;
+  TapRuns<opmath_t> runs;
+  if (count != V::size() || stride_x != 1 || windows.valid.zero_mask() != 0) {
+    return runs;
+  }
+  const auto min = [](const V& a, const V& b) { return at::vec::minimum(a, b); };
+  const auto max = [](const V& a, const V& b) { return at::vec::maximum(a, b); };
+  // Column of tap 0 minus the lane's own x (whole numbers, exact in opmath_t), and row of tap 0.
+  const V shift_x = windows.floor_x - V::arange(static_cast<opmath_t>(x0), opmath_t(1));
+  const opmath_t low_x = at::vec::vec_reduce_all<opmath_t>(min, shift_x);
+  const opmath_t high_x = at::vec::vec_reduce_all<opmath_t>(max, shift_x);
+  const opmath_t low_y = at::vec::vec_reduce_all<opmath_t>(min, windows.floor_y);
+  const opmath_t high_y = at::vec::vec_reduce_all<opmath_t>(max, windows.floor_y);
+  const int64_t first_col = x0 + static_cast<int64_t>(low_x) + 1 - K / 2;
+  const int64_t last_col = x0 + V::size() - 1 + static_cast<int64_t>(high_x) + K / 2;
+  const int64_t first_row = static_cast<int64_t>(low_y) + 1 - K / 2;
+  const int64_t last_row = static_cast<int64_t>(high_y) + K / 2;
+  const opmath_t spread = steps ? opmath_t(1) : opmath_t(0);
+  if (high_x - low_x > spread || high_y - low_y > spread || first_col < 0 || last_col > width - 1 ||
+      first_row < 0 || last_row > height - 1) {
+    return runs;
+  }
+  runs.loadable = true;
+  runs.row_step = high_y != low_y;
+  runs.col_step = high_x != low_x;
+  runs.base = first_row * stride_y + first_col;
+  runs.row_up = windows.floor_y > V(low_y);
+  runs.col_up = shift_x > V(low_x);
+  return runs;
+}
+
+// sample(plane, r, c): the lanes' tap (r, c) in a plane, gathered at the windows' offsets.
+template <int K, typename opmath_t>
+struct GatheredTaps {
+  static constexpr bool kAllValid = false;
+  const LaneWindows<K, opmath_t>& windows;
+  C10_ALWAYS_INLINE Vectorized<opmath_t> operator()(const opmath_t* plane, int r, int c) const {
+    return gather_lanes(plane, windows.row_offset[r] + windows.col_offset[c]);
+  }
+};
+
+// The same, loaded as TapRuns describes, for each combination of steps.
+template <bool kRowStep, bool kColStep, typename opmath_t>
+struct LoadedTaps {
+  using V = Vectorized<opmath_t>;
+  static constexpr bool kAllValid = true;
+  const TapRuns<opmath_t>& runs;
+  int64_t stride_y;
+  C10_ALWAYS_INLINE V row(const opmath_t* start) const {
+    if constexpr (kColStep) {
+      return V::blendv(V::loadu(start), V::loadu(start + 1), runs.col_up);
+    } else {
+      return V::loadu(start);
+    }
+  }
+  C10_ALWAYS_INLINE V operator()(const opmath_t* plane, int r, int c) const {
+    const opmath_t* start = plane + runs.base + r * stride_y + c;
+    if constexpr (kRowStep) {
+      return V::blendv(row(start), row(start + stride_y), runs.row_up);
+    } else {
+      return row(start);
+    }
+  }
+};
+
+// Calls f(taps) with the sampler that fits `runs`.
+template <int K, typename opmath_t, typename F>
+C10_ALWAYS_INLINE void with_taps(const LaneWindows<K, opmath_t>& windows, const TapRuns<opmath_t>& runs,
+                                 int64_t stride_y, const F& f) {
+  if (!runs.loadable) {
+    f(GatheredTaps<K, opmath_t>{windows});
+  } else if (runs.row_step) {
+    if (runs.col_step) {
+      f(LoadedTaps<true, true, opmath_t>{runs, stride_y});
+    } else {
+      f(LoadedTaps<true, false, opmath_t>{runs, stride_y});
+    }
+  } else if (runs.col_step) {
+    f(LoadedTaps<false, true, opmath_t>{runs, stride_y});
+  } else {
+    f(LoadedTaps<false, false, opmath_t>{runs, stride_y});
+  }
+}
+
 // Output channels ch .. ch + LANES - 1 of the lanes' pixels: the window sums where valid, the
 // pixel itself elsewhere.
-template <int LANES, int K, typename scalar_t, typename opmath_t>
+template <int LANES, int K, typename scalar_t, typename opmath_t, typename Taps>
 C10_ALWAYS_INLINE void warp_channels(const AdaptiveWarpViews<scalar_t>& views, const LaneWindows<K, opmath_t>& windows,
-                                     const Vectorized<opmath_t> (&weights)[K * K],
-                                     const Vectorized<at::vec::int_same_size_t<opmath_t>>& own, int64_t n, int64_t ch,
-                                     int64_t y, int64_t x0, int64_t count) {
+                                     const Taps& taps, const Vectorized<opmath_t> (&weights)[K * K], int64_t n,
+                                     int64_t ch, int64_t y, int64_t x0, int64_t count) {
   using V = Vectorized<opmath_t>;
   const opmath_t* planes[LANES];
   for (int j = 0; j < LANES; ++j) {
     planes[j] = &views.image(n, ch + j, 0, 0);
   }
   V sums[LANES];
-  window_sums<LANES, K>([&](int t) { return weights[t]; },
-                        [&](int r, int c, int j) {
-                          return gather_lanes(planes[j], windows.row_offset[r] + windows.col_offset[c]);
-                        },
+  window_sums<LANES, K>([&](int t) { return weights[t]; }, [&](int r, int c, int j) { return taps(planes[j], r, c); },
                         sums);
   for (int j = 0; j < LANES; ++j) {
-    const V warped = V::blendv(gather_lanes(planes[j], own), sums[j], windows.valid);
+    V warped = sums[j];
+    if constexpr (!Taps::kAllValid) {
+      const auto own = own_offsets<opmath_t>(y, x0, views.width, views.image.stride_y, views.image.stride_x);
+      warped = V::blendv(gather_lanes(planes[j], own), sums[j], windows.valid);
+    }
     store_lanes(warped, &views.output(n, ch + j, y, x0), views.output.stride_x, count);
   }
 }
@@ -170,13 +297,14 @@ void forward_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, i
   using V = Vectorized<opmath_t>;
   constexpr int kLanes = 4;  // channels summed together: independent chains of adds
   const int64_t channels = views.channels, height = views.height, width = views.width;
+  const int64_t stride_y = views.image.stride_y, stride_x = views.image.stride_x;
   const auto limits = warp_limits<opmath_t>(height, width);
   const auto& kernel = views.kernel;
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / height, y = row % height;
     for (int64_t x0 = 0; x0 < width; x0 += V::size()) {
       const int64_t count = std::min<int64_t>(V::size(), width - x0);
-      const auto windows = pixel_windows<K>(views, limits, n, y, x0, count, views.image.stride_y, views.image.stride_x);
+      const auto windows = pixel_windows<K>(views, limits, n, y, x0, count, stride_y, stride_x);
       V weights[K * K];
       for (int r = 0; r < K; ++r) {
         for (int c = 0; c < K; ++c) {
@@ -184,17 +312,20 @@ void forward_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, i
           weights[r * K + c] = tap_weight<K>(coefficient, r, c, windows.frac_y, windows.frac_x);
         }
       }
-      const auto own = own_offsets<opmath_t>(y, x0, width, views.image.stride_y, views.image.stride_x);
-      int64_t ch = 0;
-      for (; ch + kLanes <= channels; ch += kLanes) {
-        warp_channels<kLanes>(views, windows, weights, own, n, ch, y, x0, count);
-      }
-      switch (channels - ch) {
-        case 3: warp_channels<3>(views, windows, weights, own, n, ch, y, x0, count); break;
-        case 2: warp_channels<2>(views, windows, weights, own, n, ch, y, x0, count); break;
-        case 1: warp_channels<1>(views, windows, weights, own, n, ch, y, x0, count); break;
-        default: break;
-      }
+      const auto runs = tap_runs<K>(windows, x0, count, height, width, stride_y, stride_x, true);
+      prefetch_planes<true>(&views.output(n, 0, y, x0), channels, views.output.stride_c, views.output.stride_x);
+      with_taps(windows, runs, stride_y, [&](const auto& taps) {
+        int64_t ch = 0;
+        for (; ch + kLanes <= channels; ch += kLanes) {
+          warp_channels<kLanes>(views, windows, taps, weights, n, ch, y, x0, count);
+        }
+        switch (channels - ch) {
+          case 3: warp_channels<3>(views, windows, taps, weights, n, ch, y, x0, count); break;
+          case 2: warp_channels<2>(views, windows, taps, weights, n, ch, y, x0, count); break;
+          case 1: warp_channels<1>(views, windows, taps, weights, n, ch, y, x0, count); break;
+          default: break;
+        }
+      });
     }
   }
 }
@@ -214,14 +345,23 @@ void kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row
     for (int64_t x0 = 0; x0 < width; x0 += V::size()) {
       const int64_t count = std::min<int64_t>(V::size(), width - x0);
       const auto windows = pixel_windows<K>(views, limits, n, y, x0, count, views.image.stride_y, views.image.stride_x);
+      const auto runs = tap_runs<K>(windows, x0, count, height, width, views.image.stride_y, views.image.stride_x,
+                                    true);
+      prefetch_planes(&grad_output(n, 0, y, x0), channels, grad_output.stride_c, grad_output.stride_x);
+      if (want_kernel) {
+        prefetch_planes<true>(&views.grad_kernel(n, 0, y, x0), K * K, views.grad_kernel.stride_c,
+                              views.grad_kernel.stride_x);
+      }
+      if (want_flow) {
+        prefetch_planes<true>(&views.grad_flow(n, 0, y, x0), 2, views.grad_flow.stride_c, views.grad_flow.stride_x);
+      }
       V products[K * K];
-      window_tap_products<K>(
-          channels,
-          [&](int64_t ch) { return load_lanes<opmath_t>(&grad_output(n, ch, y, x0), grad_output.stride_x, count); },
-          [&](int r, int c, int64_t ch) {
-            return gather_lanes(image + ch * views.image.stride_c, windows.row_offset[r] + windows.col_offset[c]);
-          },
-          products);
+      with_taps(windows, runs, views.image.stride_y, [&](const auto& taps) {
+        window_tap_products<K>(
+            channels,
+            [&](int64_t ch) { return load_lanes<opmath_t>(&grad_output(n, ch, y, x0), grad_output.stride_x, count); },
+            [&](int r, int c, int64_t ch) { return taps(image + ch * views.image.stride_c, r, c); }, products);
+      });
       // An invalid pixel's gradients are zero: its output copies the image. The kernel
       // coefficients are read only for the flow gradient.
       V grad_flow_x(0), grad_flow_y(0);
@@ -254,28 +394,65 @@ void kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row
 // the same target) run, and how many of each kind of value that keeps per pixel.
 constexpr int64_t kChunk = 64;
 
+// The most runs of lanes with one window offset (see image_grad_row) a vector is scattered in with
+// vector adds; a vector with more is scattered pixel by pixel.
+constexpr int kMaxLaneRuns = 3;
+
 template <int K, typename scalar_t>
 void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at::opmath_type<scalar_t>>& grad_image,
-                    int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
+                    int64_t row_origin, int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
   using opmath_t = at::opmath_type<scalar_t>;
   using index_t = at::vec::int_same_size_t<opmath_t>;
   using V = Vectorized<opmath_t>;
+  using I = Vectorized<index_t>;
   static_assert(kChunk % V::size() == 0, "a chunk holds whole vectors");
+  constexpr int64_t kVectors = kChunk / V::size();
   const int64_t height = views.height, width = views.width;
+  const int64_t stride_y = grad_image.stride_y, stride_x = grad_image.stride_x;
   const auto limits = warp_limits<opmath_t>(height, width);
   const auto& kernel = views.kernel;
   const auto& grad_output = views.grad_output;
+  // Offsets are taken in the plane (rows from 0) and moved to the target's (rows from row_origin).
+  const int64_t origin = row_origin * stride_y;
   opmath_t valid[kChunk];
   opmath_t weights[K * K][kChunk];
   index_t row_offsets[K][kChunk], col_offsets[K][kChunk];
+  // Where a vector's taps are loadable (see tap_runs), its lanes fall into runs of consecutive
+  // lanes with the same window offset (the same row and column step): run k covers the lanes of
+  // run_mask[v][k] and adds at run_base[v][k] + r * stride_y + c + lane for tap (r, c). run_count
+  // is 0 for a vector scattered pixel by pixel.
+  int run_count[kVectors];
+  int64_t run_base[kVectors][kMaxLaneRuns];
+  V run_mask[kVectors][kMaxLaneRuns];
   for (int64_t x0 = 0; x0 < width; x0 += kChunk) {
     const int64_t chunk = std::min(kChunk, width - x0);
     for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
-      const int64_t x = x0 + i0, count = std::min<int64_t>(V::size(), chunk - i0);
-      const auto windows = pixel_windows<K>(views, limits, n, y, x, count, grad_image.stride_y, grad_image.stride_x);
+      const int64_t x = x0 + i0, count = std::min<int64_t>(V::size(), chunk - i0), v = i0 / V::size();
+      const auto windows = pixel_windows<K>(views, limits, n, y, x, count, stride_y, stride_x);
+      const auto runs = tap_runs<K>(windows, x, count, height, width, stride_y, stride_x, true);
+      run_count[v] = 0;
+      if (runs.loadable) {
+        // Each lane's step, 0 to 3 (row step * 2 + column step), and the runs of equal steps.
+        opmath_t steps[V::size()];
+        (V::blendv(V(0), V(2), runs.row_up) + V::blendv(V(0), V(1), runs.col_up)).store(steps);
+        int begin = 0, count_runs = 0;
+        for (int lane = 1; lane <= V::size() && count_runs <= kMaxLaneRuns; ++lane) {
+          if (lane == V::size() || steps[lane] != steps[begin]) {
+            if (count_runs < kMaxLaneRuns) {
+              const int step = static_cast<int>(steps[begin]);
+              const V lanes = V::arange(opmath_t(0), opmath_t(1));
+              run_base[v][count_runs] = runs.base - origin + (step / 2) * stride_y + step % 2;
+              run_mask[v][count_runs] = (lanes >= V(static_cast<opmath_t>(begin))) & (lanes < V(static_cast<opmath_t>(lane)));
+            }
+            ++count_runs;
+            begin = lane;
+          }
+        }
+        run_count[v] = count_runs <= kMaxLaneRuns ? count_runs : 0;
+      }
       V::blendv(V(0), V(1), windows.valid).store(valid + i0);
       for (int r = 0; r < K; ++r) {
-        windows.row_offset[r].store(row_offsets[r] + i0);
+        (windows.row_offset[r] - I(static_cast<index_t>(origin))).store(row_offsets[r] + i0);
         windows.col_offset[r].store(col_offsets[r] + i0);
         for (int c = 0; c < K; ++c) {
           const V coefficient = load_lanes<opmath_t>(&kernel(n, r * K + c, y, x), kernel.stride_x, count);
@@ -287,22 +464,48 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
       opmath_t* target = &grad_image(n, ch, 0, 0);
       opmath_t grads[kChunk];
       for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
+        prefetch_planes(&grad_output(n, ch, y, x0 + i0), 1, 0, grad_output.stride_x);
+      }
+      for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
         load_lanes<opmath_t>(&grad_output(n, ch, y, x0 + i0), grad_output.stride_x,
                              std::min<int64_t>(V::size(), chunk - i0))
             .store(grads + i0);
       }
-      for (int64_t i = 0; i < chunk; ++i) {
-        const opmath_t grad = grads[i];
-        if (valid[i] == opmath_t(0)) {
-          grad_image(n, ch, y, x0 + i) += grad;
+      for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
+        const int64_t v = i0 / V::size();
+        if (run_count[v] > 0) {
+          // Within a run, target (row, p) gets lane p - c's add of tap (r, c), so adding the taps
+          // of each row in decreasing c adds the run's lanes in increasing x; the runs go in lane
+          // order: the order of the pixel-by-pixel loop below. Each row's adds wait on the one
+          // before (they overlap), so the rows are interleaved. A run that is not the whole
+          // vector keeps the other lanes' values (which lie in the frame, see tap_runs).
+          const V grad = V::loadu(grads + i0);
+          for (int k = 0; k < run_count[v]; ++k) {
+            const bool whole = run_count[v] == 1;
+            for (int c = K - 1; c >= 0; --c) {
+              for (int r = 0; r < K; ++r) {
+                opmath_t* tap = target + run_base[v][k] + r * stride_y + c;
+                const V old = V::loadu(tap);
+                const V sum = old + V::loadu(&weights[r * K + c][i0]) * grad;
+                (whole ? sum : V::blendv(old, sum, run_mask[v][k])).store(tap);
+              }
+            }
+          }
           continue;
         }
-        index_t rows[K], cols[K];
-        for (int r = 0; r < K; ++r) {
-          rows[r] = row_offsets[r][i];
-          cols[r] = col_offsets[r][i];
+        for (int64_t i = i0; i < std::min(chunk, i0 + V::size()); ++i) {
+          const opmath_t grad = grads[i];
+          if (valid[i] == opmath_t(0)) {
+            grad_image(n, ch, y - row_origin, x0 + i) += grad;
+            continue;
+          }
+          index_t rows[K], cols[K];
+          for (int r = 0; r < K; ++r) {
+            rows[r] = row_offsets[r][i];
+            cols[r] = col_offsets[r][i];
+          }
+          scatter_window<K>(rows, cols, &weights[0][i], kChunk, grad, target, 1, 1, PlainAdd{});
         }
-        scatter_window<K>(rows, cols, &weights[0][i], kChunk, grad, target, 1, 1, PlainAdd{});
       }
     }
   }
@@ -327,10 +530,11 @@ void adaptive_warp_kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& view
 
 template <typename scalar_t>
 void adaptive_warp_image_grad_row(const AdaptiveWarpViews<scalar_t>& views,
-                                  const Strided4d<at::opmath_type<scalar_t>>& grad_image, int64_t n,
-                                  int64_t channel_begin, int64_t channel_end, int64_t y) {
+                                  const Strided4d<at::opmath_type<scalar_t>>& grad_image, int64_t row_origin,
+                                  int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
   dispatch_kernel_size(views.kernel_size, [&](auto kernel_size_constant) {
-    image_grad_row<decltype(kernel_size_constant)::value>(views, grad_image, n, channel_begin, channel_end, y);
+    image_grad_row<decltype(kernel_size_constant)::value>(views, grad_image, row_origin, n, channel_begin,
+                                                          channel_end, y);
   });
 }
 
@@ -340,7 +544,7 @@ void adaptive_warp_image_grad_row(const AdaptiveWarpViews<scalar_t>& views,
                                                               int64_t);                                         \
   template void adaptive_warp_image_grad_row<scalar_t>(const AdaptiveWarpViews<scalar_t>&,                      \
                                                        const Strided4d<at::opmath_type<scalar_t>>&, int64_t,   \
-                                                       int64_t, int64_t, int64_t);
+                                                       int64_t, int64_t, int64_t, int64_t);
 MEMC_INSTANTIATE(float)
 MEMC_INSTANTIATE(double)
 MEMC_INSTANTIATE(c10::Half)

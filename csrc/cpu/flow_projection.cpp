@@ -80,6 +80,26 @@ const opmath_t* read_row(const Strided4d<const scalar_t>& tensor, int64_t n, int
   return scratch;
 }
 
+// Where to compute row y of channel c of image n in opmath: in the tensor itself where it is one
+// (opmath dtype, stride 1), else in `scratch`, which write_row then stores.
+template <typename scalar_t, typename opmath_t>
+opmath_t* row_to_write(const Strided4d<scalar_t>& tensor, int64_t n, int64_t c, int64_t y, opmath_t* scratch) {
+  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+    if (tensor.stride_x == 1) {
+      return &tensor(n, c, y, 0);
+    }
+  }
+  return scratch;
+}
+
+template <typename scalar_t, typename opmath_t>
+void write_row(const Strided4d<scalar_t>& tensor, int64_t n, int64_t c, int64_t y, int64_t width,
+               const opmath_t* row) {
+  if (static_cast<const void*>(row) != static_cast<const void*>(&tensor(n, c, y, 0))) {
+    store_row(tensor, n, c, y, width, row);
+  }
+}
+
 // A source row's flow (and weight: 1 when unweighted) in opmath.
 template <typename scalar_t, typename opmath_t>
 struct SourceRow {
@@ -569,12 +589,12 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       std::vector<opmath_t> grad_x(width), grad_y(width);
       for (int64_t row = begin; row < end; ++row) {
         const int64_t n = row / height, y = row % height;
-        load_row(grad_output_view, n, 0, y, width, grad_x.data());
-        load_row(grad_output_view, n, 1, y, width, grad_y.data());
+        const opmath_t* grad_row_x = read_row(grad_output_view, n, 0, y, width, grad_x.data());
+        const opmath_t* grad_row_y = read_row(grad_output_view, n, 1, y, width, grad_y.data());
         opmath_t* cell = cells_row(n, y);
         for (int64_t x = 0; x < width; ++x) {
-          cell[x * kCellValues] = grad_x[x];
-          cell[x * kCellValues + 1] = grad_y[x];
+          cell[x * kCellValues] = grad_row_x[x];
+          cell[x * kCellValues + 1] = grad_row_y[x];
         }
         if (!fill_holes) {
           cell_gradients_of_row(n, y);
@@ -665,33 +685,40 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
         const int64_t n = row / height, y = row % height;
         source.load(flow_view, weight_view, weighted, n, y, width);
         const opmath_t* image_cells = cells_row(n, 0);
+        opmath_t* const row_x = want_flow ? row_to_write(grad_flow_view, n, 0, y, grad_x.data()) : grad_x.data();
+        opmath_t* const row_y = want_flow ? row_to_write(grad_flow_view, n, 1, y, grad_y.data()) : grad_y.data();
+        opmath_t* const row_w = want_weight ? row_to_write(grad_weight_view, n, 0, y, grad_w.data()) : grad_w.data();
         for (int64_t x = 0; x < width; ++x) {
           const opmath_t flow_x = source.flow_x[x], flow_y = source.flow_y[x], w = source.weight[x];
           const ProjectionCells target = locate_projection(y, x, flow_y, flow_x, w, height, width);
           SourceGradient<opmath_t> gradient{opmath_t(0), opmath_t(0), opmath_t(0)};
           if (target.projected) {
             // source_gradient's sums, a cell at a time (absent cells: zeros, which change no sum).
-            const opmath_t* first = image_cells + target.rows[0] * row_values + target.cols[0] * kCellValues;
-            const opmath_t* right = target.col_count == 2 ? first + kCellValues : zero_cell;
-            const opmath_t* below = target.row_count == 2 ? first + row_values : zero_cell;
-            const opmath_t* below_right = target.row_count == 2 && target.col_count == 2 ? below + kCellValues : zero_cell;
-            if (target.col_count == 1) {  // the distinct cells in order: first, below
+            // (Which cells exist follows from the first cell's row and column: testing the counts
+            // instead made GCC read both as one word just written as two, a stalled load.)
+            const int64_t row = target.rows[0], column = target.cols[0];
+            const bool has_right = column + 1 < width, has_below = row + 1 < height;
+            const opmath_t* first = image_cells + row * row_values + column * kCellValues;
+            const opmath_t* right = has_right ? first + kCellValues : zero_cell;
+            const opmath_t* below = has_below ? first + row_values : zero_cell;
+            const opmath_t* below_right = has_right && has_below ? below + kCellValues : zero_cell;
+            if (!has_right) {  // the distinct cells in order: first, below
               std::swap(right, below);
             }
             alignas(16) opmath_t sums[kCellValues];
             sum_cells(first, right, below, below_right, sums);
             gradient = source_gradient_from_sums(target, flow_x, flow_y, w, sums[0], sums[1], sums[2]);
           }
-          grad_x[x] = gradient.flow_x;
-          grad_y[x] = gradient.flow_y;
-          grad_w[x] = gradient.weight;
+          row_x[x] = gradient.flow_x;
+          row_y[x] = gradient.flow_y;
+          row_w[x] = gradient.weight;
         }
         if (want_flow) {
-          store_row(grad_flow_view, n, 0, y, width, grad_x.data());
-          store_row(grad_flow_view, n, 1, y, width, grad_y.data());
+          write_row(grad_flow_view, n, 0, y, width, row_x);
+          write_row(grad_flow_view, n, 1, y, width, row_y);
         }
         if (want_weight) {
-          store_row(grad_weight_view, n, 0, y, width, grad_w.data());
+          write_row(grad_weight_view, n, 0, y, width, row_w);
         }
       }
     });

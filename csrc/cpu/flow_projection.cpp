@@ -26,6 +26,13 @@
 #include "cpu/parallel.h"
 #include "memc/flow_projection.h"
 
+// Floating-point operations may be assumed not to trap (GCC's default assumes they might, and
+// then keeps the divisions of branch-free loops such as the averages out of SIMD lanes). This
+// changes no value: the same IEEE operations are done, only the exception flags may differ.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 namespace memc {
 namespace {
 
@@ -248,14 +255,16 @@ struct ForwardPass {
     opmath_t* const row_x = rows.x(n, r);
     opmath_t* const row_y = rows.y(n, r);
     opmath_t* const row_total = rows.total(n, r);
-    int64_t received = 0;
     for (int64_t x = 0; x < width; ++x) {
       const opmath_t* cell = sums + x * kCellValues;
       const ProjectedPixel<opmath_t> pixel = average_pixel(cell[0], cell[1], cell[2]);
       row_x[x] = pixel.x;
       row_y[x] = pixel.y;
       row_total[x] = pixel.total;
-      received += is_received(pixel.total) ? 1 : 0;
+    }
+    int64_t received = 0;
+    for (int64_t x = 0; x < width; ++x) {
+      received += is_received(row_total[x]) ? 1 : 0;
     }
     finish_row_pass(n, r, width - received);
   }
@@ -353,37 +362,65 @@ struct ForwardPass {
     finish_rows_before(last + 1);
   }
 
+  // The averages of the nearest received pixel passed in each column of a stripe, and 1 where
+  // there is one (0 before the first).
+  struct Nearest {
+    std::vector<opmath_t> x, y, found;
+  };
+
   // One column sweep of the hole fill over columns [x_begin, x_end) of image n: each hole gains the
   // average of its nearest received pixel below (step -1: the sweep runs upwards) or above (step +1:
-  // downwards), and with `finish` (the last sweep) its final value and output. Rows without holes
-  // only move the nearest received row.
-  void sweep_columns(int64_t n, int64_t x_begin, int64_t x_end, int64_t step, bool finish,
-                     std::vector<int64_t>& nearest) const {
-    const int64_t none = step > 0 ? -1 : height;  // no received pixel passed yet
+  // downwards), and with `finish` (the last sweep) its final value and output. The sweep carries
+  // each column's nearest average along (no lookups of other rows) and its loop has no branches,
+  // so that the compiler runs it in SIMD lanes; rows without holes are skipped, the last one
+  // passed becoming every column's nearest.
+  template <bool finish>
+  void sweep_columns(int64_t n, int64_t x_begin, int64_t x_end, int64_t step, Nearest& nearest) const {
+    const int64_t columns = x_end - x_begin;
     const int64_t* const holes = hole_count + n * height;
-    nearest.assign(x_end - x_begin, none);
-    int64_t last_full_row = none;
+    nearest.x.assign(columns, opmath_t(0));
+    nearest.y.assign(columns, opmath_t(0));
+    nearest.found.assign(columns, opmath_t(0));
+    opmath_t *near_x = nearest.x.data(), *near_y = nearest.y.data(), *found = nearest.found.data();
+    int64_t full_row = -1;  // a row without holes passed since the last row with holes
     for (int64_t y = step > 0 ? 0 : height - 1; y >= 0 && y < height; y += step) {
       if (holes[y] == 0) {
-        last_full_row = y;
+        full_row = y;
         continue;
       }
-      opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y), *row_total = rows.total(n, y);
-      for (int64_t x = x_begin; x < x_end; ++x) {
-        int64_t& passed = nearest[x - x_begin];
-        if (is_received(row_total[x])) {
-          passed = y;
-          continue;
+      if (full_row >= 0) {
+        std::copy_n(rows.x(n, full_row) + x_begin, columns, near_x);
+        std::copy_n(rows.y(n, full_row) + x_begin, columns, near_y);
+        std::fill_n(found, columns, opmath_t(1));
+        full_row = -1;
+      }
+      opmath_t* const row_x = rows.x(n, y) + x_begin;
+      opmath_t* const row_y = rows.y(n, y) + x_begin;
+      opmath_t* const row_total = rows.total(n, y) + x_begin;
+      for (int64_t i = 0; i < columns; ++i) {
+        const opmath_t x = row_x[i], y = row_y[i], total = row_total[i], neighbour_x = near_x[i],
+                       neighbour_y = near_y[i];
+        const bool received = is_received(total);
+        opmath_t hole_x = x, hole_y = y, hole_total = total;
+        add_fill_neighbour(hole_x, hole_y, hole_total, neighbour_x, neighbour_y);
+        const bool add = !received & (found[i] > opmath_t(0));
+        hole_x = add ? hole_x : x;
+        hole_y = add ? hole_y : y;
+        hole_total = add ? hole_total : total;
+        if constexpr (finish) {
+          finish_fill(hole_x, hole_y, hole_total);
         }
-        // Of the nearest received pixel in a row with holes and the last full row, the later one.
-        const int64_t neighbour = step > 0 ? std::max(passed, last_full_row) : std::min(passed, last_full_row);
-        if (neighbour != none) {
-          add_fill_neighbour(row_x[x], row_y[x], row_total[x], rows.x(n, neighbour)[x], rows.y(n, neighbour)[x]);
-        }
-        if (finish) {
-          finish_fill(row_x[x], row_y[x], row_total[x]);
-          output(n, 0, y, x) = static_cast<scalar_t>(row_x[x]);
-          output(n, 1, y, x) = static_cast<scalar_t>(row_y[x]);
+        near_x[i] = received ? x : neighbour_x;
+        near_y[i] = received ? y : neighbour_y;
+        found[i] = received ? opmath_t(1) : found[i];
+        row_x[i] = received ? x : hole_x;
+        row_y[i] = received ? y : hole_y;
+        row_total[i] = received ? total : hole_total;
+      }
+      if constexpr (finish) {  // the received pixels' outputs are rewritten with the values they have
+        for (int64_t x = x_begin; x < x_end; ++x) {
+          output(n, 0, y, x) = static_cast<scalar_t>(row_x[x - x_begin]);
+          output(n, 1, y, x) = static_cast<scalar_t>(row_y[x - x_begin]);
         }
       }
     }
@@ -391,11 +428,11 @@ struct ForwardPass {
 
   // The column sweeps: the neighbour below (upwards), then the one above (downwards).
   void fill_columns(int64_t n, int64_t x_begin, int64_t x_end) const {
-    std::vector<int64_t> nearest;
+    Nearest nearest;
     if (fill_from_below) {
-      sweep_columns(n, x_begin, x_end, -1, false, nearest);
+      sweep_columns<false>(n, x_begin, x_end, -1, nearest);
     }
-    sweep_columns(n, x_begin, x_end, +1, true, nearest);
+    sweep_columns<true>(n, x_begin, x_end, +1, nearest);
   }
 };
 

@@ -203,11 +203,15 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void add_fill_neighbour(T& hole_x, T& hole_y, 
 }
 
 // After the last sweep: the hole's sums divided by the number of neighbours found (0 without any).
+// Without branches (no neighbour: divides by 1 and drops the quotient), as average_pixel.
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void finish_fill(T& hole_x, T& hole_y, T hole_total) {
   const T found = -hole_total;
-  hole_x = found > T(0) ? hole_x / found : T(0);
-  hole_y = found > T(0) ? hole_y / found : T(0);
+  const bool any = found > T(0);
+  const T divisor = any ? found : T(1);
+  const T average_x = hole_x / divisor, average_y = hole_y / divisor;
+  hole_x = any ? average_x : T(0);
+  hole_y = any ? average_y : T(0);
 }
 
 // ---------------------------------------------------------------------------------------------

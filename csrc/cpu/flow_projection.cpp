@@ -621,91 +621,87 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       }
     };
 
+    // Per thread: a source row and rows of gradients in opmath.
+    struct Scratch {
+      SourceRow<scalar_t, opmath_t> source;
+      std::vector<opmath_t> x, y, w;
+      explicit Scratch(int64_t width) : source(width), x(width), y(width), w(width) {}
+    };
+
     // 1. Per row: the output gradient, plus the shares of the row's holes.
-    for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
-      std::vector<opmath_t> grad_x(width), grad_y(width);
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t n = row / height, y = row % height;
-        const opmath_t* grad_row_x = read_row(grad_output_view, n, 0, y, width, grad_x.data());
-        const opmath_t* grad_row_y = read_row(grad_output_view, n, 1, y, width, grad_y.data());
-        opmath_t* cell = cells_row(n, y);
-        for (int64_t x = 0; x < width; ++x) {
-          cell[x * kCellValues] = grad_row_x[x];
-          cell[x * kCellValues + 1] = grad_row_y[x];
-        }
-        if (!fill_holes) {
-          cell_gradients_of_row(n, y);
+    auto output_gradient_row = [&](int64_t n, int64_t y, Scratch& scratch) {
+      const opmath_t* grad_row_x = read_row(grad_output_view, n, 0, y, width, scratch.x.data());
+      const opmath_t* grad_row_y = read_row(grad_output_view, n, 1, y, width, scratch.y.data());
+      opmath_t* cell = cells_row(n, y);
+      for (int64_t x = 0; x < width; ++x) {
+        cell[x * kCellValues] = grad_row_x[x];
+        cell[x * kCellValues + 1] = grad_row_y[x];
+      }
+      if (!fill_holes) {
+        cell_gradients_of_row(n, y);
+        return;
+      }
+      const opmath_t* row_total = rows.total(n, y);
+      int64_t holes = 0;
+      for (int64_t x = 0; x < width; ++x) {
+        holes += !is_received(row_total[x]);
+      }
+      hole_count[n * height + y] = holes;
+      if (holes > 0) {
+        share_row_gradients(cell, row_total, width);
+      }
+    };
+
+    // 2. The column sweep (downwards) over a stripe of columns: the shares of each run of holes go
+    // to the received pixels above and (with fill_from_below) below it. Rows without holes end
+    // every pending run.
+    auto share_columns = [&](int64_t n, int64_t x_begin, int64_t x_end) {
+      const int64_t* const holes = hole_count.data() + n * height;
+      std::vector<ColumnShares<opmath_t>> columns(x_end - x_begin);
+      for (auto& column : columns) {
+        column.start();
+      }
+      int64_t last_full_row = -1;
+      bool any_pending = false;
+      auto end_run = [&](ColumnShares<opmath_t>& column, int64_t x, int64_t below) {
+        const int64_t above = std::max(column.above, last_full_row);
+        column.end_run(above >= 0 ? cells_row(n, above) + x * kCellValues : nullptr,
+                       below >= 0 ? cells_row(n, below) + x * kCellValues : nullptr, fill_from_below);
+      };
+      for (int64_t y = 0; y < height; ++y) {
+        if (holes[y] == 0) {
+          if (any_pending) {
+            for (int64_t x = x_begin; x < x_end; ++x) {
+              if (columns[x - x_begin].pending) {
+                end_run(columns[x - x_begin], x, y);
+              }
+            }
+            any_pending = false;
+          }
+          last_full_row = y;
           continue;
         }
         const opmath_t* row_total = rows.total(n, y);
-        int64_t holes = 0;
-        for (int64_t x = 0; x < width; ++x) {
-          holes += !is_received(row_total[x]);
-        }
-        hole_count[row] = holes;
-        if (holes > 0) {
-          share_row_gradients(cell, row_total, width);
+        opmath_t* cell = cells_row(n, y);
+        for (int64_t x = x_begin; x < x_end; ++x) {
+          ColumnShares<opmath_t>& column = columns[x - x_begin];
+          if (is_received(row_total[x])) {
+            if (column.pending) {
+              end_run(column, x, y);
+            }
+            column.above = y;
+          } else {
+            column.hole(cell + x * kCellValues, row_total[x]);
+            any_pending = true;
+          }
         }
       }
-    });
-
-    if (fill_holes) {
-      // 2. The column sweep (downwards): the shares of each run of holes go to the received pixels
-      // above and (with fill_from_below) below it. Rows without holes end every pending run.
-      for_each_column_stripe(batch, width, [&](int64_t n, int64_t x_begin, int64_t x_end) {
-        const int64_t* const holes = hole_count.data() + n * height;
-        std::vector<ColumnShares<opmath_t>> columns(x_end - x_begin);
-        for (auto& column : columns) {
-          column.start();
+      for (int64_t x = x_begin; x < x_end; ++x) {
+        if (columns[x - x_begin].pending) {
+          end_run(columns[x - x_begin], x, -1);
         }
-        int64_t last_full_row = -1;
-        bool any_pending = false;
-        auto end_run = [&](ColumnShares<opmath_t>& column, int64_t x, int64_t below) {
-          const int64_t above = std::max(column.above, last_full_row);
-          column.end_run(above >= 0 ? cells_row(n, above) + x * kCellValues : nullptr,
-                         below >= 0 ? cells_row(n, below) + x * kCellValues : nullptr, fill_from_below);
-        };
-        for (int64_t y = 0; y < height; ++y) {
-          if (holes[y] == 0) {
-            if (any_pending) {
-              for (int64_t x = x_begin; x < x_end; ++x) {
-                if (columns[x - x_begin].pending) {
-                  end_run(columns[x - x_begin], x, y);
-                }
-              }
-              any_pending = false;
-            }
-            last_full_row = y;
-            continue;
-          }
-          const opmath_t* row_total = rows.total(n, y);
-          opmath_t* cell = cells_row(n, y);
-          for (int64_t x = x_begin; x < x_end; ++x) {
-            ColumnShares<opmath_t>& column = columns[x - x_begin];
-            if (is_received(row_total[x])) {
-              if (column.pending) {
-                end_run(column, x, y);
-              }
-              column.above = y;
-            } else {
-              column.hole(cell + x * kCellValues, row_total[x]);
-              any_pending = true;
-            }
-          }
-        }
-        for (int64_t x = x_begin; x < x_end; ++x) {
-          if (columns[x - x_begin].pending) {
-            end_run(columns[x - x_begin], x, -1);
-          }
-        }
-      });
-      // 3. Per row: p and q of each cell.
-      for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-          cell_gradients_of_row(row / height, row % height);
-        }
-      });
-    }
+      }
+    };
 
     // 4. Per source row: the gather over each source's cells.
     const auto flow_view = view4d<const scalar_t>(flow);
@@ -714,51 +710,84 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
                                                                     : std::nullopt);
     const auto grad_weight_view = optional_view4d<scalar_t>(want_weight ? std::optional<at::Tensor>(grad_weight)
                                                                         : std::nullopt);
-    for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
-      SourceRow<scalar_t, opmath_t> source(width);
-      std::vector<opmath_t> grad_x(width), grad_y(width), grad_w(width);
-      const opmath_t zero_cell[kCellValues] = {};
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t n = row / height, y = row % height;
-        source.load(flow_view, weight_view, weighted, n, y, width);
-        const opmath_t* image_cells = cells_row(n, 0);
-        opmath_t* const row_x = want_flow ? row_to_write(grad_flow_view, n, 0, y, grad_x.data()) : grad_x.data();
-        opmath_t* const row_y = want_flow ? row_to_write(grad_flow_view, n, 1, y, grad_y.data()) : grad_y.data();
-        opmath_t* const row_w = want_weight ? row_to_write(grad_weight_view, n, 0, y, grad_w.data()) : grad_w.data();
-        for (int64_t x = 0; x < width; ++x) {
-          const opmath_t flow_x = source.flow_x[x], flow_y = source.flow_y[x], w = source.weight[x];
-          const ProjectionCells target = locate_projection(y, x, flow_y, flow_x, w, height, width);
-          SourceGradient<opmath_t> gradient{opmath_t(0), opmath_t(0), opmath_t(0)};
-          if (target.projected) {
-            // source_gradient's sums, a cell at a time (absent cells: zeros, which change no sum).
-            // (Which cells exist follows from the first cell's row and column: testing the counts
-            // instead made GCC read both as one word just written as two, a stalled load.)
-            const int64_t row = target.rows[0], column = target.cols[0];
-            const bool has_right = column + 1 < width, has_below = row + 1 < height;
-            const opmath_t* first = image_cells + row * row_values + column * kCellValues;
-            const opmath_t* right = has_right ? first + kCellValues : zero_cell;
-            const opmath_t* below = has_below ? first + row_values : zero_cell;
-            const opmath_t* below_right = has_right && has_below ? below + kCellValues : zero_cell;
-            if (!has_right) {  // the distinct cells in order: first, below
-              std::swap(right, below);
-            }
-            alignas(16) opmath_t sums[kCellValues];
-            sum_cells(first, right, below, below_right, sums);
-            gradient = source_gradient_from_sums(target, flow_x, flow_y, w, sums[0], sums[1], sums[2]);
+    const opmath_t zero_cell[kCellValues] = {};
+    auto gradient_row = [&](int64_t n, int64_t y, Scratch& scratch) {
+      SourceRow<scalar_t, opmath_t>& source = scratch.source;
+      source.load(flow_view, weight_view, weighted, n, y, width);
+      const opmath_t* image_cells = cells_row(n, 0);
+      opmath_t* const row_x = want_flow ? row_to_write(grad_flow_view, n, 0, y, scratch.x.data()) : scratch.x.data();
+      opmath_t* const row_y = want_flow ? row_to_write(grad_flow_view, n, 1, y, scratch.y.data()) : scratch.y.data();
+      opmath_t* const row_w = want_weight ? row_to_write(grad_weight_view, n, 0, y, scratch.w.data()) : scratch.w.data();
+      for (int64_t x = 0; x < width; ++x) {
+        const opmath_t flow_x = source.flow_x[x], flow_y = source.flow_y[x], w = source.weight[x];
+        const ProjectionCells target = locate_projection(y, x, flow_y, flow_x, w, height, width);
+        SourceGradient<opmath_t> gradient{opmath_t(0), opmath_t(0), opmath_t(0)};
+        if (target.projected) {
+          // source_gradient's sums, a cell at a time (absent cells: zeros, which change no sum).
+          // (Which cells exist follows from the first cell's row and column: testing the counts
+          // instead made GCC read both as one word just written as two, a stalled load.)
+          const int64_t row = target.rows[0], column = target.cols[0];
+          const bool has_right = column + 1 < width, has_below = row + 1 < height;
+          const opmath_t* first = image_cells + row * row_values + column * kCellValues;
+          const opmath_t* right = has_right ? first + kCellValues : zero_cell;
+          const opmath_t* below = has_below ? first + row_values : zero_cell;
+          const opmath_t* below_right = has_right && has_below ? below + kCellValues : zero_cell;
+          if (!has_right) {  // the distinct cells in order: first, below
+            std::swap(right, below);
           }
-          row_x[x] = gradient.flow_x;
-          row_y[x] = gradient.flow_y;
-          row_w[x] = gradient.weight;
+          alignas(16) opmath_t sums[kCellValues];
+          sum_cells(first, right, below, below_right, sums);
+          gradient = source_gradient_from_sums(target, flow_x, flow_y, w, sums[0], sums[1], sums[2]);
         }
-        if (want_flow) {
-          write_row(grad_flow_view, n, 0, y, width, row_x);
-          write_row(grad_flow_view, n, 1, y, width, row_y);
-        }
-        if (want_weight) {
-          write_row(grad_weight_view, n, 0, y, width, row_w);
-        }
+        row_x[x] = gradient.flow_x;
+        row_y[x] = gradient.flow_y;
+        row_w[x] = gradient.weight;
       }
-    });
+      if (want_flow) {
+        write_row(grad_flow_view, n, 0, y, width, row_x);
+        write_row(grad_flow_view, n, 1, y, width, row_y);
+      }
+      if (want_weight) {
+        write_row(grad_weight_view, n, 0, y, width, row_w);
+      }
+    };
+
+    if (scatter_bands(batch, height) == 1) {
+      // As many images as threads: one task does an image's whole backward (one parallel loop).
+      at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+        Scratch scratch(width);
+        for (int64_t n = begin; n < end; ++n) {
+          for (int64_t y = 0; y < height; ++y) {
+            output_gradient_row(n, y, scratch);
+          }
+          if (fill_holes) {
+            share_columns(n, 0, width);
+            for (int64_t y = 0; y < height; ++y) {
+              cell_gradients_of_row(n, y);
+            }
+          }
+          for (int64_t y = 0; y < height; ++y) {
+            gradient_row(n, y, scratch);
+          }
+        }
+      });
+      return;
+    }
+    auto for_each_row_of_batch = [&](const auto& f) {
+      for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
+        Scratch scratch(width);
+        for (int64_t row = begin; row < end; ++row) {
+          f(row / height, row % height, scratch);
+        }
+      });
+    };
+    for_each_row_of_batch(output_gradient_row);
+    if (fill_holes) {
+      for_each_column_stripe(batch, width, share_columns);
+      // 3. Per row: p and q of each cell.
+      for_each_row_of_batch([&](int64_t n, int64_t y, Scratch&) { cell_gradients_of_row(n, y); });
+    }
+    for_each_row_of_batch(gradient_row);
   });
   return {grad_flow, grad_weight};
 }

@@ -577,6 +577,22 @@ def test_cpu_float32_is_the_definition_in_float32_bit_for_bit(case, weighted, fi
         np.testing.assert_array_equal(projected.numpy(), want_projected)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cpu_half_precision_in_column_stripes(dtype, layout):
+    """One image on several threads: the hole fill's column sweeps run in stripes of columns, each
+    writing its part of the output rows; half results are still float32's rounded once."""
+    flow = make_flow(1, 23, 200, "mixed", dtype=torch.float32).to(dtype)
+    if layout == "channels_last":
+        flow = flow.contiguous(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        flow = torch.cat([flow, flow], dim=3)[..., ::2]
+    for threads in (1, 2, 3):
+        output, _ = cpu_projection_with_threads(threads, flow)
+        expected, _ = cpu_projection_with_threads(threads, flow.float())
+        assert torch.equal(output, expected.to(dtype)), f"{threads} threads"
+
+
 def shifted_flow(kind, batch, height, width):
     """Flows whose target rows lie far from their source rows: "down"/"up" move every source 5 rows
     (the CPU splat's ring of open target rows wraps around many times), "flip" sends row y to row

@@ -57,10 +57,11 @@ void load_row(const Strided4d<const scalar_t>& tensor, int64_t n, int64_t c, int
   }
 }
 
+// Writes `row` (width values) into row y of channel c of image n from column x_begin on.
 template <typename scalar_t, typename opmath_t>
 void store_row(const Strided4d<scalar_t>& tensor, int64_t n, int64_t c, int64_t y, int64_t width,
-               const opmath_t* row) {
-  scalar_t* target = &tensor(n, c, y, 0);
+               const opmath_t* row, int64_t x_begin = 0) {
+  scalar_t* target = &tensor(n, c, y, x_begin);
   const int64_t step = tensor.stride_x;
   if constexpr (kIsHalfType<scalar_t>) {
     MEMC_CPU_KERNEL(float_row_to_half<scalar_t>)(row, target, step, width);
@@ -418,10 +419,8 @@ struct ForwardPass {
         row_total[i] = received ? total : hole_total;
       }
       if constexpr (finish) {  // the received pixels' outputs are rewritten with the values they have
-        for (int64_t x = x_begin; x < x_end; ++x) {
-          output(n, 0, y, x) = static_cast<scalar_t>(row_x[x - x_begin]);
-          output(n, 1, y, x) = static_cast<scalar_t>(row_y[x - x_begin]);
-        }
+        store_row(output, n, 0, y, columns, row_x, x_begin);
+        store_row(output, n, 1, y, columns, row_y, x_begin);
       }
     }
   }

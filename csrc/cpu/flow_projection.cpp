@@ -1,12 +1,14 @@
 // CPU kernels of the flow projection layer: loops over rows calling the shared math in
 // memc/flow_projection.h.
 //
-// Every pass walks memory in rows. Inputs are read a row at a time into opmath scratch (so half
-// types are converted once per value, in a loop the compiler vectorises, and any strides are
-// handled in one place); the splat adds into private interleaved sums that cover only the rows
-// its band's sources reach; the column sweeps of the hole fill walk all columns of a stripe
-// together, row after row, and skip the rows without holes. Rows (and stripes of columns) are the
-// parallel unit, so one image keeps every thread busy.
+// Every pass walks memory in rows. Inputs are read a row at a time (float32 rows of stride 1 in
+// place, others converted into opmath scratch, half types a vector at a time); the splat adds into
+// a private ring of interleaved sums holding only the target rows its band can still reach, and
+// finishes each target row (averages, output, the row pass of the fill) as soon as it is complete;
+// the column sweeps of the hole fill walk all columns of a stripe together, row after row,
+// carrying each column's nearest average and skipping the rows without holes. With as many
+// images as threads a task does one image's whole forward (or backward): one parallel loop; with
+// fewer, bands of rows and stripes of columns keep every thread busy.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>

@@ -2,6 +2,7 @@
 per-pixel transcription), its gradients (hole filling included), dtypes and layouts, its
 registration, and its errors."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -489,12 +490,147 @@ def test_empty_batch(device):
     assert flow.grad.shape == (0, 2, 4, 4)
 
 
-def cpu_projection_with_threads(threads, flow, weight=None):
+@pytest.mark.parametrize("shape", [(1, 2, 0, 5), (1, 2, 5, 0), (0, 2, 3, 3)], ids=["no-rows", "no-columns", "no-images"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_empty_sizes(shape, weighted, device):
+    flow = torch.zeros(shape, device=device, requires_grad=True)
+    weight = torch.ones(shape[0], 1, *shape[2:], device=device, requires_grad=True) if weighted else None
+    out = memc_ops.flow_projection(flow, weight)
+    assert out.shape == shape
+    out.sum().backward()
+    assert flow.grad.shape == shape
+    if weighted:
+        assert weight.grad.shape == weight.shape
+
+
+def float32_projection(flow, weight, fill_holes, fill_from_below):
+    """The definition computed in float32 one operation at a time, in the CPU kernel's order: the
+    sources in row-major order, each adding -w*m*flow and w*m (m: how many nominal cells a clamped
+    cell stands for) to its distinct cells; a hole's sum from its left, right, below and above
+    neighbours in that order, then divided. Returns (output, projected) as float32 arrays."""
+    f32 = np.float32
+    flow = flow.numpy()
+    weight = None if weight is None else weight.numpy()
+    batch, _, height, width = flow.shape
+    projected = np.zeros((batch, 3, height, width), np.float32)
+    output = np.zeros((batch, 2, height, width), np.float32)
+    for n in range(batch):
+        sums = np.zeros((height, width, 3), np.float32)
+        for y in range(height):
+            for x in range(width):
+                flow_x, flow_y = flow[n, 0, y, x], flow[n, 1, y, x]
+                w = f32(1) if weight is None else weight[n, 0, y, x]
+                target_x, target_y = f32(x) + flow_x, f32(y) + flow_y
+                if not (0 <= target_x <= f32(width - 1) and 0 <= target_y <= f32(height - 1) and 0 < w < np.inf):
+                    continue
+                row, col = min(int(target_y), height - 1), min(int(target_x), width - 1)
+                rows = [row] + ([row + 1] if row + 1 < height else [])
+                cols = [col] + ([col + 1] if col + 1 < width else [])
+                share = w * f32((3 - len(rows)) * (3 - len(cols)))
+                values = np.array([-share * flow_x, -share * flow_y, share], np.float32)
+                for r in rows:
+                    for c in cols:
+                        sums[r, c] = sums[r, c] + values
+        received = sums[:, :, 2] > 0
+        for y in range(height):
+            for x in range(width):
+                if received[y, x]:
+                    projected[n, :2, y, x] = sums[y, x, :2] / sums[y, x, 2]
+                    projected[n, 2, y, x] = sums[y, x, 2]
+        average = projected[n, :2].copy()
+        for y in range(height):
+            for x in range(width):
+                if received[y, x] or not fill_holes:
+                    continue
+                found, value = 0, np.zeros(2, np.float32)
+                steps = [(0, -1), (0, 1), (1, 0), (-1, 0)] if fill_from_below else [(0, -1), (0, 1), (-1, 0)]
+                for dy, dx in steps:
+                    yy, xx = y + dy, x + dx
+                    while 0 <= yy < height and 0 <= xx < width and not received[yy, xx]:
+                        yy, xx = yy + dy, xx + dx
+                    if 0 <= yy < height and 0 <= xx < width:
+                        value = value + average[:, yy, xx]
+                        found += 1
+                projected[n, :2, y, x] = value / f32(found) if found else 0
+                projected[n, 2, y, x] = -f32(found)
+        output[n] = projected[n, :2]
+    return output, projected
+
+
+@pytest.mark.parametrize("fill_mode", FILL_MODES, ids=FILL_MODE_IDS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("case", [(2, 7, 13, "mixed"), (1, 9, 1, "mixed"), (2, 1, 9, "inside"), (3, 6, 17, "border"),
+                                  (2, 11, 5, "converge"), (2, 8, 11, "nan")], ids=lambda c: "x".join(map(str, c)))
+def test_cpu_float32_is_the_definition_in_float32_bit_for_bit(case, weighted, fill_mode):
+    """The CPU kernel adds each cell's sums as one SIMD vector, finishes rows and sweeps columns in
+    SIMD lanes: the float32 results are still those of the definition computed one float32
+    operation at a time in the kernel's order, bit for bit (odd widths, single rows and columns,
+    clamped cells, NaN flows; one image per thread, so no band splits an image's sums)."""
+    batch, height, width, kind = case
+    fill_holes, fill_from_below = fill_mode
+    flow = make_flow(batch, height, width, kind, dtype=torch.float32)
+    weight = make_weight(batch, height, width, dtype=torch.float32) if weighted else None
+    want_output, want_projected = float32_projection(flow, weight, fill_holes, fill_from_below)
+    for threads in (1, batch):
+        output, projected = cpu_projection_with_threads(threads, flow, weight, fill_holes, fill_from_below)
+        np.testing.assert_array_equal(output.numpy(), want_output)
+        np.testing.assert_array_equal(projected.numpy(), want_projected)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cpu_half_precision_in_column_stripes(dtype, layout):
+    """One image on several threads: the hole fill's column sweeps run in stripes of columns, each
+    writing its part of the output rows; half results are still float32's rounded once."""
+    flow = make_flow(1, 23, 200, "mixed", dtype=torch.float32).to(dtype)
+    if layout == "channels_last":
+        flow = flow.contiguous(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        flow = torch.cat([flow, flow], dim=3)[..., ::2]
+    for threads in (1, 2, 3):
+        output, _ = cpu_projection_with_threads(threads, flow)
+        expected, _ = cpu_projection_with_threads(threads, flow.float())
+        assert torch.equal(output, expected.to(dtype)), f"{threads} threads"
+
+
+def shifted_flow(kind, batch, height, width):
+    """Flows whose target rows lie far from their source rows: "down"/"up" move every source 5 rows
+    (the CPU splat's ring of open target rows wraps around many times), "flip" sends row y to row
+    H-1-y (every band's sources reach every row: a ring as tall as the image). Multiples of 1/8."""
+    ys = torch.arange(height, dtype=torch.float64).view(1, height, 1).expand(batch, height, width)
+    jitter = (torch.rand(batch, 2, height, width, dtype=torch.float64) * 8).round() / 8
+    if kind == "down":
+        flow_y = torch.full_like(ys, 5.25)
+    elif kind == "up":
+        flow_y = torch.full_like(ys, -5.5)
+    else:
+        flow_y = height - 1 - 2 * ys + 0.125
+    return torch.stack([jitter[:, 0] - 0.5, flow_y + jitter[:, 1] * 0.25], 1)
+
+
+@pytest.mark.parametrize("kind", ["down", "up", "flip"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_cpu_targets_far_from_their_source_rows(kind, batch):
+    """Against the reference, and the same bits with 1 to 4 threads (image bands, shared rows)."""
+    flow = shifted_flow(kind, batch, 41, 19)
+    weight = (make_weight(batch, 41, 19) * 8).round() / 8
+    grad_output = torch.randn_like(flow)
+    got = grads(memc_ops.flow_projection, [flow, weight], grad_output)
+    want = grads(flow_projection_reference, [flow, weight], grad_output)
+    for name, a, b in zip(["output", "grad flow", "grad weight"], got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
+    expected = cpu_projection_with_threads(1, flow, weight)
+    for threads in (2, 3, 4):
+        for a, b in zip(cpu_projection_with_threads(threads, flow, weight), expected):
+            assert torch.equal(a, b), f"{threads} threads"
+
+
+def cpu_projection_with_threads(threads, flow, weight=None, fill_holes=True, fill_from_below=True):
     """The raw op's (output, projected) on the CPU computed with `threads` threads."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return torch.ops.memc.flow_projection.default(flow, weight, True)
+        return torch.ops.memc.flow_projection.default(flow, weight, fill_holes, fill_from_below)
     finally:
         torch.set_num_threads(previous)
 

@@ -1,12 +1,14 @@
 // CPU kernels of the flow projection layer: loops over rows calling the shared math in
 // memc/flow_projection.h.
 //
-// Every pass walks memory in rows. Inputs are read a row at a time into opmath scratch (so half
-// types are converted once per value, in a loop the compiler vectorises, and any strides are
-// handled in one place); the splat adds into private interleaved sums that cover only the rows
-// its band's sources reach; the column sweeps of the hole fill walk all columns of a stripe
-// together, row after row, and skip the rows without holes. Rows (and stripes of columns) are the
-// parallel unit, so one image keeps every thread busy.
+// Every pass walks memory in rows. Inputs are read a row at a time (float32 rows of stride 1 in
+// place, others converted into opmath scratch, half types a vector at a time); the splat adds into
+// a private ring of interleaved sums holding only the target rows its band can still reach, and
+// finishes each target row (averages, output, the row pass of the fill) as soon as it is complete;
+// the column sweeps of the hole fill walk all columns of a stripe together, row after row,
+// carrying each column's nearest average and skipping the rows without holes. With as many
+// images as threads a task does one image's whole forward (or backward): one parallel loop; with
+// fewer, bands of rows and stripes of columns keep every thread busy.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -14,6 +16,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
+#include <limits>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -23,6 +27,13 @@
 #include "cpu/convert_rows.h"
 #include "cpu/parallel.h"
 #include "memc/flow_projection.h"
+
+// Floating-point operations may be assumed not to trap (GCC's default assumes they might, and
+// then keeps the divisions of branch-free loops such as the averages out of SIMD lanes). This
+// changes no value: the same IEEE operations are done, only the exception flags may differ.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 
 namespace memc {
 namespace {
@@ -48,10 +59,11 @@ void load_row(const Strided4d<const scalar_t>& tensor, int64_t n, int64_t c, int
   }
 }
 
+// Writes `row` (width values) into row y of channel c of image n from column x_begin on.
 template <typename scalar_t, typename opmath_t>
 void store_row(const Strided4d<scalar_t>& tensor, int64_t n, int64_t c, int64_t y, int64_t width,
-               const opmath_t* row) {
-  scalar_t* target = &tensor(n, c, y, 0);
+               const opmath_t* row, int64_t x_begin = 0) {
+  scalar_t* target = &tensor(n, c, y, x_begin);
   const int64_t step = tensor.stride_x;
   if constexpr (kIsHalfType<scalar_t>) {
     MEMC_CPU_KERNEL(float_row_to_half<scalar_t>)(row, target, step, width);
@@ -64,22 +76,113 @@ void store_row(const Strided4d<scalar_t>& tensor, int64_t n, int64_t c, int64_t 
   }
 }
 
+// Row y of channel c of image n in opmath: the tensor's own memory where it already is one (opmath
+// dtype, stride 1), else converted into `scratch` (width values).
+template <typename scalar_t, typename opmath_t>
+const opmath_t* read_row(const Strided4d<const scalar_t>& tensor, int64_t n, int64_t c, int64_t y, int64_t width,
+                         opmath_t* scratch) {
+  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+    if (tensor.stride_x == 1) {
+      return &tensor(n, c, y, 0);
+    }
+  }
+  load_row(tensor, n, c, y, width, scratch);
+  return scratch;
+}
+
+// Where to compute row y of channel c of image n in opmath: in the tensor itself where it is one
+// (opmath dtype, stride 1), else in `scratch`, which write_row then stores.
+template <typename scalar_t, typename opmath_t>
+opmath_t* row_to_write(const Strided4d<scalar_t>& tensor, int64_t n, int64_t c, int64_t y, opmath_t* scratch) {
+  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+    if (tensor.stride_x == 1) {
+      return &tensor(n, c, y, 0);
+    }
+  }
+  return scratch;
+}
+
+template <typename scalar_t, typename opmath_t>
+void write_row(const Strided4d<scalar_t>& tensor, int64_t n, int64_t c, int64_t y, int64_t width,
+               const opmath_t* row) {
+  if (static_cast<const void*>(row) != static_cast<const void*>(&tensor(n, c, y, 0))) {
+    store_row(tensor, n, c, y, width, row);
+  }
+}
+
 // A source row's flow (and weight: 1 when unweighted) in opmath.
 template <typename scalar_t, typename opmath_t>
 struct SourceRow {
-  std::vector<opmath_t> flow_x, flow_y, weight;
+  std::vector<opmath_t> scratch_x, scratch_y, scratch_weight;
+  const opmath_t *flow_x = nullptr, *flow_y = nullptr, *weight = nullptr;
 
-  explicit SourceRow(int64_t width) : flow_x(width), flow_y(width), weight(width, opmath_t(1)) {}
+  explicit SourceRow(int64_t width) : scratch_x(width), scratch_y(width), scratch_weight(width, opmath_t(1)) {
+    weight = scratch_weight.data();
+  }
 
   void load(const Strided4d<const scalar_t>& flow, const Strided4d<const scalar_t>& weights, bool weighted,
             int64_t n, int64_t y, int64_t width) {
-    load_row(flow, n, 0, y, width, flow_x.data());
-    load_row(flow, n, 1, y, width, flow_y.data());
+    flow_x = read_row(flow, n, 0, y, width, scratch_x.data());
+    flow_y = read_row(flow, n, 1, y, width, scratch_y.data());
     if (weighted) {
-      load_row(weights, n, 0, y, width, weight.data());
+      weight = read_row(weights, n, 0, y, width, scratch_weight.data());
     }
   }
 };
+
+// A cell's kCellValues sums, added to or gathered as one SIMD vector where GCC's vector extension
+// gives one (float: one 128-bit add); elsewhere element by element. The same sums either way: lane
+// k holds the sums of value k, in the same order.
+template <typename T>
+struct CellValues {
+  T values[kCellValues];
+};
+
+template <typename T>
+C10_ALWAYS_INLINE CellValues<T> make_cell(T x, T y, T share) {
+  return {{x, y, share, T(0)}};
+}
+
+template <typename T>
+C10_ALWAYS_INLINE void add_to_cell(T* cell, const CellValues<T>& cell_values) {
+  for (int k = 0; k < kCellValues; ++k) {
+    cell[k] += cell_values.values[k];
+  }
+}
+
+// sums[k] = ((0 + a[k]) + b[k]) + c[k]) + d[k]: source_gradient's order.
+template <typename T>
+C10_ALWAYS_INLINE void sum_cells(const T* a, const T* b, const T* c, const T* d, T* sums) {
+  for (int k = 0; k < kCellValues; ++k) {
+    sums[k] = T(0) + a[k] + b[k] + c[k] + d[k];
+  }
+}
+
+#if defined(__GNUC__)
+typedef float FloatCell __attribute__((vector_size(kCellValues * sizeof(float))));
+
+// Built in registers: a vector loaded from an array just written element by element would wait
+// for those stores (a failed store-to-load forwarding on every source).
+C10_ALWAYS_INLINE FloatCell make_cell(float x, float y, float share) {
+  return FloatCell{x, y, share, 0.0f};
+}
+
+C10_ALWAYS_INLINE FloatCell load_cell(const float* cell) {
+  FloatCell values;
+  std::memcpy(&values, cell, sizeof values);
+  return values;
+}
+
+C10_ALWAYS_INLINE void add_to_cell(float* cell, FloatCell values) {
+  const FloatCell sum = load_cell(cell) + values;
+  std::memcpy(cell, &sum, sizeof sum);
+}
+
+C10_ALWAYS_INLINE void sum_cells(const float* a, const float* b, const float* c, const float* d, float* sums) {
+  const FloatCell sum = FloatCell{} + load_cell(a) + load_cell(b) + load_cell(c) + load_cell(d);
+  std::memcpy(sums, &sum, sizeof sum);
+}
+#endif
 
 // Calls f(begin, end) over ranges of the batch's rows (image-major), in parallel.
 template <typename F>
@@ -119,6 +222,273 @@ struct ProjectedRows {
   T* total(int64_t n, int64_t y) const { return data + ((n * 3 + kTotalWeightChannel) * height + y) * width; }
 };
 
+// One row of a column sweep of the hole fill (ForwardPass::sweep_columns) for float, four columns
+// at a time in SIMD lanes (GCC's vector extension): add_fill_neighbour and finish_fill computed
+// lane by lane, the same operations on the same values (tested bit for bit against the
+// definition in float32). Returns how many columns it did (a multiple of four); the scalar loop
+// does the rest. Elsewhere than GCC and Clang it does none.
+template <bool finish>
+int64_t sweep_row_in_lanes(float* row_x, float* row_y, float* row_total, float* near_x, float* near_y, float* found,
+                           int64_t columns) {
+#if defined(__GNUC__)
+  typedef float Lanes __attribute__((vector_size(16)));
+  constexpr int64_t kLanes = 4;
+  auto load = [](const float* p) {
+    Lanes v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
+  auto store = [](float* p, Lanes v) { std::memcpy(p, &v, sizeof v); };
+  const Lanes zero{}, one = zero + 1.0f;
+  int64_t i = 0;
+  for (; i + kLanes <= columns; i += kLanes) {
+    const Lanes x = load(row_x + i), y = load(row_y + i), total = load(row_total + i);
+    const Lanes neighbour_x = load(near_x + i), neighbour_y = load(near_y + i), passed = load(found + i);
+    const auto received = total > zero;  // is_received
+    const auto add = ~received & (passed > zero);
+    // add_fill_neighbour
+    Lanes hole_x = add ? x + neighbour_x : x;
+    Lanes hole_y = add ? y + neighbour_y : y;
+    Lanes hole_total = add ? total - one : total;
+    if constexpr (finish) {  // finish_fill
+      const Lanes count = -hole_total;
+      const auto any = count > zero;
+      const Lanes divisor = any ? count : one;
+      hole_x = any ? hole_x / divisor : zero;
+      hole_y = any ? hole_y / divisor : zero;
+    }
+    store(near_x + i, received ? x : neighbour_x);
+    store(near_y + i, received ? y : neighbour_y);
+    store(found + i, received ? one : passed);
+    store(row_x + i, received ? x : hole_x);
+    store(row_y + i, received ? y : hole_y);
+    store(row_total + i, received ? total : hole_total);
+  }
+  return i;
+#else
+  return 0;
+#endif
+}
+
+// The target rows [first, last] a source row's splat reaches (first > last: none).
+struct RowSpan {
+  int64_t first = std::numeric_limits<int64_t>::max(), last = -1;
+
+  bool empty() const { return first > last; }
+};
+
+// The forward's inputs and outputs, and its per-row bookkeeping.
+template <typename scalar_t, typename opmath_t>
+struct ForwardPass {
+  Strided4d<const scalar_t> flow, weight;
+  Strided4d<scalar_t> output;
+  ProjectedRows<opmath_t> rows;
+  bool weighted, fill_holes, fill_from_below;
+  int64_t batch, height, width;
+  int64_t* hole_count;  // per row of the batch: its holes before filling
+
+  // spans[i]: the target rows of source row y_begin + i of image n.
+  void find_spans(int64_t n, int64_t y_begin, int64_t y_end, RowSpan* spans, std::vector<opmath_t>& scratch) const {
+    scratch.resize(width);
+    for (int64_t y = y_begin; y < y_end; ++y) {
+      const opmath_t* flow_y = read_row(flow, n, 1, y, width, scratch.data());
+      RowSpan span;
+      for (int64_t x = 0; x < width; ++x) {
+        widen_target_rows(y, flow_y[x], height, span.first, span.last);
+      }
+      spans[y - y_begin] = span;
+    }
+  }
+
+  // Row r of image n from its interleaved sums (kCellValues per pixel): the averages and totals in
+  // `projected`, the output (0 at holes), the hole count and the row pass of the fill.
+  void finish_row(int64_t n, int64_t r, const opmath_t* sums) const {
+    opmath_t* const row_x = rows.x(n, r);
+    opmath_t* const row_y = rows.y(n, r);
+    opmath_t* const row_total = rows.total(n, r);
+    for (int64_t x = 0; x < width; ++x) {
+      const opmath_t* cell = sums + x * kCellValues;
+      const ProjectedPixel<opmath_t> pixel = average_pixel(cell[0], cell[1], cell[2]);
+      row_x[x] = pixel.x;
+      row_y[x] = pixel.y;
+      row_total[x] = pixel.total;
+    }
+    int64_t received = 0;
+    for (int64_t x = 0; x < width; ++x) {
+      received += is_received(row_total[x]) ? 1 : 0;
+    }
+    finish_row_pass(n, r, width - received);
+  }
+
+  // A row nothing reached: all holes.
+  void finish_empty_row(int64_t n, int64_t r) const {
+    std::fill_n(rows.x(n, r), width, opmath_t(0));
+    std::fill_n(rows.y(n, r), width, opmath_t(0));
+    std::fill_n(rows.total(n, r), width, opmath_t(0));
+    finish_row_pass(n, r, width);
+  }
+
+  void finish_row_pass(int64_t n, int64_t r, int64_t holes) const {
+    // Holes are written as 0 here; with filling the last column sweep writes their values.
+    store_row(output, n, 0, r, width, rows.x(n, r));
+    store_row(output, n, 1, r, width, rows.y(n, r));
+    hole_count[n * height + r] = holes;
+    if (fill_holes && holes > 0) {
+      fill_row_from_sides(rows.x(n, r), rows.y(n, r), rows.total(n, r), width);
+    }
+  }
+
+  // The splat of source rows [y_begin, y_end) of image n (their target rows: spans), into a ring
+  // of interleaved sums that holds only the target rows still open: a target row is handed to
+  // done(r, sums) once no later source row of the band reaches it, every row in
+  // [first target row, last target row] in order. For smooth flows the ring holds a few rows and
+  // stays in cache; a flow that sends every row anywhere needs all of them.
+  template <typename Done>
+  void splat_band(int64_t n, int64_t y_begin, int64_t y_end, const RowSpan* spans, SourceRow<scalar_t, opmath_t>& source,
+                  std::vector<opmath_t>& ring, std::vector<opmath_t*>& row_table, const Done& done) const {
+    constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+    const int64_t count = y_end - y_begin;
+    std::vector<int64_t> later_first(count + 1, kNone);  // the first target row of source rows i and after
+    for (int64_t i = count - 1; i >= 0; --i) {
+      later_first[i] = std::min(later_first[i + 1], spans[i].empty() ? kNone : spans[i].first);
+    }
+    const int64_t first = later_first[0];
+    if (first == kNone) {
+      return;
+    }
+    int64_t last = -1, capacity = 1;  // capacity: the most target rows open at once
+    for (int64_t i = 0; i < count; ++i) {
+      if (!spans[i].empty()) {
+        last = std::max(last, spans[i].last);
+        capacity = std::max(capacity, last - later_first[i] + 1);
+      }
+    }
+    // Each ring row has a spare cell after the last column and the ring a spare row: there a
+    // source at the last column or row sends the nominal cells that clamping merged into others
+    // (whose share its merged cells already carry), so that every source makes four adds.
+    const int64_t row_values = (width + 1) * kCellValues;
+    ring.resize((capacity + 1) * row_values);
+    row_table.resize(last - first + 2);
+    for (int64_t r = first; r <= last; ++r) {
+      row_table[r - first] = ring.data() + (r - first) % capacity * row_values;
+    }
+    row_table[last + 1 - first] = ring.data() + capacity * row_values;  // the row below row H - 1
+    opmath_t* const* const table = row_table.data() - first;  // table[r]: target row r's sums
+    int64_t next_zero = first, next_done = first;
+    auto finish_rows_before = [&](int64_t limit) {
+      for (; next_done < limit; ++next_done) {
+        if (next_done == next_zero) {  // a row no source reaches
+          std::fill_n(table[next_zero++], row_values, opmath_t(0));
+        }
+        done(next_done, table[next_done]);
+      }
+    };
+    for (int64_t i = 0; i < count; ++i) {
+      finish_rows_before(std::min(later_first[i], last + 1));
+      if (spans[i].empty()) {
+        continue;
+      }
+      for (; next_zero <= spans[i].last; ++next_zero) {
+        std::fill_n(table[next_zero], row_values, opmath_t(0));
+      }
+      const int64_t y = y_begin + i;
+      source.load(flow, weight, weighted, n, y, width);
+      for (int64_t x = 0; x < width; ++x) {
+        const SourceSplat<opmath_t> splat =
+            source_splat(y, x, source.flow_x[x], source.flow_y[x], source.weight[x], height, width);
+        if (!splat.cells.projected) {
+          continue;
+        }
+        // The four cells in splat_source's order; each receives this source's one add.
+        const auto values = make_cell(splat.value_x, splat.value_y, splat.share);
+        const int64_t column = splat.cells.cols[0] * kCellValues;
+        opmath_t* const top = table[splat.cells.rows[0]] + column;
+        opmath_t* const bottom = table[splat.cells.rows[0] + 1] + column;
+        add_to_cell(top, values);
+        add_to_cell(top + kCellValues, values);
+        add_to_cell(bottom, values);
+        add_to_cell(bottom + kCellValues, values);
+      }
+    }
+    finish_rows_before(last + 1);
+  }
+
+  // The averages of the nearest received pixel passed in each column of a stripe, and 1 where
+  // there is one (0 before the first).
+  struct Nearest {
+    std::vector<opmath_t> x, y, found;
+  };
+
+  // One column sweep of the hole fill over columns [x_begin, x_end) of image n: each hole gains the
+  // average of its nearest received pixel below (step -1: the sweep runs upwards) or above (step +1:
+  // downwards), and with `finish` (the last sweep) its final value and output. The sweep carries
+  // each column's nearest average along (no lookups of other rows) and its loop has no branches,
+  // so that the compiler runs it in SIMD lanes; rows without holes are skipped, the last one
+  // passed becoming every column's nearest.
+  template <bool finish>
+  void sweep_columns(int64_t n, int64_t x_begin, int64_t x_end, int64_t step, Nearest& nearest) const {
+    const int64_t columns = x_end - x_begin;
+    const int64_t* const holes = hole_count + n * height;
+    nearest.x.assign(columns, opmath_t(0));
+    nearest.y.assign(columns, opmath_t(0));
+    nearest.found.assign(columns, opmath_t(0));
+    opmath_t *near_x = nearest.x.data(), *near_y = nearest.y.data(), *found = nearest.found.data();
+    int64_t full_row = -1;  // a row without holes passed since the last row with holes
+    for (int64_t y = step > 0 ? 0 : height - 1; y >= 0 && y < height; y += step) {
+      if (holes[y] == 0) {
+        full_row = y;
+        continue;
+      }
+      if (full_row >= 0) {
+        std::copy_n(rows.x(n, full_row) + x_begin, columns, near_x);
+        std::copy_n(rows.y(n, full_row) + x_begin, columns, near_y);
+        std::fill_n(found, columns, opmath_t(1));
+        full_row = -1;
+      }
+      opmath_t* const row_x = rows.x(n, y) + x_begin;
+      opmath_t* const row_y = rows.y(n, y) + x_begin;
+      opmath_t* const row_total = rows.total(n, y) + x_begin;
+      int64_t i = 0;
+      if constexpr (std::is_same_v<opmath_t, float>) {
+        i = sweep_row_in_lanes<finish>(row_x, row_y, row_total, near_x, near_y, found, columns);
+      }
+      for (; i < columns; ++i) {
+        const opmath_t x = row_x[i], y = row_y[i], total = row_total[i], neighbour_x = near_x[i],
+                       neighbour_y = near_y[i];
+        const bool received = is_received(total);
+        opmath_t hole_x = x, hole_y = y, hole_total = total;
+        add_fill_neighbour(hole_x, hole_y, hole_total, neighbour_x, neighbour_y);
+        const bool add = !received & (found[i] > opmath_t(0));
+        hole_x = add ? hole_x : x;
+        hole_y = add ? hole_y : y;
+        hole_total = add ? hole_total : total;
+        if constexpr (finish) {
+          finish_fill(hole_x, hole_y, hole_total);
+        }
+        near_x[i] = received ? x : neighbour_x;
+        near_y[i] = received ? y : neighbour_y;
+        found[i] = received ? opmath_t(1) : found[i];
+        row_x[i] = received ? x : hole_x;
+        row_y[i] = received ? y : hole_y;
+        row_total[i] = received ? total : hole_total;
+      }
+      if constexpr (finish) {  // the received pixels' outputs are rewritten with the values they have
+        store_row(output, n, 0, y, columns, row_x, x_begin);
+        store_row(output, n, 1, y, columns, row_y, x_begin);
+      }
+    }
+  }
+
+  // The column sweeps: the neighbour below (upwards), then the one above (downwards).
+  void fill_columns(int64_t n, int64_t x_begin, int64_t x_end) const {
+    Nearest nearest;
+    if (fill_from_below) {
+      sweep_columns<false>(n, x_begin, x_end, -1, nearest);
+    }
+    sweep_columns<true>(n, x_begin, x_end, +1, nearest);
+  }
+};
+
 std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, const std::optional<at::Tensor>& weight,
                                                        bool fill_holes, bool fill_from_below) {
   check_flow_projection_inputs("flow_projection", flow, weight);
@@ -130,173 +500,144 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
     return {output, at::zeros({batch, 3, height, width}, flow.options().dtype(opmath_dtype))};
   }
   at::Tensor projected = at::empty({batch, 3, height, width}, flow.options().dtype(opmath_dtype));
-  // A source can land anywhere in its image: the splat runs in bands of source rows per image, each
-  // adding into its band's private sums (see scatter_bands), summed in band order. A band's sums
-  // cover only the rows its sources reach: for the usual, smooth flows one image's worth in all.
+  std::vector<int64_t> hole_count(batch * height, 0);
+  // A source can land anywhere in its image: the splat runs in bands of source rows, each adding
+  // into its own sums (see scatter_bands). With as many images as threads a band is a whole image,
+  // and one task does all of that image's work: one parallel loop in all.
   const int64_t bands = scatter_bands(batch, height);
-  const int64_t tasks = batch * bands;
-  auto band_rows = [&](int64_t band) {
-    return std::pair<int64_t, int64_t>{band * height / bands, (band + 1) * height / bands};
-  };
-  std::vector<int64_t> first_row(tasks, height), last_row(tasks, -1), hole_count(batch * height, 0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    const auto flow_view = view4d<const scalar_t>(flow);
-    const auto weight_view = optional_view4d<const scalar_t>(weight);
-    const auto output_view = view4d<scalar_t>(output);
-    const ProjectedRows<opmath_t> rows{projected.data_ptr<opmath_t>(), height, width};
-
-    // 1. The target rows each band reaches.
-    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<opmath_t> flow_y(width);
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t n = task / bands;
-        const auto [y_begin, y_end] = band_rows(task % bands);
-        for (int64_t y = y_begin; y < y_end; ++y) {
-          load_row(flow_view, n, 1, y, width, flow_y.data());
-          for (int64_t x = 0; x < width; ++x) {
-            widen_target_rows(y, flow_y[x], height, first_row[task], last_row[task]);
+    const ForwardPass<scalar_t, opmath_t> pass{view4d<const scalar_t>(flow),
+                                               optional_view4d<const scalar_t>(weight),
+                                               view4d<scalar_t>(output),
+                                               {projected.data_ptr<opmath_t>(), height, width},
+                                               weighted,
+                                               fill_holes,
+                                               fill_from_below,
+                                               batch,
+                                               height,
+                                               width,
+                                               hole_count.data()};
+    if (bands == 1) {
+      at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+        SourceRow<scalar_t, opmath_t> source(width);
+        std::vector<opmath_t> scratch, ring;
+        std::vector<opmath_t*> row_table;
+        std::vector<RowSpan> spans(height);
+        for (int64_t n = begin; n < end; ++n) {
+          pass.find_spans(n, 0, height, spans.data(), scratch);
+          int64_t next = 0;  // rows before it are finished
+          pass.splat_band(n, 0, height, spans.data(), source, ring, row_table, [&](int64_t r, const opmath_t* sums) {
+            for (; next < r; ++next) {
+              pass.finish_empty_row(n, next);
+            }
+            pass.finish_row(n, r, sums);
+            ++next;
+          });
+          for (; next < height; ++next) {
+            pass.finish_empty_row(n, next);
+          }
+          if (fill_holes) {
+            pass.fill_columns(n, 0, width);
           }
         }
-      }
-    });
-    std::vector<int64_t> offset(tasks + 1, 0);
-    for (int64_t task = 0; task < tasks; ++task) {
-      offset[task + 1] = offset[task] + std::max<int64_t>(0, last_row[task] - first_row[task] + 1) * width * kCellValues;
-    }
-    // One allocation made here, not per task: the allocator recycles it from call to call.
-    at::Tensor band_sums = at::empty({offset[tasks]}, flow.options().dtype(opmath_dtype));
-    opmath_t* const sums = band_sums.data_ptr<opmath_t>();
-
-    // 2. The splat: interleaved (x, y, total) sums per cell, so a source's four cells are two
-    // short runs of memory.
-    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-      SourceRow<scalar_t, opmath_t> source(width);
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t n = task / bands;
-        opmath_t* const own = sums + offset[task];
-        std::fill(own, sums + offset[task + 1], opmath_t(0));
-        const int64_t first = first_row[task];
-        auto add = [&](int64_t row, int64_t col, opmath_t value_x, opmath_t value_y, opmath_t share) {
-          opmath_t* cell = own + ((row - first) * width + col) * kCellValues;
-          cell[0] += value_x;
-          cell[1] += value_y;
-          cell[2] += share;
-        };
-        const auto [y_begin, y_end] = band_rows(task % bands);
-        for (int64_t y = y_begin; y < y_end; ++y) {
-          source.load(flow_view, weight_view, weighted, n, y, width);
-          for (int64_t x = 0; x < width; ++x) {
-            splat_source(y, x, source.flow_x[x], source.flow_y[x], source.weight[x], height, width, add);
-          }
-        }
-      }
-    });
-
-    // 3. Per row: the bands' sums in band order, the averages, the output, the row pass of the fill.
-    for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t n = row / height, y = row % height;
-        opmath_t* const row_x = rows.x(n, y);
-        opmath_t* const row_y = rows.y(n, y);
-        opmath_t* const row_total = rows.total(n, y);
-        bool any_band = false;
-        for (int64_t band = 0; band < bands; ++band) {
-          const int64_t task = n * bands + band;
-          if (y < first_row[task] || y > last_row[task]) {
-            continue;
-          }
-          const opmath_t* cell = sums + offset[task] + (y - first_row[task]) * width * kCellValues;
-          for (int64_t x = 0; x < width; ++x, cell += kCellValues) {
-            row_x[x] = any_band ? row_x[x] + cell[0] : cell[0];
-            row_y[x] = any_band ? row_y[x] + cell[1] : cell[1];
-            row_total[x] = any_band ? row_total[x] + cell[2] : cell[2];
-          }
-          any_band = true;
-        }
-        int64_t holes = width;
-        if (any_band) {
-          // Separate loops without branches: the compiler runs them in SIMD lanes.
-          for (int64_t x = 0; x < width; ++x) {
-            const ProjectedPixel<opmath_t> pixel = average_pixel(row_x[x], row_y[x], row_total[x]);
-            row_x[x] = pixel.x;
-            row_y[x] = pixel.y;
-            row_total[x] = pixel.total;
-          }
-          int64_t received = 0;
-          for (int64_t x = 0; x < width; ++x) {
-            received += is_received(row_total[x]) ? 1 : 0;
-          }
-          holes = width - received;
-        } else {
-          std::fill(row_x, row_x + width, opmath_t(0));
-          std::fill(row_y, row_y + width, opmath_t(0));
-          std::fill(row_total, row_total + width, opmath_t(0));
-        }
-        // Holes are written as 0 here; with filling the column sweep writes their values.
-        store_row(output_view, n, 0, y, width, row_x);
-        store_row(output_view, n, 1, y, width, row_y);
-        hole_count[row] = holes;
-        if (fill_holes && holes > 0) {
-          fill_row_from_sides(row_x, row_y, row_total, width);
-        }
-      }
-    });
-    if (!fill_holes) {
+      });
       return;
     }
 
-    // 4. The column sweeps: the neighbour below (upwards), then the one above (downwards), which
-    // also finishes each hole. Rows without holes only move the nearest received row.
-    for_each_column_stripe(batch, width, [&](int64_t n, int64_t x_begin, int64_t x_end) {
-      const int64_t* const holes = hole_count.data() + n * height;
-      std::vector<int64_t> nearest(x_end - x_begin);
-      if (fill_from_below) {
-        std::fill(nearest.begin(), nearest.end(), height);
-        int64_t last_full_row = height;
-        for (int64_t y = height - 1; y >= 0; --y) {
-          if (holes[y] == 0) {
-            last_full_row = y;
-            continue;
-          }
-          opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y), *row_total = rows.total(n, y);
-          for (int64_t x = x_begin; x < x_end; ++x) {
-            int64_t& below = nearest[x - x_begin];
-            if (is_received(row_total[x])) {
-              below = y;
-              continue;
-            }
-            const int64_t neighbour = std::min(below, last_full_row);
-            if (neighbour < height) {
-              add_fill_neighbour(row_x[x], row_y[x], row_total[x], rows.x(n, neighbour)[x], rows.y(n, neighbour)[x]);
-            }
-          }
-        }
-      }
-      std::fill(nearest.begin(), nearest.end(), -1);
-      int64_t last_full_row = -1;
-      for (int64_t y = 0; y < height; ++y) {
-        if (holes[y] == 0) {
-          last_full_row = y;
-          continue;
-        }
-        opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y), *row_total = rows.total(n, y);
-        for (int64_t x = x_begin; x < x_end; ++x) {
-          int64_t& above = nearest[x - x_begin];
-          if (is_received(row_total[x])) {
-            above = y;
-            continue;
-          }
-          const int64_t neighbour = std::max(above, last_full_row);
-          if (neighbour >= 0) {
-            add_fill_neighbour(row_x[x], row_y[x], row_total[x], rows.x(n, neighbour)[x], rows.y(n, neighbour)[x]);
-          }
-          finish_fill(row_x[x], row_y[x], row_total[x]);
-          output_view(n, 0, y, x) = static_cast<scalar_t>(row_x[x]);
-          output_view(n, 1, y, x) = static_cast<scalar_t>(row_y[x]);
+    // Fewer images than threads: several bands per image. A target row that only one band reaches
+    // is finished by that band; the others (reached by several or none) after all bands, summing
+    // the bands' sums in band order.
+    const int64_t tasks = batch * bands;
+    auto band_rows = [&](int64_t band) {
+      return std::pair<int64_t, int64_t>{band * height / bands, (band + 1) * height / bands};
+    };
+    std::vector<RowSpan> spans(batch * height), band_span(tasks);
+    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<opmath_t> scratch;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t n = task / bands;
+        const auto [y_begin, y_end] = band_rows(task % bands);
+        pass.find_spans(n, y_begin, y_end, spans.data() + n * height + y_begin, scratch);
+        for (int64_t y = y_begin; y < y_end; ++y) {
+          const RowSpan& span = spans[n * height + y];
+          band_span[task].first = std::min(band_span[task].first, span.first);
+          band_span[task].last = std::max(band_span[task].last, span.last);
         }
       }
     });
+    // Per target row: how many bands reach it; per band, a slot for each row it shares.
+    std::vector<int64_t> reach(batch * height, 0), shared_slot(batch * height * bands, -1), slot_offset(tasks + 1, 0);
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t n = task / bands;
+      for (int64_t r = band_span[task].first; r <= band_span[task].last; ++r) {
+        ++reach[n * height + r];
+      }
+    }
+    std::vector<int64_t> leftover_rows;  // (n * height + r) of the rows finished after the bands
+    for (int64_t row = 0; row < batch * height; ++row) {
+      if (reach[row] != 1) {
+        leftover_rows.push_back(row);
+      }
+    }
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t n = task / bands;
+      int64_t slots = 0;
+      for (int64_t r = band_span[task].first; r <= band_span[task].last; ++r) {
+        if (reach[n * height + r] > 1) {
+          shared_slot[(n * height + r) * bands + task % bands] = slots++;
+        }
+      }
+      slot_offset[task + 1] = slot_offset[task] + slots * width * kCellValues;
+    }
+    at::Tensor shared_sums = at::empty({slot_offset[tasks]}, flow.options().dtype(opmath_dtype));
+    opmath_t* const shared = shared_sums.data_ptr<opmath_t>();
+    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+      SourceRow<scalar_t, opmath_t> source(width);
+      std::vector<opmath_t> ring;
+      std::vector<opmath_t*> row_table;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t n = task / bands, band = task % bands;
+        const auto [y_begin, y_end] = band_rows(band);
+        pass.splat_band(n, y_begin, y_end, spans.data() + n * height + y_begin, source, ring, row_table,
+                        [&](int64_t r, const opmath_t* sums) {
+                          const int64_t slot = shared_slot[(n * height + r) * bands + band];
+                          if (slot < 0) {
+                            pass.finish_row(n, r, sums);
+                          } else {
+                            std::copy_n(sums, width * kCellValues, shared + slot_offset[task] + slot * width * kCellValues);
+                          }
+                        });
+      }
+    });
+    at::parallel_for(0, static_cast<int64_t>(leftover_rows.size()), lines_per_task(width), [&](int64_t begin, int64_t end) {
+      std::vector<opmath_t> sums(width * kCellValues);
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t row = leftover_rows[i], n = row / height, r = row % height;
+        bool any_band = false;
+        for (int64_t band = 0; band < bands; ++band) {
+          const int64_t slot = shared_slot[row * bands + band];
+          if (slot < 0) {
+            continue;
+          }
+          const opmath_t* band_sums = shared + slot_offset[n * bands + band] + slot * width * kCellValues;
+          for (int64_t k = 0; k < width * kCellValues; ++k) {
+            sums[k] = any_band ? sums[k] + band_sums[k] : band_sums[k];
+          }
+          any_band = true;
+        }
+        if (any_band) {
+          pass.finish_row(n, r, sums.data());
+        } else {
+          pass.finish_empty_row(n, r);
+        }
+      }
+    });
+    if (fill_holes) {
+      for_each_column_stripe(batch, width, [&](int64_t n, int64_t x_begin, int64_t x_end) {
+        pass.fill_columns(n, x_begin, x_end);
+      });
+    }
   });
   return {output, projected};
 }
@@ -333,91 +674,87 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       }
     };
 
+    // Per thread: a source row and rows of gradients in opmath.
+    struct Scratch {
+      SourceRow<scalar_t, opmath_t> source;
+      std::vector<opmath_t> x, y, w;
+      explicit Scratch(int64_t width) : source(width), x(width), y(width), w(width) {}
+    };
+
     // 1. Per row: the output gradient, plus the shares of the row's holes.
-    for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
-      std::vector<opmath_t> grad_x(width), grad_y(width);
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t n = row / height, y = row % height;
-        load_row(grad_output_view, n, 0, y, width, grad_x.data());
-        load_row(grad_output_view, n, 1, y, width, grad_y.data());
-        opmath_t* cell = cells_row(n, y);
-        for (int64_t x = 0; x < width; ++x) {
-          cell[x * kCellValues] = grad_x[x];
-          cell[x * kCellValues + 1] = grad_y[x];
-        }
-        if (!fill_holes) {
-          cell_gradients_of_row(n, y);
+    auto output_gradient_row = [&](int64_t n, int64_t y, Scratch& scratch) {
+      const opmath_t* grad_row_x = read_row(grad_output_view, n, 0, y, width, scratch.x.data());
+      const opmath_t* grad_row_y = read_row(grad_output_view, n, 1, y, width, scratch.y.data());
+      opmath_t* cell = cells_row(n, y);
+      for (int64_t x = 0; x < width; ++x) {
+        cell[x * kCellValues] = grad_row_x[x];
+        cell[x * kCellValues + 1] = grad_row_y[x];
+      }
+      if (!fill_holes) {
+        cell_gradients_of_row(n, y);
+        return;
+      }
+      const opmath_t* row_total = rows.total(n, y);
+      int64_t holes = 0;
+      for (int64_t x = 0; x < width; ++x) {
+        holes += !is_received(row_total[x]);
+      }
+      hole_count[n * height + y] = holes;
+      if (holes > 0) {
+        share_row_gradients(cell, row_total, width);
+      }
+    };
+
+    // 2. The column sweep (downwards) over a stripe of columns: the shares of each run of holes go
+    // to the received pixels above and (with fill_from_below) below it. Rows without holes end
+    // every pending run.
+    auto share_columns = [&](int64_t n, int64_t x_begin, int64_t x_end) {
+      const int64_t* const holes = hole_count.data() + n * height;
+      std::vector<ColumnShares<opmath_t>> columns(x_end - x_begin);
+      for (auto& column : columns) {
+        column.start();
+      }
+      int64_t last_full_row = -1;
+      bool any_pending = false;
+      auto end_run = [&](ColumnShares<opmath_t>& column, int64_t x, int64_t below) {
+        const int64_t above = std::max(column.above, last_full_row);
+        column.end_run(above >= 0 ? cells_row(n, above) + x * kCellValues : nullptr,
+                       below >= 0 ? cells_row(n, below) + x * kCellValues : nullptr, fill_from_below);
+      };
+      for (int64_t y = 0; y < height; ++y) {
+        if (holes[y] == 0) {
+          if (any_pending) {
+            for (int64_t x = x_begin; x < x_end; ++x) {
+              if (columns[x - x_begin].pending) {
+                end_run(columns[x - x_begin], x, y);
+              }
+            }
+            any_pending = false;
+          }
+          last_full_row = y;
           continue;
         }
         const opmath_t* row_total = rows.total(n, y);
-        int64_t holes = 0;
-        for (int64_t x = 0; x < width; ++x) {
-          holes += !is_received(row_total[x]);
-        }
-        hole_count[row] = holes;
-        if (holes > 0) {
-          share_row_gradients(cell, row_total, width);
+        opmath_t* cell = cells_row(n, y);
+        for (int64_t x = x_begin; x < x_end; ++x) {
+          ColumnShares<opmath_t>& column = columns[x - x_begin];
+          if (is_received(row_total[x])) {
+            if (column.pending) {
+              end_run(column, x, y);
+            }
+            column.above = y;
+          } else {
+            column.hole(cell + x * kCellValues, row_total[x]);
+            any_pending = true;
+          }
         }
       }
-    });
-
-    if (fill_holes) {
-      // 2. The column sweep (downwards): the shares of each run of holes go to the received pixels
-      // above and (with fill_from_below) below it. Rows without holes end every pending run.
-      for_each_column_stripe(batch, width, [&](int64_t n, int64_t x_begin, int64_t x_end) {
-        const int64_t* const holes = hole_count.data() + n * height;
-        std::vector<ColumnShares<opmath_t>> columns(x_end - x_begin);
-        for (auto& column : columns) {
-          column.start();
+      for (int64_t x = x_begin; x < x_end; ++x) {
+        if (columns[x - x_begin].pending) {
+          end_run(columns[x - x_begin], x, -1);
         }
-        int64_t last_full_row = -1;
-        bool any_pending = false;
-        auto end_run = [&](ColumnShares<opmath_t>& column, int64_t x, int64_t below) {
-          const int64_t above = std::max(column.above, last_full_row);
-          column.end_run(above >= 0 ? cells_row(n, above) + x * kCellValues : nullptr,
-                         below >= 0 ? cells_row(n, below) + x * kCellValues : nullptr, fill_from_below);
-        };
-        for (int64_t y = 0; y < height; ++y) {
-          if (holes[y] == 0) {
-            if (any_pending) {
-              for (int64_t x = x_begin; x < x_end; ++x) {
-                if (columns[x - x_begin].pending) {
-                  end_run(columns[x - x_begin], x, y);
-                }
-              }
-              any_pending = false;
-            }
-            last_full_row = y;
-            continue;
-          }
-          const opmath_t* row_total = rows.total(n, y);
-          opmath_t* cell = cells_row(n, y);
-          for (int64_t x = x_begin; x < x_end; ++x) {
-            ColumnShares<opmath_t>& column = columns[x - x_begin];
-            if (is_received(row_total[x])) {
-              if (column.pending) {
-                end_run(column, x, y);
-              }
-              column.above = y;
-            } else {
-              column.hole(cell + x * kCellValues, row_total[x]);
-              any_pending = true;
-            }
-          }
-        }
-        for (int64_t x = x_begin; x < x_end; ++x) {
-          if (columns[x - x_begin].pending) {
-            end_run(columns[x - x_begin], x, -1);
-          }
-        }
-      });
-      // 3. Per row: p and q of each cell.
-      for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-          cell_gradients_of_row(row / height, row % height);
-        }
-      });
-    }
+      }
+    };
 
     // 4. Per source row: the gather over each source's cells.
     const auto flow_view = view4d<const scalar_t>(flow);
@@ -426,30 +763,84 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
                                                                     : std::nullopt);
     const auto grad_weight_view = optional_view4d<scalar_t>(want_weight ? std::optional<at::Tensor>(grad_weight)
                                                                         : std::nullopt);
-    for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
-      SourceRow<scalar_t, opmath_t> source(width);
-      std::vector<opmath_t> grad_x(width), grad_y(width), grad_w(width);
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t n = row / height, y = row % height;
-        source.load(flow_view, weight_view, weighted, n, y, width);
-        const opmath_t* image_cells = cells_row(n, 0);
-        for (int64_t x = 0; x < width; ++x) {
-          const SourceGradient<opmath_t> gradient =
-              source_gradient(y, x, source.flow_x[x], source.flow_y[x], source.weight[x], height, width, image_cells,
-                              row_values);
-          grad_x[x] = gradient.flow_x;
-          grad_y[x] = gradient.flow_y;
-          grad_w[x] = gradient.weight;
+    const opmath_t zero_cell[kCellValues] = {};
+    auto gradient_row = [&](int64_t n, int64_t y, Scratch& scratch) {
+      SourceRow<scalar_t, opmath_t>& source = scratch.source;
+      source.load(flow_view, weight_view, weighted, n, y, width);
+      const opmath_t* image_cells = cells_row(n, 0);
+      opmath_t* const row_x = want_flow ? row_to_write(grad_flow_view, n, 0, y, scratch.x.data()) : scratch.x.data();
+      opmath_t* const row_y = want_flow ? row_to_write(grad_flow_view, n, 1, y, scratch.y.data()) : scratch.y.data();
+      opmath_t* const row_w = want_weight ? row_to_write(grad_weight_view, n, 0, y, scratch.w.data()) : scratch.w.data();
+      for (int64_t x = 0; x < width; ++x) {
+        const opmath_t flow_x = source.flow_x[x], flow_y = source.flow_y[x], w = source.weight[x];
+        const ProjectionCells target = locate_projection(y, x, flow_y, flow_x, w, height, width);
+        SourceGradient<opmath_t> gradient{opmath_t(0), opmath_t(0), opmath_t(0)};
+        if (target.projected) {
+          // source_gradient's sums, a cell at a time (absent cells: zeros, which change no sum).
+          // (Which cells exist follows from the first cell's row and column: testing the counts
+          // instead made GCC read both as one word just written as two, a stalled load.)
+          const int64_t row = target.rows[0], column = target.cols[0];
+          const bool has_right = column + 1 < width, has_below = row + 1 < height;
+          const opmath_t* first = image_cells + row * row_values + column * kCellValues;
+          const opmath_t* right = has_right ? first + kCellValues : zero_cell;
+          const opmath_t* below = has_below ? first + row_values : zero_cell;
+          const opmath_t* below_right = has_right && has_below ? below + kCellValues : zero_cell;
+          if (!has_right) {  // the distinct cells in order: first, below
+            std::swap(right, below);
+          }
+          alignas(16) opmath_t sums[kCellValues];
+          sum_cells(first, right, below, below_right, sums);
+          gradient = source_gradient_from_sums(target, flow_x, flow_y, w, sums[0], sums[1], sums[2]);
         }
-        if (want_flow) {
-          store_row(grad_flow_view, n, 0, y, width, grad_x.data());
-          store_row(grad_flow_view, n, 1, y, width, grad_y.data());
-        }
-        if (want_weight) {
-          store_row(grad_weight_view, n, 0, y, width, grad_w.data());
-        }
+        row_x[x] = gradient.flow_x;
+        row_y[x] = gradient.flow_y;
+        row_w[x] = gradient.weight;
       }
-    });
+      if (want_flow) {
+        write_row(grad_flow_view, n, 0, y, width, row_x);
+        write_row(grad_flow_view, n, 1, y, width, row_y);
+      }
+      if (want_weight) {
+        write_row(grad_weight_view, n, 0, y, width, row_w);
+      }
+    };
+
+    if (scatter_bands(batch, height) == 1) {
+      // As many images as threads: one task does an image's whole backward (one parallel loop).
+      at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+        Scratch scratch(width);
+        for (int64_t n = begin; n < end; ++n) {
+          for (int64_t y = 0; y < height; ++y) {
+            output_gradient_row(n, y, scratch);
+          }
+          if (fill_holes) {
+            share_columns(n, 0, width);
+            for (int64_t y = 0; y < height; ++y) {
+              cell_gradients_of_row(n, y);
+            }
+          }
+          for (int64_t y = 0; y < height; ++y) {
+            gradient_row(n, y, scratch);
+          }
+        }
+      });
+      return;
+    }
+    auto for_each_row_of_batch = [&](const auto& f) {
+      for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
+        Scratch scratch(width);
+        for (int64_t row = begin; row < end; ++row) {
+          f(row / height, row % height, scratch);
+        }
+      });
+    };
+    for_each_row_of_batch(output_gradient_row);
+    if (fill_holes) {
+      for_each_column_stripe(batch, width, share_columns);
+      // 3. Per row: p and q of each cell.
+      for_each_row_of_batch([&](int64_t n, int64_t y, Scratch&) { cell_gradients_of_row(n, y); });
+    }
+    for_each_row_of_batch(gradient_row);
   });
   return {grad_flow, grad_weight};
 }

@@ -203,11 +203,15 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void add_fill_neighbour(T& hole_x, T& hole_y, 
 }
 
 // After the last sweep: the hole's sums divided by the number of neighbours found (0 without any).
+// Without branches (no neighbour: divides by 1 and drops the quotient), as average_pixel.
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void finish_fill(T& hole_x, T& hole_y, T hole_total) {
   const T found = -hole_total;
-  hole_x = found > T(0) ? hole_x / found : T(0);
-  hole_y = found > T(0) ? hole_y / found : T(0);
+  const bool any = found > T(0);
+  const T divisor = any ? found : T(1);
+  const T average_x = hole_x / divisor, average_y = hole_y / divisor;
+  hole_x = any ? average_x : T(0);
+  hole_y = any ? average_y : T(0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,7 +324,19 @@ struct SourceGradient {
   T flow_x, flow_y, weight;
 };
 
-// `cells` points at pixel (0, 0) of the source's image, rows `row_stride` values apart.
+// A projected source's gradient from the sums over its distinct cells of p_x, p_y and q.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE SourceGradient<T> source_gradient_from_sums(const ProjectionCells& target, T flow_x,
+                                                                              T flow_y, T w, T sum_x, T sum_y,
+                                                                              T sum_q) {
+  const T m = T(target.multiplicity);
+  sum_x *= m;
+  sum_y *= m;
+  return {-w * sum_x, -w * sum_y, -(flow_x * sum_x + flow_y * sum_y) - m * sum_q};
+}
+
+// `cells` points at pixel (0, 0) of the source's image, rows `row_stride` values apart; the cells
+// are summed in the order (top left, top right, bottom left, bottom right), from 0.
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE SourceGradient<T> source_gradient(int64_t y, int64_t x, T flow_x, T flow_y, T w,
                                                                     int64_t height, int64_t width, const T* cells,
@@ -348,10 +364,7 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE SourceGradient<T> source_gradient(int64_t y, i
       }
     }
   }
-  const T m = T(target.multiplicity);
-  sum_x *= m;
-  sum_y *= m;
-  return {-w * sum_x, -w * sum_y, -(flow_x * sum_x + flow_y * sum_y) - m * sum_q};
+  return source_gradient_from_sums(target, flow_x, flow_y, w, sum_x, sum_y, sum_q);
 }
 
 }  // namespace memc

@@ -343,6 +343,33 @@ def test_cpu_backward_split_into_row_bands_matches_reference(threads, batch, cha
         torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("threads", [3, 4])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_cpu_backward_row_bands_reach_the_row_that_rounding_lands_on(threads, memory_format):
+    """In float32, y + f_y rounds to y for a tiny negative f_y, so a window starts one row below
+    where y + floor(f_y) says: a middle band's copy must hold that row too (it was one row short:
+    the adds landed in the next plane's rows, or past the copy's end)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        height, width = 64, 24
+        image = torch.rand(1, 3, height, width).contiguous(memory_format=memory_format)
+        flow = torch.zeros(1, 2, height, width)
+        flow[:, 1] = -1e-6
+        kernel = torch.rand(1, 16, height, width)
+        # That row's taps have bilinear weight 0: an infinite output gradient in one column of the
+        # first plane makes them NaN, which shows where they land.
+        grad_output = torch.randn(1, 3, height, width)
+        grad_output[:, 0, :, 5] = float("inf")
+        grad_image, _, _ = torch.ops.memc.adaptive_warp_backward(grad_output, image, flow, kernel)
+        image_ref = image.detach().clone().requires_grad_()
+        adaptive_warp_reference(image_ref, flow, kernel).backward(grad_output)
+        assert torch.equal(grad_image.isnan(), image_ref.grad.isnan())
+        torch.testing.assert_close(grad_image, image_ref.grad, rtol=1e-5, atol=1e-5, equal_nan=True)
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("argument", ["image", "flow", "kernel"])
 def test_non_tensor_arguments_are_rejected_naming_the_argument(argument):
     inputs = {"image": torch.zeros(1, 3, 4, 4), "flow": torch.zeros(1, 2, 4, 4), "kernel": torch.zeros(1, 16, 4, 4)}

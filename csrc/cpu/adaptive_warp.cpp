@@ -93,7 +93,9 @@ struct ImageGradBand {
 };
 
 // The rows that the pixels of rows [first, end) can add to: their own rows (copy-through) and the
-// windows of targets y + f_y, for the f_y of warped pixels (|f_y| < H/2; NaN is not).
+// windows of targets y + f_y, for the f_y of warped pixels (|f_y| < H/2; NaN is not). The kernels
+// take floor(y + f_y) of the rounded sum, which can be one more than y + floor(f_y) (float32:
+// 40 + -1e-6 rounds to 40), never less: one row more below.
 std::pair<int64_t, int64_t> reachable_rows(const at::Tensor& flow_y, int64_t first, int64_t end, int64_t height,
                                            int kernel_size) {
   const at::Tensor band = flow_y.narrow(1, first, end - first).to(at::kDouble);
@@ -103,7 +105,7 @@ std::pair<int64_t, int64_t> reachable_rows(const at::Tensor& flow_y, int64_t fir
     const double lowest = at::where(warped, band, std::numeric_limits<double>::infinity()).min().item<double>();
     const double highest = at::where(warped, band, -std::numeric_limits<double>::infinity()).max().item<double>();
     low = std::min<int64_t>(low, first + static_cast<int64_t>(std::floor(lowest)) + 1 - kernel_size / 2);
-    high = std::max<int64_t>(high, end - 1 + static_cast<int64_t>(std::floor(highest)) + kernel_size / 2);
+    high = std::max<int64_t>(high, end - 1 + static_cast<int64_t>(std::floor(highest)) + 1 + kernel_size / 2);
   }
   return {std::max<int64_t>(low, 0), std::min<int64_t>(high, height - 1) + 1};
 }

@@ -18,13 +18,15 @@ things that make "is PID alive?" answerable from here. The next writer of the sa
 the leftovers that provably belong to a dead writer, and nothing else:
 
 - a file's, when WHERE is its own (this boot, this PID namespace) and no process PID exists;
-- a folder's, whatever its WHERE: the new writer holds the folder's claim, which every writer of
-  that folder holds while its temporary exists and which goes when its process does.
+- a folder's, likewise, and only while the new writer holds the folder's claim (which every writer
+  of that folder holds while its temporary exists).
 
-A live writer's temporary is never one of them (its PID exists, or it holds the claim). Kept, to
-be deleted by hand: a file's leftover from before a reboot or from another machine or container
-(WHERE differs: its PID cannot be checked from here), and names without PID and WHERE (written
-where the boot or the namespace cannot be read, or by older versions).
+A live writer's temporary is never one of them (its PID exists). A folder's WHERE is checked too,
+although the claim would do on a local disk: on a network or FUSE filesystem a lock may be visible
+only on the machine that took it. Kept, to be deleted by hand: leftovers from before a reboot or
+from another machine or container (WHERE differs: the PID cannot be checked from here), and names
+without PID and WHERE (written where the boot or the namespace cannot be read, or by older
+versions).
 
 Errors while writing are :class:`~memc_models.errors.UserError`s naming the target file:
 ``out.png: cannot write it (No space left on device)``.
@@ -199,13 +201,15 @@ def _alive(pid: int) -> bool:
 
 
 def _remove_leftovers(folder: str, target: str, claimed: bool = False) -> None:
-    """Removes the temporaries of ``target`` in ``folder`` that a killed writer left: a file's whose
-    WHERE is ours and whose PID is dead; with ``claimed`` (the caller holds the claim of the folder
-    ``target``), every folder's. Best effort: a failure leaves the leftover."""
+    """Removes the temporaries of ``target`` in ``folder`` that a killed writer left: those whose
+    WHERE is ours and whose PID is dead (a folder's only with ``claimed``: the caller holds the
+    claim of the folder ``target``). Best effort: a failure leaves the leftover."""
     for leftover in _temporaries(folder, target):
-        if claimed and leftover.folder:
+        if leftover.where != _where() or _alive(leftover.pid):
+            continue
+        if leftover.folder and claimed:
             shutil.rmtree(leftover.path, ignore_errors=True)
-        elif not leftover.folder and leftover.where == _where() and not _alive(leftover.pid):
+        elif not leftover.folder:
             with contextlib.suppress(OSError):
                 os.remove(leftover.path)
 

@@ -55,13 +55,6 @@ AdaptiveWarpViews<scalar_t> views_of(const at::Tensor& image, const at::Tensor& 
   return views;
 }
 
-// Calls rows(begin, end) over the B * H rows in parallel: rows are the unit, so one image also
-// keeps every thread busy.
-template <typename F>
-void parallel_rows(int64_t batch, int64_t height, int64_t width, const F& rows) {
-  at::parallel_for(0, batch * height, lines_per_task(width), rows);
-}
-
 // How the image gradient's scatter is split into tasks, each one image n, a group of its channels
 // and a band of its rows: as many tasks as threads where the batch is smaller than that. Channel
 // groups need no private copy but repeat the per-pixel work and, with few channels, split them

@@ -184,12 +184,6 @@ C10_ALWAYS_INLINE void sum_cells(const float* a, const float* b, const float* c,
 }
 #endif
 
-// Calls f(begin, end) over ranges of the batch's rows (image-major), in parallel.
-template <typename F>
-void for_row_ranges(int64_t batch, int64_t height, int64_t width, const F& f) {
-  at::parallel_for(0, batch * height, lines_per_task(width), f);
-}
-
 // Stripes of columns per image for the column sweeps: enough to give every thread work, none
 // narrower than a few cache lines.
 inline int64_t column_stripes(int64_t batch, int64_t width) {
@@ -827,7 +821,7 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       return;
     }
     auto for_each_row_of_batch = [&](const auto& f) {
-      for_row_ranges(batch, height, width, [&](int64_t begin, int64_t end) {
+      parallel_rows(batch, height, width, [&](int64_t begin, int64_t end) {
         Scratch scratch(width);
         for (int64_t row = begin; row < end; ++row) {
           f(row / height, row % height, scratch);

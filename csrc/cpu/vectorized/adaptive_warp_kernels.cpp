@@ -177,8 +177,8 @@ struct TapRuns {
 
 // Whether the taps of the pixels x0 .. x0 + count - 1 of row y, with windows `windows`, can be
 // loaded from a plane of strides (stride_y, stride_x), and how; `steps` says whether a step of
-// one row or column between lanes is allowed (a scatter takes none: two lanes could add to one
-// address in one vector).
+// one row or column between lanes is allowed (a scatter applies such vectors as runs of lanes
+// with one offset, in lane order, since two lanes of one vector could add to one address).
 template <int K, typename opmath_t>
 C10_ALWAYS_INLINE TapRuns<opmath_t> tap_runs(const LaneWindows<K, opmath_t>& windows, int64_t x0, int64_t count,
                                              int64_t height, int64_t width, int64_t stride_y, int64_t stride_x,

@@ -5,6 +5,7 @@ names what it cannot use."""
 import math
 import os
 import pathlib
+import shutil
 import signal
 
 import numpy as np
@@ -367,6 +368,12 @@ def test_limit_counts_the_samples_evaluated_not_those_skipped_and_reads_none_aft
     out = capsys.readouterr().out
     assert set(_table_rows(out)) == {"B", "D", "mean"}
     assert out.splitlines()[-1].startswith("evaluated 2 of 6; ")
+    # Nor does a limit equal to the number of usable samples: it left nothing out.
+    shutil.rmtree(data / "E_damaged")
+    assert main(["middlebury", str(data), "--limit", "2", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert set(_table_rows(out)) == {"B", "D", "mean"}
+    assert out.splitlines()[-1].startswith("evaluated 2 of 5; ")
 
 
 def test_help_says_what_limit_counts(capsys):

@@ -238,6 +238,7 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     if args.dataset == "video":
         samples = video_samples(args.root, args.limit)
         total = samples.total
+        candidates = None  # every frame of a video can be used: nothing is named unusable
         if samples.source.reader.looks_cut_short():
             say(args.quiet, f"note: {args.root} stops well before the {samples.source.reader.duration:g} s its header "
                 "announces: the file looks cut short; evaluating the frames it holds")
@@ -246,6 +247,7 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
         unusable.extend(found.unusable)
         samples = _readable(found.samples, unusable)  # read lazily: nothing past the limit is read
         total = len(found.samples) if args.limit is None else min(args.limit, len(found.samples))
+        candidates = len(found.samples) + len(found.unusable)
     if args.save:
         _check_save_folder(args.save)
     for note in method_notes(args):
@@ -264,8 +266,10 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     print(f"ours: {method} on {device}; avg: frame averaging; times include optical flow")
     print(format_table(rows))
     if unusable:
-        stopped = f" (--limit {args.limit})" if len(rows) == args.limit else ""
-        print(f"evaluated {len(rows)} of {len(rows) + len(unusable)}{stopped}; {first_few(unusable, 10, '; ')}")
+        considered = len(rows) + len(unusable)
+        # The limit is named only where it left samples unread (not where exactly N could be used).
+        stopped = f" (--limit {args.limit})" if candidates is not None and considered < candidates else ""
+        print(f"evaluated {len(rows)} of {considered}{stopped}; {first_few(unusable, 10, '; ')}")
     if args.save:
         print(f"frames and comparisons written to {args.save}")
     return 0

@@ -86,8 +86,10 @@ def keep_freed_memory() -> bool:
     large blocks from its heap, not from fresh mappings, and the heap never trimmed). A program
     that works frame after frame allocates the same large tensors again and again: fresh mappings
     are faulted in and zeroed page by page every time (at 4K, about 1.6 GB a frame and a third of
-    memc-interpolate's time: README). The process keeps its peak memory until it ends. True where
-    the setting took (glibc); elsewhere nothing changes."""
+    memc-interpolate's time: README). The process keeps its peak memory until it ends, and memory
+    freed between frames of other sizes is reused only where it fits (more may be held than at the
+    default). A setting of the whole process, for a program's own: :func:`run` makes it only for a
+    program started as one. True where the setting took (glibc); elsewhere nothing changes."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
@@ -102,8 +104,11 @@ def run(main: Callable[[Optional[Sequence[str]]], int], prog: str, argv: Optiona
     an OS error or an exhausted memory (1), or an unexpected error (2, with the traceback when the
     environment variable ``MEMC_TRACEBACK`` is set). Warnings print as one line each. Whatever
     output was still being written is removed before returning (:func:`memc_models.atomic.discard_pending`).
-    Freed memory is kept for reuse (:func:`keep_freed_memory`)."""
-    keep_freed_memory()
+    With ``argv`` None, the program as started (its console script or ``python -m``, reading
+    ``sys.argv``), freed memory is kept for reuse (:func:`keep_freed_memory`); a caller that passes
+    its own ``argv`` (a test, a script) keeps its C library's allocator as it was."""
+    if argv is None:
+        keep_freed_memory()
     with _StopOnSignals() as stop, warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(prog)
         try:

@@ -1,7 +1,9 @@
 """What the console programs share: :func:`run`, which turns every way a run can end into an exit
-status and at most one line, and the options and argument types the programs have in common."""
+status and at most one line; the options and argument types the programs have in common; and their
+shared handling of inputs and outputs (checks, an input video's notes, the progress bar)."""
 
 import argparse
+import contextlib
 import ctypes
 import math
 import os
@@ -9,15 +11,18 @@ import signal
 import sys
 import traceback
 import warnings
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 from ..atomic import discard_pending
 from ..errors import UserError, first_line
+from ..images import check_output
+from ..streaming import VideoSource
 from ..variants import VARIANTS
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "enhancement_scale", "enhancement_task",
-           "keep_freed_memory", "method_notes", "new_folder_output", "noise_sigma", "positive_int", "run", "say", "signal_number", "unit_interval",
-           "user_message"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_outputs",
+           "enhancement_scale", "enhancement_task", "input_video", "keep_freed_memory", "method_notes",
+           "new_folder_output", "noise_sigma", "note_lost_audio", "positive_int", "progress_bar", "run", "say",
+           "signal_number", "unit_interval", "user_message"]
 
 #: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -215,6 +220,49 @@ def new_folder_output(output: str, folder: str) -> None:
         raise UserError(f"-o {output} is the input folder; choose another output folder")
     if os.path.isdir(output) and os.listdir(output):
         raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+
+
+def check_outputs(outputs: Sequence[str], inputs: Sequence[str]) -> None:
+    """Every output file can be written and none is an input (which would be destroyed while read)."""
+    for output in outputs:
+        for path in inputs:
+            if os.path.exists(output) and os.path.samefile(output, path):
+                raise UserError(f"-o {output} is the input {path}; choose another output name")
+        check_output(output)
+
+
+def progress_bar(total: Optional[int], desc: str, quiet: bool):
+    """A tqdm bar counting the frames written (none when ``quiet``)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=desc, disable=quiet, dynamic_ncols=True)
+
+
+@contextlib.contextmanager
+def input_video(path: str, keep_audio: bool, quiet: bool, doing: str) -> Iterator[Tuple[VideoSource, Optional[str]]]:
+    """The :class:`~memc_models.streaming.VideoSource` of ``path`` and the path whose audio the
+    output gets (None for none), closed on leaving. Notes what happens to its audio, and a file
+    that looks cut short (``doing``, e.g. "enhancing", the frames it holds)."""
+    source = VideoSource(path)
+    try:
+        reader = source.reader
+        if keep_audio and not reader.audio:
+            say(quiet, f"note: {path} has no audio to keep")
+        elif not keep_audio and reader.audio:
+            say(quiet, f"note: {path} has audio; the output has none (--keep-audio copies it)")
+        if reader.looks_cut_short():
+            say(quiet, f"note: {path} announces {reader.duration:g} s at {reader.fps:g} fps (about "
+                f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
+                f"{doing} the frames it holds")
+        yield source, (path if keep_audio and reader.audio else None)
+    finally:
+        source.close()
+
+
+def note_lost_audio(sink, path: str, quiet: bool) -> None:
+    """A note when a finished :class:`~memc_models.streaming.VideoSink` could not add the audio of ``path``."""
+    if sink.audio_problem is not None:
+        say(quiet, f"note: could not add the audio of {path} ({sink.audio_problem}); the output has none")
 
 
 # The enhancement options (memc-enhance, memc-eval enhance): read as text and checked here, so that

@@ -26,12 +26,13 @@ import torch
 
 from ..enhancement import SCALES, TASKS
 from ..errors import UserError
-from ..images import IMAGE_EXTENSIONS, check_output, file_extension
+from ..images import IMAGE_EXTENSIONS, file_extension
 from ..inference import build_enhancer, pick_device
 from ..memc_net_ve import WINDOW
-from ..streaming import FolderSink, FolderSource, VideoSink, VideoSource, centred_windows
+from ..streaming import FolderSink, FolderSource, VideoSink, centred_windows
 from ..video import check_video_output
-from .common import artefact_strength, enhancement_scale, enhancement_task, new_folder_output, noise_sigma, run, say
+from .common import (artefact_strength, check_outputs, enhancement_scale, enhancement_task, input_video,
+                     new_folder_output, noise_sigma, note_lost_audio, progress_bar, run, say)
 
 __all__ = ["main"]
 
@@ -74,12 +75,6 @@ def _too_few(name: str, count: int) -> UserError:
                      "2 to 6 neighbours)")
 
 
-def _progress(args, total: Optional[int]):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="frame", desc=args.task, disable=args.quiet, dynamic_ncols=True)
-
-
 def _enhance_stream(name: str, source, sink, enhance, on_frame) -> int:
     """Writes to ``sink`` each frame of ``source`` (named ``name``) restored from its centred
     window; returns how many."""
@@ -118,30 +113,14 @@ def _enhancer(args, device, options: dict):
 def _video(args, device, options: dict) -> None:
     source_path, output = args.input, args.output
     check_video_output(output)
-    if os.path.exists(output) and os.path.samefile(output, source_path):
-        raise UserError(f"-o {output} is the input {source_path}; choose another output name")
-    check_output(output)
-    source = VideoSource(source_path)
-    try:
-        if args.keep_audio and not source.reader.audio:
-            say(args.quiet, f"note: {source_path} has no audio to keep")
-        elif not args.keep_audio and source.reader.audio:
-            say(args.quiet, f"note: {source_path} has audio; the output has none (--keep-audio copies it)")
-        if source.reader.looks_cut_short():
-            reader = source.reader
-            say(args.quiet, f"note: {source_path} announces {reader.duration:g} s at {reader.fps:g} fps (about "
-                f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
-                "enhancing the frames it holds")
+    check_outputs([output], [source_path])
+    with input_video(source_path, args.keep_audio, args.quiet, "enhancing") as (source, audio_from):
         enhance = _enhancer(args, device, options)
-        audio_from = source_path if args.keep_audio and source.reader.audio else None
-        with VideoSink(output, source.fps, audio_from) as sink, _progress(args, source.count) as bar:
+        with VideoSink(output, source.fps, audio_from) as sink, progress_bar(source.count, args.task, args.quiet) as bar:
             written = _enhance_stream(source_path, source, sink, enhance, bar.update)
             if written == 0:
                 raise UserError(f"{source_path}: the video has no frames")
-    finally:
-        source.close()
-    if sink.audio_problem is not None:
-        say(args.quiet, f"note: could not add the audio of {source_path} ({sink.audio_problem}); the output has none")
+    note_lost_audio(sink, source_path, args.quiet)
     say(args.quiet, f"{output}: {written} frames at {source.fps:g} fps")
 
 
@@ -154,7 +133,7 @@ def _folder(args, device, options: dict) -> None:
     count = len(source.paths)
     with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
         enhance = _enhancer(args, device, options)
-        with _progress(args, count) as bar:
+        with progress_bar(count, args.task, args.quiet) as bar:
             written = _enhance_stream(folder, source, sink, enhance, bar.update)
     say(args.quiet, f"{output}: {written} frames")
 

@@ -21,8 +21,8 @@ from .errors import UserError, first_few, first_line, os_reason
 from .ffmpeg import ffmpeg_exe, without_address
 from .frames import to_uint8, to_uint16
 
-__all__ = ["IMAGE_EXTENSIONS", "SIXTEEN_BIT_EXTENSIONS", "DamagedInputWarning", "check_headers", "check_image_output",
-           "check_output", "copy_image", "encode_image", "file_extension", "image_size", "list_frames", "read_image",
+__all__ = ["IMAGE_EXTENSIONS", "SIXTEEN_BIT_EXTENSIONS", "DamagedInputWarning", "check_headers", "check_image_input",
+           "check_image_output", "check_output", "copy_image", "encode_image", "file_extension", "image_size", "list_frames", "read_image",
            "stored_as_written", "stored_bits", "write_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -50,13 +50,19 @@ def check_image_output(path: str) -> None:
         raise UserError(f"{path}: an output image needs one of the extensions {', '.join(IMAGE_EXTENSIONS)}")
 
 
+def check_image_input(path: str) -> None:
+    """Raises UserError unless ``path`` is a file (a folder or a missing path, named; its content is
+    read later)."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder; expected an image file")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file")
+
+
 def read_image(path: str) -> Tensor:
     """An image file as a (1, 3, H, W) float32 RGB tensor in [0, 1], upright by its EXIF orientation
     (grey is repeated, alpha dropped, CMYK and palettes converted to RGB, 16-bit samples kept whole)."""
-    if os.path.isdir(path):
-        raise UserError(f"{path} is a directory; expected an image file")
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such file")
+    check_image_input(path)
     with _damage_check(path) as check_damage:  # a JPEG's runs beside the decode
         pixels = _decode_image(path)
         check_damage()
@@ -418,7 +424,7 @@ def check_output(path: str) -> None:
     """Raises UserError unless a file can be written at ``path``: it is not a folder, and its folder
     exists and is writable or can be made. Makes nothing (for a bad ``-o`` before any work)."""
     if os.path.isdir(path):
-        raise UserError(f"{path} is a directory; expected an output file name")
+        raise UserError(f"{path} is a folder; expected an output file name")
     folder = os.path.dirname(os.path.abspath(path))
     existing = folder
     while not os.path.exists(existing):  # the nearest folder that exists: the new ones go in it

@@ -500,8 +500,8 @@ def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, capsys,
     ("a.png/sub/x.png", "images", ["--times", "0.3", "0.6"],
      "{tmp}/a.png/sub/x_t0.300.png: cannot create the folder {tmp}/a.png/sub ({tmp}/a.png is a file)"),
     ("a.png/x.mp4", "video", [], "{out}: cannot create the folder {tmp}/a.png ({tmp}/a.png is a file)"),
-    ("folder.png", "images", [], "{out} is a directory; expected an output file name"),
-    ("folder.mp4", "video", [], "{out} is a directory; expected an output file name"),
+    ("folder.png", "images", [], "{out} is a folder; expected an output file name"),
+    ("folder.mp4", "video", [], "{out} is a folder; expected an output file name"),
 ])
 def test_unusable_output_is_an_error_before_any_work(tmp_path, capsys, monkeypatch, output, inputs, extra, message):
     _refuse_work(monkeypatch)
@@ -579,17 +579,17 @@ def test_one_frame_video_is_an_error_and_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
-def test_input_that_is_a_directory_is_an_error(tmp_path, capsys, monkeypatch):
+def test_input_that_is_a_folder_is_an_error(tmp_path, capsys, monkeypatch):
     _refuse_work(monkeypatch)
     a, = write_images(tmp_path, frame_at(0.0, 32, 32))
     (tmp_path / "dir.png").mkdir()
     (tmp_path / "dir.mp4").mkdir()
     assert main([a, str(tmp_path / "dir.png"), "-o", str(tmp_path / "out.png")]) == 1
-    assert _error(capsys) == f"{tmp_path / 'dir.png'} is a directory; expected an image file"
+    assert _error(capsys) == f"{tmp_path / 'dir.png'} is a folder; expected an image file"
     assert main([str(tmp_path / "dir.mp4"), "-o", str(tmp_path / "out.mp4")]) == 1  # a folder of frames, empty
     assert _error(capsys) == (f"{tmp_path / 'dir.mp4'}: holds 0 image(s); a folder of frames needs at least 2 "
                               "(.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)")
-    with pytest.raises(UserError, match=f"^{tmp_path / 'dir.png'} is a directory; expected an image file$"):
+    with pytest.raises(UserError, match=f"^{tmp_path / 'dir.png'} is a folder; expected an image file$"):
         read_image(str(tmp_path / "dir.png"))
 
 

@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 from ..atomic import AtomicFiles
 from ..errors import UserError
 from ..frames import check_same_size
-from ..images import IMAGE_EXTENSIONS, check_image_output, encode_image, read_image, stored_bits
+from ..images import IMAGE_EXTENSIONS, check_image_input, check_image_output, encode_image, read_image, stored_bits
 from ..inference import build_interpolator, pick_device
 from ..streaming import SCENE_THRESHOLD, FolderSink, FolderSource, VideoSink, interpolate_stream
 from ..video import check_video_output
@@ -75,10 +75,7 @@ def _interpolator(args, device):
 
 def _images(args, device, times: List[float]) -> None:
     for path in args.inputs:  # fail before loading a model
-        if os.path.isdir(path):
-            raise UserError(f"{path} is a directory; expected an image file")
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: no such file")
+        check_image_input(path)
     check_image_output(args.output)
     paths = output_paths(args.output, times)
     check_outputs(paths, args.inputs)

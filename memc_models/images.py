@@ -22,8 +22,8 @@ from .ffmpeg import ffmpeg_exe, without_address
 from .frames import to_uint8, to_uint16
 
 __all__ = ["IMAGE_EXTENSIONS", "SIXTEEN_BIT_EXTENSIONS", "DamagedInputWarning", "check_headers", "check_image_input",
-           "check_image_output", "check_output", "copy_image", "encode_image", "file_extension", "image_size", "list_frames", "read_image",
-           "stored_as_written", "stored_bits", "write_image"]
+           "check_image_output", "check_output", "copy_image", "encode_image", "file_extension", "image_size",
+           "list_frames", "read_image", "stored_as_written", "stored_bits", "write_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: The output formats written with 16 bits per sample when asked to.
@@ -386,7 +386,8 @@ def encode_image(path: str, frame, bits: int = 8) -> bytes:
     else:
         pixels = to_uint16(frame) if sixteen else to_uint8(frame)
     if pixels.ndim != 3 or pixels.shape[-1] != 3 or pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"expected one (H, W, 3) uint8 or uint16 frame; got a {pixels.dtype} array of shape {pixels.shape}")
+        raise ValueError(f"expected one (H, W, 3) uint8 or uint16 frame; got a {pixels.dtype} array of shape "
+                         f"{pixels.shape}")
     if pixels.dtype == np.uint16 and extension not in SIXTEEN_BIT_EXTENSIONS:
         raise ValueError(f"{path}: 16-bit pixels need one of {', '.join(SIXTEEN_BIT_EXTENSIONS)}")
     if pixels.dtype == np.uint16:  # Pillow cannot write 16-bit colour; OpenCV can

@@ -107,7 +107,8 @@ def build_enhancer(device: torch.device, task: str, checkpoint: Optional[str] = 
         options = {"denoise": {"sigma": sigma}, "deblock": {"strength": strength}, "sr": {"scale": scale}}[task]
 
         def restore(frames: Tensor, centre: int) -> Tensor:
-            return check_finite(enhancement.enhance(frames.to(device), centre, task, **options), "the training-free path")
+            restored = enhancement.enhance(frames.to(device), centre, task, **options)
+            return check_finite(restored, "the training-free path")
 
         return restore
     net = load_enhancement_model(checkpoint, device)

@@ -102,7 +102,8 @@ def faults_of_the_last_frames():
     return sum(faults[-3:])
 
 if sys.argv[1] in ("program", "called"):  # run() as the program started, or called with its own argv
-    sys.exit(run(lambda argv: print(faults_of_the_last_frames()) or 0, "prog", None if sys.argv[1] == "program" else []))
+    argv = None if sys.argv[1] == "program" else []
+    sys.exit(run(lambda argv: print(faults_of_the_last_frames()) or 0, "prog", argv))
 if sys.argv[1] == "supported":
     print(keep_freed_memory())
 else:

@@ -31,7 +31,8 @@ def test_list_frames_is_in_natural_order_of_image_files(tmp_path):
     (tmp_path / "img11.jpg").write_bytes(b"")  # a second sequence, or the same saved twice, would interleave
     with pytest.raises(UserError) as error:
         list_frames(str(tmp_path))
-    assert str(error.value) == f"{tmp_path}: holds images of several formats (.jpg, .png); keep one sequence of frames per folder"
+    assert str(error.value) == (f"{tmp_path}: holds images of several formats (.jpg, .png); keep one sequence of "
+                                "frames per folder")
 
 
 def test_write_image_sixteen_bits_round_trip_and_refusals(tmp_path):

@@ -188,7 +188,8 @@ def unit_interval(text: str) -> float:
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """--device, --half, --checkpoint, --model and --fast: which method runs, and where."""
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to run (default: auto)")
     parser.add_argument("--half", action="store_true", help="float16 autocast for the MEMC-Net model on CUDA")
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="a MEMC-Net checkpoint: ours (memc-train best.pt or last.pt) or the authors' release "

@@ -52,7 +52,8 @@ def _notes(args) -> list:
         if released:
             task, what = _RELEASED_FOR[released.group(1).upper()]
             if task != args.task:
-                notes.append(f"--checkpoint {args.checkpoint} was released for {what}; running it for --task {args.task}")
+                notes.append(f"--checkpoint {args.checkpoint} was released for {what}; running it for "
+                             f"--task {args.task}")
     if args.keep_audio and os.path.isdir(args.input):
         notes.append("--keep-audio applies to an input video")
     return notes
@@ -116,7 +117,8 @@ def _video(args, device, options: dict) -> None:
     check_outputs([output], [source_path])
     with input_video(source_path, args.keep_audio, args.quiet, "enhancing") as (source, audio_from):
         enhance = _enhancer(args, device, options)
-        with VideoSink(output, source.fps, audio_from) as sink, progress_bar(source.count, args.task, args.quiet) as bar:
+        bar = progress_bar(source.count, args.task, args.quiet)
+        with VideoSink(output, source.fps, audio_from) as sink, bar:
             written = _enhance_stream(source_path, source, sink, enhance, bar.update)
             if written == 0:
                 raise UserError(f"{source_path}: the video has no frames")
@@ -144,8 +146,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Denoise, deblock or super-resolve a video or a folder of frames, each frame restored from "
         "its neighbours aligned by motion (a sliding window of up to 7 frames; fewer at the ends of the clip). "
         "Without --checkpoint a training-free path runs (DIS optical flow, adaptive warping, a robust temporal "
-        "merge that ignores neighbours which do not agree, then DCT shrinkage; for sr, multi-frame back-projection). Outputs "
-        "appear whole or not at all: a run that fails or is stopped (Ctrl-C, SIGTERM, SIGHUP) removes what it wrote.",
+        "merge that ignores neighbours which do not agree, then DCT shrinkage; for sr, multi-frame "
+        "back-projection). Outputs appear whole or not at all: a run that fails or is stopped (Ctrl-C, SIGTERM, "
+        "SIGHUP) removes what it wrote.",
         epilog="examples:\n  memc-enhance noisy.mp4 -o clean.mp4 --task denoise\n"
         "  memc-enhance noisy.mp4 -o clean.mp4 --task denoise --sigma 20\n"
         "  memc-enhance blocky.mp4 -o out.mp4 --task deblock\n"
@@ -170,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="the authors' MEMC-Net_VE weights (MEMC-Net_SR.pth, MEMC-Net_DN.pth, MEMC-Net_DB.pth) "
                         "or a saved memc_net_ve() (default: the training-free path)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to run (default: auto)")
     parser.add_argument("--keep-audio", action="store_true",
                         help="videos: copy the input's audio into the output (by default it has none)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")

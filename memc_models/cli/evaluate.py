@@ -59,7 +59,8 @@ def _labelled(pixels: np.ndarray, label: str) -> np.ndarray:
     pixels = np.ascontiguousarray(pixels).copy()
     scale = max(pixels.shape[1] / 640.0, 0.4)
     for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(pixels, label, (8, int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, colour, thickness, cv2.LINE_AA)
+        cv2.putText(pixels, label, (8, int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, colour, thickness,
+                    cv2.LINE_AA)
     return pixels
 
 
@@ -134,7 +135,8 @@ def format_table(rows) -> str:
     window) and PSNR inf where a frame is reproduced exactly; the mean of each is over the other
     samples (one inf would make it inf), and a footnote says so."""
     width = max([len("sample"), len("mean")] + [len(name) for name, *_ in rows])
-    header = f"{'sample':<{width}}  " + "  ".join(f"{m + ' ours':>10} {m + ' avg':>9}" for m in METRICS) + f"  {'s/frame':>7}"
+    columns = "  ".join(f"{m + ' ours':>10} {m + ' avg':>9}" for m in METRICS)
+    header = f"{'sample':<{width}}  {columns}  {'s/frame':>7}"
     lines = [header, "-" * len(header)]
 
     def cell(value: float, digits: int, columns: int) -> str:
@@ -160,8 +162,9 @@ def format_table(rows) -> str:
                       float(np.mean([row[3] for row in rows]))))
     without_ssim = sum(np.isnan(row[1]["SSIM"]) for row in rows)
     if without_ssim:
+        others = "; the mean SSIM is over the others" if without_ssim < len(rows) else ""
         lines.append(f"SSIM n/a: {without_ssim} of {len(rows)} sample(s) have frames smaller than SSIM's "
-                     f"{SSIM_WINDOW} x {SSIM_WINDOW} window" + ("; the mean SSIM is over the others" if without_ssim < len(rows) else ""))
+                     f"{SSIM_WINDOW} x {SSIM_WINDOW} window{others}")
     for index, method in ((1, "ours"), (2, "frame average")):
         exact = sum(np.isinf(row[index]["PSNR"]) for row in rows)
         if exact:
@@ -229,8 +232,8 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     args = _parser().parse_args(argv)
     if args.dataset == "enhance":
         return _evaluate_enhancement(args)
-    enhancement_options = (("--task", args.task), ("--sigma", args.sigma), ("--qp", args.qp), ("--strength", args.strength),
-                           ("--scale", args.scale), ("--windows", args.windows))
+    enhancement_options = (("--task", args.task), ("--sigma", args.sigma), ("--qp", args.qp),
+                           ("--strength", args.strength), ("--scale", args.scale), ("--windows", args.windows))
     given = [option for option, value in enhancement_options if value is not None]
     if given:
         raise UserError(f"{given[0]} applies to memc-eval enhance; memc-eval {args.dataset} evaluates interpolation")
@@ -331,7 +334,8 @@ def _evaluate_enhancement(args) -> int:
         if given:
             raise UserError(f"{option} applies to the interpolation datasets, not to memc-eval enhance")
     if os.path.isfile(args.root):
-        raise UserError(f"{args.root} is a file; memc-eval enhance takes a folder of frames, or a folder of such folders")
+        raise UserError(f"{args.root} is a file; memc-eval enhance takes a folder of frames, or a folder of such "
+                        "folders")
     clips, unusable = folder_clips(args.root)
     device = pick_device(args.device)
     restore = build_enhancer(device, task, args.checkpoint, sigma=sigma, scale=scale,
@@ -347,7 +351,8 @@ def _evaluate_enhancement(args) -> int:
     if not scores:
         raise UserError(f"{args.root}: no window could be evaluated: {first_few(unusable, 5, '; ')}")
     if task == "denoise":
-        degradation = f"Gaussian noise of sigma {sigma:g} on 0..255 (given to every method that takes it), seed {args.seed}"
+        degradation = (f"Gaussian noise of sigma {sigma:g} on 0..255 (given to every method that takes it), "
+                       f"seed {args.seed}")
     else:
         degradation = f"H.264 (libx264) at QP {qp}" if task == "deblock" else f"bicubic downscaling by {scale}"
     method = f"MEMC-Net_VE ({args.checkpoint})" if args.checkpoint else "the training-free path"

@@ -155,7 +155,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="output image (with several times, one file per time: NAME_t0.250.EXT ...), video, "
                         "or folder (for a folder of frames)")
     timing = parser.add_mutually_exclusive_group()
-    timing.add_argument("--times", type=float, nargs="+", metavar="T", help="times in (0, 1) between two images (default 0.5)")
+    timing.add_argument("--times", type=float, nargs="+", metavar="T",
+                        help="times in (0, 1) between two images (default 0.5)")
     timing.add_argument("--factor", type=int, metavar="N",
                         help="N-1 evenly spaced frames between each pair; a video comes out at N times its frame rate "
                         "(default 2 for videos and folders of frames)")

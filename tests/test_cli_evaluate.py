@@ -577,6 +577,23 @@ def test_enhance_limit_counts_the_clips_evaluated_not_those_skipped(tmp_path, ca
                          "format or damaged file)")  # Omega, after the last, never read
 
 
+def test_enhance_half_reaches_a_checkpoint_model_and_is_noted_without_one(tmp_path, capsys, monkeypatch):
+    built = []
+
+    def build(device, task, checkpoint=None, **options):
+        built.append((checkpoint, options["half"]))
+        return _centre_unchanged()
+
+    monkeypatch.setattr(evaluate_module, "build_enhancer", build)
+    data = _clips(tmp_path / "data", names=("Alpha",), height=16, width=16)
+    checkpoint = str(tmp_path / "MEMC-Net_DB.pth")
+    assert main(["enhance", str(data), "--task", "deblock", "--half", "--checkpoint", checkpoint]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main(["enhance", str(data), "--task", "deblock", "--half"]) == 0
+    assert "note: --half applies to MEMC-Net models; the default path runs in float32\n" in capsys.readouterr().err
+    assert built == [(checkpoint, True), (None, True)]
+
+
 def test_enhance_where_no_window_can_be_read_is_an_error_naming_why(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(evaluate_module, "build_enhancer", _centre_unchanged)
     data = _clips(tmp_path / "data", names=("Only",), height=16, width=16)

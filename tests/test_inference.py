@@ -69,3 +69,19 @@ def test_openmp_threads_sleep_while_waiting_when_memc_models_comes_first(program
     result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_an_enhancement_checkpoint_runs_under_float16_autocast_with_half_on_cuda_only(device, monkeypatch, half):
+    seen = []
+
+    class Model(torch.nn.Module):  # the centre frame, and whether float16 autocast was on
+        def forward(self, frames, centre):
+            seen.append(torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.float16)
+            return frames[:, centre]
+
+    monkeypatch.setattr(inference, "load_enhancement_model", lambda path, device: Model())
+    frames = torch.rand(3, 3, 8, 8)
+    restored = inference.build_enhancer(device, "denoise", "model.pth", half=half)(frames, 1)
+    assert seen == [half and device.type == "cuda"]
+    assert restored.dtype == torch.float32 and torch.equal(restored.cpu(), frames[1])

@@ -20,7 +20,7 @@ from ..streaming import VideoSource
 from ..variants import VARIANTS
 
 __all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_outputs",
-           "enhancement_scale", "enhancement_task", "input_video", "keep_freed_memory", "method_notes",
+           "enhancement_scale", "enhancement_task", "half_notes", "input_video", "keep_freed_memory", "method_notes",
            "new_folder_output", "noise_sigma", "note_lost_audio", "positive_int", "progress_bar", "run", "say",
            "signal_number", "unit_interval", "user_message"]
 
@@ -199,12 +199,17 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
                         help="training-free path: one orientation, no self-ensemble (4x faster, ~2%% higher error)")
 
 
+def half_notes(args) -> list:
+    """A note if --half is given without --checkpoint (it applies to a model only)."""
+    if args.half and args.checkpoint is None:
+        return ["--half applies to MEMC-Net models; the default path runs in float32"]
+    return []
+
+
 def method_notes(args) -> list:
     """Method options given that do nothing with the others given, each as a note."""
-    notes = []
+    notes = half_notes(args)
     if args.checkpoint is None:
-        if args.half:
-            notes.append("--half applies to MEMC-Net models; the default path runs in float32")
         if args.model is not None:
             notes.append("--model applies with --checkpoint; without one the training-free path runs")
     elif args.fast:

@@ -31,8 +31,8 @@ from ..inference import build_enhancer, pick_device
 from ..memc_net_ve import WINDOW
 from ..streaming import FolderSink, FolderSource, VideoSink, centred_windows
 from ..video import check_video_output
-from .common import (artefact_strength, check_outputs, enhancement_scale, enhancement_task, input_video,
-                     new_folder_output, noise_sigma, note_lost_audio, progress_bar, run, say)
+from .common import (artefact_strength, check_outputs, enhancement_scale, enhancement_task, half_notes,
+                     input_video, new_folder_output, noise_sigma, note_lost_audio, progress_bar, run, say)
 
 __all__ = ["main"]
 
@@ -54,6 +54,7 @@ def _notes(args) -> list:
             if task != args.task:
                 notes.append(f"--checkpoint {args.checkpoint} was released for {what}; running it for "
                              f"--task {args.task}")
+    notes.extend(half_notes(args))
     if args.keep_audio and os.path.isdir(args.input):
         notes.append("--keep-audio applies to an input video")
     return notes
@@ -97,7 +98,7 @@ _ESTIMATE_SIDE = 7
 
 def _enhancer(args, device, options: dict):
     """``options``: build_enhancer's sigma, scale and strength, as read from the command line."""
-    enhance = build_enhancer(device, args.task, args.checkpoint, **options)
+    enhance = build_enhancer(device, args.task, args.checkpoint, half=args.half, **options)
     if args.task != "denoise" or options["sigma"] is not None or args.checkpoint is not None:
         return enhance
 
@@ -175,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
                         "or a saved memc_net_ve() (default: the training-free path)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to run (default: auto)")
+    parser.add_argument("--half", action="store_true", help="float16 autocast for the --checkpoint model on CUDA")
     parser.add_argument("--keep-audio", action="store_true",
                         help="videos: copy the input's audio into the output (by default it has none)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")

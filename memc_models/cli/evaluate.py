@@ -33,8 +33,8 @@ from ..frames import to_uint8
 from ..images import encode_image
 from ..inference import build_enhancer, build_interpolator, pick_device
 from ..metrics import METRICS, SSIM_WINDOW, error_levels, metrics
-from .common import (add_method_options, artefact_strength, enhancement_scale, enhancement_task, method_notes,
-                     noise_sigma, positive_int, run, say)
+from .common import (add_method_options, artefact_strength, enhancement_scale, enhancement_task, half_notes,
+                     method_notes, noise_sigma, positive_int, run, say)
 
 __all__ = ["comparison", "evaluate", "format_enhancement_table", "format_table", "main"]
 
@@ -214,7 +214,8 @@ def _parser() -> argparse.ArgumentParser:
         "on both sides: a 3-frame Middlebury sequence gives its middle frame) is degraded reproducibly from --seed "
         "and restored; PSNR and SSIM against the clean frame, and seconds per frame, for ours (the training-free "
         "path, or --checkpoint MEMC-Net_VE weights), the degraded input and the peers (OpenCV non-local means on "
-        "one frame and on the window for denoise; bicubic upsampling for sr). --device and --limit (clips) apply.")
+        "one frame and on the window for denoise; bicubic upsampling for sr). --device, --half (with --checkpoint) "
+        "and --limit (clips) apply.")
     enhance.add_argument("--task", metavar="denoise|deblock|sr", help="the degradation and restoration")
     enhance.add_argument("--sigma", metavar="S", help="denoise: Gaussian noise on 0..255 (default 20), given to "
                          "every method that takes it")
@@ -330,16 +331,18 @@ def _evaluate_enhancement(args) -> int:
 
     task = enhancement_task(args.task)
     scale, sigma, qp = enhancement_scale(args.scale, task), noise_sigma(args.sigma, task, 20.0), _qp(args.qp, task)
-    for option, given in (("--save", args.save), ("--model", args.model), ("--fast", args.fast), ("--half", args.half)):
+    for option, given in (("--save", args.save), ("--model", args.model), ("--fast", args.fast)):
         if given:
             raise UserError(f"{option} applies to the interpolation datasets, not to memc-eval enhance")
+    for note in half_notes(args):
+        say(args.quiet, f"note: {note}")
     if os.path.isfile(args.root):
         raise UserError(f"{args.root} is a file; memc-eval enhance takes a folder of frames, or a folder of such "
                         "folders")
     clips, unusable = folder_clips(args.root)
     device = pick_device(args.device)
     restore = build_enhancer(device, task, args.checkpoint, sigma=sigma, scale=scale,
-                             strength=artefact_strength(args.strength, task))
+                             strength=artefact_strength(args.strength, task), half=args.half)
     ours = Method("ours" if args.checkpoint is None else "ours (MEMC-Net_VE)", restore)
     methods = reference_methods(task, sigma=sigma or 0.0, qp=qp, scale=scale or 4) + [ours]
     total = sum(len(window_centres(clip.count, args.windows)[1]) for clip in clips[: args.limit])

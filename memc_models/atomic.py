@@ -445,7 +445,8 @@ class _Claim:
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as error:
-                raise UserError(f"{self.folder}: cannot claim the folder ({self.lock_path}: {os_reason(error)})") from None
+                raise UserError(f"{self.folder}: cannot claim the folder ({self.lock_path}: "
+                                f"{os_reason(error)})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:

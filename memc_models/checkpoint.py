@@ -69,7 +69,8 @@ def _load_problem(error: Exception) -> str:
         detail = unpickler.group(1).strip() or message[unpickler.end() :].strip()
         pickled = re.search(r"GLOBAL ([\w.]+)", detail)
         if pickled:
-            return f"it holds a pickled {pickled.group(1)}, not only tensors; save a state dict (model.state_dict()) instead"
+            return (f"it holds a pickled {pickled.group(1)}, not only tensors; save a state dict "
+                    "(model.state_dict()) instead")
         return f"not a file written by torch.save: {detail.splitlines()[0]}"
     first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
     return first.split(". ")[0].rstrip(".")
@@ -84,7 +85,8 @@ def read_checkpoint(path: Union[str, os.PathLike], *, map_location: Union[str, t
     except OSError:
         raise
     except Exception as error:
-        raise ValueError(f"{os.fspath(path)}: cannot read it as a PyTorch checkpoint ({_load_problem(error)})") from None
+        raise ValueError(f"{os.fspath(path)}: cannot read it as a PyTorch checkpoint "
+                         f"({_load_problem(error)})") from None
 
 
 def _kind(value: Any) -> str:
@@ -187,7 +189,8 @@ def _unwrap(state_dict: Any) -> Any:
     unwrapped = OrderedDict((re.sub(r"^module\.", "", str(name)), value) for name, value in state_dict.items())
     metadata = getattr(state_dict, "_metadata", None)
     if isinstance(metadata, Mapping):  # each module's version, and MEMCNet's recorded options
-        unwrapped._metadata = OrderedDict((re.sub(r"^module(\.|$)", "", str(key)), value) for key, value in metadata.items())
+        unwrapped._metadata = OrderedDict((re.sub(r"^module(\.|$)", "", str(key)), value)
+                                          for key, value in metadata.items())
     return unwrapped
 
 
@@ -347,7 +350,8 @@ def load_original_checkpoint(
     if not converted and any(name in own for name in unplaced):
         raise ValueError(
             f"{where} holds memc_models' own names (as model.state_dict() saves them), not the released ones: "
-            f"load it with model.load_state_dict(torch.load(path, weights_only=True)) on memc_models.{variant.build.__name__}()"
+            "load it with model.load_state_dict(torch.load(path, weights_only=True)) on "
+            f"memc_models.{variant.build.__name__}()"
             + (", or pass it to memc-enhance --checkpoint" if variant.name in ENHANCEMENT_VARIANTS
                else ", or pass it to memc-interpolate --checkpoint")
         )
@@ -358,7 +362,8 @@ def load_original_checkpoint(
     if unplaced:
         problems.append(f"{len(unplaced)} checkpoint entries have no place in {variant.released}: {_some(unplaced)}")
     if missing:
-        problems.append(f"{len(missing)} weights of {variant.released} are missing from the checkpoint: {_some(names.get(n, n) for n in missing)}")
+        problems.append(f"{len(missing)} weights of {variant.released} are missing from the checkpoint: "
+                        f"{_some(names.get(n, n) for n in missing)}")
     if wrong_shape:
         shapes = [f"{names[n]} {tuple(converted[n].shape)} instead of {tuple(own[n].shape)}" for n in wrong_shape]
         problems.append(f"{len(shapes)} checkpoint entries have another shape in {variant.released}: {_some(shapes)}")
@@ -438,7 +443,8 @@ def load_model(path: Union[str, os.PathLike], model_name: str, device: Union[str
         config = state.get("config")
         trained = config.get("model") if isinstance(config, dict) else None
         if trained in VARIANTS and trained != wanted.name:
-            raise UserError(f"{option} {path} is a memc-train last.pt trained with --model {trained}; pass --model {trained}")
+            raise UserError(f"{option} {path} is a memc-train last.pt trained with --model {trained}; "
+                            f"pass --model {trained}")
         state = state["model"]
     try:
         mismatches = {name: compare_state_dict(state, name) for name in VARIANTS}  # names and shapes only
@@ -468,7 +474,8 @@ def load_enhancement_model(path: Union[str, os.PathLike], device: Union[str, tor
     expected = ("an enhancement model is needed (the authors' MEMC-Net_SR.pth, MEMC-Net_DN.pth or MEMC-Net_DB.pth, "
                 "or a saved memc_models.memc_net_ve())")
     if is_training_state(state):
-        raise UserError(f"{option} {path} is a memc-train last.pt (an interpolation model's training state); {expected}")
+        raise UserError(f"{option} {path} is a memc-train last.pt (an interpolation model's training state); "
+                        f"{expected}")
     try:
         mismatch = compare_state_dict(state, wanted.name)
         if not mismatch.fits:

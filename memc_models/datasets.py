@@ -91,7 +91,8 @@ def listed_folders(root: str, list_name: str, frames: Sequence[str]) -> Optional
     missing = [folder for folder in folders if _missing(folder, frames)]
     if missing:
         expected = ", ".join(frames) if len(frames) <= 3 else f"{frames[0]} .. {frames[-1]}"
-        raise UserError(f"{list_path} lists {len(missing)} folder(s) without {expected}, e.g. " + ", ".join(missing[:3]))
+        raise UserError(f"{list_path} lists {len(missing)} folder(s) without {expected}, e.g. "
+                        + ", ".join(missing[:3]))
     return folders
 
 

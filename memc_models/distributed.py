@@ -371,7 +371,8 @@ class _SyncBatchNormFunction(torch.autograd.Function):
         dims = (0, 2, 3)
         # Two passes (mean, then the squared deviations from it) rather than E[x^2] - E[x]^2,
         # which cancels badly for large means.
-        sums = torch.cat([x.sum(dims, dtype=torch.float32), x.new_tensor([x.numel() / x.shape[1]], dtype=torch.float32)])
+        count = x.new_tensor([x.numel() / x.shape[1]], dtype=torch.float32)
+        sums = torch.cat([x.sum(dims, dtype=torch.float32), count])
         dist.all_reduce(sums, group=group)
         count = sums[-1]
         mean = sums[:-1] / count

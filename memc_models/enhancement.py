@@ -130,7 +130,8 @@ def _check_window(frames: Frames, centre: Optional[int], name: str = "frames") -
             raise ValueError(f"{name} must all have one shape; got {sorted({tuple(f.shape) for f in frames})}")
         frames = torch.stack(list(frames)) if frames else torch.empty(0)
     if not isinstance(frames, Tensor):
-        raise TypeError(f"{name} must be a (T, 3, H, W) tensor or a list of (3, H, W) tensors; got {type(frames).__name__}")
+        raise TypeError(f"{name} must be a (T, 3, H, W) tensor or a list of (3, H, W) tensors; "
+                        f"got {type(frames).__name__}")
     if frames.dim() != 4 or frames.shape[1] != 3:
         raise ValueError(f"{name} must have shape (T, 3, H, W); got {tuple(frames.shape)}")
     if not frames.is_floating_point():
@@ -148,8 +149,10 @@ def _check_window(frames: Frames, centre: Optional[int], name: str = "frames") -
 
 
 def _check_sigma(sigma, name: str = "sigma") -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not math.isfinite(sigma) or not 0 <= sigma <= 255:
-        raise ValueError(f"{name} must be a number from 0 to 255 (the noise's standard deviation on 0..255); got {sigma!r}")
+    number = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
+    if not (number and math.isfinite(sigma) and 0 <= sigma <= 255):
+        raise ValueError(f"{name} must be a number from 0 to 255 (the noise's standard deviation on 0..255); "
+                         f"got {sigma!r}")
     return float(sigma)
 
 
@@ -200,9 +203,11 @@ def _warp(image: Tensor, flow: Tensor, bicubic: bool = False) -> Tensor:
 
 # Orthonormal opponent colour transform: noise of one sigma per RGB channel stays one sigma per
 # channel, and the chroma channels are smooth, so their coefficients shrink to almost nothing.
-_OPPONENT = torch.tensor(
-    [[1 / math.sqrt(3)] * 3, [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)], [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)]]
-)
+_OPPONENT = torch.tensor([
+    [1 / math.sqrt(3)] * 3,
+    [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
+    [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)],
+])
 
 
 def _to_opponent(x: Tensor) -> Tensor:
@@ -284,7 +289,8 @@ def temporal_merge(centre: Tensor, warped: Tensor, sigma: float, valid: Optional
     """
     if centre.dim() != 3 or warped.dim() != 4 or warped.shape[1:] != centre.shape:
         raise ValueError(
-            f"centre must be (3, H, W) and warped (N, 3, H, W) of the same H, W; got {tuple(centre.shape)} and {tuple(warped.shape)}"
+            f"centre must be (3, H, W) and warped (N, 3, H, W) of the same H, W; got {tuple(centre.shape)} and "
+            f"{tuple(warped.shape)}"
         )
     if not threshold > 1:
         raise ValueError(f"threshold must be greater than 1; got {threshold!r}")
@@ -313,7 +319,8 @@ def estimate_noise_sigma(frame: Tensor, patch: int = 7) -> float:
     if frame.dim() != 3 or frame.shape[0] != 3:
         raise ValueError(f"frame must have shape (3, H, W); got {tuple(frame.shape)}")
     if min(frame.shape[1:]) < patch:
-        raise ValueError(f"frame must be at least {patch} x {patch} pixels to estimate its noise; got {tuple(frame.shape[1:])}")
+        raise ValueError(f"frame must be at least {patch} x {patch} pixels to estimate its noise; "
+                         f"got {tuple(frame.shape[1:])}")
     x = frame.double().unsqueeze(1) * 255.0
     stride = max(1, int(math.sqrt(frame.shape[1] * frame.shape[2] / 20000)))  # about 20,000 patches per channel
     patches = F.unfold(x, patch, stride=stride).transpose(1, 2).reshape(-1, patch * patch)
@@ -442,9 +449,11 @@ def bicubic_downscale(frames: Tensor, scale: int, *, quantize: bool = True) -> T
     shape = frames.shape
     height, width = (shape[-2] // scale) * scale, (shape[-1] // scale) * scale
     if height == 0 or width == 0:
-        raise ValueError(f"frames must be at least {scale} x {scale} pixels to downscale by {scale}; got {tuple(shape[-2:])}")
+        raise ValueError(f"frames must be at least {scale} x {scale} pixels to downscale by {scale}; "
+                         f"got {tuple(shape[-2:])}")
     flat = frames.reshape(-1, *shape[-3:])[..., :height, :width].float()
-    down = F.interpolate(flat, size=(height // scale, width // scale), mode="bicubic", antialias=True, align_corners=False)
+    down = F.interpolate(flat, size=(height // scale, width // scale), mode="bicubic", antialias=True,
+                         align_corners=False)
     down = down.clamp(0, 1)
     if quantize:
         down = (down * 255.0).round() / 255.0
@@ -603,7 +612,8 @@ def _run_ffmpeg(arguments: List[str], what: str, stdin: Optional[bytes] = None) 
     result = subprocess.run(command, input=stdin, capture_output=True)
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"FFmpeg failed to {what} (exit status {result.returncode}): {detail[-1] if detail else 'no message'}")
+        last = detail[-1] if detail else "no message"
+        raise RuntimeError(f"FFmpeg failed to {what} (exit status {result.returncode}): {last}")
     return result.stdout
 
 
@@ -628,7 +638,8 @@ def h264_compress(frames: Tensor, qp: int) -> Tensor:
         decoded = _run_ffmpeg(["-i", clip, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"], "decode the H.264 clip")
     expected = count * pad_h * pad_w * 3
     if len(decoded) != expected:
-        raise RuntimeError(f"FFmpeg decoded {len(decoded)} bytes, expected {expected} ({count} frames of {pad_w}x{pad_h})")
+        raise RuntimeError(f"FFmpeg decoded {len(decoded)} bytes, expected {expected} ({count} frames of "
+                           f"{pad_w}x{pad_h})")
     pixels = torch.from_numpy(np.frombuffer(decoded, dtype=np.uint8).reshape(count, pad_h, pad_w, 3).copy())
     return (pixels.permute(0, 3, 1, 2).float() / 255.0)[..., :height, :width].to(frames.device)
 

@@ -87,7 +87,8 @@ def folder_clips(root: str) -> Tuple[List[Clip], List[str]]:
     if list_frames(root):
         candidates = [(root, os.path.basename(os.path.normpath(root)) or root)]
     else:
-        names = [name for name in os.listdir(root) if not name.startswith(".") and os.path.isdir(os.path.join(root, name))]
+        names = [name for name in os.listdir(root)
+                 if not name.startswith(".") and os.path.isdir(os.path.join(root, name))]
         candidates = [(os.path.join(root, name), name) for name in sorted(names)]
     clips, unusable = [], []
     for folder, name in candidates:

@@ -89,14 +89,15 @@ def build_interpolator(device: torch.device, checkpoint: Optional[str] = None, m
 
 def build_enhancer(device: torch.device, task: str, checkpoint: Optional[str] = None, *,
                    sigma: Optional[float] = None, scale: Optional[int] = None,
-                   strength: Optional[float] = None) -> Enhancer:
+                   strength: Optional[float] = None, half: bool = False) -> Enhancer:
     """The training-free enhancement of :func:`memc_models.enhancement.enhance` for ``task``
     (``sigma`` for ``"denoise"``: None estimates it per frame; ``scale`` for ``"sr"``; ``strength``
     for ``"deblock"``: None is the library's default), or the
     MEMC-Net_VE model from ``checkpoint`` (:func:`memc_models.checkpoint.load_enhancement_model`),
     which for ``"sr"`` takes the frames bicubic-upsampled by ``scale`` first (the authors' input
-    convention) and does not take ``sigma`` or ``strength``. Runs on ``device`` (DIS flow on the CPU); an output
-    that is not finite is a UserError naming the checkpoint (or the path)."""
+    convention) and does not take ``sigma`` or ``strength`` (float16 autocast on CUDA with ``half``).
+    Runs on ``device`` (DIS flow on the CPU); an output that is not finite is a UserError naming
+    the checkpoint (or the path)."""
     from . import enhancement
 
     if task not in enhancement.TASKS:
@@ -107,10 +108,12 @@ def build_enhancer(device: torch.device, task: str, checkpoint: Optional[str] = 
         options = {"denoise": {"sigma": sigma}, "deblock": {"strength": strength}, "sr": {"scale": scale}}[task]
 
         def restore(frames: Tensor, centre: int) -> Tensor:
-            return check_finite(enhancement.enhance(frames.to(device), centre, task, **options), "the training-free path")
+            restored = enhancement.enhance(frames.to(device), centre, task, **options)
+            return check_finite(restored, "the training-free path")
 
         return restore
     net = load_enhancement_model(checkpoint, device)
+    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=half and device.type == "cuda")
     made_by = f"--checkpoint {checkpoint}"
 
     @torch.no_grad()
@@ -118,6 +121,7 @@ def build_enhancer(device: torch.device, task: str, checkpoint: Optional[str] = 
         frames = frames.to(device)
         if task == "sr":
             frames = enhancement.bicubic_upsample(frames, scale)
-        return check_finite(net(frames.unsqueeze(0), centre)[0].float(), made_by).clamp(0, 1)  # checked before clamping
+        with autocast:  # checked before clamping, which would turn inf into white
+            return check_finite(net(frames.unsqueeze(0), centre)[0].float(), made_by).clamp(0, 1)
 
     return run

@@ -163,8 +163,9 @@ class MEMCNet(nn.Module):
     ``state_dict()`` records the :data:`RUNTIME_OPTIONS` (:attr:`MEMCNetConfig.padding`,
     :attr:`MEMCNetConfig.fill_from_below`) in the state dict's metadata (where PyTorch keeps each
     module's version; ``torch.save`` and ``torch.load(weights_only=True)`` keep it), and
-    ``load_state_dict`` restores them, so a model saved and loaded again computes the same frames. State dicts without them (older ones, or
-    rebuilt as plain dicts) leave the model's options as they are.
+    ``load_state_dict`` restores them, so a model saved and loaded again computes the same frames.
+    State dicts without them (older ones, or rebuilt as plain dicts) leave the model's options as
+    they are.
     """
 
     def __init__(self, config: MEMCNetConfig = MEMCNetConfig()):
@@ -380,7 +381,8 @@ def _check_time(t: Union[float, Tensor], batch: int, like: Tensor) -> Union[floa
     """``t`` as a float, or as a (B, 1, 1, 1) or (1, 1, 1, 1) tensor of ``like``'s dtype and device."""
     if isinstance(t, Tensor):
         if t.numel() not in (1, batch):
-            raise ValueError(f"t must be a float or a tensor of 1 or {batch} times (one per sample); got shape {tuple(t.shape)}")
+            raise ValueError(f"t must be a float or a tensor of 1 or {batch} times (one per sample); "
+                             f"got shape {tuple(t.shape)}")
         if not bool(((t > 0) & (t < 1)).all()):
             raise ValueError("every t must lie in (0, 1)")
         return t.to(device=like.device, dtype=like.dtype).reshape(-1, 1, 1, 1)

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 import memc_ops
 
-from .memc_net import _FLOWNETS_SCALE, _FLOWNETS_STRIDE, _centred_padding, _check_fits_model, _cropper, _initialize_convs
+from .memc_net import (_FLOWNETS_SCALE, _FLOWNETS_STRIDE, _centred_padding, _check_fits_model, _cropper,
+                       _initialize_convs)
 from .networks import ContextExtractor, FlowNetS, ResidualPostProcessNet, TwoHeadUNet
 
 __all__ = ["MEMCNetVE", "MEMCNetVEOutput", "WINDOW", "memc_net_ve", "window_slots"]
@@ -36,7 +37,8 @@ def window_slots(count: int, centre: int) -> List[int]:
     slot holds a real neighbour, never a copy of the centre (which would look like a perfectly
     aligned, perfectly clean neighbour to the network)."""
     if not 2 <= count - 1 <= WINDOW - 1:
-        raise ValueError(f"the window must hold the centre frame and 2 to 6 neighbours (3 to 7 frames); got {count} frames")
+        raise ValueError(f"the window must hold the centre frame and 2 to 6 neighbours (3 to 7 frames); "
+                         f"got {count} frames")
     if not 0 <= centre < count:
         raise ValueError(f"centre must index one of the {count} frames (0 to {count - 1}); got {centre}")
     slots = []
@@ -126,7 +128,8 @@ class MEMCNetVE(nn.Module):
         (N*B, 3, H, W) -> (N*B, 2, H, W); H and W multiples of :attr:`size_multiple`."""
         centres = centre.repeat(neighbours.shape[0] // centre.shape[0], 1, 1, 1)
         flow = self.flow_net(torch.cat((centres, neighbours), 1))
-        return _FLOWNETS_SCALE * F.interpolate(flow, scale_factor=float(_FLOWNETS_STRIDE), mode="bilinear", align_corners=True)
+        upsampled = F.interpolate(flow, scale_factor=float(_FLOWNETS_STRIDE), mode="bilinear", align_corners=True)
+        return _FLOWNETS_SCALE * upsampled
 
     def forward(
         self,
@@ -206,11 +209,13 @@ def _check_window(frames: Union[Tensor, Sequence[Tensor]]) -> Tensor:
     if not isinstance(frames, Tensor):
         if not isinstance(frames, (list, tuple)) or not all(isinstance(f, Tensor) for f in frames):
             raise TypeError(
-                f"frames must be a torch.Tensor of shape (B, T, 3, H, W) or a list of (B, 3, H, W) tensors; got {type(frames).__name__}"
+                "frames must be a torch.Tensor of shape (B, T, 3, H, W) or a list of (B, 3, H, W) tensors; "
+                f"got {type(frames).__name__}"
             )
         shapes = {(tuple(f.shape), f.dtype, f.device) for f in frames}
         if len(shapes) > 1:
-            raise ValueError(f"the frames must all have one shape, dtype and device; got {sorted(str(s) for s in shapes)}")
+            raise ValueError(f"the frames must all have one shape, dtype and device; "
+                             f"got {sorted(str(s) for s in shapes)}")
         if any(f.dim() != 4 for f in frames):
             raise ValueError(f"each frame must have shape (B, 3, H, W); got {tuple(frames[0].shape)}")
         frames = torch.stack(frames, 1) if frames else torch.empty(0)

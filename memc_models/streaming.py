@@ -137,22 +137,24 @@ def centred_windows(frames: Iterable[StreamFrame], size: int) -> Iterator[Tuple[
     half = size // 2
     held: collections.deque = collections.deque()  # frames from position first on
     first = centre = 0
-    for position, frame in enumerate(frames):
-        if held:
-            check_same_size(frame.image, frame.name, held[0].image, held[0].name)
-        held.append(frame)
-        if position == centre + half:  # the window of centre is complete
-            yield tuple(held), centre - first
+
+    def ready(ended: bool) -> Iterator[Tuple[Tuple[StreamFrame, ...], int]]:
+        """The windows that can be given: each whose last frame is held, or at the end every one left
+        (with fewer neighbours after them)."""
+        nonlocal first, centre
+        while centre < first + len(held) and (ended or centre + half < first + len(held)):
+            yield tuple(held)[: centre + half + 1 - first], centre - first
             centre += 1
             if centre - half > first:
                 held.popleft()
                 first += 1
-    while centre < first + len(held):  # the last frames, with fewer neighbours after them
-        yield tuple(held)[: centre + half + 1 - first], centre - first
-        centre += 1
-        if centre - half > first:
-            held.popleft()
-            first += 1
+
+    for frame in frames:
+        if held:
+            check_same_size(frame.image, frame.name, held[0].image, held[0].name)
+        held.append(frame)
+        yield from ready(ended=False)
+    yield from ready(ended=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +277,7 @@ def interpolate_stream(source: Iterable[StreamFrame], sink, interpolate: Interpo
     cuts: List[int] = []
     for frame in source:
         read += 1
+        between: List[Tensor] = []
         if previous is not None:
             check_same_size(frame.image, frame.name, previous.image, f"the frames before it ({previous.name})")
             if is_scene_cut(previous.image, frame.image, scene_threshold):
@@ -282,15 +285,11 @@ def interpolate_stream(source: Iterable[StreamFrame], sink, interpolate: Interpo
                 between = _nearest(previous, frame, times)
             else:
                 between = interpolate(previous.image, frame.image, times)
-            for image in between:
-                sink.write(image)
-                written += 1
-                if on_frame is not None:
-                    on_frame()
-        sink.write(frame.image, frame)
-        written += 1
-        if on_frame is not None:
-            on_frame()
+        for image, origin in [(image, None) for image in between] + [(frame.image, frame)]:
+            sink.write(image, origin)
+            written += 1
+            if on_frame is not None:
+                on_frame()
         previous = frame
     return StreamResult(read, written, cuts)
 
@@ -331,14 +330,16 @@ class _Pipeline:
                 pass
         return False
 
-    def get(self, channel: "queue.Queue"):
-        """The next item, or _END when the run stopped first."""
+    def items(self, channel: "queue.Queue") -> Iterator:
+        """The items put into ``channel``, until _END is put or the run stops."""
         while not self.stop.is_set():
             try:
-                return channel.get(timeout=_POLL)
+                item = channel.get(timeout=_POLL)
             except queue.Empty:
-                pass
-        return _END
+                continue
+            if item is _END:
+                return
+            yield item
 
 
 def _pipelined_stream(source: Iterable[StreamFrame], sink, interpolate: Interpolator, times: Sequence[float],
@@ -383,11 +384,7 @@ def _pipelined_stream(source: Iterable[StreamFrame], sink, interpolate: Interpol
 
     def write() -> None:
         try:
-            while True:
-                item = run.get(writes)
-                if item is _END:
-                    return
-                image, frame = item
+            for image, frame in run.items(writes):
                 sink.write(image, frame)
                 run.written += 1
                 if on_frame is not None:
@@ -401,11 +398,7 @@ def _pipelined_stream(source: Iterable[StreamFrame], sink, interpolate: Interpol
     writer.start()
     try:
         previous: Optional[StreamFrame] = None
-        while True:
-            item = run.get(pairs)
-            if item is _END:
-                break
-            frame, work = item
+        for frame, work in run.items(pairs):
             if previous is not None:
                 if work is _CUT:
                     between = _nearest(previous, frame, times)

@@ -19,8 +19,9 @@ from .errors import UserError
 from .metrics import psnr
 from .variants import VARIANTS
 
-__all__ = ["AMP_CHOICES", "LEARNING_RATES", "amp_dtype", "autocast", "build_model", "build_optimizer", "build_scheduler",
-           "charbonnier", "grad_scaler", "parameter_groups", "train_epoch", "train_step", "validate", "validation_sums"]
+__all__ = ["AMP_CHOICES", "LEARNING_RATES", "amp_dtype", "autocast", "build_model", "build_optimizer",
+           "build_scheduler", "charbonnier", "grad_scaler", "parameter_groups", "train_epoch", "train_step", "validate",
+           "validation_sums"]
 
 #: Base learning rate of each sub-network of :class:`memc_models.MEMCNet` (DAIN's train.py:
 #: lr 2e-3, flow x0.01, post-processing ("rectify") 1e-3); ``--lr`` scales them all.
@@ -112,7 +113,8 @@ def _unpack(batch: Sequence[Tensor], device: torch.device) -> Tuple[Tensor, Tens
     """(frame0, middle, frame1, t) on ``device`` from a triplet batch (t = 0.5) or a septuplet
     batch, whose fourth entry holds each sample's t."""
     if len(batch) not in (3, 4):
-        raise ValueError(f"a batch must be (frame0, middle, frame1) or (frame0, middle, frame1, t); got {len(batch)} entries")
+        raise ValueError(f"a batch must be (frame0, middle, frame1) or (frame0, middle, frame1, t); "
+                         f"got {len(batch)} entries")
     frame0, middle, frame1 = (x.to(device, non_blocking=True) for x in batch[:3])
     t = batch[3].to(device, non_blocking=True) if len(batch) == 4 else 0.5
     return frame0, middle, frame1, t

@@ -248,9 +248,10 @@ class VideoWriter:
             ["-qscale:v", str(int(compression * 30) + 1)]
         pixel_format = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         rate = Fraction(self.fps).limit_denominator(1001000)  # 30000/1001 stays exact
-        command = [ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-v", "error", "-f", "rawvideo", "-vcodec", "rawvideo",
-                   "-s", f"{width}x{height}", "-pix_fmt", "rgb24", "-r", str(rate), "-i", "-", "-an", "-vcodec", codec,
-                   "-pix_fmt", pixel_format, *quality_options, self._output.temporary]
+        command = [ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-v", "error",
+                   "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}", "-pix_fmt", "rgb24",
+                   "-r", str(rate), "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", pixel_format, *quality_options,
+                   self._output.temporary]
         self._log = tempfile.TemporaryFile()
         try:
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -268,7 +269,8 @@ class VideoWriter:
             self._process.kill()
             status = self._process.wait()
         self._log.seek(0)
-        lines = [without_address(line) for line in self._log.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        log = self._log.read().decode("utf-8", "replace")
+        lines = [without_address(line) for line in log.splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit status {status}"
         return UserError(f"{self.path}: the video encoder failed ({reason})")
 

@@ -182,6 +182,26 @@ def test_a_checkpoint_notes_options_and_tasks_that_do_not_match_it(tmp_path, cap
     assert f"note: --checkpoint {checkpoint} was released for super-resolution; running it for --task denoise\n" in err
 
 
+def test_half_reaches_a_checkpoint_model_and_is_noted_without_one(tmp_path, capsys, monkeypatch):
+    built = []
+
+    def build(device, task, checkpoint=None, **options):
+        built.append((checkpoint, options["half"]))
+        return lambda frames, centre: frames[centre]
+
+    monkeypatch.setattr(enhance_module, "build_enhancer", build)
+    _frames(tmp_path / "frames", 3)
+    checkpoint = str(tmp_path / "MEMC-Net_DN.pth")
+    assert main([str(tmp_path / "frames"), "-o", str(tmp_path / "a"), "--task", "denoise", "--half",
+                 "--checkpoint", checkpoint]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main([str(tmp_path / "frames"), "-o", str(tmp_path / "b"), "--task", "denoise", "--half"]) == 0
+    assert "note: --half applies to MEMC-Net models; the default path runs in float32\n" in capsys.readouterr().err
+    assert main([str(tmp_path / "frames"), "-o", str(tmp_path / "c"), "--task", "denoise", "--checkpoint",
+                 checkpoint, "-q"]) == 0
+    assert built == [(checkpoint, True), (None, True), (checkpoint, False)]
+
+
 def test_an_interpolation_checkpoint_is_an_error_naming_its_model(tmp_path, capsys):
     import memc_models
 

@@ -5,6 +5,7 @@ names what it cannot use."""
 import math
 import os
 import pathlib
+import shutil
 import signal
 
 import numpy as np
@@ -288,7 +289,8 @@ def test_table_shows_ssim_as_na_and_averages_it_over_the_other_samples():
     lines = format_table(rows).splitlines()
     assert lines[3].split()[7:9] == ["n/a", "n/a"]
     assert lines[5].split()[7:9] == ["0.9000", "0.8000"]  # the mean row
-    assert lines[6] == "SSIM n/a: 1 of 2 sample(s) have frames smaller than SSIM's 11 x 11 window; the mean SSIM is over the others"
+    assert lines[6] == ("SSIM n/a: 1 of 2 sample(s) have frames smaller than SSIM's 11 x 11 window; the mean SSIM is "
+                        "over the others")
     assert "n/a" not in format_table(rows[:1])
 
 
@@ -301,7 +303,8 @@ def test_table_shows_exact_frames_as_psnr_inf_and_averages_psnr_over_the_others(
     assert lines[3].split()[5:7] == ["inf", "inf"]
     assert lines[5].split()[5:7] == ["30.00", "20.00"]  # the mean row
     assert lines[6:] == ["PSNR inf: ours reproduces 1 of 2 sample(s) exactly; its mean PSNR is over the others",
-                         "PSNR inf: frame average reproduces 1 of 2 sample(s) exactly; its mean PSNR is over the others"]
+                         "PSNR inf: frame average reproduces 1 of 2 sample(s) exactly; its mean PSNR is over the "
+                         "others"]
     assert format_table(rows[1:]).splitlines()[4].split()[5:7] == ["inf", "inf"]  # all exact: the mean is inf
 
 
@@ -367,6 +370,12 @@ def test_limit_counts_the_samples_evaluated_not_those_skipped_and_reads_none_aft
     out = capsys.readouterr().out
     assert set(_table_rows(out)) == {"B", "D", "mean"}
     assert out.splitlines()[-1].startswith("evaluated 2 of 6; ")
+    # Nor does a limit equal to the number of usable samples: it left nothing out.
+    shutil.rmtree(data / "E_damaged")
+    assert main(["middlebury", str(data), "--limit", "2", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert set(_table_rows(out)) == {"B", "D", "mean"}
+    assert out.splitlines()[-1].startswith("evaluated 2 of 5; ")
 
 
 def test_help_says_what_limit_counts(capsys):
@@ -419,6 +428,11 @@ def _clips(root: pathlib.Path, names=("Alpha", "Beta"), count=3, height=32, widt
     return root
 
 
+def _centre_unchanged(*args, **kwargs):
+    """A build_enhancer whose method gives the centre frame back."""
+    return lambda frames, centre: frames[centre]
+
+
 def _method_rows(out: str):
     """{method: (PSNR, SSIM, s/frame)} from memc-eval enhance's table."""
     rows = {}
@@ -449,7 +463,7 @@ def test_enhance_denoise_prints_ours_the_noisy_input_and_the_peers(tmp_path, cap
 def test_enhance_noise_is_the_same_for_a_seed_and_differs_between_seeds(tmp_path, capsys, monkeypatch):
     from memc_models import enhancement_eval
 
-    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (lambda frames, centre: frames[centre]))
+    monkeypatch.setattr(evaluate_module, "build_enhancer", _centre_unchanged)
     monkeypatch.setattr(enhancement_eval, "nlm_denoise", lambda frames, centre, h, multi=True: frames[centre])
     data = _clips(tmp_path / "data", height=16, width=16)
     runs = []
@@ -488,15 +502,15 @@ def test_enhance_windows_of_a_long_clip_have_three_neighbours_a_side(tmp_path, c
 
 
 def test_enhance_names_the_clips_it_cannot_use(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (lambda frames, centre: frames[centre]))
+    monkeypatch.setattr(evaluate_module, "build_enhancer", _centre_unchanged)
     data = _clips(tmp_path / "data", names=("Good",), height=16, width=16)
     _write_sequence(data / "Short", ["a.png", "b.png"], [0.0, 0.5], 16, 16)
     assert main(["enhance", str(data), "--task", "deblock", "-q"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == "not evaluated: Short: holds 2 frame(s); a window needs at least 3"
     assert main(["enhance", str(data / "Short"), "--task", "deblock", "-q"]) == 1
-    assert capsys.readouterr().err == (f"memc-eval: error: {data / 'Short'}: no folder of at least 3 frames (a clip, or "
-                                       "a folder of clips) (Short: holds 2 frame(s); a window needs at least 3)\n")
+    assert capsys.readouterr().err == (f"memc-eval: error: {data / 'Short'}: no folder of at least 3 frames (a clip, "
+                                       "or a folder of clips) (Short: holds 2 frame(s); a window needs at least 3)\n")
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -552,7 +566,7 @@ def test_enhance_with_a_checkpoint_scores_the_model_as_ours(tmp_path, capsys, mo
 
 
 def test_enhance_limit_counts_the_clips_evaluated_not_those_skipped(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (lambda frames, centre: frames[centre]))
+    monkeypatch.setattr(evaluate_module, "build_enhancer", _centre_unchanged)
     data = _clips(tmp_path / "data", names=("Alpha", "Beta", "Gamma", "Omega"), height=16, width=16)
     for name in ("Alpha", "Omega"):
         (data / name / "frame2.png").write_bytes(b"not a picture")
@@ -563,8 +577,25 @@ def test_enhance_limit_counts_the_clips_evaluated_not_those_skipped(tmp_path, ca
                          "format or damaged file)")  # Omega, after the last, never read
 
 
+def test_enhance_half_reaches_a_checkpoint_model_and_is_noted_without_one(tmp_path, capsys, monkeypatch):
+    built = []
+
+    def build(device, task, checkpoint=None, **options):
+        built.append((checkpoint, options["half"]))
+        return _centre_unchanged()
+
+    monkeypatch.setattr(evaluate_module, "build_enhancer", build)
+    data = _clips(tmp_path / "data", names=("Alpha",), height=16, width=16)
+    checkpoint = str(tmp_path / "MEMC-Net_DB.pth")
+    assert main(["enhance", str(data), "--task", "deblock", "--half", "--checkpoint", checkpoint]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main(["enhance", str(data), "--task", "deblock", "--half"]) == 0
+    assert "note: --half applies to MEMC-Net models; the default path runs in float32\n" in capsys.readouterr().err
+    assert built == [(checkpoint, True), (None, True)]
+
+
 def test_enhance_where_no_window_can_be_read_is_an_error_naming_why(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(evaluate_module, "build_enhancer", lambda *args, **kwargs: (lambda frames, centre: frames[centre]))
+    monkeypatch.setattr(evaluate_module, "build_enhancer", _centre_unchanged)
     data = _clips(tmp_path / "data", names=("Only",), height=16, width=16)
     (data / "Only" / "frame2.png").write_bytes(b"not a picture")
     assert main(["enhance", str(data), "--task", "deblock", "-q"]) == 1

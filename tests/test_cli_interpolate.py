@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import (HEIGHT, WIDTH, clip_with_audio, cv2, ffmpeg, frame_at, full_disk, iio, imageio_ffmpeg, listing, other_shot,
-                     pil, run_program, sixteen_bit_frame, start_slow_program, to_tensor, variable_rate_clip, video_info,
-                     wait_until_interpolating, write_clip, write_images, write_sixteen_bit)
+from helpers import (HEIGHT, WIDTH, clip_with_audio, cv2, ffmpeg, frame_at, full_disk, iio, imageio_ffmpeg, listing,
+                     other_shot, pil, run_program, sixteen_bit_frame, start_slow_program, to_tensor, variable_rate_clip,
+                     video_info, wait_until_interpolating, write_clip, write_images, write_sixteen_bit)
 from memc_models import video
 from memc_models.classical import ClassicalConfig, ClassicalInterpolator
 from memc_models.cli import interpolate as interpolate_module
@@ -181,7 +181,8 @@ def test_checkpoint_for_another_variant_is_an_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a --model memc checkpoint" in err and "memc_s" in err
     # The right variant loads and runs.
-    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_s", "-q"]) == 0
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_s",
+                 "-q"]) == 0
     assert iio.imread(tmp_path / "out.png").shape == (64, 64, 3)
 
 
@@ -195,7 +196,8 @@ def test_released_checkpoint_layout_loads_through_the_converter(tmp_path, capsys
     checkpoint = tmp_path / "released_memc_s.pth"
     torch.save({"state_dict": released}, checkpoint)
     a, b = write_images(tmp_path, frame_at(0.0, 64, 64), frame_at(1.0, 64, 64))
-    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_s", "-q"]) == 0
+    assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_s",
+                 "-q"]) == 0
     assert iio.imread(tmp_path / "out.png").shape == (64, 64, 3)
     assert capsys.readouterr().err == ""  # -q: no notes
     assert main([a, b, "-o", str(tmp_path / "out.png"), "--checkpoint", str(checkpoint), "--model", "memc_star"]) != 0
@@ -387,7 +389,8 @@ def test_folder_mixing_sixteen_and_eight_bit_frames_gives_eight_bit_frames(tmp_p
     iio.imwrite(frames / "0.png", frame_at(0.0))
     write_sixteen_bit(frames / "1.png", sixteen_bit_frame(0.5, 96, 128))
     assert main([str(frames), "-o", str(tmp_path / "out"), "--fast", "-q"]) == 0
-    assert {cv2.imread(str(p), cv2.IMREAD_UNCHANGED).dtype for p in (tmp_path / "out").iterdir()} == {np.dtype(np.uint8)}
+    dtypes = {cv2.imread(str(p), cv2.IMREAD_UNCHANGED).dtype for p in (tmp_path / "out").iterdir()}
+    assert dtypes == {np.dtype(np.uint8)}
 
 
 def test_frames_across_a_scene_cut_repeat_the_nearest_input(tmp_path, capsys):
@@ -405,7 +408,8 @@ def test_frames_across_a_scene_cut_repeat_the_nearest_input(tmp_path, capsys):
     np.testing.assert_array_equal(written[5], inputs[2])  # t = 2/3: the new shot's first frame
     assert not np.array_equal(written[1], inputs[0]) and not np.array_equal(written[1], inputs[1])  # within a shot
     # With detection off, the cut is interpolated like any pair.
-    assert main([str(frames), "-o", str(tmp_path / "blended"), "--factor", "3", "--fast", "--scene-threshold", "0"]) == 0
+    assert main([str(frames), "-o", str(tmp_path / "blended"), "--factor", "3", "--fast",
+                 "--scene-threshold", "0"]) == 0
     assert "scene cut" not in capsys.readouterr().err
     blended = iio.imread(tmp_path / "blended" / "00004.png")
     assert not np.array_equal(blended, inputs[1]) and not np.array_equal(blended, inputs[2])
@@ -500,8 +504,8 @@ def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, capsys,
     ("a.png/sub/x.png", "images", ["--times", "0.3", "0.6"],
      "{tmp}/a.png/sub/x_t0.300.png: cannot create the folder {tmp}/a.png/sub ({tmp}/a.png is a file)"),
     ("a.png/x.mp4", "video", [], "{out}: cannot create the folder {tmp}/a.png ({tmp}/a.png is a file)"),
-    ("folder.png", "images", [], "{out} is a directory; expected an output file name"),
-    ("folder.mp4", "video", [], "{out} is a directory; expected an output file name"),
+    ("folder.png", "images", [], "{out} is a folder; expected an output file name"),
+    ("folder.mp4", "video", [], "{out} is a folder; expected an output file name"),
 ])
 def test_unusable_output_is_an_error_before_any_work(tmp_path, capsys, monkeypatch, output, inputs, extra, message):
     _refuse_work(monkeypatch)
@@ -579,17 +583,17 @@ def test_one_frame_video_is_an_error_and_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
-def test_input_that_is_a_directory_is_an_error(tmp_path, capsys, monkeypatch):
+def test_input_that_is_a_folder_is_an_error(tmp_path, capsys, monkeypatch):
     _refuse_work(monkeypatch)
     a, = write_images(tmp_path, frame_at(0.0, 32, 32))
     (tmp_path / "dir.png").mkdir()
     (tmp_path / "dir.mp4").mkdir()
     assert main([a, str(tmp_path / "dir.png"), "-o", str(tmp_path / "out.png")]) == 1
-    assert _error(capsys) == f"{tmp_path / 'dir.png'} is a directory; expected an image file"
+    assert _error(capsys) == f"{tmp_path / 'dir.png'} is a folder; expected an image file"
     assert main([str(tmp_path / "dir.mp4"), "-o", str(tmp_path / "out.mp4")]) == 1  # a folder of frames, empty
     assert _error(capsys) == (f"{tmp_path / 'dir.mp4'}: holds 0 image(s); a folder of frames needs at least 2 "
                               "(.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)")
-    with pytest.raises(UserError, match=f"^{tmp_path / 'dir.png'} is a directory; expected an image file$"):
+    with pytest.raises(UserError, match=f"^{tmp_path / 'dir.png'} is a folder; expected an image file$"):
         read_image(str(tmp_path / "dir.png"))
 
 
@@ -682,15 +686,16 @@ def test_a_full_disk_while_replacing_images_keeps_every_old_one(tmp_path, capsys
     assert capsys.readouterr().err == (f"memc-interpolate: error: {tmp_path / 'out_t0.667.png'}: cannot write it "
                                        "(No space left on device)\n")
     assert [(tmp_path / f"out_t{t}.png").read_bytes() for t in ("0.333", "0.667")] == [b"old 0.333", b"old 0.667"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame0.png", "frame1.png", "out_t0.333.png", "out_t0.667.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame0.png", "frame1.png", "out_t0.333.png",
+                                                          "out_t0.667.png"]
 
 
 def test_a_full_disk_while_writing_a_folder_leaves_nothing(tmp_path, capsys, monkeypatch):
     frames = _folder_of_frames(tmp_path / "frames")
     full_disk(monkeypatch, lambda path: "00003" in path)
     assert main([str(frames), "-o", str(tmp_path / "new" / "out"), "--fast", "-q"]) == 1
-    assert capsys.readouterr().err == (f"memc-interpolate: error: {tmp_path / 'new' / 'out' / '00003.png'}: cannot write "
-                                       "it (No space left on device)\n")
+    assert capsys.readouterr().err == (f"memc-interpolate: error: {tmp_path / 'new' / 'out' / '00003.png'}: cannot "
+                                       "write it (No space left on device)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
 
 
@@ -772,7 +777,8 @@ def test_a_damaged_jpeg_is_named_with_what_the_decoder_says(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2  # each damaged file, once
     for line, damaged in zip(lines, ("1.jpg", "2.jpg")):
-        assert line.startswith(f"memc-interpolate: warning: {frames / damaged}: the JPEG decoder reports damage (mjpeg: ")
+        assert line.startswith(f"memc-interpolate: warning: {frames / damaged}: the JPEG decoder reports damage "
+                               "(mjpeg: ")
 
 
 def test_a_damaged_video_is_named_with_the_frame_the_decoder_reached(tmp_path, capsys):
@@ -832,7 +838,8 @@ def test_a_frame_that_cannot_be_decoded_mid_run_is_one_error_and_leaves_nothing(
 
 @pytest.mark.parametrize("error, status, message", [
     (UserError("the motion failed"), 1, "memc-interpolate: error: the motion failed\n"),
-    (RuntimeError("a bug"), 2, "memc-interpolate: internal error: RuntimeError: a bug (set MEMC_TRACEBACK=1 to see where)\n"),
+    (RuntimeError("a bug"), 2,
+     "memc-interpolate: internal error: RuntimeError: a bug (set MEMC_TRACEBACK=1 to see where)\n"),
 ])
 def test_an_error_in_the_motion_thread_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, error, status,
                                                                       message):

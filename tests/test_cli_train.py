@@ -102,14 +102,15 @@ def test_cli_a_later_triplet_smaller_than_the_crop_is_an_error(tmp_path, vimeo, 
             "--model", "memc_s", "--out", str(tmp_path / "out")]
     code, err = _error(argv, capsys)
     assert code == 1
-    assert err.strip() == f"memc-train: error: {small}: frames of {HEIGHT // 2}x{WIDTH} (H x W) are smaller than --crop {HEIGHT} {WIDTH}"
+    assert err.strip() == (f"memc-train: error: {small}: frames of {HEIGHT // 2}x{WIDTH} (H x W) are smaller than "
+                           f"--crop {HEIGHT} {WIDTH}")
 
 
 def test_cli_wrong_variant_checkpoint_is_an_error(tmp_path, vimeo, capsys):
     path = str(tmp_path / "memc_s.pt")
     torch.save(memc_models.memc_net_s().state_dict(), path)
-    code, err = _error([vimeo, "--model", "memc", "--crop", "16", "32", "--init-checkpoint", path, "--workers", "0", "--device", "cpu",
-                        "-q", "--out", str(tmp_path / "out")], capsys)
+    code, err = _error([vimeo, "--model", "memc", "--crop", "16", "32", "--init-checkpoint", path, "--workers", "0",
+                        "--device", "cpu", "-q", "--out", str(tmp_path / "out")], capsys)
     assert code == 1 and "it fits --model memc_s" in err
     assert err.startswith(f"memc-train: error: --init-checkpoint {path}")
 
@@ -185,7 +186,8 @@ def test_cli_overwrite_starts_afresh_in_an_out_holding_a_run(tmp_path, vimeo, ca
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
     memc_models.memc_net_s().load_state_dict(torch.load(out / "best.pt", weights_only=True))
     code, err = _error(_quick(vimeo, out, "--overwrite", "--resume", str(out / "last.pt")), capsys)
-    assert code == 1 and err.strip() == "memc-train: error: --overwrite starts a new run; it cannot go with --resume, which continues one"
+    assert code == 1 and err.strip() == ("memc-train: error: --overwrite starts a new run; it cannot go with --resume, "
+                                         "which continues one")
 
 
 def test_cli_resume_into_a_new_out_carries_the_run_there(tmp_path, vimeo, capsys):
@@ -282,7 +284,8 @@ def test_cli_resume_with_another_model_names_the_right_one_before_any_work(tmp_p
     out = tmp_path / "out"
     code, err = _error([vimeo, "--model", "memc", "--resume", str(last), "--out", str(out), "--epochs", "2",
                         "--workers", "0", "--device", "cpu", "-q"], capsys)
-    assert code == 1 and err.strip() == f"memc-train: error: --resume {last} was trained with --model memc_s; pass --model memc_s"
+    assert code == 1 and err.strip() == (f"memc-train: error: --resume {last} was trained with --model memc_s; "
+                                         "pass --model memc_s")
     assert not out.exists()
 
 
@@ -299,7 +302,8 @@ def test_cli_non_finite_validation_loss_is_an_error_and_saves_nothing(tmp_path, 
     monkeypatch.setattr(train, "validation_sums", lambda *args, **kwargs: (math.nan, math.nan, 1))
     out = tmp_path / "out"
     code, err = _error(_quick(vimeo, out, "--epochs", "1"), capsys)
-    assert code == 1 and err.strip() == "memc-train: error: the validation loss after epoch 1 is nan; lower --lr or turn off --amp"
+    assert code == 1 and err.strip() == ("memc-train: error: the validation loss after epoch 1 is nan; lower --lr or "
+                                         "turn off --amp")
     assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
 
 
@@ -320,7 +324,8 @@ def test_cli_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, vimeo, c
     _interrupt_at_step(monkeypatch, 1)
     out = tmp_path / "out"
     assert train.main(_quick(vimeo, out, "--epochs", "3")) == 130
-    assert capsys.readouterr().err.strip() == "memc-train: interrupted in epoch 1; no epoch finished yet, so nothing was saved"
+    assert capsys.readouterr().err.strip() == ("memc-train: interrupted in epoch 1; no epoch finished yet, so nothing "
+                                               "was saved")
     assert not (out / "last.pt").exists()
 
 
@@ -329,7 +334,8 @@ def test_cli_ctrl_c_later_names_the_last_pt_to_resume_from(tmp_path, vimeo, caps
     out = tmp_path / "out"
     assert train.main(_quick(vimeo, out, "--epochs", "3")) == 130
     last = out / "last.pt"
-    assert capsys.readouterr().err.strip() == f"memc-train: interrupted in epoch 2; {last} holds epoch 1: continue with --resume {last}"
+    assert capsys.readouterr().err.strip() == (f"memc-train: interrupted in epoch 2; {last} holds epoch 1: continue "
+                                               f"with --resume {last}")
     assert torch.load(last, weights_only=True)["epoch"] == 1
 
 
@@ -338,7 +344,8 @@ def test_cli_ctrl_c_before_an_epoch_of_a_resumed_run_names_the_resumed_file(tmp_
     last = tmp_path / "saved.pt"
     _last_pt(last, {"model": "memc_s"})
     assert train.main(_quick(vimeo, tmp_path / "out", "--epochs", "3", "--resume", str(last))) == 130
-    assert capsys.readouterr().err.strip() == f"memc-train: interrupted in epoch 2; {last} holds epoch 1: continue with --resume {last}"
+    assert capsys.readouterr().err.strip() == (f"memc-train: interrupted in epoch 2; {last} holds epoch 1: continue "
+                                               f"with --resume {last}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def test_list_frames_is_in_natural_order_of_image_files(tmp_path):
     (tmp_path / "img11.jpg").write_bytes(b"")  # a second sequence, or the same saved twice, would interleave
     with pytest.raises(UserError) as error:
         list_frames(str(tmp_path))
-    assert str(error.value) == f"{tmp_path}: holds images of several formats (.jpg, .png); keep one sequence of frames per folder"
+    assert str(error.value) == (f"{tmp_path}: holds images of several formats (.jpg, .png); keep one sequence of "
+                                "frames per folder")
 
 
 def test_write_image_sixteen_bits_round_trip_and_refusals(tmp_path):
@@ -308,13 +309,30 @@ def test_the_jpeg_decoder_beside_a_failed_decode_is_stopped(tmp_path, monkeypatc
 
     started = []
     real = images._start_jpeg_decoder
-    monkeypatch.setattr(images, "_start_jpeg_decoder", lambda path: started.append(real(path)) or started[-1])
+    monkeypatch.setattr(images, "_start_jpeg_decoder", lambda *args: started.append(real(*args)) or started[-1])
     iio.imwrite(tmp_path / "whole.jpg", frame_at(0.0, 64, 64), quality=95)
     cut = tmp_path / "cut.jpg"
     cut.write_bytes((tmp_path / "whole.jpg").read_bytes()[:400])
     with pytest.raises(UserError, match=f"^cannot read {cut} as an image"):
         read_image(str(cut))
     assert len(started) == 1 and started[0].returncode is not None  # ended and reaped, not left running
+
+
+def test_an_intact_lossless_jpeg_gets_no_damage_warning_though_ffmpeg_refuses_its_small_decode(tmp_path):
+    import subprocess
+
+    from memc_models import images
+    from memc_models.ffmpeg import ffmpeg_exe
+
+    path = tmp_path / "lossless.jpg"  # SOF3, which Pillow here does not decode: the check is called directly
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1",
+                    "-c:v", "ljpeg", "-pix_fmt", "bgr24", str(path)], check=True)
+    small = images._start_jpeg_decoder(str(path), lowres=True)
+    assert "lowres is not possible" in images._decoder_complaint(small)  # what the fallback is for
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with images._damage_check(str(path)) as check_damage:
+            check_damage()
 
 
 def test_check_headers_names_missing_and_unreadable_files(tmp_path):

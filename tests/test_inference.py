@@ -36,7 +36,8 @@ def test_the_training_free_interpolator_comes_in_two_stages_that_give_its_frames
     interpolate = build_interpolator(torch.device("cpu"), fast=fast)
     assert isinstance(interpolate, Staged)
     staged = interpolate.render(frame0, frame1, interpolate.motion(frame0, frame1), [0.25, 0.75])
-    direct = ClassicalInterpolator(ClassicalConfig(orientations=1 if fast else 4)).interpolate(frame0, frame1, [0.25, 0.75])
+    classical = ClassicalInterpolator(ClassicalConfig(orientations=1 if fast else 4))
+    direct = classical.interpolate(frame0, frame1, [0.25, 0.75])
     assert all(torch.equal(a, b) for a, b in zip(staged, direct))
     assert all(torch.equal(a, b) for a, b in zip(interpolate(frame0, frame1, [0.25, 0.75]), direct))
 
@@ -66,6 +67,23 @@ def test_openmp_threads_sleep_while_waiting_when_memc_models_comes_first(program
     if user_value is not None:
         env["OMP_WAIT_POLICY"] = user_value
     script = f"{program}; import os; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
-    result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_an_enhancement_checkpoint_runs_under_float16_autocast_with_half_on_cuda_only(device, monkeypatch, half):
+    seen = []
+
+    class Model(torch.nn.Module):  # the centre frame, and whether float16 autocast was on
+        def forward(self, frames, centre):
+            seen.append(torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.float16)
+            return frames[:, centre]
+
+    monkeypatch.setattr(inference, "load_enhancement_model", lambda path, device: Model())
+    frames = torch.rand(3, 3, 8, 8)
+    restored = inference.build_enhancer(device, "denoise", "model.pth", half=half)(frames, 1)
+    assert seen == [half and device.type == "cuda"]
+    assert restored.dtype == torch.float32 and torch.equal(restored.cpu(), frames[1])

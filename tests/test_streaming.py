@@ -9,8 +9,8 @@ import torch
 
 from helpers import frame_at, iio, other_shot, to_tensor
 from memc_models.errors import UserError
-from memc_models.streaming import (SCENE_THRESHOLD, FolderSink, FolderSource, Staged, StreamFrame, VideoSink, VideoSource,
-                                   centred_windows, colour_overlap, interpolate_stream, windows)
+from memc_models.streaming import (SCENE_THRESHOLD, FolderSink, FolderSource, Staged, StreamFrame, VideoSink,
+                                   VideoSource, centred_windows, colour_overlap, interpolate_stream, windows)
 
 
 def average(frame0, frame1, times):

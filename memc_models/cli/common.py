@@ -1,7 +1,9 @@
 """What the console programs share: :func:`run`, which turns every way a run can end into an exit
-status and at most one line, and the options and argument types the programs have in common."""
+status and at most one line; the options and argument types the programs have in common; and their
+shared handling of inputs and outputs (checks, an input video's notes, the progress bar)."""
 
 import argparse
+import contextlib
 import ctypes
 import math
 import os
@@ -9,15 +11,18 @@ import signal
 import sys
 import traceback
 import warnings
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 from ..atomic import discard_pending
 from ..errors import UserError, first_line
+from ..images import check_output
+from ..streaming import VideoSource
 from ..variants import VARIANTS
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "enhancement_scale", "enhancement_task",
-           "keep_freed_memory", "method_notes", "new_folder_output", "noise_sigma", "positive_int", "run", "say", "signal_number", "unit_interval",
-           "user_message"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_outputs",
+           "enhancement_scale", "enhancement_task", "half_notes", "input_video", "keep_freed_memory", "method_notes",
+           "new_folder_output", "noise_sigma", "note_lost_audio", "positive_int", "progress_bar", "run", "say",
+           "signal_number", "unit_interval", "user_message"]
 
 #: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -86,8 +91,10 @@ def keep_freed_memory() -> bool:
     large blocks from its heap, not from fresh mappings, and the heap never trimmed). A program
     that works frame after frame allocates the same large tensors again and again: fresh mappings
     are faulted in and zeroed page by page every time (at 4K, about 1.6 GB a frame and a third of
-    memc-interpolate's time: README). The process keeps its peak memory until it ends. True where
-    the setting took (glibc); elsewhere nothing changes."""
+    memc-interpolate's time: README). The process keeps its peak memory until it ends, and memory
+    freed between frames of other sizes is reused only where it fits (more may be held than at the
+    default). A setting of the whole process, for a program's own: :func:`run` makes it only for a
+    program started as one. True where the setting took (glibc); elsewhere nothing changes."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
@@ -102,8 +109,11 @@ def run(main: Callable[[Optional[Sequence[str]]], int], prog: str, argv: Optiona
     an OS error or an exhausted memory (1), or an unexpected error (2, with the traceback when the
     environment variable ``MEMC_TRACEBACK`` is set). Warnings print as one line each. Whatever
     output was still being written is removed before returning (:func:`memc_models.atomic.discard_pending`).
-    Freed memory is kept for reuse (:func:`keep_freed_memory`)."""
-    keep_freed_memory()
+    With ``argv`` None, the program as started (its console script or ``python -m``, reading
+    ``sys.argv``), freed memory is kept for reuse (:func:`keep_freed_memory`); a caller that passes
+    its own ``argv`` (a test, a script) keeps its C library's allocator as it was."""
+    if argv is None:
+        keep_freed_memory()
     with _StopOnSignals() as stop, warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(prog)
         try:
@@ -178,7 +188,8 @@ def unit_interval(text: str) -> float:
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """--device, --half, --checkpoint, --model and --fast: which method runs, and where."""
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to run (default: auto)")
     parser.add_argument("--half", action="store_true", help="float16 autocast for the MEMC-Net model on CUDA")
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="a MEMC-Net checkpoint: ours (memc-train best.pt or last.pt) or the authors' release "
@@ -188,12 +199,17 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
                         help="training-free path: one orientation, no self-ensemble (4x faster, ~2%% higher error)")
 
 
+def half_notes(args) -> list:
+    """A note if --half is given without --checkpoint (it applies to a model only)."""
+    if args.half and args.checkpoint is None:
+        return ["--half applies to MEMC-Net models; the default path runs in float32"]
+    return []
+
+
 def method_notes(args) -> list:
     """Method options given that do nothing with the others given, each as a note."""
-    notes = []
+    notes = half_notes(args)
     if args.checkpoint is None:
-        if args.half:
-            notes.append("--half applies to MEMC-Net models; the default path runs in float32")
         if args.model is not None:
             notes.append("--model applies with --checkpoint; without one the training-free path runs")
     elif args.fast:
@@ -210,6 +226,49 @@ def new_folder_output(output: str, folder: str) -> None:
         raise UserError(f"-o {output} is the input folder; choose another output folder")
     if os.path.isdir(output) and os.listdir(output):
         raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+
+
+def check_outputs(outputs: Sequence[str], inputs: Sequence[str]) -> None:
+    """Every output file can be written and none is an input (which would be destroyed while read)."""
+    for output in outputs:
+        for path in inputs:
+            if os.path.exists(output) and os.path.samefile(output, path):
+                raise UserError(f"-o {output} is the input {path}; choose another output name")
+        check_output(output)
+
+
+def progress_bar(total: Optional[int], desc: str, quiet: bool):
+    """A tqdm bar counting the frames written (none when ``quiet``)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=desc, disable=quiet, dynamic_ncols=True)
+
+
+@contextlib.contextmanager
+def input_video(path: str, keep_audio: bool, quiet: bool, doing: str) -> Iterator[Tuple[VideoSource, Optional[str]]]:
+    """The :class:`~memc_models.streaming.VideoSource` of ``path`` and the path whose audio the
+    output gets (None for none), closed on leaving. Notes what happens to its audio, and a file
+    that looks cut short (``doing``, e.g. "enhancing", the frames it holds)."""
+    source = VideoSource(path)
+    try:
+        reader = source.reader
+        if keep_audio and not reader.audio:
+            say(quiet, f"note: {path} has no audio to keep")
+        elif not keep_audio and reader.audio:
+            say(quiet, f"note: {path} has audio; the output has none (--keep-audio copies it)")
+        if reader.looks_cut_short():
+            say(quiet, f"note: {path} announces {reader.duration:g} s at {reader.fps:g} fps (about "
+                f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
+                f"{doing} the frames it holds")
+        yield source, (path if keep_audio and reader.audio else None)
+    finally:
+        source.close()
+
+
+def note_lost_audio(sink, path: str, quiet: bool) -> None:
+    """A note when a finished :class:`~memc_models.streaming.VideoSink` could not add the audio of ``path``."""
+    if sink.audio_problem is not None:
+        say(quiet, f"note: could not add the audio of {path} ({sink.audio_problem}); the output has none")
 
 
 # The enhancement options (memc-enhance, memc-eval enhance): read as text and checked here, so that

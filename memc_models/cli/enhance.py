@@ -26,12 +26,13 @@ import torch
 
 from ..enhancement import SCALES, TASKS
 from ..errors import UserError
-from ..images import IMAGE_EXTENSIONS, check_output, file_extension
+from ..images import IMAGE_EXTENSIONS, file_extension
 from ..inference import build_enhancer, pick_device
 from ..memc_net_ve import WINDOW
-from ..streaming import FolderSink, FolderSource, VideoSink, VideoSource, centred_windows
+from ..streaming import FolderSink, FolderSource, VideoSink, centred_windows
 from ..video import check_video_output
-from .common import artefact_strength, enhancement_scale, enhancement_task, new_folder_output, noise_sigma, run, say
+from .common import (artefact_strength, check_outputs, enhancement_scale, enhancement_task, half_notes,
+                     input_video, new_folder_output, noise_sigma, note_lost_audio, progress_bar, run, say)
 
 __all__ = ["main"]
 
@@ -51,7 +52,9 @@ def _notes(args) -> list:
         if released:
             task, what = _RELEASED_FOR[released.group(1).upper()]
             if task != args.task:
-                notes.append(f"--checkpoint {args.checkpoint} was released for {what}; running it for --task {args.task}")
+                notes.append(f"--checkpoint {args.checkpoint} was released for {what}; running it for "
+                             f"--task {args.task}")
+    notes.extend(half_notes(args))
     if args.keep_audio and os.path.isdir(args.input):
         notes.append("--keep-audio applies to an input video")
     return notes
@@ -72,12 +75,6 @@ def _check_input(path: str) -> bool:
 def _too_few(name: str, count: int) -> UserError:
     return UserError(f"{name}: holds {count} frame(s); memc-enhance needs at least 3 (each frame is restored from "
                      "2 to 6 neighbours)")
-
-
-def _progress(args, total: Optional[int]):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="frame", desc=args.task, disable=args.quiet, dynamic_ncols=True)
 
 
 def _enhance_stream(name: str, source, sink, enhance, on_frame) -> int:
@@ -101,7 +98,7 @@ _ESTIMATE_SIDE = 7
 
 def _enhancer(args, device, options: dict):
     """``options``: build_enhancer's sigma, scale and strength, as read from the command line."""
-    enhance = build_enhancer(device, args.task, args.checkpoint, **options)
+    enhance = build_enhancer(device, args.task, args.checkpoint, half=args.half, **options)
     if args.task != "denoise" or options["sigma"] is not None or args.checkpoint is not None:
         return enhance
 
@@ -118,30 +115,15 @@ def _enhancer(args, device, options: dict):
 def _video(args, device, options: dict) -> None:
     source_path, output = args.input, args.output
     check_video_output(output)
-    if os.path.exists(output) and os.path.samefile(output, source_path):
-        raise UserError(f"-o {output} is the input {source_path}; choose another output name")
-    check_output(output)
-    source = VideoSource(source_path)
-    try:
-        if args.keep_audio and not source.reader.audio:
-            say(args.quiet, f"note: {source_path} has no audio to keep")
-        elif not args.keep_audio and source.reader.audio:
-            say(args.quiet, f"note: {source_path} has audio; the output has none (--keep-audio copies it)")
-        if source.reader.looks_cut_short():
-            reader = source.reader
-            say(args.quiet, f"note: {source_path} announces {reader.duration:g} s at {reader.fps:g} fps (about "
-                f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
-                "enhancing the frames it holds")
+    check_outputs([output], [source_path])
+    with input_video(source_path, args.keep_audio, args.quiet, "enhancing") as (source, audio_from):
         enhance = _enhancer(args, device, options)
-        audio_from = source_path if args.keep_audio and source.reader.audio else None
-        with VideoSink(output, source.fps, audio_from) as sink, _progress(args, source.count) as bar:
+        bar = progress_bar(source.count, args.task, args.quiet)
+        with VideoSink(output, source.fps, audio_from) as sink, bar:
             written = _enhance_stream(source_path, source, sink, enhance, bar.update)
             if written == 0:
                 raise UserError(f"{source_path}: the video has no frames")
-    finally:
-        source.close()
-    if sink.audio_problem is not None:
-        say(args.quiet, f"note: could not add the audio of {source_path} ({sink.audio_problem}); the output has none")
+    note_lost_audio(sink, source_path, args.quiet)
     say(args.quiet, f"{output}: {written} frames at {source.fps:g} fps")
 
 
@@ -154,7 +136,7 @@ def _folder(args, device, options: dict) -> None:
     count = len(source.paths)
     with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
         enhance = _enhancer(args, device, options)
-        with _progress(args, count) as bar:
+        with progress_bar(count, args.task, args.quiet) as bar:
             written = _enhance_stream(folder, source, sink, enhance, bar.update)
     say(args.quiet, f"{output}: {written} frames")
 
@@ -165,8 +147,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Denoise, deblock or super-resolve a video or a folder of frames, each frame restored from "
         "its neighbours aligned by motion (a sliding window of up to 7 frames; fewer at the ends of the clip). "
         "Without --checkpoint a training-free path runs (DIS optical flow, adaptive warping, a robust temporal "
-        "merge that ignores neighbours which do not agree, then DCT shrinkage; for sr, multi-frame back-projection). Outputs "
-        "appear whole or not at all: a run that fails or is stopped (Ctrl-C, SIGTERM, SIGHUP) removes what it wrote.",
+        "merge that ignores neighbours which do not agree, then DCT shrinkage; for sr, multi-frame "
+        "back-projection). Outputs appear whole or not at all: a run that fails or is stopped (Ctrl-C, SIGTERM, "
+        "SIGHUP) removes what it wrote.",
         epilog="examples:\n  memc-enhance noisy.mp4 -o clean.mp4 --task denoise\n"
         "  memc-enhance noisy.mp4 -o clean.mp4 --task denoise --sigma 20\n"
         "  memc-enhance blocky.mp4 -o out.mp4 --task deblock\n"
@@ -191,7 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="the authors' MEMC-Net_VE weights (MEMC-Net_SR.pth, MEMC-Net_DN.pth, MEMC-Net_DB.pth) "
                         "or a saved memc_net_ve() (default: the training-free path)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to run (default: auto)")
+    parser.add_argument("--half", action="store_true", help="float16 autocast for the --checkpoint model on CUDA")
     parser.add_argument("--keep-audio", action="store_true",
                         help="videos: copy the input's audio into the output (by default it has none)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")

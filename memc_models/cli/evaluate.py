@@ -33,8 +33,8 @@ from ..frames import to_uint8
 from ..images import encode_image
 from ..inference import build_enhancer, build_interpolator, pick_device
 from ..metrics import METRICS, SSIM_WINDOW, error_levels, metrics
-from .common import (add_method_options, artefact_strength, enhancement_scale, enhancement_task, method_notes,
-                     noise_sigma, positive_int, run, say)
+from .common import (add_method_options, artefact_strength, enhancement_scale, enhancement_task, half_notes,
+                     method_notes, noise_sigma, positive_int, run, say)
 
 __all__ = ["comparison", "evaluate", "format_enhancement_table", "format_table", "main"]
 
@@ -59,7 +59,8 @@ def _labelled(pixels: np.ndarray, label: str) -> np.ndarray:
     pixels = np.ascontiguousarray(pixels).copy()
     scale = max(pixels.shape[1] / 640.0, 0.4)
     for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(pixels, label, (8, int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, colour, thickness, cv2.LINE_AA)
+        cv2.putText(pixels, label, (8, int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, colour, thickness,
+                    cv2.LINE_AA)
     return pixels
 
 
@@ -134,7 +135,8 @@ def format_table(rows) -> str:
     window) and PSNR inf where a frame is reproduced exactly; the mean of each is over the other
     samples (one inf would make it inf), and a footnote says so."""
     width = max([len("sample"), len("mean")] + [len(name) for name, *_ in rows])
-    header = f"{'sample':<{width}}  " + "  ".join(f"{m + ' ours':>10} {m + ' avg':>9}" for m in METRICS) + f"  {'s/frame':>7}"
+    columns = "  ".join(f"{m + ' ours':>10} {m + ' avg':>9}" for m in METRICS)
+    header = f"{'sample':<{width}}  {columns}  {'s/frame':>7}"
     lines = [header, "-" * len(header)]
 
     def cell(value: float, digits: int, columns: int) -> str:
@@ -160,8 +162,9 @@ def format_table(rows) -> str:
                       float(np.mean([row[3] for row in rows]))))
     without_ssim = sum(np.isnan(row[1]["SSIM"]) for row in rows)
     if without_ssim:
+        others = "; the mean SSIM is over the others" if without_ssim < len(rows) else ""
         lines.append(f"SSIM n/a: {without_ssim} of {len(rows)} sample(s) have frames smaller than SSIM's "
-                     f"{SSIM_WINDOW} x {SSIM_WINDOW} window" + ("; the mean SSIM is over the others" if without_ssim < len(rows) else ""))
+                     f"{SSIM_WINDOW} x {SSIM_WINDOW} window{others}")
     for index, method in ((1, "ours"), (2, "frame average")):
         exact = sum(np.isinf(row[index]["PSNR"]) for row in rows)
         if exact:
@@ -211,7 +214,8 @@ def _parser() -> argparse.ArgumentParser:
         "on both sides: a 3-frame Middlebury sequence gives its middle frame) is degraded reproducibly from --seed "
         "and restored; PSNR and SSIM against the clean frame, and seconds per frame, for ours (the training-free "
         "path, or --checkpoint MEMC-Net_VE weights), the degraded input and the peers (OpenCV non-local means on "
-        "one frame and on the window for denoise; bicubic upsampling for sr). --device and --limit (clips) apply.")
+        "one frame and on the window for denoise; bicubic upsampling for sr). --device, --half (with --checkpoint) "
+        "and --limit (clips) apply.")
     enhance.add_argument("--task", metavar="denoise|deblock|sr", help="the degradation and restoration")
     enhance.add_argument("--sigma", metavar="S", help="denoise: Gaussian noise on 0..255 (default 20), given to "
                          "every method that takes it")
@@ -229,8 +233,8 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     args = _parser().parse_args(argv)
     if args.dataset == "enhance":
         return _evaluate_enhancement(args)
-    enhancement_options = (("--task", args.task), ("--sigma", args.sigma), ("--qp", args.qp), ("--strength", args.strength),
-                           ("--scale", args.scale), ("--windows", args.windows))
+    enhancement_options = (("--task", args.task), ("--sigma", args.sigma), ("--qp", args.qp),
+                           ("--strength", args.strength), ("--scale", args.scale), ("--windows", args.windows))
     given = [option for option, value in enhancement_options if value is not None]
     if given:
         raise UserError(f"{given[0]} applies to memc-eval enhance; memc-eval {args.dataset} evaluates interpolation")
@@ -238,6 +242,7 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     if args.dataset == "video":
         samples = video_samples(args.root, args.limit)
         total = samples.total
+        candidates = None  # every frame of a video can be used: nothing is named unusable
         if samples.source.reader.looks_cut_short():
             say(args.quiet, f"note: {args.root} stops well before the {samples.source.reader.duration:g} s its header "
                 "announces: the file looks cut short; evaluating the frames it holds")
@@ -246,6 +251,7 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
         unusable.extend(found.unusable)
         samples = _readable(found.samples, unusable)  # read lazily: nothing past the limit is read
         total = len(found.samples) if args.limit is None else min(args.limit, len(found.samples))
+        candidates = len(found.samples) + len(found.unusable)
     if args.save:
         _check_save_folder(args.save)
     for note in method_notes(args):
@@ -264,8 +270,10 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     print(f"ours: {method} on {device}; avg: frame averaging; times include optical flow")
     print(format_table(rows))
     if unusable:
-        stopped = f" (--limit {args.limit})" if len(rows) == args.limit else ""
-        print(f"evaluated {len(rows)} of {len(rows) + len(unusable)}{stopped}; {first_few(unusable, 10, '; ')}")
+        considered = len(rows) + len(unusable)
+        # The limit is named only where it left samples unread (not where exactly N could be used).
+        stopped = f" (--limit {args.limit})" if candidates is not None and considered < candidates else ""
+        print(f"evaluated {len(rows)} of {considered}{stopped}; {first_few(unusable, 10, '; ')}")
     if args.save:
         print(f"frames and comparisons written to {args.save}")
     return 0
@@ -323,15 +331,18 @@ def _evaluate_enhancement(args) -> int:
 
     task = enhancement_task(args.task)
     scale, sigma, qp = enhancement_scale(args.scale, task), noise_sigma(args.sigma, task, 20.0), _qp(args.qp, task)
-    for option, given in (("--save", args.save), ("--model", args.model), ("--fast", args.fast), ("--half", args.half)):
+    for option, given in (("--save", args.save), ("--model", args.model), ("--fast", args.fast)):
         if given:
             raise UserError(f"{option} applies to the interpolation datasets, not to memc-eval enhance")
+    for note in half_notes(args):
+        say(args.quiet, f"note: {note}")
     if os.path.isfile(args.root):
-        raise UserError(f"{args.root} is a file; memc-eval enhance takes a folder of frames, or a folder of such folders")
+        raise UserError(f"{args.root} is a file; memc-eval enhance takes a folder of frames, or a folder of such "
+                        "folders")
     clips, unusable = folder_clips(args.root)
     device = pick_device(args.device)
     restore = build_enhancer(device, task, args.checkpoint, sigma=sigma, scale=scale,
-                             strength=artefact_strength(args.strength, task))
+                             strength=artefact_strength(args.strength, task), half=args.half)
     ours = Method("ours" if args.checkpoint is None else "ours (MEMC-Net_VE)", restore)
     methods = reference_methods(task, sigma=sigma or 0.0, qp=qp, scale=scale or 4) + [ours]
     total = sum(len(window_centres(clip.count, args.windows)[1]) for clip in clips[: args.limit])
@@ -343,7 +354,8 @@ def _evaluate_enhancement(args) -> int:
     if not scores:
         raise UserError(f"{args.root}: no window could be evaluated: {first_few(unusable, 5, '; ')}")
     if task == "denoise":
-        degradation = f"Gaussian noise of sigma {sigma:g} on 0..255 (given to every method that takes it), seed {args.seed}"
+        degradation = (f"Gaussian noise of sigma {sigma:g} on 0..255 (given to every method that takes it), "
+                       f"seed {args.seed}")
     else:
         degradation = f"H.264 (libx264) at QP {qp}" if task == "deblock" else f"bicubic downscaling by {scale}"
     method = f"MEMC-Net_VE ({args.checkpoint})" if args.checkpoint else "the training-free path"

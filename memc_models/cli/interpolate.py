@@ -21,11 +21,12 @@ from typing import List, Optional, Sequence
 from ..atomic import AtomicFiles
 from ..errors import UserError
 from ..frames import check_same_size
-from ..images import IMAGE_EXTENSIONS, check_image_output, check_output, encode_image, read_image, stored_bits
+from ..images import IMAGE_EXTENSIONS, check_image_input, check_image_output, encode_image, read_image, stored_bits
 from ..inference import build_interpolator, pick_device
-from ..streaming import SCENE_THRESHOLD, FolderSink, FolderSource, VideoSink, VideoSource, interpolate_stream
+from ..streaming import SCENE_THRESHOLD, FolderSink, FolderSource, VideoSink, interpolate_stream
 from ..video import check_video_output
-from .common import add_method_options, method_notes, new_folder_output, run, say, unit_interval
+from .common import (add_method_options, check_outputs, input_video, method_notes, new_folder_output, note_lost_audio,
+                     progress_bar, run, say, unit_interval)
 
 __all__ = ["frame_times", "main", "output_paths"]
 
@@ -60,21 +61,6 @@ def output_paths(output: str, times: Sequence[float]) -> List[str]:
     raise UserError("--times: some times differ by less than 1e-9; they would share an output file")
 
 
-def _check_outputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
-    """Every output can be written and none is an input (which would be destroyed while read)."""
-    for output in outputs:
-        for path in inputs:
-            if os.path.exists(output) and os.path.samefile(output, path):
-                raise UserError(f"-o {output} is the input {path}; choose another output name")
-        check_output(output)
-
-
-def _progress(args, total: Optional[int]):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="frame", desc="interpolating", disable=args.quiet, dynamic_ncols=True)
-
-
 def _note_cuts(args, cuts: Sequence[int]) -> None:
     if cuts:
         shown = ", ".join(map(str, cuts[:10])) + (", ..." if len(cuts) > 10 else "")
@@ -89,13 +75,10 @@ def _interpolator(args, device):
 
 def _images(args, device, times: List[float]) -> None:
     for path in args.inputs:  # fail before loading a model
-        if os.path.isdir(path):
-            raise UserError(f"{path} is a directory; expected an image file")
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: no such file")
+        check_image_input(path)
     check_image_output(args.output)
     paths = output_paths(args.output, times)
-    _check_outputs(args.inputs, paths)
+    check_outputs(paths, args.inputs)
     interpolate = _interpolator(args, device)
     frame0, frame1 = read_image(args.inputs[0]), read_image(args.inputs[1])
     check_same_size(frame1, args.inputs[1], frame0, args.inputs[0])
@@ -116,24 +99,13 @@ def _images(args, device, times: List[float]) -> None:
 def _video(args, device, times: List[float], factor: int) -> None:
     source_path = args.inputs[0]
     check_video_output(args.output)
-    _check_outputs(args.inputs, [args.output])
-    source = VideoSource(source_path)
+    check_outputs([args.output], args.inputs)
     # N times the frames at N times the rate last as long as the input: its audio still fits.
-    if args.keep_audio and not source.reader.audio:
-        say(args.quiet, f"note: {source_path} has no audio to keep")
-    elif not args.keep_audio and source.reader.audio:
-        say(args.quiet, f"note: {source_path} has audio; the output has none (--keep-audio copies it)")
-    if source.reader.looks_cut_short():
-        reader = source.reader
-        say(args.quiet, f"note: {source_path} announces {reader.duration:g} s at {reader.fps:g} fps (about "
-            f"{round(reader.duration * reader.fps)} frames) but holds clearly fewer: the file looks cut short; "
-            "interpolating the frames it holds")
-    interpolate = _interpolator(args, device)
-    total = None if source.count is None else factor * (source.count - 1) + 1
-    fps = source.fps * factor
-    audio_from = source_path if args.keep_audio and source.reader.audio else None
-    try:
-        with VideoSink(args.output, fps, audio_from) as sink, _progress(args, total) as bar:
+    with input_video(source_path, args.keep_audio, args.quiet, "interpolating") as (source, audio_from):
+        interpolate = _interpolator(args, device)
+        total = None if source.count is None else factor * (source.count - 1) + 1
+        fps = source.fps * factor
+        with VideoSink(args.output, fps, audio_from) as sink, progress_bar(total, "interpolating", args.quiet) as bar:
             result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update,
                                         pipelined=not args.sequential)
             if result.frames_read == 0:
@@ -142,10 +114,7 @@ def _video(args, device, times: List[float], factor: int) -> None:
             # so rather than write a copy that looks like success.
             if result.frames_read == 1:
                 raise UserError(f"{source_path}: the video has only 1 frame; there is nothing to interpolate")
-    finally:
-        source.close()
-    if sink.audio_problem is not None:
-        say(args.quiet, f"note: could not add the audio of {source_path} ({sink.audio_problem}); the output has none")
+    note_lost_audio(sink, source_path, args.quiet)
     _note_cuts(args, result.cuts)
     say(args.quiet, f"{args.output}: {result.frames_written} frames at {fps:g} fps")
 
@@ -160,7 +129,7 @@ def _folder(args, device, times: List[float], factor: int) -> None:
     count = factor * (len(source.paths) - 1) + 1
     with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
         interpolate = _interpolator(args, device)
-        with _progress(args, count) as bar:
+        with progress_bar(count, "interpolating", args.quiet) as bar:
             result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update,
                                         pipelined=not args.sequential)
     _note_cuts(args, result.cuts)
@@ -186,7 +155,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="output image (with several times, one file per time: NAME_t0.250.EXT ...), video, "
                         "or folder (for a folder of frames)")
     timing = parser.add_mutually_exclusive_group()
-    timing.add_argument("--times", type=float, nargs="+", metavar="T", help="times in (0, 1) between two images (default 0.5)")
+    timing.add_argument("--times", type=float, nargs="+", metavar="T",
+                        help="times in (0, 1) between two images (default 0.5)")
     timing.add_argument("--factor", type=int, metavar="N",
                         help="N-1 evenly spaced frames between each pair; a video comes out at N times its frame rate "
                         "(default 2 for videos and folders of frames)")

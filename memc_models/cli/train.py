@@ -83,8 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--init-checkpoint", metavar="PATH",
                        help="start from these weights: ours (a state dict) or the authors' released checkpoint")
     start.add_argument("--resume", metavar="PATH",
-                       help="continue from a last.pt: model, optimizer, scheduler and epoch; log.csv in --out is appended to "
-                            "(into a new --out, the run's log.csv and best.pt are copied there after the first epoch)")
+                       help="continue from a last.pt: model, optimizer, scheduler and epoch; log.csv in --out is "
+                            "appended to (into a new --out, the run's log.csv and best.pt are copied there after the "
+                            "first epoch)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an --out that holds one, deleting its last.pt, best.pt and log.csv "
                         "(without it, that is an error)")
@@ -93,15 +94,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="samples per step in each process (default: 1); under torchrun with N processes the "
                         "global batch is N times this")
     parser.add_argument("--crop", type=int, nargs=2, default=(256, 448), metavar=("H", "W"),
-                        help="random training crop (default: 256 448, full Vimeo90K frames); validation uses full frames")
+                        help="random training crop (default: 256 448, full Vimeo90K frames); validation uses full "
+                        "frames")
     parser.add_argument("--lr", type=float, default=1.0, metavar="SCALE",
-                        help="multiplies every learning rate (default 1: 2e-3 kernel/mask/context, 2e-5 flow, 1e-3 post-processing)")
+                        help="multiplies every learning rate (default 1: 2e-3 kernel/mask/context, 2e-5 flow, 1e-3 "
+                        "post-processing)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="data loading processes (default: min(4, CPUs))")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (default: auto)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to train (default: auto)")
     parser.add_argument("--amp", nargs="?", const="auto", choices=AMP_CHOICES,
-                        help="mixed precision: autocast to bfloat16 where the device supports it (CPUs, GPUs from Ampere "
-                        "on), else float16 with a gradient scaler; or the one named")
+                        help="mixed precision: autocast to bfloat16 where the device supports it (CPUs, GPUs from "
+                        "Ampere on), else float16 with a gradient scaler; or the one named")
     parser.add_argument("--septuplets", action="store_true",
                         help="DATA is Vimeo90K's septuplet set (sep_trainlist.txt, sep_testlist.txt, im1..im7.png): "
                         "samples are any three frames i < j < k, at t = (j - i) / (k - i)")
@@ -309,7 +313,8 @@ def _train_in(args, cluster: Distributed, state: Optional[dict], tqdm) -> None:
             say(f"note: no best.pt beside {args.resume}: {os.path.join(args.out, 'best.pt')} is written when an "
                 f"epoch beats its best validation PSNR ({best_psnr:.2f} dB)")
         if "log.csv" in missing:
-            say(f"note: no log.csv beside {args.resume}: {os.path.join(args.out, 'log.csv')} starts at epoch {epoch + 1}")
+            say(f"note: no log.csv beside {args.resume}: {os.path.join(args.out, 'log.csv')} starts at epoch "
+                f"{epoch + 1}")
     if args.overwrite and main:
         # Only now, once everything has loaded: a failed start leaves the old run as it was.
         for name in _RUN_FILES:

@@ -19,14 +19,13 @@ def _gather_pixels(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return image.reshape(batch, channels, height * width).gather(2, index).reshape(batch, channels, height, width)
 
 
-def adaptive_warp_reference(image: Tensor, flow: Tensor, kernel: Tensor) -> Tensor:
-    """Reference for :func:`memc_ops.adaptive_warp`; see its docstring for the definition."""
-    batch, channels, height, width = image.shape
-    kernel_size = math.isqrt(kernel.shape[1])
-    half = kernel_size // 2
+def _warp_targets(flow: Tensor):
+    """adaptive_warp's rule for the targets x' = x + f of (B, 2, H, W) flow: (valid, x'_x, x'_y),
+    each (B, H, W), valid where x' lies in [0, W-1] x [0, H-1], |f_x| < W/2 and |f_y| < H/2."""
+    _, _, height, width = flow.shape
     flow_x, flow_y = flow[:, 0], flow[:, 1]
-    xs = torch.arange(width, device=image.device, dtype=flow.dtype).view(1, 1, width)
-    ys = torch.arange(height, device=image.device, dtype=flow.dtype).view(1, height, 1)
+    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
+    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
     target_x, target_y = xs + flow_x, ys + flow_y
     valid = (
         (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
@@ -35,6 +34,15 @@ def adaptive_warp_reference(image: Tensor, flow: Tensor, kernel: Tensor) -> Tens
     # Invalid pixels get a harmless stand-in target so indices stay in range and gradients finite.
     target_x = torch.where(valid, target_x, torch.zeros_like(target_x))
     target_y = torch.where(valid, target_y, torch.zeros_like(target_y))
+    return valid, target_x, target_y
+
+
+def adaptive_warp_reference(image: Tensor, flow: Tensor, kernel: Tensor) -> Tensor:
+    """Reference for :func:`memc_ops.adaptive_warp`; see its docstring for the definition."""
+    _, _, height, width = image.shape
+    kernel_size = math.isqrt(kernel.shape[1])
+    half = kernel_size // 2
+    valid, target_x, target_y = _warp_targets(flow)
     floor_x, floor_y = target_x.detach().floor(), target_y.detach().floor()
     frac_x, frac_y = target_x - floor_x, target_y - floor_y  # a, b: the flow's only gradient path
     warped = torch.zeros_like(image)
@@ -63,17 +71,8 @@ def _keys_weights(fraction: Tensor):
 
 def bicubic_warp_reference(image: Tensor, flow: Tensor) -> Tensor:
     """Reference for :func:`memc_ops.bicubic_warp`; see its docstring for the definition."""
-    batch, channels, height, width = image.shape
-    flow_x, flow_y = flow[:, 0], flow[:, 1]
-    xs = torch.arange(width, device=image.device, dtype=flow.dtype).view(1, 1, width)
-    ys = torch.arange(height, device=image.device, dtype=flow.dtype).view(1, height, 1)
-    target_x, target_y = xs + flow_x, ys + flow_y
-    valid = (
-        (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
-        & (flow_x.abs() < width / 2) & (flow_y.abs() < height / 2)
-    )
-    target_x = torch.where(valid, target_x, torch.zeros_like(target_x))
-    target_y = torch.where(valid, target_y, torch.zeros_like(target_y))
+    _, _, height, width = image.shape
+    valid, target_x, target_y = _warp_targets(flow)
     floor_x, floor_y = target_x.detach().floor(), target_y.detach().floor()
     weights_x, weights_y = _keys_weights(target_x - floor_x), _keys_weights(target_y - floor_y)
     warped = torch.zeros_like(image)

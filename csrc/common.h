@@ -79,6 +79,17 @@ inline void check_adaptive_warp_grad_output(const at::Tensor& grad_output, const
                     shape_string(image.sizes()), "; got ", shape_string(grad_output.sizes()));
 }
 
+// Validates image (B, C, H, W) and flow (B, 2, H, W) of bicubic_warp.
+inline void check_bicubic_warp_inputs(const at::Tensor& image, const at::Tensor& flow) {
+  const char* op = "bicubic_warp";
+  check_4d_float(op, "image", image, image, "image");
+  check_4d_float(op, "flow", flow, image, "image");
+  const int64_t batch = image.size(0), height = image.size(2), width = image.size(3);
+  TORCH_CHECK_VALUE(flow.size(0) == batch && flow.size(1) == 2 && flow.size(2) == height && flow.size(3) == width,
+                    op, ": flow must have shape (B, 2, H, W) = ", shape_string({batch, 2, height, width}),
+                    " to match image ", shape_string(image.sizes()), "; got ", shape_string(flow.sizes()));
+}
+
 // Calls f(std::integral_constant<int, K>{}) so that kernels can unroll over a compile-time K.
 template <typename F>
 void dispatch_kernel_size(int kernel_size, F&& f) {

@@ -15,6 +15,9 @@ TORCH_LIBRARY(memc, m) {
   // output_mask: which of (grad_image, grad_flow, grad_kernel) to compute; the others come back
   // undefined (None), as from ATen's backward ops.
   m.def("adaptive_warp_backward(Tensor grad_output, Tensor image, Tensor flow, Tensor kernel, bool[3] output_mask=[True, True, True]) -> (Tensor, Tensor, Tensor)");
+  // adaptive_warp(image, flow, kernel) with the 4x4 kernel that makes it bicubic (Keys, a = -0.5),
+  // computed per pixel from the flow; its gradients are composed in Python (memc_ops/bicubic_warp.py).
+  m.def("bicubic_warp(Tensor image, Tensor flow) -> Tensor");
   // Returns the projected flow and the opmath buffer `projected` (B, 3, H, W) that the backward
   // needs: averages (holes filled or zero) and total weights; see memc/flow_projection.h.
   // fill_from_below=False is the released kernel's hole fill (left, right and above only).

@@ -19,9 +19,9 @@ For two frames I0, I1 and a time t in (0, 1):
    consistent sources far above the occluded ones: where two sources meet at time t, the one that
    stays visible in the other frame is the one in front. Where both frames see a pixel, its two
    projected flows, two estimates of one linear motion, are averaged.
-4. Warping: ``memc_ops.adaptive_warp`` of each frame with its projected flow and a fixed kernel:
-   per-pixel 4x4 bicubic (Keys, a = -0.5) coefficients expressed in the op's bilinear-quadrant
-   form, or plain bilinear.
+4. Warping: each frame warped with its projected flow by ``memc_ops.bicubic_warp`` (adaptive
+   warping with the per-pixel 4x4 bicubic coefficients (Keys, a = -0.5) that :func:`bicubic_kernel`
+   gives, computed inside the op), or by ``memc_ops.adaptive_warp`` with plain bilinear weights.
 5. Blending: the warped frames weighted by time, (1 - t) and t, times their visibility at time t:
    frame 0 counts only where some source of frame 0 landed (no hole in its projection) and where
    frame 1's sample is not one that frame 0 cannot see, and vice versa. Where neither frame
@@ -37,8 +37,9 @@ For two frames I0, I1 and a time t in (0, 1):
    the interpolation error by 2-3% (README) at four times the cost; ``orientations=1`` skips it.
 
 Above the working resolution, steps 2, 3 and the ensemble's disagreement run there (on bilinear
-warps of the downscaled frames, which serve only the disagreement), and so do the weights: per pixel, each orientation's ensemble weight
-(step 6) times the time-and-visibility weights of its two warps (step 5), one weight per frame
+warps of the downscaled frames, which serve only the disagreement), and so do the weights: per
+pixel, each orientation's ensemble weight (step 6) times the time-and-visibility weights of its
+two warps (step 5), one weight per frame
 and orientation, summing to 1. Only the projected flows (turned back to the frames' orientation)
 and these weights are resized to the frames' size, where the full-size frames are warped (step
 4) and accumulated with them into one frame: the same blend as resizing the visibility and
@@ -56,7 +57,7 @@ import math
 import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -80,9 +81,6 @@ _ORIENTATIONS = ((), (3,), (2,), (2, 3))
 # Disagreement assigned to pixels that only one frame (or neither) explains: there the two warps
 # are not expected to agree, and every orientation should count about the same.
 _UNSEEN_DISAGREEMENT = 0.1
-
-# Kernel buffers kept at most (the working and the full size, and a batch size or device more).
-_KEPT_KERNEL_BUFFERS = 4
 
 # Frames are RGB in [0, 1]; values beyond this margin mean another scale (0..255, -1..1), which
 # the 8-bit conversion for DIS would clip to a blank frame. Within it, a little overshoot (from a
@@ -132,7 +130,8 @@ class ClassicalConfig:
         _check_finest_scale(self.finest_scale)
         if not (self.consistency_alpha >= 0 and self.consistency_beta >= 0):
             raise ValueError(
-                f"consistency_alpha and consistency_beta must be >= 0; got {self.consistency_alpha} and {self.consistency_beta}"
+                "consistency_alpha and consistency_beta must be >= 0; "
+                f"got {self.consistency_alpha} and {self.consistency_beta}"
             )
         if self.kernel not in ("bicubic", "bilinear"):
             raise ValueError(f"kernel must be 'bicubic' or 'bilinear'; got {self.kernel!r}")
@@ -204,7 +203,8 @@ def _grey_dis_flows(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], preset: str,
     return results
 
 
-def _dis_calc(jobs: Sequence[Tuple[np.ndarray, np.ndarray]], preset: str, finest_scale: Optional[int]) -> List[np.ndarray]:
+def _dis_calc(jobs: Sequence[Tuple[np.ndarray, np.ndarray]], preset: str,
+              finest_scale: Optional[int]) -> List[np.ndarray]:
     """DIS flow (H, W, 2) of each pair of grey uint8 images, on a thread pool (one DIS object per
     call: they are not thread-safe)."""
     import cv2
@@ -291,7 +291,8 @@ def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None, scratch: Optional
     # Per axis (x, then y), in place: a, g, then the weights for offsets -1 (and 2), 0 and 1.
     fraction, outer, far, near = scratch.unbind(2)
     torch.add(flow[:, 0], torch.arange(width, device=flow.device, dtype=flow.dtype), out=fraction[:, 0])
-    torch.add(flow[:, 1], torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1), out=fraction[:, 1])
+    rows = torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1)
+    torch.add(flow[:, 1], rows, out=fraction[:, 1])
     fraction.remainder_(1.0)  # a in [0, 1), also for negative targets
     torch.mul(fraction, -1.0, out=outer).add_(1.0)  # g = 1 - a
     torch.mul(outer, -1.5, out=far).add_(1.0).mul_(outer).add_(1.0)  # 1 + g (1 - 1.5 g)
@@ -390,10 +391,6 @@ class ClassicalInterpolator:
 
     def __init__(self, config: ClassicalConfig = ClassicalConfig()):
         self.config = config
-        # Bicubic kernels (16 values a pixel) are written into buffers kept per size: one
-        # allocation per size, not per frame. render() is therefore not to be called from two
-        # threads at once on one interpolator.
-        self._kernel_buffers: Dict[tuple, Tuple[Tensor, Tensor]] = {}
 
     def __call__(self, frame0: Tensor, frame1: Tensor, t: Time = 0.5) -> Tensor:
         return self.interpolate(frame0, frame1, [t])[0]
@@ -435,7 +432,8 @@ class ClassicalInterpolator:
         return motion
 
     @torch.no_grad()
-    def render(self, frame0: Tensor, frame1: Tensor, motion: PairMotion, times: Union[Time, Sequence[Time]]) -> List[Tensor]:
+    def render(self, frame0: Tensor, frame1: Tensor, motion: PairMotion,
+               times: Union[Time, Sequence[Time]]) -> List[Tensor]:
         """Stage 2 (steps 3 to 6), on the frames' device: the frames at ``times`` (as for
         :meth:`interpolate`) from the pair's ``motion``, which :meth:`motion` estimated from these
         frames with this configuration."""
@@ -461,7 +459,8 @@ class ClassicalInterpolator:
         frames = torch.cat((frame0, frame1), 0).float()
         if not ensemble:
             _, flows, occluded = orientations[0]
-            return [frame.clamp(0, 1).to(frame0.dtype) for frame, _, _ in self._render_once(frames, flows, occluded, times)]
+            rendered = self._render_once(frames, flows, occluded, times)
+            return [frame.clamp(0, 1).to(frame0.dtype) for frame, _, _ in rendered]
         # Orientation outside, times inside: one orientation's frames in memory at a time, and
         # each time keeps one running blend, not one frame per orientation.
         blends = [_AgreementBlend(cfg.agreement_scale) for _ in times]
@@ -520,7 +519,8 @@ class ClassicalInterpolator:
         (2B, 1, h, w)) and, for the ``ensemble``, its (B, 1, h, w) disagreement map (step 6).
         ``frames`` None: the motion alone (frame and disagreement None); ``blended`` False: no
         frame (None), the motion and the disagreement alone."""
-        weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight), torch.ones_like(occluded))
+        weight = torch.where(occluded > 0, torch.full_like(occluded, self.config.occluded_weight),
+                             torch.ones_like(occluded))
         ones = flows.new_ones(flows.shape[0] // 2, 1, 1, 1)
         results = []
         for t in times:
@@ -549,20 +549,9 @@ class ClassicalInterpolator:
         """Step 4: each frame warped with its projected flow and the fixed kernel."""
         if self.config.kernel == "bilinear":
             return memc_ops.adaptive_warp(frames, back, _bilinear_kernel(back))
-        return memc_ops.adaptive_warp(frames, back, bicubic_kernel(back, *self._kernel_buffers_for(back)))
-
-    def _kernel_buffers_for(self, back: Tensor) -> Tuple[Tensor, Tensor]:
-        """(B, 16, H, W) and (B, 2, 4, H, W) buffers for the bicubic kernel of ``back`` and its
-        per-axis weights, kept for the next frames: a video's pairs reuse the same few sizes, and
-        at HD fresh buffers cost as much to allocate (page by page) as the kernel to compute."""
-        key = (back.shape[0], *back.shape[2:], back.device, back.dtype)
-        buffers = self._kernel_buffers.get(key)
-        if buffers is None:
-            if len(self._kernel_buffers) >= _KEPT_KERNEL_BUFFERS:
-                self._kernel_buffers.clear()
-            buffers = self._kernel_buffers[key] = (back.new_empty(back.shape[0], 16, *back.shape[2:]),
-                                                   back.new_empty(back.shape[0], 2, 4, *back.shape[2:]))
-        return buffers
+        # The bicubic coefficients computed per pixel inside the op: no (B, 16, H, W) kernel
+        # written and read back (133 MB per warp of a 1080p frame).
+        return memc_ops.bicubic_warp(frames, back)
 
     def _disagreement(self, warps: Tensor, visible: Tensor) -> Tensor:
         """(B, 1, H, W): mean |warp0 - warp1| over channels and a (2r + 1)^2 window (clipped at

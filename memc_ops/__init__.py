@@ -1,4 +1,5 @@
-"""memc_ops: MEMC-Net's adaptive warping and flow projection layers as PyTorch custom ops.
+"""memc_ops: MEMC-Net's adaptive warping and flow projection layers, and a bicubic warp, as PyTorch
+custom ops.
 
 The ops live under ``torch.ops.memc``; this package gives them typed Python wrappers, autograd,
 fake (meta) kernels for ``torch.compile``, ``nn.Module`` wrappers and a pure-PyTorch reference
@@ -9,10 +10,12 @@ import torch
 
 from . import _C  # noqa: F401  (loads the kernels and registers torch.ops.memc.*)
 from .adaptive_warp import AdaptiveWarp, adaptive_warp
+from .bicubic_warp import BicubicWarp, bicubic_warp
 from .flow_projection import FlowProjection, flow_projection, project_to_time
 
 __all__ = [
-    "AdaptiveWarp", "adaptive_warp", "cuda_kernels_built", "FlowProjection", "flow_projection", "project_to_time",
+    "AdaptiveWarp", "adaptive_warp", "BicubicWarp", "bicubic_warp", "cuda_kernels_built", "FlowProjection",
+    "flow_projection", "project_to_time",
 ]
 
 

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["adaptive_warp_reference", "flow_projection_reference"]
+__all__ = ["adaptive_warp_reference", "bicubic_warp_reference", "flow_projection_reference"]
 
 
 def _gather_pixels(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -19,14 +19,13 @@ def _gather_pixels(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return image.reshape(batch, channels, height * width).gather(2, index).reshape(batch, channels, height, width)
 
 
-def adaptive_warp_reference(image: Tensor, flow: Tensor, kernel: Tensor) -> Tensor:
-    """Reference for :func:`memc_ops.adaptive_warp`; see its docstring for the definition."""
-    batch, channels, height, width = image.shape
-    kernel_size = math.isqrt(kernel.shape[1])
-    half = kernel_size // 2
+def _warp_targets(flow: Tensor):
+    """adaptive_warp's rule for the targets x' = x + f of (B, 2, H, W) flow: (valid, x'_x, x'_y),
+    each (B, H, W), valid where x' lies in [0, W-1] x [0, H-1], |f_x| < W/2 and |f_y| < H/2."""
+    _, _, height, width = flow.shape
     flow_x, flow_y = flow[:, 0], flow[:, 1]
-    xs = torch.arange(width, device=image.device, dtype=flow.dtype).view(1, 1, width)
-    ys = torch.arange(height, device=image.device, dtype=flow.dtype).view(1, height, 1)
+    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
+    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
     target_x, target_y = xs + flow_x, ys + flow_y
     valid = (
         (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
@@ -35,6 +34,15 @@ def adaptive_warp_reference(image: Tensor, flow: Tensor, kernel: Tensor) -> Tens
     # Invalid pixels get a harmless stand-in target so indices stay in range and gradients finite.
     target_x = torch.where(valid, target_x, torch.zeros_like(target_x))
     target_y = torch.where(valid, target_y, torch.zeros_like(target_y))
+    return valid, target_x, target_y
+
+
+def adaptive_warp_reference(image: Tensor, flow: Tensor, kernel: Tensor) -> Tensor:
+    """Reference for :func:`memc_ops.adaptive_warp`; see its docstring for the definition."""
+    _, _, height, width = image.shape
+    kernel_size = math.isqrt(kernel.shape[1])
+    half = kernel_size // 2
+    valid, target_x, target_y = _warp_targets(flow)
     floor_x, floor_y = target_x.detach().floor(), target_y.detach().floor()
     frac_x, frac_y = target_x - floor_x, target_y - floor_y  # a, b: the flow's only gradient path
     warped = torch.zeros_like(image)
@@ -45,6 +53,34 @@ def adaptive_warp_reference(image: Tensor, flow: Tensor, kernel: Tensor) -> Tens
             cols = (floor_x.long() + 1 - half + c).clamp(0, width - 1)
             weight_x = 1 - frac_x if c < half else frac_x
             tap = kernel[:, r * kernel_size + c] * weight_y * weight_x
+            warped = warped + tap.unsqueeze(1) * _gather_pixels(image, rows, cols)
+    return torch.where(valid.unsqueeze(1), warped, image)
+
+
+def _keys_weights(fraction: Tensor):
+    """Keys' cubic convolution weights (a = -0.5) of the offsets -1, 0, 1, 2 from the floor, for
+    the fractional position s: the cubic kernel at distances 1 + s, s, 1 - s, 2 - s."""
+    def near(d):  # |d| <= 1
+        return 1.5 * d**3 - 2.5 * d**2 + 1
+
+    def far(d):  # 1 < |d| < 2
+        return -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2
+
+    return far(1 + fraction), near(fraction), near(1 - fraction), far(2 - fraction)
+
+
+def bicubic_warp_reference(image: Tensor, flow: Tensor) -> Tensor:
+    """Reference for :func:`memc_ops.bicubic_warp`; see its docstring for the definition."""
+    _, _, height, width = image.shape
+    valid, target_x, target_y = _warp_targets(flow)
+    floor_x, floor_y = target_x.detach().floor(), target_y.detach().floor()
+    weights_x, weights_y = _keys_weights(target_x - floor_x), _keys_weights(target_y - floor_y)
+    warped = torch.zeros_like(image)
+    for r in range(4):
+        rows = (floor_y.long() - 1 + r).clamp(0, height - 1)
+        for c in range(4):
+            cols = (floor_x.long() - 1 + c).clamp(0, width - 1)
+            tap = weights_y[r] * weights_x[c]
             warped = warped + tap.unsqueeze(1) * _gather_pixels(image, rows, cols)
     return torch.where(valid.unsqueeze(1), warped, image)
 

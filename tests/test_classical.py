@@ -327,14 +327,21 @@ def test_resized_path_runs_on_device(device):
     torch.testing.assert_close(ours.cpu(), path(frame0, frame1, 0.5), atol=2e-3, rtol=0)
 
 
-def test_kept_kernel_buffers_do_not_change_the_frames():
-    # Buffers are kept per size: frames of other sizes in between change nothing.
+def test_frames_of_other_sizes_in_between_change_nothing():
     path = ClassicalInterpolator(ClassicalConfig(orientations=1, max_flow_pixels=768))
     large, small = frames(height=48, width=64), frames(height=24, width=32, seed=1)
     first = path(*large)
     path(*small)
     assert torch.equal(path(*large), first)
     assert torch.equal(path(*small), ClassicalInterpolator(path.config)(*small))
+
+
+def test_bicubic_warp_is_adaptive_warp_with_the_bicubic_kernel():
+    # The path's warp (memc_ops.bicubic_warp) against the public kernel through adaptive_warp.
+    frame = frames(height=24, width=32)[0]
+    back = torch.randn(1, 2, 24, 32) * 3
+    ours = ClassicalInterpolator()._warp(frame, back)
+    torch.testing.assert_close(ours, memc_ops.adaptive_warp(frame, back, bicubic_kernel(back)), rtol=1e-5, atol=1e-6)
 
 
 def test_flows_turned_back_from_a_flipped_orientation():

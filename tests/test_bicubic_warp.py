@@ -1,0 +1,274 @@
+"""The bicubic warp op: adaptive_warp with the bicubic kernel computed inside the op. Its values
+(against adaptive_warp with that kernel and the pure-PyTorch reference), gradients, dtypes,
+layouts, edge cases, registration and errors."""
+
+import pytest
+import torch
+
+import memc_ops
+from memc_models.classical import bicubic_kernel
+from memc_ops.reference import bicubic_warp_reference
+
+
+def make_flow(batch, height, width, kind, dtype=torch.float64, device="cpu"):
+    scale = torch.tensor([width, height], dtype=dtype, device=device).view(1, 2, 1, 1)
+    shape = (batch, 2, height, width)
+    if kind == "zero":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    if kind == "integer":  # whole pixels, both signs: fractions exactly 0
+        return torch.randint(-3, 4, shape, device=device).to(dtype)
+    if kind == "fractional":  # small motions, mostly landing in the frame
+        return torch.randn(shape, dtype=dtype, device=device) * 1.5
+    if kind == "negative":  # up and to the left, fractional
+        return -torch.rand(shape, dtype=dtype, device=device) * 3
+    if kind == "mixed":  # inside, across the border and beyond the half-size limit
+        return (torch.rand(shape, dtype=dtype, device=device) - 0.5) * 1.4 * scale
+    if kind == "outside":  # everything leaves the frame
+        return torch.ones(shape, dtype=dtype, device=device) * (scale + 3)
+    if kind == "border":  # targets exactly on the last row and column, or the first
+        ys = torch.arange(height, dtype=dtype, device=device).view(1, height, 1).expand(batch, height, width)
+        xs = torch.arange(width, dtype=dtype, device=device).view(1, 1, width).expand(batch, height, width)
+        to_last = torch.stack([width - 1 - xs, height - 1 - ys], 1)
+        pick = torch.rand(batch, 1, height, width, device=device) < 0.5
+        return torch.where(pick, to_last, torch.stack([-xs, -ys], 1))
+    if kind == "nan":
+        flow = torch.randn(shape, dtype=dtype, device=device)
+        flow[torch.rand_like(flow) < 0.3] = float("nan")
+        flow[0, 0, 0, 0] = float("inf")
+        return flow
+    raise ValueError(kind)
+
+
+def make_inputs(batch, channels, height, width, kind, dtype=torch.float64, device="cpu"):
+    image = torch.randn(batch, channels, height, width, dtype=dtype, device=device)
+    return image, make_flow(batch, height, width, kind, dtype, device)
+
+
+def grads(fn, inputs, grad_output):
+    inputs = [t.detach().clone().requires_grad_(True) for t in inputs]
+    output = fn(*inputs)
+    return (output, *torch.autograd.grad(output, inputs, grad_output))
+
+
+FLOWS = ["zero", "integer", "fractional", "negative", "mixed", "outside", "border", "nan"]
+SIZES = [(2, 3, 7, 13), (1, 1, 1, 1), (1, 2, 1, 9), (1, 2, 9, 1), (3, 5, 16, 20), (1, 3, 33, 70)]
+
+
+@pytest.mark.parametrize("kind", FLOWS)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matches_adaptive_warp_with_the_bicubic_kernel(kind, size, dtype, device):
+    image, flow = make_inputs(*size, kind, dtype=dtype, device=device)
+    expected = memc_ops.adaptive_warp(image, flow, bicubic_kernel(flow))
+    # The same function summed in another order (per row, then over the rows): equal up to rounding.
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(memc_ops.bicubic_warp(image, flow), expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("kind", ["fractional", "mixed", "border", "nan", "integer"])
+def test_forward_and_backward_match_reference(kind, device):
+    image, flow = make_inputs(2, 3, 8, 11, kind, device=device)
+    grad_output = torch.randn_like(image)
+    ours = grads(memc_ops.bicubic_warp, (image, flow), grad_output)
+    expected = grads(bicubic_warp_reference, (image, flow), grad_output)
+    for name, got, want in zip(["output", "grad image", "grad flow"], ours, expected):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
+
+
+def test_is_keys_bicubic_on_one_pixel():
+    """One pixel by hand: Keys' cubic (a = -0.5) at the distances of the 4 x 4 window's samples."""
+    def keys(d):
+        d = abs(d)
+        return 1.5 * d**3 - 2.5 * d**2 + 1 if d <= 1 else -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2
+
+    image = torch.arange(6 * 7, dtype=torch.float64).view(1, 1, 6, 7) ** 1.3
+    flow = torch.zeros(1, 2, 6, 7, dtype=torch.float64)
+    y, x = 2, 3
+    flow[0, 0, y, x], flow[0, 1, y, x] = -0.7, 0.4  # target (2.3, 2.4)
+    expected = sum(keys(row - 2.4) * keys(col - 2.3) * image[0, 0, row, col].item()
+                   for row in range(1, 5) for col in range(1, 5))
+    assert memc_ops.bicubic_warp(image, flow)[0, 0, y, x].item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_invalid_pixels_copy_the_input_and_pass_gradient_through(device):
+    image, flow = make_inputs(1, 3, 6, 8, "outside", device=device)
+    image.requires_grad_(True)
+    flow.requires_grad_(True)
+    output = memc_ops.bicubic_warp(image, flow)
+    assert torch.equal(output, image)
+    output.sum().backward()
+    assert torch.equal(image.grad, torch.ones_like(image))
+    assert torch.equal(flow.grad, torch.zeros_like(flow))
+
+
+def test_integer_flows_shift_the_image_exactly(device):
+    image = torch.randn(1, 2, 8, 9, dtype=torch.float32, device=device)
+    flow = torch.zeros(1, 2, 8, 9, device=device)
+    flow[:, 0], flow[:, 1] = -1.0, 2.0  # output(y, x) = image(y + 2, x - 1)
+    output = memc_ops.bicubic_warp(image, flow)
+    assert torch.equal(output[:, :, :6, 1:], image[:, :, 2:, :-1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gradcheck(seed, device):
+    torch.manual_seed(seed)
+    image, flow = make_inputs(2, 2, 6, 8, "mixed", device=device)
+    flow = flow.floor() + 0.1 + 0.8 * torch.rand_like(flow)  # away from the window's steps
+    inputs = (image.requires_grad_(True), flow.requires_grad_(True))
+    assert torch.autograd.gradcheck(memc_ops.bicubic_warp, inputs)
+
+
+def test_gradcheck_non_contiguous(device):
+    image, flow = make_inputs(2, 2, 8, 6, "fractional", device=device)
+    flow = flow.floor() + 0.1 + 0.8 * torch.rand_like(flow)
+    inputs = tuple(t.transpose(2, 3).requires_grad_(True) for t in (image, flow))
+    assert not inputs[0].is_contiguous()
+    assert torch.autograd.gradcheck(memc_ops.bicubic_warp, inputs)
+
+
+def _laid_out(tensors, layout):
+    if layout == "channels_last":
+        return [t.contiguous(memory_format=torch.channels_last) for t in tensors]
+    if layout == "sliced":  # rows with a stride of 2
+        return [torch.cat([t, t], dim=3)[..., ::2] for t in tensors]
+    if layout == "transposed":
+        return [t.transpose(2, 3).contiguous().transpose(2, 3) for t in tensors]
+    return [tensors[0], tensors[1][:1].expand_as(tensors[1])]  # one flow for the batch, stride 0
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "sliced", "transposed", "expanded_flow"])
+def test_layouts_give_the_bits_of_contiguous(layout, device):
+    image, flow = make_inputs(2, 5, 9, 12, "mixed", dtype=torch.float32, device=device)
+    image.requires_grad_(True)
+    flow.requires_grad_(True)
+    strided = _laid_out((image, flow), layout)
+    contiguous = [t.contiguous() for t in strided]
+    assert not all(t.is_contiguous() for t in strided)
+    output = memc_ops.bicubic_warp(*strided)
+    expected = memc_ops.bicubic_warp(*contiguous)
+    assert torch.equal(output, expected)
+    grad_output = torch.randn_like(output)
+    ours = torch.autograd.grad(output, (image, flow), grad_output)
+    reference = torch.autograd.grad(expected, (image, flow), grad_output)
+    for got, want in zip(ours, reference):
+        torch.testing.assert_close(got, want)
+
+
+def test_output_has_the_memory_format_of_the_image(device):
+    image, flow = make_inputs(2, 3, 5, 6, "mixed", dtype=torch.float32, device=device)
+    output = memc_ops.bicubic_warp(image.contiguous(memory_format=torch.channels_last), flow)
+    assert output.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_float32_rounded_once(dtype, device):
+    image, flow = make_inputs(2, 3, 9, 45, "mixed", dtype=torch.float32, device=device)
+    flow[:, :, 0, :5] = float("nan")
+    low = [t.to(dtype) for t in (image, flow)]
+    output = memc_ops.bicubic_warp(*low)
+    expected = memc_ops.bicubic_warp(*(t.float() for t in low)).to(dtype)
+    assert output.dtype == dtype
+    if device.type == "cuda":  # nvcc may fuse multiplies and adds differently per dtype
+        torch.testing.assert_close(output, expected)
+    else:
+        assert torch.equal(output, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_gradients_close_to_float32(dtype, device):
+    image, flow = make_inputs(2, 3, 16, 20, "fractional", dtype=torch.float32, device=device)
+    low = [t.to(dtype) for t in (image, flow)]
+    grad_output = torch.randn(2, 3, 16, 20, device=device)
+    ours = grads(memc_ops.bicubic_warp, low, grad_output.to(dtype))
+    expected = grads(memc_ops.bicubic_warp, [t.float() for t in low], grad_output)
+    tolerance = 1e-2 if dtype == torch.float16 else 5e-2
+    for name, got, want in zip(["output", "grad image", "grad flow"], ours, expected):
+        assert got.dtype == dtype, name
+        assert (got.float() - want).abs().max() <= tolerance * want.abs().max().clamp_min(1), name
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4), (1, 3, 1, 1)])
+def test_edge_shapes(shape, device):
+    image = torch.randn(shape, device=device, requires_grad=True)
+    flow = torch.full((shape[0], 2, *shape[2:]), 0.25, device=device, requires_grad=True)
+    output = memc_ops.bicubic_warp(image, flow)
+    assert output.shape == shape
+    # A 1 x 1 frame: every flow of at least half its size copies the pixel; nothing else moves.
+    assert torch.equal(output, image)
+    output.sum().backward()
+    assert image.grad.shape == shape and flow.grad.shape == flow.shape
+    assert torch.equal(flow.grad, torch.zeros_like(flow))
+
+
+def test_opcheck(device):
+    samples = [
+        make_inputs(2, 3, 7, 13, "mixed", dtype=torch.float32, device=device),
+        make_inputs(1, 2, 5, 6, "nan", dtype=torch.float32, device=device),
+        tuple(t.requires_grad_(True) for t in make_inputs(1, 1, 5, 6, "fractional", device=device)),
+        tuple(t.requires_grad_(True) for t in make_inputs(2, 4, 6, 8, "mixed", dtype=torch.float32, device=device)),
+    ]
+    for sample in samples:
+        torch.library.opcheck(torch.ops.memc.bicubic_warp.default, sample)
+
+
+def test_torch_compile(device):
+    torch._dynamo.reset()
+
+    def warp_and_blend(image, flow):
+        return 0.5 * memc_ops.bicubic_warp(image, flow) + 0.5 * image
+
+    compiled = torch.compile(warp_and_blend, fullgraph=True, backend="aot_eager")
+    inputs = make_inputs(2, 3, 8, 8, "mixed", dtype=torch.float32, device=device)
+    grad_output = torch.randn(2, 3, 8, 8, device=device)
+    for got, want in zip(grads(compiled, inputs, grad_output), grads(warp_and_blend, inputs, grad_output)):
+        torch.testing.assert_close(got, want)
+
+
+def test_module_wrapper(device):
+    inputs = make_inputs(1, 3, 6, 6, "mixed", dtype=torch.float32, device=device)
+    assert torch.equal(memc_ops.BicubicWarp()(*inputs), memc_ops.bicubic_warp(*inputs))
+
+
+def test_only_the_gradients_asked_for(device):
+    image, flow = make_inputs(1, 2, 5, 6, "fractional", device=device)
+    output = memc_ops.bicubic_warp(image, flow.requires_grad_(True))
+    output.sum().backward()
+    assert image.grad is None and flow.grad is not None
+
+
+BAD_SHAPES = [
+    # description, (image shape, flow shape), expected fragment of the message
+    ("image rank", ((3, 8, 8), (1, 2, 8, 8)), "image must be a 4-D tensor"),
+    ("flow rank", ((1, 3, 8, 8), (2, 8, 8)), "flow must be a 4-D tensor"),
+    ("flow channels", ((1, 3, 8, 8), (1, 3, 8, 8)), "flow must have shape (B, 2, H, W) = (1, 2, 8, 8)"),
+    ("flow size", ((1, 3, 8, 8), (1, 2, 8, 7)), "flow must have shape (B, 2, H, W) = (1, 2, 8, 8)"),
+    ("flow batch", ((2, 3, 8, 8), (1, 2, 8, 8)), "flow must have shape (B, 2, H, W) = (2, 2, 8, 8)"),
+]
+
+
+@pytest.mark.parametrize("description, shapes, message", BAD_SHAPES, ids=[b[0] for b in BAD_SHAPES])
+def test_bad_shapes_are_rejected_with_a_clear_message(description, shapes, message):
+    image, flow = (torch.zeros(shape) for shape in shapes)
+    with pytest.raises(ValueError, match="bicubic_warp: " + message.replace("(", r"\(").replace(")", r"\)")):
+        memc_ops.bicubic_warp(image, flow)
+
+
+def test_integer_and_mixed_dtypes_are_rejected():
+    image, flow = torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4, 4)
+    with pytest.raises(ValueError, match="image must be float32, float64, float16 or bfloat16; got Long"):
+        memc_ops.bicubic_warp(image.long(), flow)
+    with pytest.raises(ValueError, match="flow must have the dtype of image"):
+        memc_ops.bicubic_warp(image, flow.double())
+
+
+@pytest.mark.parametrize("argument", ["image", "flow"])
+def test_non_tensor_arguments_are_rejected_naming_the_argument(argument):
+    inputs = {"image": torch.zeros(1, 3, 4, 4), "flow": torch.zeros(1, 2, 4, 4)}
+    inputs[argument] = inputs[argument].numpy()
+    with pytest.raises(TypeError, match=f"bicubic_warp: {argument} must be a torch.Tensor .*torch.from_numpy"):
+        memc_ops.bicubic_warp(**inputs)
+
+
+def test_tensors_on_different_devices_are_rejected_naming_the_devices():
+    with pytest.raises(RuntimeError, match=r"bicubic_warp: flow must be on the device of image \(cpu\); got meta"):
+        memc_ops.bicubic_warp(torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4, 4, device="meta"))

@@ -35,6 +35,18 @@ def run_adaptive_warp():
     print("adaptive_warp: done")
 
 
+def run_bicubic_warp():
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        for batch, channels, height, width in ((1, 1, 1, 1), (2, 3, 7, 13), (1, 64, 33, 17)):
+            for name, flow in flows(batch, height, width, dtype).items():
+                image = torch.randn(batch, channels, height, width, device="cuda", dtype=dtype, requires_grad=True)
+                memc_ops.bicubic_warp(image, flow.requires_grad_(True)).sum().backward()
+                strided = [t.detach().contiguous(memory_format=torch.channels_last) for t in (image, flow)]
+                memc_ops.bicubic_warp(*strided)
+    torch.cuda.synchronize()
+    print("bicubic_warp: done")
+
+
 def run_flow_projection():
     if not hasattr(memc_ops, "flow_projection"):
         print("flow_projection: not in this build")
@@ -54,4 +66,5 @@ def run_flow_projection():
 if __name__ == "__main__":
     torch.manual_seed(0)
     run_adaptive_warp()
+    run_bicubic_warp()
     run_flow_projection()

@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import memc_ops
+from memc_ops import bicubic_kernel  # public here too: the kernel of the warps this path makes
 
 from .memc_net import _check_frames, _check_time
 
@@ -273,44 +274,6 @@ def _coverage(flow: Tensor) -> Tensor:
     return (counts > 0).view(batch, 1, height, width)
 
 
-def bicubic_kernel(flow: Tensor, out: Optional[Tensor] = None, scratch: Optional[Tensor] = None) -> Tensor:
-    """(B, 16, H, W) adaptive_warp coefficients (K = 4) that make the warp bicubic, written into
-    ``out`` when given (a (B, 16, H, W) tensor like ``flow``), with ``scratch`` (a (B, 2, 4, H, W)
-    tensor like ``flow``) for the per-axis weights: at large sizes, reusing both saves the
-    allocations, which cost as much as the computation.
-
-    adaptive_warp weights the left two columns of its 4x4 window by (1 - a) and the right two by a
-    (a the fractional part of the target), rows likewise, then by the kernel. Keys' cubic weights
-    (a = -0.5) for offsets -1, 0, 1, 2 divided by those factors are, with g = 1 - a, the
-    polynomials -a g / 2, 1 + a (1 - 1.5 a), 1 + g (1 - 1.5 g) and -a g / 2 (each of Keys' weights
-    has the factor as a root), so per pixel the warp is exactly bicubic.
-    """
-    batch, _, height, width = flow.shape
-    if scratch is None:
-        scratch = flow.new_empty(batch, 2, 4, height, width)
-    # Per axis (x, then y), in place: a, g, then the weights for offsets -1 (and 2), 0 and 1.
-    fraction, outer, far, near = scratch.unbind(2)
-    torch.add(flow[:, 0], torch.arange(width, device=flow.device, dtype=flow.dtype), out=fraction[:, 0])
-    rows = torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1)
-    torch.add(flow[:, 1], rows, out=fraction[:, 1])
-    fraction.remainder_(1.0)  # a in [0, 1), also for negative targets
-    torch.mul(fraction, -1.0, out=outer).add_(1.0)  # g = 1 - a
-    torch.mul(outer, -1.5, out=far).add_(1.0).mul_(outer).add_(1.0)  # 1 + g (1 - 1.5 g)
-    torch.mul(fraction, -1.5, out=near).add_(1.0).mul_(fraction).add_(1.0)  # 1 + a (1 - 1.5 a)
-    outer.mul_(fraction).mul_(-0.5)  # -a g / 2
-    weights = (outer, near, far, outer)
-    if out is None:
-        out = flow.new_empty(batch, 16, height, width)
-    for row in range(3):  # tap = row * 4 + col
-        for col in range(3):
-            torch.mul(weights[row][:, 1], weights[col][:, 0], out=out[:, row * 4 + col])
-    # Offsets -1 and 2 share their weight: the last column repeats the first, the last row the
-    # first (copies move less memory than products, which read two planes).
-    out[:, 3:12:4].copy_(out[:, 0:12:4])
-    out[:, 12:16].copy_(out[:, 0:4])
-    return out
-
-
 def _symmetrize(back: Tensor, t: Time, both: Tensor) -> Tensor:
     """Where a pixel at time t is seen by both frames (``both``, (B, 1, H, W) bool), its two
     projected flows are two estimates of one linear motion v: to frame 0 -t v, to frame 1
@@ -503,7 +466,7 @@ class ClassicalInterpolator:
                     weights = weights * shares[o]
                 weight0, weight1 = _resize(weights, size).chunk(2, 1)
                 to0, to1 = _resize_flow(back, size).chunk(2, 0)
-                # The frames one at a time, sharing one kernel buffer.
+                # The frames one at a time: one full-size warp in memory at once.
                 warp0 = self._warp(frame0, to0)
                 frame = warp0.mul_(weight0) if frame is None else frame.addcmul_(warp0, weight0)
                 frame.addcmul_(self._warp(frame1, to1), weight1)

@@ -51,8 +51,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import memc_ops
+from memc_ops import bicubic_kernel
 
-from .classical import bicubic_kernel, dis_flows
+from .classical import dis_flows
 from .ffmpeg import ffmpeg_exe
 from .metrics import psnr, ssim, ssim_defined
 
@@ -195,10 +196,11 @@ def _targets_inside(flow: Tensor) -> Tensor:
 
 
 def _warp(image: Tensor, flow: Tensor, bicubic: bool = False) -> Tensor:
-    """``image`` sampled at x + flow(x) by ``memc_ops.adaptive_warp``, with bilinear or 4x4
-    bicubic coefficients."""
-    kernel = bicubic_kernel(flow) if bicubic else flow.new_ones(flow.shape[0], 4, *flow.shape[2:])
-    return memc_ops.adaptive_warp(image, flow, kernel.to(image.dtype))
+    """``image`` sampled at x + flow(x): bilinear (``memc_ops.adaptive_warp`` with a kernel of
+    ones) or bicubic (``memc_ops.bicubic_warp``)."""
+    if bicubic:
+        return memc_ops.bicubic_warp(image, flow)
+    return memc_ops.adaptive_warp(image, flow, flow.new_ones(flow.shape[0], 4, *flow.shape[2:]).to(image.dtype))
 
 
 # Orthonormal opponent colour transform: noise of one sigma per RGB channel stays one sigma per

@@ -10,12 +10,12 @@ import torch
 
 from . import _C  # noqa: F401  (loads the kernels and registers torch.ops.memc.*)
 from .adaptive_warp import AdaptiveWarp, adaptive_warp
-from .bicubic_warp import BicubicWarp, bicubic_warp
+from .bicubic_warp import BicubicWarp, bicubic_kernel, bicubic_warp
 from .flow_projection import FlowProjection, flow_projection, project_to_time
 
 __all__ = [
-    "AdaptiveWarp", "adaptive_warp", "BicubicWarp", "bicubic_warp", "cuda_kernels_built", "FlowProjection",
-    "flow_projection", "project_to_time",
+    "AdaptiveWarp", "adaptive_warp", "BicubicWarp", "bicubic_kernel", "bicubic_warp", "cuda_kernels_built",
+    "FlowProjection", "flow_projection", "project_to_time",
 ]
 
 

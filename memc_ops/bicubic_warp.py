@@ -1,14 +1,12 @@
 """The bicubic warp: adaptive_warp with the fixed 4x4 kernel that makes it bicubic, computed per
 pixel inside the op. Its Python face, autograd and fake kernel."""
 
-from typing import Tuple
-
 import torch
 from torch import Tensor, nn
 
 from ._checks import check_same_device, check_tensor
 
-__all__ = ["BicubicWarp", "bicubic_warp"]
+__all__ = ["BicubicWarp", "bicubic_kernel", "bicubic_warp"]
 
 
 def bicubic_warp(image: Tensor, flow: Tensor) -> Tensor:
@@ -58,39 +56,55 @@ def _bicubic_warp_fake(image: Tensor, flow: Tensor) -> Tensor:
     return torch.empty_like(image)
 
 
-def _axis_coefficients(fraction: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per axis, adaptive_warp's bicubic coefficients of the window's four offsets (Keys' weights
-    divided by the bilinear factor of their half) and their derivatives, each (B, 4, H, W), from
-    the fractions (B, H, W): with g = 1 - s, -s g / 2, 1 + s (1 - 1.5 s), 1 + g (1 - 1.5 g), -s g / 2."""
-    g = 1.0 - fraction
-    outer = -0.5 * fraction * g
-    near = 1.0 + fraction * (1.0 - 1.5 * fraction)
-    far = 1.0 + g * (1.0 - 1.5 * g)
-    outer_slope = fraction - 0.5
-    coefficients = torch.stack((outer, near, far, outer), 1)
-    slopes = torch.stack((outer_slope, 1.0 - 3.0 * fraction, 2.0 - 3.0 * fraction, outer_slope), 1)
-    return coefficients, slopes
+def bicubic_kernel(flow: Tensor) -> Tensor:
+    """(B, 16, H, W) :func:`memc_ops.adaptive_warp` coefficients (K = 4) that make the warp
+    bicubic (Keys, a = -0.5): ``adaptive_warp(image, flow, bicubic_kernel(flow))`` is
+    :func:`bicubic_warp` up to float rounding. For a flow used with several images (one kernel,
+    many warps); otherwise :func:`bicubic_warp` saves the kernel's memory.
+
+    adaptive_warp weights the left two columns of its 4x4 window by (1 - a) and the right two by a
+    (a the fractional part of the target), rows likewise, then by the kernel. Keys' weights for the
+    offsets -1, 0, 1, 2 divided by those factors are, with g = 1 - a, the polynomials -a g / 2,
+    1 + a (1 - 1.5 a), 1 + g (1 - 1.5 g) and -a g / 2 (each of Keys' weights has the factor as a
+    root), so per pixel the warp is exactly bicubic. Computed in float32 (float64 for float64),
+    returned in the flow's dtype; pixels whose target is NaN get the coefficients of a = 0.
+    """
+    check_tensor("bicubic_kernel", "flow", flow, "(B, 2, H, W)")
+    if flow.dim() != 4 or flow.shape[1] != 2:
+        raise ValueError(f"bicubic_kernel: flow must have shape (B, 2, H, W); got {tuple(flow.shape)}")
+    if not flow.is_floating_point():
+        raise ValueError(f"bicubic_kernel: flow must be a floating-point tensor; got {flow.dtype}")
+    (along_x, _), (along_y, _) = _axis_coefficients(flow, slopes=False)
+    return _outer(along_y, along_x).to(flow.dtype)
 
 
-def _bicubic_coefficients(flow: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """adaptive_warp's (B, 16, H, W) bicubic kernel of ``flow`` (in the flow's opmath dtype) and its
-    derivatives with respect to flow x and flow y. Pixels whose target is NaN get fraction 0: they
-    copy their input, and their kernel gradients are 0."""
+def _axis_coefficients(flow: Tensor, slopes: bool):
+    """Per axis (x, then y): adaptive_warp's bicubic coefficients of the window's four offsets
+    (B, 4, H, W) in the flow's opmath dtype, and (when ``slopes``) their derivatives with respect
+    to the flow, else None. Pixels whose target is NaN get fraction 0: they copy their input, and
+    their kernel gradients are 0."""
     _, _, height, width = flow.shape
     opmath = flow.to(torch.float64 if flow.dtype == torch.float64 else torch.float32)
     xs = torch.arange(width, device=flow.device, dtype=opmath.dtype)
     ys = torch.arange(height, device=flow.device, dtype=opmath.dtype).view(height, 1)
-    target_x, target_y = opmath[:, 0] + xs, opmath[:, 1] + ys
-    fraction_x = torch.nan_to_num(target_x - target_x.floor(), nan=0.0)
-    fraction_y = torch.nan_to_num(target_y - target_y.floor(), nan=0.0)
-    along_x, slope_x = _axis_coefficients(fraction_x)
-    along_y, slope_y = _axis_coefficients(fraction_y)
-    batch = flow.shape[0]
+    per_axis = []
+    for target in (opmath[:, 0] + xs, opmath[:, 1] + ys):
+        s = torch.nan_to_num(target - target.floor(), nan=0.0)  # the fraction a (or b)
+        g = 1.0 - s
+        outer = -0.5 * s * g
+        coefficients = torch.stack((outer, 1.0 + s * (1.0 - 1.5 * s), 1.0 + g * (1.0 - 1.5 * g), outer), 1)
+        slope = None
+        if slopes:
+            outer_slope = s - 0.5
+            slope = torch.stack((outer_slope, 1.0 - 3.0 * s, 2.0 - 3.0 * s, outer_slope), 1)
+        per_axis.append((coefficients, slope))
+    return per_axis
 
-    def outer(rows: Tensor, cols: Tensor) -> Tensor:  # tap r * 4 + c: rows[r] cols[c]
-        return (rows.unsqueeze(2) * cols.unsqueeze(1)).reshape(batch, 16, height, width)
 
-    return outer(along_y, along_x), outer(along_y, slope_x), outer(slope_y, along_x)
+def _outer(rows: Tensor, cols: Tensor) -> Tensor:
+    """(B, 16, H, W) products of per-axis coefficients (B, 4, H, W): tap r * 4 + c is rows[r] cols[c]."""
+    batch, _, height, width = rows.shape
+    return (rows.unsqueeze(2) * cols.unsqueeze(1)).reshape(batch, 16, height, width)
 
 
 def _setup_context(ctx, inputs, output):
@@ -100,16 +114,23 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_output):
     image, flow = ctx.saved_tensors
     need_image, need_flow = ctx.needs_input_grad
-    kernel, kernel_dx, kernel_dy = _bicubic_coefficients(flow)
-    # adaptive_warp's gradients with the kernel held fixed, and the kernel's, chained through its
-    # dependence on the flow.
+    (along_x, slope_x), (along_y, slope_y) = _axis_coefficients(flow, slopes=need_flow)
+    kernel = _outer(along_y, along_x)
+    # adaptive_warp's gradients with the kernel held fixed, in the kernel's opmath dtype: half
+    # types rounded there would lose the flow gradient, a small difference of two large parts.
+    opmath = kernel.dtype
     grad_image, grad_flow, grad_kernel = torch.ops.memc.adaptive_warp_backward.default(
-        grad_output, image, flow, kernel.to(image.dtype), [need_image, need_flow, need_flow]
+        grad_output.to(opmath), image.to(opmath), flow.to(opmath), kernel, [need_image, need_flow, need_flow]
     )
+    if need_image:
+        grad_image = grad_image.to(image.dtype)
     if need_flow:
-        grad_kernel = grad_kernel.to(kernel.dtype)
-        through_kernel = torch.stack(((grad_kernel * kernel_dx).sum(1), (grad_kernel * kernel_dy).sum(1)), 1)
-        grad_flow = (grad_flow.to(kernel.dtype) + through_kernel).to(flow.dtype)
+        # The kernel's gradient chained through its dependence on the flow, axis by axis (tap r * 4 + c
+        # is along_y[r] along_x[c]), without 16-plane temporaries.
+        by_tap = grad_kernel.unflatten(1, (4, 4))
+        through_x = torch.einsum("brchw,brhw,bchw->bhw", by_tap, along_y, slope_x)
+        through_y = torch.einsum("brchw,brhw,bchw->bhw", by_tap, slope_y, along_x)
+        grad_flow = (grad_flow + torch.stack((through_x, through_y), 1)).to(flow.dtype)
     return grad_image, grad_flow
 
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import memc_ops
-from memc_models.classical import bicubic_kernel
 from memc_ops.reference import bicubic_warp_reference
 
 
@@ -59,7 +58,7 @@ SIZES = [(2, 3, 7, 13), (1, 1, 1, 1), (1, 2, 1, 9), (1, 2, 9, 1), (3, 5, 16, 20)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_matches_adaptive_warp_with_the_bicubic_kernel(kind, size, dtype, device):
     image, flow = make_inputs(*size, kind, dtype=dtype, device=device)
-    expected = memc_ops.adaptive_warp(image, flow, bicubic_kernel(flow))
+    expected = memc_ops.adaptive_warp(image, flow, memc_ops.bicubic_kernel(flow))
     # The same function summed in another order (per row, then over the rows): equal up to rounding.
     tolerance = 1e-5 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(memc_ops.bicubic_warp(image, flow), expected, rtol=tolerance, atol=tolerance)
@@ -187,13 +186,53 @@ def test_half_precision_gradients_close_to_float32(dtype, device):
         assert (got.float() - want).abs().max() <= tolerance * want.abs().max().clamp_min(1), name
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_flow_gradient_is_float32_rounded_once_on_a_smooth_image(dtype, device):
+    # On a smooth image the flow gradient is a small difference of two large parts (the kernel
+    # held fixed, and the kernel's own dependence on the flow): computed in float32 and rounded
+    # once, it keeps the half type's relative precision at every pixel.
+    height, width = 16, 20
+    ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
+    image = torch.stack((0.03 * xs, 0.02 * ys, 0.01 * (xs + ys))).unsqueeze(0).float().to(dtype)
+    flow = make_flow(1, height, width, "fractional", torch.float32, device).to(dtype)
+    grad_output = torch.ones(1, 3, height, width, device=device, dtype=dtype)
+    _, _, ours = grads(memc_ops.bicubic_warp, [image, flow], grad_output)
+    _, _, expected = grads(memc_ops.bicubic_warp, [image.float(), flow.float()], grad_output.float())
+    half_ulp = torch.finfo(dtype).eps / 2
+    assert ((ours.float() - expected).abs() <= half_ulp * expected.abs() + 1e-7).all()
+
+
+def test_bicubic_kernel_is_the_kernel_the_op_applies():
+    flow = make_flow(2, 7, 9, "mixed", torch.float32)
+    kernel = memc_ops.bicubic_kernel(flow)
+    assert kernel.shape == (2, 16, 7, 9) and kernel.dtype == torch.float32
+    # Each pixel's 16 coefficients times adaptive_warp's bilinear factors sum to 1 (Keys' weights do).
+    a = torch.stack((flow[:, 0] + torch.arange(9.0), flow[:, 1] + torch.arange(7.0).view(7, 1)), 1).remainder(1.0)
+    factor = [1 - a, 1 - a, a, a]
+    taps = kernel.view(2, 4, 4, 7, 9)
+    total = sum(taps[:, r, c] * factor[r][:, 1] * factor[c][:, 0] for r in range(4) for c in range(4))
+    torch.testing.assert_close(total, torch.ones_like(total))
+    assert memc_ops.bicubic_kernel(flow.half()).dtype == torch.float16
+
+
+@pytest.mark.parametrize("flow, error, message", [
+    (torch.zeros(2, 7, 9), ValueError, r"bicubic_kernel: flow must have shape \(B, 2, H, W\); got \(2, 7, 9\)"),
+    (torch.zeros(1, 3, 7, 9), ValueError, r"bicubic_kernel: flow must have shape \(B, 2, H, W\); got \(1, 3, 7, 9\)"),
+    (torch.zeros(1, 2, 7, 9, dtype=torch.long), ValueError, "bicubic_kernel: flow must be a floating-point tensor"),
+    ([[0.0]], TypeError, "bicubic_kernel: flow must be a torch.Tensor"),
+])
+def test_bicubic_kernel_rejects_bad_flows(flow, error, message):
+    with pytest.raises(error, match=message):
+        memc_ops.bicubic_kernel(flow)
+
+
 @pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4), (1, 3, 1, 1)])
 def test_edge_shapes(shape, device):
     image = torch.randn(shape, device=device, requires_grad=True)
     flow = torch.full((shape[0], 2, *shape[2:]), 0.25, device=device, requires_grad=True)
     output = memc_ops.bicubic_warp(image, flow)
     assert output.shape == shape
-    # A 1 x 1 frame: every flow of at least half its size copies the pixel; nothing else moves.
+    # Empty tensors, and a 1 x 1 frame: every flow of at least half its size copies the pixel.
     assert torch.equal(output, image)
     output.sum().backward()
     assert image.grad.shape == shape and flow.grad.shape == flow.shape

@@ -118,8 +118,8 @@ def _video(args, device, options: dict) -> None:
     check_outputs([output], [source_path])
     with input_video(source_path, args.keep_audio, args.quiet, "enhancing") as (source, audio_from):
         enhance = _enhancer(args, device, options)
-        bar = progress_bar(source.count, args.task, args.quiet)
-        with VideoSink(output, source.fps, audio_from) as sink, bar:
+        with VideoSink(output, source.fps, audio_from) as sink, \
+                progress_bar(source.count, args.task, args.quiet) as bar:
             written = _enhance_stream(source_path, source, sink, enhance, bar.update)
             if written == 0:
                 raise UserError(f"{source_path}: the video has no frames")

@@ -211,11 +211,12 @@ struct ProjectedRows {
 // at a time in SIMD lanes (GCC's vector extension): add_fill_neighbour and finish_fill computed
 // lane by lane, the same operations on the same values (tested bit for bit against the
 // definition in float32). Returns how many columns it did (a multiple of four); the scalar loop
-// does the rest. Elsewhere than GCC and Clang it does none.
+// does the rest. Only GCC is trusted with the vector `?:` (older Clang and Apple Clang reject it
+// on vector_size types); elsewhere it does none and the scalar loop gives the same values.
 template <bool finish>
 int64_t sweep_row_in_lanes(float* row_x, float* row_y, float* row_total, float* near_x, float* near_y, float* found,
                            int64_t columns) {
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(__clang__)
   typedef float Lanes __attribute__((vector_size(16)));
   constexpr int64_t kLanes = 4;
   auto load = [](const float* p) {

@@ -25,6 +25,7 @@
 
 #include "common.h"
 #include "cpu/convert_rows.h"
+#include "cpu/flow_projection_rows.h"
 #include "cpu/parallel.h"
 #include "memc/flow_projection.h"
 
@@ -130,9 +131,8 @@ struct SourceRow {
   }
 };
 
-// A cell's kCellValues sums, added to or gathered as one SIMD vector where GCC's vector extension
-// gives one (float: one 128-bit add); elsewhere element by element. The same sums either way: lane
-// k holds the sums of value k, in the same order.
+// A cell's kCellValues sums, added to or gathered element by element (double; float32 has the
+// vector versions of cpu/flow_projection_rows.h).
 template <typename T>
 struct CellValues {
   T values[kCellValues];
@@ -158,31 +158,22 @@ C10_ALWAYS_INLINE void sum_cells(const T* a, const T* b, const T* c, const T* d,
   }
 }
 
-#if defined(__GNUC__)
-typedef float FloatCell __attribute__((vector_size(kCellValues * sizeof(float))));
 
-// Built in registers: a vector loaded from an array just written element by element would wait
-// for those stores (a failed store-to-load forwarding on every source).
-C10_ALWAYS_INLINE FloatCell make_cell(float x, float y, float share) {
-  return FloatCell{x, y, share, 0.0f};
+// The backward's gather of a source row by the float32 row kernel where it takes the frame
+// (returns whether it did; else the caller's scalar loop does it).
+template <typename opmath_t>
+bool gather_with_row_kernel(const opmath_t* flow_x, const opmath_t* flow_y, const opmath_t* weight, int64_t y,
+                            int64_t height, int64_t width, const opmath_t* cells, int64_t row_values,
+                            opmath_t* grad_flow_x, opmath_t* grad_flow_y, opmath_t* grad_weight) {
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    if (height < kMaxRowKernelSize && width < kMaxRowKernelSize) {
+      MEMC_CPU_KERNEL(gather_row)(SourceRowView{flow_x, flow_y, weight, y, height, width},
+                                  GatherTargets{cells, row_values, grad_flow_x, grad_flow_y, grad_weight});
+      return true;
+    }
+  }
+  return false;
 }
-
-C10_ALWAYS_INLINE FloatCell load_cell(const float* cell) {
-  FloatCell values;
-  std::memcpy(&values, cell, sizeof values);
-  return values;
-}
-
-C10_ALWAYS_INLINE void add_to_cell(float* cell, FloatCell values) {
-  const FloatCell sum = load_cell(cell) + values;
-  std::memcpy(cell, &sum, sizeof sum);
-}
-
-C10_ALWAYS_INLINE void sum_cells(const float* a, const float* b, const float* c, const float* d, float* sums) {
-  const FloatCell sum = FloatCell{} + load_cell(a) + load_cell(b) + load_cell(c) + load_cell(d);
-  std::memcpy(sums, &sum, sizeof sum);
-}
-#endif
 
 // Stripes of columns per image for the column sweeps: enough to give every thread work, none
 // narrower than a few cache lines.
@@ -220,11 +211,12 @@ struct ProjectedRows {
 // at a time in SIMD lanes (GCC's vector extension): add_fill_neighbour and finish_fill computed
 // lane by lane, the same operations on the same values (tested bit for bit against the
 // definition in float32). Returns how many columns it did (a multiple of four); the scalar loop
-// does the rest. Elsewhere than GCC and Clang it does none.
+// does the rest. Only GCC is trusted with the vector `?:` (older Clang and Apple Clang reject it
+// on vector_size types); elsewhere it does none and the scalar loop gives the same values.
 template <bool finish>
 int64_t sweep_row_in_lanes(float* row_x, float* row_y, float* row_total, float* near_x, float* near_y, float* found,
                            int64_t columns) {
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(__clang__)
   typedef float Lanes __attribute__((vector_size(16)));
   constexpr int64_t kLanes = 4;
   auto load = [](const float* p) {
@@ -281,12 +273,22 @@ struct ForwardPass {
   int64_t batch, height, width;
   int64_t* hole_count;  // per row of the batch: its holes before filling
 
+  // Whether the float32 row kernels (cpu/flow_projection_rows.h) take this frame.
+  bool use_row_kernels() const { return height < kMaxRowKernelSize && width < kMaxRowKernelSize; }
+
   // spans[i]: the target rows of source row y_begin + i of image n.
   void find_spans(int64_t n, int64_t y_begin, int64_t y_end, RowSpan* spans, std::vector<opmath_t>& scratch) const {
     scratch.resize(width);
     for (int64_t y = y_begin; y < y_end; ++y) {
       const opmath_t* flow_y = read_row(flow, n, 1, y, width, scratch.data());
       RowSpan span;
+      if constexpr (std::is_same_v<opmath_t, float>) {
+        if (use_row_kernels()) {
+          MEMC_CPU_KERNEL(target_row_span)(flow_y, y, height, width, &span.first, &span.last);
+          spans[y - y_begin] = span;
+          continue;
+        }
+      }
       for (int64_t x = 0; x < width; ++x) {
         widen_target_rows(y, flow_y[x], height, span.first, span.last);
       }
@@ -367,14 +369,14 @@ struct ForwardPass {
       row_table[r - first] = ring.data() + (r - first) % capacity * row_values;
     }
     row_table[last + 1 - first] = ring.data() + capacity * row_values;  // the row below row H - 1
-    opmath_t* const* const table = row_table.data() - first;  // table[r]: target row r's sums
+    auto table = [&](int64_t r) { return row_table[r - first]; };  // target row r's sums
     int64_t next_zero = first, next_done = first;
     auto finish_rows_before = [&](int64_t limit) {
       for (; next_done < limit; ++next_done) {
         if (next_done == next_zero) {  // a row no source reaches
-          std::fill_n(table[next_zero++], row_values, opmath_t(0));
+          std::fill_n(table(next_zero++), row_values, opmath_t(0));
         }
-        done(next_done, table[next_done]);
+        done(next_done, table(next_done));
       }
     };
     for (int64_t i = 0; i < count; ++i) {
@@ -383,10 +385,18 @@ struct ForwardPass {
         continue;
       }
       for (; next_zero <= spans[i].last; ++next_zero) {
-        std::fill_n(table[next_zero], row_values, opmath_t(0));
+        std::fill_n(table(next_zero), row_values, opmath_t(0));
       }
       const int64_t y = y_begin + i;
       source.load(flow, weight, weighted, n, y, width);
+      if constexpr (std::is_same_v<opmath_t, float>) {
+        if (use_row_kernels()) {
+          MEMC_CPU_KERNEL(splat_row)(SourceRowView{source.flow_x, source.flow_y, weighted ? source.weight : nullptr, y,
+                                                   height, width},
+                                     SplatTargets{row_table.data(), first});
+          continue;
+        }
+      }
       for (int64_t x = 0; x < width; ++x) {
         const SourceSplat<opmath_t> splat =
             source_splat(y, x, source.flow_x[x], source.flow_y[x], source.weight[x], height, width);
@@ -396,8 +406,8 @@ struct ForwardPass {
         // The four cells in splat_source's order; each receives this source's one add.
         const auto values = make_cell(splat.value_x, splat.value_y, splat.share);
         const int64_t column = splat.cells.cols[0] * kCellValues;
-        opmath_t* const top = table[splat.cells.rows[0]] + column;
-        opmath_t* const bottom = table[splat.cells.rows[0] + 1] + column;
+        opmath_t* const top = table(splat.cells.rows[0]) + column;
+        opmath_t* const bottom = table(splat.cells.rows[0] + 1) + column;
         add_to_cell(top, values);
         add_to_cell(top + kCellValues, values);
         add_to_cell(bottom, values);
@@ -765,7 +775,9 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       opmath_t* const row_x = want_flow ? row_to_write(grad_flow_view, n, 0, y, scratch.x.data()) : scratch.x.data();
       opmath_t* const row_y = want_flow ? row_to_write(grad_flow_view, n, 1, y, scratch.y.data()) : scratch.y.data();
       opmath_t* const row_w = want_weight ? row_to_write(grad_weight_view, n, 0, y, scratch.w.data()) : scratch.w.data();
-      for (int64_t x = 0; x < width; ++x) {
+      const bool gathered = gather_with_row_kernel(source.flow_x, source.flow_y, weighted ? source.weight : nullptr,
+                                                   y, height, width, image_cells, row_values, row_x, row_y, row_w);
+      for (int64_t x = gathered ? width : 0; x < width; ++x) {
         const opmath_t flow_x = source.flow_x[x], flow_y = source.flow_y[x], w = source.weight[x];
         const ProjectionCells target = locate_projection(y, x, flow_y, flow_x, w, height, width);
         SourceGradient<opmath_t> gradient{opmath_t(0), opmath_t(0), opmath_t(0)};

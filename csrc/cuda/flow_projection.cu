@@ -78,6 +78,32 @@ __global__ void __launch_bounds__(kThreadsPerBlock) fill_rows_kernel(T* projecte
   }
 }
 
+// One sweep along a column of image n (column, column_y, column_total: its pixel (0, x) in the
+// three channels of `projected`, rows `width` apart): each hole gains the average of its nearest
+// received pixel below (step -1: the sweep runs upwards) or above (step +1: downwards), and with
+// `finish` (the last sweep) its final value and output.
+template <bool finish, typename scalar_t, typename opmath_t>
+__device__ __forceinline__ void sweep_column(opmath_t* column, opmath_t* column_y, opmath_t* column_total,
+                                             const Strided4d<scalar_t>& output, int64_t n, int64_t x, int64_t height,
+                                             int64_t width, int64_t step) {
+  int64_t nearest = -1;
+  for (int64_t y = step > 0 ? 0 : height - 1; y >= 0 && y < height; y += step) {
+    const int64_t at = y * width;
+    if (is_received(column_total[at])) {
+      nearest = at;
+      continue;
+    }
+    if (nearest >= 0) {
+      add_fill_neighbour(column[at], column_y[at], column_total[at], column[nearest], column_y[nearest]);
+    }
+    if constexpr (finish) {
+      finish_fill(column[at], column_y[at], column_total[at]);
+      output(n, 0, y, x) = static_cast<scalar_t>(column[at]);
+      output(n, 1, y, x) = static_cast<scalar_t>(column_y[at]);
+    }
+  }
+}
+
 // The column sweeps of one column: the neighbour below (upwards, with fill_from_below), then the
 // one above (downwards), finishing each hole and writing its output.
 template <typename scalar_t>
@@ -92,30 +118,9 @@ __global__ void __launch_bounds__(kThreadsPerBlock) fill_columns_kernel(at::opma
     opmath_t* column_y = column + plane;
     opmath_t* column_total = column + kTotalWeightChannel * plane;
     if (fill_from_below) {
-      int64_t below = -1;
-      for (int64_t y = height - 1; y >= 0; --y) {
-        const int64_t at = y * width;
-        if (is_received(column_total[at])) {
-          below = at;
-        } else if (below >= 0) {
-          add_fill_neighbour(column[at], column_y[at], column_total[at], column[below], column_y[below]);
-        }
-      }
+      sweep_column<false>(column, column_y, column_total, output, n, x, height, width, -1);
     }
-    int64_t above = -1;
-    for (int64_t y = 0; y < height; ++y) {
-      const int64_t at = y * width;
-      if (is_received(column_total[at])) {
-        above = at;
-        continue;
-      }
-      if (above >= 0) {
-        add_fill_neighbour(column[at], column_y[at], column_total[at], column[above], column_y[above]);
-      }
-      finish_fill(column[at], column_y[at], column_total[at]);
-      output(n, 0, y, x) = static_cast<scalar_t>(column[at]);
-      output(n, 1, y, x) = static_cast<scalar_t>(column_y[at]);
-    }
+    sweep_column<true>(column, column_y, column_total, output, n, x, height, width, +1);
   }
 }
 

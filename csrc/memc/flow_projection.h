@@ -50,10 +50,35 @@ struct ProjectionCells {
   int multiplicity;          // how many of the four nominal cells each distinct cell stands for
 };
 
+// The rules below that the CPU's vectorised kernels (cpu/vectorized/flow_projection_rows.cpp) also
+// apply lane by lane take V, the scalar T or a SIMD vector of T: comparisons then give lane masks,
+// which & combines (for a scalar, bools), and the arithmetic is the same IEEE operations.
+
+// Whether a weight can be averaged: false for zero, negative, infinite and NaN weights.
+template <typename T, typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE auto weight_is_usable(const V& weight) {
+  return (weight > V(T(0))) & (weight <= V(std::numeric_limits<T>::max()));
+}
+
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE bool usable_weight(T weight) {
-  // False for zero, negative, infinite and NaN weights: the average would be undefined.
-  return weight > T(0) && weight <= std::numeric_limits<T>::max();
+  return weight_is_usable<T>(weight);
+}
+
+// Whether target (target_y, target_x) lies in [0, W-1] x [0, H-1] (last_row = T(H - 1),
+// last_col = T(W - 1)); written so that NaN targets fall into the "not projected" branch.
+template <typename T, typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE auto lands_inside(const V& target_y, const V& target_x, T last_row, T last_col) {
+  return (target_x >= V(T(0))) & (target_x <= V(last_col)) & (target_y >= V(T(0))) & (target_y <= V(last_row));
+}
+
+// What a projected source adds to each of its cells (see SourceSplat): share = w * multiplicity.
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void splat_values(const V& flow_x, const V& flow_y, const V& w,
+                                                    const V& multiplicity, V& value_x, V& value_y, V& share) {
+  share = w * multiplicity;
+  value_x = -share * flow_x;
+  value_y = -share * flow_y;
 }
 
 template <typename T>
@@ -62,9 +87,7 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectionCells locate_projection(int64_t y, i
   ProjectionCells cells{false, {0, 0}, {0, 0}, 0, 0, 0};
   const T target_y = T(y) + flow_y;
   const T target_x = T(x) + flow_x;
-  // Written so that NaN targets fall into the "not projected" branch.
-  const bool inside = target_x >= T(0) && target_x <= T(width - 1) && target_y >= T(0) &&
-                      target_y <= T(height - 1);
+  const bool inside = lands_inside(target_y, target_x, T(height - 1), T(width - 1));
   if (!(inside && usable_weight(weight))) {
     return cells;
   }
@@ -109,9 +132,7 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE SourceSplat<T> source_splat(int64_t y, int64_t
                                                               int64_t height, int64_t width) {
   SourceSplat<T> splat{locate_projection<T>(y, x, flow_y, flow_x, w, height, width), T(0), T(0), T(0)};
   if (splat.cells.projected) {
-    splat.share = w * T(splat.cells.multiplicity);
-    splat.value_x = -splat.share * flow_x;
-    splat.value_y = -splat.share * flow_y;
+    splat_values(flow_x, flow_y, w, T(splat.cells.multiplicity), splat.value_x, splat.value_y, splat.share);
   }
   return splat;
 }
@@ -324,15 +345,21 @@ struct SourceGradient {
   T flow_x, flow_y, weight;
 };
 
-// A projected source's gradient from the sums over its distinct cells of p_x, p_y and q.
+// A projected source's gradient from the sums over its distinct cells of p_x, p_y and q, and its
+// multiplicity m (V: a scalar or SIMD lanes).
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE SourceGradient<V> gradient_from_sums(const V& m, const V& flow_x, const V& flow_y,
+                                                                       const V& w, V sum_x, V sum_y, const V& sum_q) {
+  sum_x = sum_x * m;
+  sum_y = sum_y * m;
+  return {-w * sum_x, -w * sum_y, -(flow_x * sum_x + flow_y * sum_y) - m * sum_q};
+}
+
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE SourceGradient<T> source_gradient_from_sums(const ProjectionCells& target, T flow_x,
                                                                               T flow_y, T w, T sum_x, T sum_y,
                                                                               T sum_q) {
-  const T m = T(target.multiplicity);
-  sum_x *= m;
-  sum_y *= m;
-  return {-w * sum_x, -w * sum_y, -(flow_x * sum_x + flow_y * sum_y) - m * sum_q};
+  return gradient_from_sums(T(target.multiplicity), flow_x, flow_y, w, sum_x, sum_y, sum_q);
 }
 
 // `cells` points at pixel (0, 0) of the source's image, rows `row_stride` values apart; the cells

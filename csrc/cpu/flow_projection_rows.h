@@ -1,0 +1,109 @@
+// Row kernels of the flow projection layer for float32 opmath, vectorised per CPU capability
+// (csrc/cpu/vectorized/flow_projection_rows.cpp; see cpu/capability.h): each locates a row's
+// sources in SIMD lanes with the rules of memc/flow_projection.h and then walks the row's sources
+// in order, so that every sum is added in the order of the scalar definition (same bits).
+// Callers use them only where H and W are below 2^24, where float holds every row and column
+// index exactly (the scalar code's clamp_index never acts there).
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "cpu/capability.h"
+#include "memc/flow_projection.h"
+
+namespace memc {
+
+// Rows and columns of a frame that the float32 row kernels take (float holds their indices).
+constexpr int64_t kMaxRowKernelSize = int64_t(1) << 24;
+
+// The four sums of a cell (kCellValues), added to or gathered as one 128-bit vector where the
+// compiler offers GCC's vector extension (GCC and Clang), elsewhere element by element: the same
+// sums either way (lane k holds the sums of value k, in the same order). Built in registers: a
+// vector loaded from an array just written element by element would wait for those stores (a
+// failed store-to-load forwarding on every source).
+#if defined(__GNUC__) || defined(__clang__)
+typedef float FloatCell __attribute__((vector_size(kCellValues * sizeof(float))));
+
+C10_ALWAYS_INLINE FloatCell make_cell(float x, float y, float share) {
+  return FloatCell{x, y, share, 0.0f};
+}
+
+C10_ALWAYS_INLINE FloatCell load_cell(const float* cell) {
+  FloatCell values;
+  std::memcpy(&values, cell, sizeof values);
+  return values;
+}
+
+C10_ALWAYS_INLINE void add_to_cell(float* cell, FloatCell values) {
+  const FloatCell sum = load_cell(cell) + values;
+  std::memcpy(cell, &sum, sizeof sum);
+}
+
+// sums[k] = ((((0 + a[k]) + b[k]) + c[k]) + d[k]): source_gradient's order.
+C10_ALWAYS_INLINE void sum_cells(const float* a, const float* b, const float* c, const float* d, float* sums) {
+  const FloatCell sum = FloatCell{} + load_cell(a) + load_cell(b) + load_cell(c) + load_cell(d);
+  std::memcpy(sums, &sum, sizeof sum);
+}
+#else
+struct FloatCell {
+  float values[kCellValues];
+};
+
+C10_ALWAYS_INLINE FloatCell make_cell(float x, float y, float share) {
+  return {{x, y, share, 0.0f}};
+}
+
+C10_ALWAYS_INLINE void add_to_cell(float* cell, const FloatCell& cell_values) {
+  for (int k = 0; k < kCellValues; ++k) {
+    cell[k] += cell_values.values[k];
+  }
+}
+
+C10_ALWAYS_INLINE void sum_cells(const float* a, const float* b, const float* c, const float* d, float* sums) {
+  for (int k = 0; k < kCellValues; ++k) {
+    sums[k] = 0.0f + a[k] + b[k] + c[k] + d[k];
+  }
+}
+#endif
+
+// A source row of image rows `height` x `width`, at row y, in float32 (weight: nullptr when
+// unweighted, i.e. 1).
+struct SourceRowView {
+  const float *flow_x, *flow_y, *weight;
+  int64_t y, height, width;
+};
+
+// The splat's target sums: row r's interleaved sums (kCellValues per pixel, one spare cell after
+// the last column) at rows[r - first_row]; rows[H - first_row] is a spare row (see splat_band).
+struct SplatTargets {
+  float* const* rows;
+  int64_t first_row;
+};
+
+// The backward's per-cell p and q (kCellValues per pixel) of the source's image, rows
+// `row_values` apart, and the row's gradients (grad_weight always written, scratch if unwanted).
+struct GatherTargets {
+  const float* cells;
+  int64_t row_values;
+  float *grad_flow_x, *grad_flow_y, *grad_weight;
+};
+
+//   target_row_span: widens [first, last] by the rows the row's splat reaches (widen_target_rows).
+//   splat_row: adds each source's values to its four cells, sources in x order (splat_source).
+//   gather_row: each source's gradient from its cells (source_gradient).
+#define MEMC_DECLARE_PROJECTION_ROWS(CAPABILITY)                                          \
+  namespace CAPABILITY {                                                                 \
+  void target_row_span(const float* flow_y, int64_t y, int64_t height, int64_t width,     \
+                       int64_t* first, int64_t* last);                                    \
+  void splat_row(const SourceRowView& source, const SplatTargets& targets);              \
+  void gather_row(const SourceRowView& source, const GatherTargets& targets);            \
+  }
+
+MEMC_FOR_EACH_CPU_CAPABILITY(MEMC_DECLARE_PROJECTION_ROWS)
+
+#undef MEMC_DECLARE_PROJECTION_ROWS
+
+}  // namespace memc

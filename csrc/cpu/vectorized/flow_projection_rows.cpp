@@ -1,0 +1,143 @@
+// Row kernels of the flow projection layer (cpu/flow_projection_rows.h), compiled once per CPU
+// capability. A block of sources is located in SIMD lanes with memc/flow_projection.h's rules
+// (lands_inside, weight_is_usable, splat_values, gradient_from_sums); the memory each source
+// touches (its four cells) is then walked source by source in x order, as the scalar kernels do.
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "cpu/flow_projection_rows.h"
+
+namespace memc {
+namespace CPU_CAPABILITY {
+
+using at::vec::Vectorized;
+using Lanes = Vectorized<float>;
+constexpr int64_t kLanes = Lanes::size();
+
+namespace {
+
+// Sources [x0, x0 + count) of a row located in lanes: the first cell's row and column where the
+// source is projected, row -1 where it is not (locate_projection); the lanes past count are
+// never projected (their targets lie past the last column), and their values are not used.
+struct LocatedLanes {
+  Lanes flow_x, flow_y, weight, projected, multiplicity;
+  alignas(64) float row[kLanes];
+  alignas(64) float column[kLanes];
+};
+
+C10_ALWAYS_INLINE void locate_lanes(const SourceRowView& source, int64_t x0, int64_t count, LocatedLanes& lanes) {
+  const float last_row = float(source.height - 1), last_col = float(source.width - 1);
+  lanes.flow_x = Lanes::loadu(source.flow_x + x0, count);
+  lanes.flow_y = Lanes::loadu(source.flow_y + x0, count);
+  lanes.weight = source.weight != nullptr ? Lanes::loadu(source.weight + x0, count) : Lanes(1.0f);
+  const Lanes target_y = Lanes(float(source.y)) + lanes.flow_y;
+  const Lanes target_x = Lanes::arange(float(x0), 1.0f) + lanes.flow_x;
+  lanes.projected = lands_inside(target_y, target_x, last_row, last_col) & weight_is_usable<float>(lanes.weight);
+  // The targets of projected lanes are >= 0 and at most the last row / column: truncation is
+  // floor, and a clamped direction (the first cell in the last row or column) counts twice.
+  const Lanes row = target_y.trunc(), column = target_x.trunc(), one(1.0f);
+  lanes.multiplicity = (one + ((row == Lanes(last_row)) & one)) * (one + ((column == Lanes(last_col)) & one));
+  Lanes::blendv(Lanes(-1.0f), row, lanes.projected).store(lanes.row);
+  column.store(lanes.column);
+}
+
+}  // namespace
+
+void target_row_span(const float* flow_y, int64_t y, int64_t height, int64_t width, int64_t* first, int64_t* last) {
+  const float last_row = float(height - 1);
+  const Lanes row_y = Lanes(float(y)), zero = Lanes(0.0f), one = Lanes(1.0f);
+  Lanes lowest(std::numeric_limits<float>::infinity()), highest(-1.0f);
+  int64_t x = 0;
+  for (; x + kLanes <= width; x += kLanes) {  // widen_target_rows in lanes
+    const Lanes target_y = row_y + Lanes::loadu(flow_y + x);
+    const Lanes inside = (target_y >= zero) & (target_y <= Lanes(last_row));
+    const Lanes row = target_y.trunc();
+    lowest = at::vec::minimum(lowest, Lanes::blendv(lowest, row, inside));
+    highest = at::vec::maximum(highest, Lanes::blendv(highest, at::vec::minimum(row + one, Lanes(last_row)), inside));
+  }
+  alignas(64) float low[kLanes], high[kLanes];
+  lowest.store(low);
+  highest.store(high);
+  for (int64_t i = 0; i < kLanes; ++i) {
+    if (high[i] >= 0.0f) {
+      *first = std::min(*first, static_cast<int64_t>(low[i]));
+      *last = std::max(*last, static_cast<int64_t>(high[i]));
+    }
+  }
+  for (; x < width; ++x) {
+    widen_target_rows(y, flow_y[x], height, *first, *last);
+  }
+}
+
+void splat_row(const SourceRowView& source, const SplatTargets& targets) {
+  LocatedLanes lanes;
+  alignas(64) float value_x[kLanes], value_y[kLanes], share[kLanes];
+  for (int64_t x0 = 0; x0 < source.width; x0 += kLanes) {
+    const int64_t count = std::min(kLanes, source.width - x0);
+    locate_lanes(source, x0, count, lanes);
+    Lanes x, y, s;
+    splat_values(lanes.flow_x, lanes.flow_y, lanes.weight, lanes.multiplicity, x, y, s);
+    x.store(value_x);
+    y.store(value_y);
+    s.store(share);
+    for (int64_t i = 0; i < count; ++i) {
+      if (lanes.row[i] < 0.0f) {
+        continue;
+      }
+      // The four cells in splat_source's order; a source at the last row or column also adds to
+      // the spare cells (see splat_band), its merged cells carrying the share already.
+      const int64_t row = static_cast<int64_t>(lanes.row[i]) - targets.first_row;
+      const int64_t column = static_cast<int64_t>(lanes.column[i]) * kCellValues;
+      const FloatCell values = make_cell(value_x[i], value_y[i], share[i]);
+      float* const top = targets.rows[row] + column;
+      float* const bottom = targets.rows[row + 1] + column;
+      add_to_cell(top, values);
+      add_to_cell(top + kCellValues, values);
+      add_to_cell(bottom, values);
+      add_to_cell(bottom + kCellValues, values);
+    }
+  }
+}
+
+void gather_row(const SourceRowView& source, const GatherTargets& targets) {
+  alignas(16) const float zero_cell[kCellValues] = {};
+  LocatedLanes lanes;
+  alignas(64) float sums_x[kLanes], sums_y[kLanes], sums_q[kLanes];
+  const int64_t height = source.height, width = source.width, row_values = targets.row_values;
+  for (int64_t x0 = 0; x0 < width; x0 += kLanes) {
+    const int64_t count = std::min(kLanes, width - x0);
+    locate_lanes(source, x0, count, lanes);
+    for (int64_t i = 0; i < kLanes; ++i) {
+      alignas(16) float sums[kCellValues] = {};
+      if (i < count && lanes.row[i] >= 0.0f) {
+        // source_gradient's sums over the distinct cells in its order (absent cells: zeros, which
+        // change no sum).
+        const int64_t row = static_cast<int64_t>(lanes.row[i]), column = static_cast<int64_t>(lanes.column[i]);
+        const bool has_right = column + 1 < width, has_below = row + 1 < height;
+        const float* first = targets.cells + row * row_values + column * kCellValues;
+        const float* right = has_right ? first + kCellValues : zero_cell;
+        const float* below = has_below ? first + row_values : zero_cell;
+        const float* below_right = has_right && has_below ? below + kCellValues : zero_cell;
+        if (!has_right) {  // the distinct cells in order: first, below
+          std::swap(right, below);
+        }
+        sum_cells(first, right, below, below_right, sums);
+      }
+      sums_x[i] = sums[0];
+      sums_y[i] = sums[1];
+      sums_q[i] = sums[2];
+    }
+    const SourceGradient<Lanes> gradient =
+        gradient_from_sums(lanes.multiplicity, lanes.flow_x, lanes.flow_y, lanes.weight, Lanes::loadu(sums_x),
+                           Lanes::loadu(sums_y), Lanes::loadu(sums_q));
+    const Lanes zero(0.0f);
+    Lanes::blendv(zero, gradient.flow_x, lanes.projected).store(targets.grad_flow_x + x0, count);
+    Lanes::blendv(zero, gradient.flow_y, lanes.projected).store(targets.grad_flow_y + x0, count);
+    Lanes::blendv(zero, gradient.weight, lanes.projected).store(targets.grad_weight + x0, count);
+  }
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace memc

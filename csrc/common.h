@@ -50,16 +50,23 @@ inline void check_4d_float(const char* op, const char* name, const at::Tensor& t
 // The kernel sizes the kernels are compiled for; K*K coefficients per pixel.
 constexpr int kMaxKernelSize = 8;
 
-// Validates image (B, C, H, W), flow (B, 2, H, W), kernel (B, K*K, H, W) and returns K.
-inline int check_adaptive_warp_inputs(const at::Tensor& image, const at::Tensor& flow, const at::Tensor& kernel) {
-  const char* op = "adaptive_warp";
+// Validates image (B, C, H, W) and flow (B, 2, H, W) of a warp: 4-D, one float dtype and device,
+// the flow's shape matching the image's.
+inline void check_warp_image_and_flow(const char* op, const at::Tensor& image, const at::Tensor& flow) {
   check_4d_float(op, "image", image, image, "image");
   check_4d_float(op, "flow", flow, image, "image");
-  check_4d_float(op, "kernel", kernel, image, "image");
   const int64_t batch = image.size(0), height = image.size(2), width = image.size(3);
   TORCH_CHECK_VALUE(flow.size(0) == batch && flow.size(1) == 2 && flow.size(2) == height && flow.size(3) == width,
                     op, ": flow must have shape (B, 2, H, W) = ", shape_string({batch, 2, height, width}),
                     " to match image ", shape_string(image.sizes()), "; got ", shape_string(flow.sizes()));
+}
+
+// Validates image (B, C, H, W), flow (B, 2, H, W), kernel (B, K*K, H, W) and returns K.
+inline int check_adaptive_warp_inputs(const at::Tensor& image, const at::Tensor& flow, const at::Tensor& kernel) {
+  const char* op = "adaptive_warp";
+  check_warp_image_and_flow(op, image, flow);
+  check_4d_float(op, "kernel", kernel, image, "image");
+  const int64_t batch = image.size(0), height = image.size(2), width = image.size(3);
   const int64_t taps = kernel.size(1);
   int kernel_size = 0;
   for (int k = 2; k <= kMaxKernelSize; k += 2) {
@@ -81,13 +88,7 @@ inline void check_adaptive_warp_grad_output(const at::Tensor& grad_output, const
 
 // Validates image (B, C, H, W) and flow (B, 2, H, W) of bicubic_warp.
 inline void check_bicubic_warp_inputs(const at::Tensor& image, const at::Tensor& flow) {
-  const char* op = "bicubic_warp";
-  check_4d_float(op, "image", image, image, "image");
-  check_4d_float(op, "flow", flow, image, "image");
-  const int64_t batch = image.size(0), height = image.size(2), width = image.size(3);
-  TORCH_CHECK_VALUE(flow.size(0) == batch && flow.size(1) == 2 && flow.size(2) == height && flow.size(3) == width,
-                    op, ": flow must have shape (B, 2, H, W) = ", shape_string({batch, 2, height, width}),
-                    " to match image ", shape_string(image.sizes()), "; got ", shape_string(flow.sizes()));
+  check_warp_image_and_flow("bicubic_warp", image, flow);
 }
 
 // Calls f(std::integral_constant<int, K>{}) so that kernels can unroll over a compile-time K.

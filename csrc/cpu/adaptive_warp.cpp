@@ -153,6 +153,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
   // in opmath_t (half types accumulate in float32, rounded once), by tasks over images, channel
   // groups and row bands (image_grad_split), each visiting its rows in order.
   const auto split = want_image ? image_grad_split(batch, channels, height) : ImageGradSplit{1, 1};
+  // Where every row is scattered by one task (no channel groups), that task also computes the
+  // row's flow and kernel gradients: the passes share one read of the flow, kernel and output
+  // gradient, and the windows.
+  const bool fused = want_image && (want_flow || want_kernel) && split.groups == 1;
   std::vector<ImageGradBand> bands;
   if (want_image) {
     const auto options = image.options().dtype(opmath_dtype).memory_format(image.suggest_memory_format());
@@ -183,8 +187,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
       if (want_kernel) {
         views.grad_kernel = view4d<scalar_t>(grad_kernel);
       }
-      const auto kernel_flow_grad_rows = MEMC_CPU_KERNEL(adaptive_warp_kernel_flow_grad_rows<scalar_t>);
-      parallel_rows(batch, height, width, [&](int64_t begin, int64_t end) { kernel_flow_grad_rows(views, begin, end); });
+      if (!fused) {
+        const auto kernel_flow_grad_rows = MEMC_CPU_KERNEL(adaptive_warp_kernel_flow_grad_rows<scalar_t>);
+        parallel_rows(batch, height, width,
+                      [&](int64_t begin, int64_t end) { kernel_flow_grad_rows(views, begin, end); });
+      }
     }
     if (want_image) {
       const auto image_grad_row = MEMC_CPU_KERNEL(adaptive_warp_image_grad_row<scalar_t>);
@@ -200,7 +207,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
           const int64_t channel_begin = group * channels / split.groups;
           const int64_t channel_end = (group + 1) * channels / split.groups;
           for (int64_t y = band.first; y < band.end; ++y) {
-            image_grad_row(views, targets[task % split.bands], band.row_origin, n, channel_begin, channel_end, y);
+            image_grad_row(views, targets[task % split.bands], band.row_origin, n, channel_begin, channel_end, y,
+                           fused);
           }
         }
       });

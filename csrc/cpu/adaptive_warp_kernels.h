@@ -32,7 +32,9 @@ struct AdaptiveWarpViews {
 //     of channels [channel_begin, channel_end) into grad_image (an opmath_t buffer whose row 0 is
 //     the image's row row_origin, holding every row the pixels reach; adding to each element in
 //     the order of a pixel-by-pixel loop, each pixel's taps in tap order, as
-//     adaptive_warp_image_grad_pixel).
+//     adaptive_warp_image_grad_pixel); with kernel_flow_grads, also writes the row's grad_flow and
+//     grad_kernel (those views not null), as adaptive_warp_kernel_flow_grad_rows: one pass over
+//     the row's flow, kernel and output gradient instead of two.
 #define MEMC_DECLARE_ADAPTIVE_WARP_KERNELS(CAPABILITY)                                                              \
   namespace CAPABILITY {                                                                                           \
   template <typename scalar_t>                                                                                     \
@@ -43,7 +45,8 @@ struct AdaptiveWarpViews {
   template <typename scalar_t>                                                                                     \
   void adaptive_warp_image_grad_row(const AdaptiveWarpViews<scalar_t>& views,                                      \
                                     const Strided4d<at::opmath_type<scalar_t>>& grad_image, int64_t row_origin,    \
-                                    int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y);             \
+                                    int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y,              \
+                                    bool kernel_flow_grads);                                                       \
   }
 
 MEMC_FOR_EACH_CPU_CAPABILITY(MEMC_DECLARE_ADAPTIVE_WARP_KERNELS)

@@ -20,6 +20,17 @@
 
 namespace memc {
 
+// Unrolls the next loop over a window's taps completely, on every compiler that takes a pragma for
+// it. g++ leaves loops with large bodies (a vector of pixels per tap) rolled, which keeps a
+// window's K*K sums in memory, indexed by the loop counter, rather than in registers.
+#if defined(__CUDACC__) || defined(__clang__)
+#define MEMC_UNROLL_TAPS _Pragma("unroll")
+#elif defined(__GNUC__)
+#define MEMC_UNROLL_TAPS _Pragma("GCC unroll 16")
+#else
+#define MEMC_UNROLL_TAPS
+#endif
+
 template <typename T>
 struct WarpWindow {
   bool valid;
@@ -211,11 +222,23 @@ MEMC_UNROLL
   }
   for (int64_t ch = 0; ch < channels; ++ch) {
     const T g = grad(ch);
+    const auto add_tap = [&](int r, int c) { products[r * K + c] += g * sample(r, c, ch); };
+    if constexpr (K <= 4) {
+      // Up to 16 sums, which stay in registers where the loops are unrolled.
+MEMC_UNROLL_TAPS
+      for (int r = 0; r < K; ++r) {
+MEMC_UNROLL_TAPS
+        for (int c = 0; c < K; ++c) {
+          add_tap(r, c);
+        }
+      }
+    } else {
 MEMC_UNROLL
-    for (int r = 0; r < K; ++r) {
+      for (int r = 0; r < K; ++r) {
 MEMC_UNROLL
-      for (int c = 0; c < K; ++c) {
-        products[r * K + c] += g * sample(r, c, ch);
+        for (int c = 0; c < K; ++c) {
+          add_tap(r, c);
+        }
       }
     }
   }

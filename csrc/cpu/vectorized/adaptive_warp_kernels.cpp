@@ -84,13 +84,21 @@ C10_ALWAYS_INLINE void store_lanes(const Vectorized<opmath_t>& value, scalar_t* 
 // third of the forward's time). Each pass asks for its rows kPrefetchBytes ahead of where it is.
 constexpr int64_t kPrefetchBytes = 512;
 
+// A prefetch hint where the compiler has one (g++, clang); nothing elsewhere (MSVC builds the
+// DEFAULT capability alone, whose scalar loops gain little from it).
+#if defined(__GNUC__) || defined(__clang__)
+#define MEMC_PREFETCH(address, for_write) __builtin_prefetch((address), (for_write))
+#else
+#define MEMC_PREFETCH(address, for_write) static_cast<void>(address)
+#endif
+
 // Prefetches, in `planes` planes from `first` on (`plane_stride` apart), the row element that
 // lies kPrefetchBytes ahead of `first` along a row of stride `stride_x`.
 template <bool kWrite = false, typename T>
 C10_ALWAYS_INLINE void prefetch_planes(const T* first, int64_t planes, int64_t plane_stride, int64_t stride_x) {
   const int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T)) * stride_x;
   for (int64_t plane = 0; plane < planes; ++plane) {
-    __builtin_prefetch(first + plane * plane_stride + ahead, kWrite ? 1 : 0);
+    MEMC_PREFETCH(first + plane * plane_stride + ahead, kWrite ? 1 : 0);
   }
 }
 
@@ -330,62 +338,104 @@ void forward_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, i
   }
 }
 
+// The kernel and flow gradients of the lanes' pixels from their channel-summed tap products
+// (window_tap_products), as adaptive_warp_kernel_flow_grad_pixel computes them: zero where a pixel
+// is not warped; only those asked for (a view with data). Unrolled over the taps up to K = 4, with
+// the products in registers (the tests of what is asked for branch the same way at every tap).
+template <int K, bool kAllValid, typename scalar_t, typename opmath_t>
+C10_ALWAYS_INLINE void store_kernel_flow_grads(const AdaptiveWarpViews<scalar_t>& views,
+                                               const LaneWindows<K, opmath_t>& windows,
+                                               const Vectorized<opmath_t> (&products)[K * K], int64_t n, int64_t y,
+                                               int64_t x0, int64_t count) {
+  using V = Vectorized<opmath_t>;
+  const bool want_flow = views.grad_flow.data != nullptr, want_kernel = views.grad_kernel.data != nullptr;
+  const auto only_valid = [&](const V& value) { return kAllValid ? value : V::blendv(V(0), value, windows.valid); };
+  V grad_flow_x(0), grad_flow_y(0);
+  const auto tap = [&](int r, int c) {
+    const V& product = products[r * K + c];
+    if (want_kernel) {
+      const V grad = tap_kernel_grad<K>(product, r, c, windows.frac_y, windows.frac_x);
+      store_lanes(only_valid(grad), &views.grad_kernel(n, r * K + c, y, x0), views.grad_kernel.stride_x, count);
+    }
+    if (want_flow) {
+      // The coefficients are read only for the flow gradient.
+      const V coefficient = load_lanes<opmath_t>(&views.kernel(n, r * K + c, y, x0), views.kernel.stride_x, count);
+      add_tap_flow_grads<K>(coefficient, product, r, c, windows.frac_y, windows.frac_x, grad_flow_x, grad_flow_y);
+    }
+  };
+  if constexpr (K <= 4) {
+MEMC_UNROLL_TAPS
+    for (int r = 0; r < K; ++r) {
+MEMC_UNROLL_TAPS
+      for (int c = 0; c < K; ++c) {
+        tap(r, c);
+      }
+    }
+  } else {
+    for (int r = 0; r < K; ++r) {
+      for (int c = 0; c < K; ++c) {
+        tap(r, c);
+      }
+    }
+  }
+  if (want_flow) {
+    store_lanes(only_valid(grad_flow_x), &views.grad_flow(n, 0, y, x0), views.grad_flow.stride_x, count);
+    store_lanes(only_valid(grad_flow_y), &views.grad_flow(n, 1, y, x0), views.grad_flow.stride_x, count);
+  }
+}
+
+// The kernel and flow gradients of the pixels x0 .. x0 + count - 1 of row (n, y), whose windows
+// `windows` and `runs` were located in the image's plane.
+template <int K, typename scalar_t, typename opmath_t>
+C10_ALWAYS_INLINE void kernel_flow_grad_vector(const AdaptiveWarpViews<scalar_t>& views,
+                                               const LaneWindows<K, opmath_t>& windows, const TapRuns<opmath_t>& runs,
+                                               int64_t n, int64_t y, int64_t x0, int64_t count) {
+  using V = Vectorized<opmath_t>;
+  const auto& grad_output = views.grad_output;
+  const int64_t channels = views.channels;
+  const opmath_t* image = &views.image(n, 0, 0, 0);
+  prefetch_planes(&grad_output(n, 0, y, x0), channels, grad_output.stride_c, grad_output.stride_x);
+  if (views.grad_kernel.data != nullptr) {
+    prefetch_planes<true>(&views.grad_kernel(n, 0, y, x0), K * K, views.grad_kernel.stride_c,
+                          views.grad_kernel.stride_x);
+  }
+  if (views.grad_flow.data != nullptr) {
+    prefetch_planes<true>(&views.grad_flow(n, 0, y, x0), 2, views.grad_flow.stride_c, views.grad_flow.stride_x);
+  }
+  // Each sampler gets its own copy of the products and the stores, so that the K*K products
+  // stay in registers from the channel sums to the stores.
+  with_taps(windows, runs, views.image.stride_y, [&](const auto& taps) {
+    V products[K * K];
+    window_tap_products<K>(
+        channels,
+        [&](int64_t ch) { return load_lanes<opmath_t>(&grad_output(n, ch, y, x0), grad_output.stride_x, count); },
+        [&](int r, int c, int64_t ch) { return taps(image + ch * views.image.stride_c, r, c); }, products);
+    store_kernel_flow_grads<K, std::decay_t<decltype(taps)>::kAllValid>(
+        views, windows, products, n, y, x0, count);
+  });
+}
+
+// The same, locating the windows in the image's plane.
+template <int K, typename scalar_t>
+C10_ALWAYS_INLINE void kernel_flow_grad_vector(const AdaptiveWarpViews<scalar_t>& views,
+                                               const WarpLimits<at::opmath_type<scalar_t>>& limits, int64_t n,
+                                               int64_t y, int64_t x0, int64_t count) {
+  const int64_t stride_y = views.image.stride_y, stride_x = views.image.stride_x;
+  const auto windows = pixel_windows<K>(views, limits, n, y, x0, count, stride_y, stride_x);
+  const auto runs = tap_runs<K>(windows, x0, count, views.height, views.width, stride_y, stride_x, true);
+  kernel_flow_grad_vector<K>(views, windows, runs, n, y, x0, count);
+}
+
 template <int K, typename scalar_t>
 void kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, int64_t row_end) {
   using opmath_t = at::opmath_type<scalar_t>;
-  using V = Vectorized<opmath_t>;
-  const int64_t channels = views.channels, height = views.height, width = views.width;
-  const auto limits = warp_limits<opmath_t>(height, width);
-  const auto& kernel = views.kernel;
-  const auto& grad_output = views.grad_output;
-  const bool want_flow = views.grad_flow.data != nullptr, want_kernel = views.grad_kernel.data != nullptr;
+  constexpr int64_t kLanes = Vectorized<opmath_t>::size();
+  const auto limits = warp_limits<opmath_t>(views.height, views.width);
   for (int64_t row = row_begin; row < row_end; ++row) {
-    const int64_t n = row / height, y = row % height;
-    const opmath_t* image = &views.image(n, 0, 0, 0);
-    for (int64_t x0 = 0; x0 < width; x0 += V::size()) {
-      const int64_t count = std::min<int64_t>(V::size(), width - x0);
-      const auto windows = pixel_windows<K>(views, limits, n, y, x0, count, views.image.stride_y, views.image.stride_x);
-      const auto runs = tap_runs<K>(windows, x0, count, height, width, views.image.stride_y, views.image.stride_x,
-                                    true);
-      prefetch_planes(&grad_output(n, 0, y, x0), channels, grad_output.stride_c, grad_output.stride_x);
-      if (want_kernel) {
-        prefetch_planes<true>(&views.grad_kernel(n, 0, y, x0), K * K, views.grad_kernel.stride_c,
-                              views.grad_kernel.stride_x);
-      }
-      if (want_flow) {
-        prefetch_planes<true>(&views.grad_flow(n, 0, y, x0), 2, views.grad_flow.stride_c, views.grad_flow.stride_x);
-      }
-      V products[K * K];
-      with_taps(windows, runs, views.image.stride_y, [&](const auto& taps) {
-        window_tap_products<K>(
-            channels,
-            [&](int64_t ch) { return load_lanes<opmath_t>(&grad_output(n, ch, y, x0), grad_output.stride_x, count); },
-            [&](int r, int c, int64_t ch) { return taps(image + ch * views.image.stride_c, r, c); }, products);
-      });
-      // An invalid pixel's gradients are zero: its output copies the image. The kernel
-      // coefficients are read only for the flow gradient.
-      V grad_flow_x(0), grad_flow_y(0);
-      for (int r = 0; r < K; ++r) {
-        for (int c = 0; c < K; ++c) {
-          const V& product = products[r * K + c];
-          if (want_kernel) {
-            const V grad = tap_kernel_grad<K>(product, r, c, windows.frac_y, windows.frac_x);
-            store_lanes(V::blendv(V(0), grad, windows.valid), &views.grad_kernel(n, r * K + c, y, x0),
-                        views.grad_kernel.stride_x, count);
-          }
-          if (want_flow) {
-            const V coefficient = load_lanes<opmath_t>(&kernel(n, r * K + c, y, x0), kernel.stride_x, count);
-            add_tap_flow_grads<K>(coefficient, product, r, c, windows.frac_y, windows.frac_x, grad_flow_x,
-                                  grad_flow_y);
-          }
-        }
-      }
-      if (want_flow) {
-        store_lanes(V::blendv(V(0), grad_flow_x, windows.valid), &views.grad_flow(n, 0, y, x0),
-                    views.grad_flow.stride_x, count);
-        store_lanes(V::blendv(V(0), grad_flow_y, windows.valid), &views.grad_flow(n, 1, y, x0),
-                    views.grad_flow.stride_x, count);
-      }
+    const int64_t n = row / views.height, y = row % views.height;
+    for (int64_t x0 = 0; x0 < views.width; x0 += kLanes) {
+      const int64_t count = std::min<int64_t>(kLanes, views.width - x0);
+      kernel_flow_grad_vector<K>(views, limits, n, y, x0, count);
     }
   }
 }
@@ -398,7 +448,7 @@ constexpr int64_t kChunk = 64;
 // vector adds; a vector with more is scattered pixel by pixel.
 constexpr int kMaxLaneRuns = 3;
 
-template <int K, typename scalar_t>
+template <int K, bool kKernelFlowGrads, typename scalar_t>
 void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at::opmath_type<scalar_t>>& grad_image,
                     int64_t row_origin, int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -430,6 +480,16 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
       const int64_t x = x0 + i0, count = std::min<int64_t>(V::size(), chunk - i0), v = i0 / V::size();
       const auto windows = pixel_windows<K>(views, limits, n, y, x, count, stride_y, stride_x);
       const auto runs = tap_runs<K>(windows, x, count, height, width, stride_y, stride_x, true);
+      if constexpr (kKernelFlowGrads) {
+        // The pixels' kernel and flow gradients, while their flow, kernel and output gradient are
+        // in cache: with their windows where the image has the gradient's strides (else the
+        // image, a copy in opmath_t or a slice, gets its own).
+        if (views.image.stride_y == stride_y && views.image.stride_x == stride_x) {
+          kernel_flow_grad_vector<K>(views, windows, runs, n, y, x, count);
+        } else {
+          kernel_flow_grad_vector<K>(views, limits, n, y, x, count);
+        }
+      }
       run_count[v] = 0;
       if (runs.loadable) {
         // Each lane's step, 0 to 3 (row step * 2 + column step), and the runs of equal steps.
@@ -531,10 +591,15 @@ void adaptive_warp_kernel_flow_grad_rows(const AdaptiveWarpViews<scalar_t>& view
 template <typename scalar_t>
 void adaptive_warp_image_grad_row(const AdaptiveWarpViews<scalar_t>& views,
                                   const Strided4d<at::opmath_type<scalar_t>>& grad_image, int64_t row_origin,
-                                  int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
+                                  int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y,
+                                  bool kernel_flow_grads) {
   dispatch_kernel_size(views.kernel_size, [&](auto kernel_size_constant) {
-    image_grad_row<decltype(kernel_size_constant)::value>(views, grad_image, row_origin, n, channel_begin,
-                                                          channel_end, y);
+    constexpr int K = decltype(kernel_size_constant)::value;
+    if (kernel_flow_grads) {
+      image_grad_row<K, true>(views, grad_image, row_origin, n, channel_begin, channel_end, y);
+    } else {
+      image_grad_row<K, false>(views, grad_image, row_origin, n, channel_begin, channel_end, y);
+    }
   });
 }
 
@@ -544,7 +609,7 @@ void adaptive_warp_image_grad_row(const AdaptiveWarpViews<scalar_t>& views,
                                                               int64_t);                                         \
   template void adaptive_warp_image_grad_row<scalar_t>(const AdaptiveWarpViews<scalar_t>&,                      \
                                                        const Strided4d<at::opmath_type<scalar_t>>&, int64_t,   \
-                                                       int64_t, int64_t, int64_t, int64_t);
+                                                       int64_t, int64_t, int64_t, int64_t, bool);
 MEMC_INSTANTIATE(float)
 MEMC_INSTANTIATE(double)
 MEMC_INSTANTIATE(c10::Half)

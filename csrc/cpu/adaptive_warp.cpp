@@ -156,7 +156,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
   // Where every row is scattered by one task (no channel groups), that task also computes the
   // row's flow and kernel gradients: the passes share one read of the flow, kernel and output
   // gradient, and the windows.
-  const bool fused = want_image && (want_flow || want_kernel) && split.groups == 1;
+  const bool fused = want_image && (want_flow || want_kernel) && split.groups == 1 && split.bands == 1;
   std::vector<ImageGradBand> bands;
   if (want_image) {
     const auto options = image.options().dtype(opmath_dtype).memory_format(image.suggest_memory_format());

@@ -423,13 +423,20 @@ def _capability_cases():
     ATen's random generators give other numbers under other capabilities."""
     cases = []
     for size, kind, dtype, layout in [
-        ((2, 3, 9, 37), "smooth", torch.float32, "contiguous"), ((1, 5, 12, 64), "stepped", torch.float32, "contiguous"),
-        ((1, 3, 8, 41), "steady", torch.float32, "contiguous"), ((2, 3, 9, 37), "mixed", torch.float32, "channels_last"),
-        ((1, 2, 7, 40), "nan", torch.float32, "sliced"), ((1, 7, 6, 21), "smooth", torch.float32, "transposed"),
-        ((2, 3, 9, 37), "smooth", torch.float64, "contiguous"), ((1, 4, 8, 23), "mixed", torch.float64, "channels_last"),
-        ((2, 3, 9, 37), "smooth", torch.float16, "contiguous"), ((1, 3, 8, 33), "stepped", torch.float16, "channels_last"),
-        ((2, 3, 9, 37), "smooth", torch.bfloat16, "contiguous"), ((1, 2, 7, 40), "nan", torch.bfloat16, "sliced"),
-        ((1, 3, 6, 19), "outside", torch.float32, "contiguous"), ((1, 3, 6, 19), "integer", torch.float16, "contiguous"),
+        ((2, 3, 9, 37), "smooth", torch.float32, "contiguous"),
+        ((1, 5, 12, 64), "stepped", torch.float32, "contiguous"),
+        ((1, 3, 8, 41), "steady", torch.float32, "contiguous"),
+        ((2, 3, 9, 37), "mixed", torch.float32, "channels_last"),
+        ((1, 2, 7, 40), "nan", torch.float32, "sliced"),
+        ((1, 7, 6, 21), "smooth", torch.float32, "transposed"),
+        ((2, 3, 9, 37), "smooth", torch.float64, "contiguous"),
+        ((1, 4, 8, 23), "mixed", torch.float64, "channels_last"),
+        ((2, 3, 9, 37), "smooth", torch.float16, "contiguous"),
+        ((1, 3, 8, 33), "stepped", torch.float16, "channels_last"),
+        ((2, 3, 9, 37), "smooth", torch.bfloat16, "contiguous"),
+        ((1, 2, 7, 40), "nan", torch.bfloat16, "sliced"),
+        ((1, 3, 6, 19), "outside", torch.float32, "contiguous"),
+        ((1, 3, 6, 19), "integer", torch.float16, "contiguous"),
     ]:
         cases.append(_cpu_case(size, kind, dtype, layout))
     return cases

@@ -301,7 +301,8 @@ def test_resized_weights_of_frames_and_orientations_sum_to_one(orientations):
 def test_resized_flow_is_resampled_and_scaled_to_the_new_size():
     # A uniform motion of (1, 2) pixels at 6 x 8 is (3, 4) pixels at 12 x 24, everywhere.
     uniform = torch.tensor([1.0, 2.0]).view(1, 2, 1, 1).expand(2, 2, 6, 8)
-    assert torch.equal(classical._resize_flow(uniform, (12, 24)), torch.tensor([3.0, 4.0]).view(1, 2, 1, 1).expand(2, 2, 12, 24))
+    expected = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1).expand(2, 2, 12, 24)
+    assert torch.equal(classical._resize_flow(uniform, (12, 24)), expected)
     # Any field: scaled before resampling, the bilinear resampling of the field scaled after, up to rounding.
     flow = torch.randn(2, 2, 7, 9) * 5
     expected = torch.nn.functional.interpolate(flow, size=(19, 25), mode="bilinear", align_corners=False)

@@ -312,11 +312,12 @@ def working_size(height: int, width: int, max_pixels: Optional[int]) -> Tuple[in
 
 
 def _resize_flow(flow: Tensor, size: Tuple[int, int]) -> Tensor:
-    """A flow field resampled (bilinearly) to ``size`` and its vectors scaled to that size's pixels."""
+    """A flow field resampled (bilinearly) to ``size`` and its vectors scaled to that size's pixels.
+    Scaled before it is resampled: bilinear resampling is linear, so the field is the same up to
+    rounding, and at the working resolution the multiply touches a fraction of the pixels."""
     height, width = flow.shape[2:]
-    resized = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
-    scale = resized.new_tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
-    return resized.mul_(scale)
+    scale = flow.new_tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
+    return F.interpolate(flow * scale, size=size, mode="bilinear", align_corners=False)
 
 
 def _resize(image: Tensor, size: Tuple[int, int]) -> Tensor:

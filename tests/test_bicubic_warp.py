@@ -2,6 +2,10 @@
 (against adaptive_warp with that kernel and the pure-PyTorch reference), gradients, dtypes,
 layouts, edge cases, registration and errors."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -30,12 +34,39 @@ def make_flow(batch, height, width, kind, dtype=torch.float64, device="cpu"):
         to_last = torch.stack([width - 1 - xs, height - 1 - ys], 1)
         pick = torch.rand(batch, 1, height, width, device=device) < 0.5
         return torch.where(pick, to_last, torch.stack([-xs, -ys], 1))
+    if kind in ("steady", "stepped", "smooth"):
+        return _slow_flow(batch, height, width, kind).to(dtype=dtype, device=device)
     if kind == "nan":
         flow = torch.randn(shape, dtype=dtype, device=device)
         flow[torch.rand_like(flow) < 0.3] = float("nan")
         flow[0, 0, 0, 0] = float("inf")
         return flow
     raise ValueError(kind)
+
+
+def _slow_flow(batch, height, width, kind):
+    """Slow motion, as between video frames, for the CPU kernel's loaded taps: where a vector of
+    pixels (4 to 16 lanes) has every window inside the frame and the same up to one step of a row
+    or column, it loads its taps instead of gathering them.
+      steady: one fractional motion everywhere: vectors load their taps with no step (those whose
+        windows reach past the border gather theirs).
+      stepped: whole-pixel steps of the motion every 5 columns in x and every 7 in y: vectors load
+        their taps with steps of one row and one column between lanes.
+      smooth: motion varying by a pixel over some 16 columns, its rows 2 and 3 pointing out of the
+        frame: loads with and without steps, and gathers where the steps are larger."""
+    ys = torch.arange(height, dtype=torch.float64).view(height, 1)
+    xs = torch.arange(width, dtype=torch.float64).view(1, width) + 11 * torch.arange(batch).view(batch, 1, 1)
+    if kind == "steady":
+        flow_x, flow_y = 0.3 + 0 * xs + 0 * ys, -0.6 + 0 * xs + 0 * ys
+    elif kind == "stepped":
+        flow_x, flow_y = 0.4 + (xs // 5 % 2) + 0 * ys, -0.3 - (xs // 7 % 2) + 0 * ys
+    else:
+        flow_x = 2.5 * torch.sin(xs / 40 + ys / 5) + 0.3
+        flow_y = 1.7 * torch.cos(xs / 50 - ys / 4) - 0.2
+    flow = torch.stack([flow_x, flow_y], 1)
+    if kind == "smooth":
+        flow[:, :, 2:4] *= max(height, width)
+    return flow
 
 
 def make_inputs(batch, channels, height, width, kind, dtype=torch.float64, device="cpu"):
@@ -311,3 +342,129 @@ def test_non_tensor_arguments_are_rejected_naming_the_argument(argument):
 def test_tensors_on_different_devices_are_rejected_naming_the_devices():
     with pytest.raises(RuntimeError, match=r"bicubic_warp: flow must be on the device of image \(cpu\); got meta"):
         memc_ops.bicubic_warp(torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4, 4, device="meta"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The CPU kernel runs the formula of memc/bicubic_warp.h in SIMD lanes, one pixel per lane, with
+# its operations in the scalar order and no fused multiply-add: its results are the formula's,
+# computed in that order, to the bit, whichever of the CPU capabilities (csrc/cpu/capability.h)
+# runs it, and whether a vector of pixels gathers its taps or loads them.
+
+def bicubic_in_formula_order(image, flow):
+    """bicubic_warp computed with PyTorch's elementwise operations (each rounded once) in the op's
+    arithmetic type (float32 for the half types) and in the order of memc/bicubic_warp.h: the
+    target and validity of adaptive_warp's window, cubic_weights' polynomials as factored there,
+    each row's sum over its columns, then over the rows; rounded to the image's dtype once."""
+    opmath = torch.float64 if image.dtype == torch.float64 else torch.float32
+    batch, channels, height, width = image.shape
+    pixels, flow = image.to(opmath), flow.to(opmath)
+    flow_x, flow_y = flow[:, 0], flow[:, 1]
+    target_x = torch.arange(width, dtype=opmath).view(1, 1, width) + flow_x
+    target_y = torch.arange(height, dtype=opmath).view(1, height, 1) + flow_y
+    valid = ((target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+             & (flow_x < 0.5 * width) & (flow_x > -0.5 * width) & (flow_y < 0.5 * height) & (flow_y > -0.5 * height))
+    floor_x = torch.where(valid, target_x.floor(), 0)
+    floor_y = torch.where(valid, target_y.floor(), 0)
+
+    def cubic_weights(frac):
+        g = 1 - frac
+        half_frac_g = 0.5 * frac * g
+        return [-half_frac_g * g, g * (1 + frac * (1 - 1.5 * frac)), frac * (1 + g * (1 - 1.5 * g)),
+                -half_frac_g * frac]
+
+    weight_x, weight_y = cubic_weights(target_x - floor_x), cubic_weights(target_y - floor_y)
+    channels_last = pixels.permute(0, 2, 3, 1)
+    n = torch.arange(batch).view(batch, 1, 1)
+    total = torch.zeros(batch, height, width, channels, dtype=opmath)
+    for r in range(4):
+        rows = (floor_y.long() - 1 + r).clamp(0, height - 1)
+        row_sum = torch.zeros_like(total)
+        for c in range(4):
+            cols = (floor_x.long() - 1 + c).clamp(0, width - 1)
+            row_sum = row_sum + weight_x[c].unsqueeze(-1) * channels_last[n, rows, cols]
+        total = total + weight_y[r].unsqueeze(-1) * row_sum
+    warped = torch.where(valid.unsqueeze(-1), total, channels_last).permute(0, 3, 1, 2)
+    return warped.to(image.dtype)
+
+
+def test_formula_order_model_is_bicubic_warp_in_float64():
+    image, flow = make_inputs(2, 3, 9, 14, "mixed")
+    torch.testing.assert_close(bicubic_in_formula_order(image, flow), bicubic_warp_reference(image, flow),
+                               rtol=1e-12, atol=1e-12)
+
+
+CPU_FLOWS = ["steady", "stepped", "smooth", "mixed", "nan", "outside", "integer", "border", "zero"]
+CPU_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+# Widths that leave a tail in the last vector of every lane count (4, 8, 16), and one that fills it.
+CPU_SIZES = [(2, 3, 9, 37), (1, 5, 12, 64), (1, 7, 6, 21), (1, 1, 3, 3)]
+
+
+def _cpu_case(size, kind, dtype, layout):
+    image, flow = make_inputs(*size, kind, dtype=torch.float32)
+    height, width = size[2:]
+    if kind in ("smooth", "stepped"):
+        flow[:, :, height // 2, width // 3] = float("nan")  # one copied pixel amid loaded vectors
+    tensors = [image.to(dtype), flow.to(dtype)]
+    return tensors if layout == "contiguous" else _laid_out(tensors, layout)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed", "sliced"])
+@pytest.mark.parametrize("dtype", CPU_DTYPES, ids=str)
+@pytest.mark.parametrize("kind", CPU_FLOWS)
+def test_cpu_kernel_is_the_formula_bit_for_bit(kind, dtype, layout):
+    for size in CPU_SIZES:
+        image, flow = _cpu_case(size, kind, dtype, layout)
+        output = memc_ops.bicubic_warp(image, flow)
+        assert torch.equal(output, bicubic_in_formula_order(image, flow)), f"size {size}"
+
+
+def _capability_cases():
+    """Inputs for every dtype, layout and kind of flow, made here, not in the child processes:
+    ATen's random generators give other numbers under other capabilities."""
+    cases = []
+    for size, kind, dtype, layout in [
+        ((2, 3, 9, 37), "smooth", torch.float32, "contiguous"),
+        ((1, 5, 12, 64), "stepped", torch.float32, "contiguous"),
+        ((1, 3, 8, 41), "steady", torch.float32, "contiguous"),
+        ((2, 3, 9, 37), "mixed", torch.float32, "channels_last"),
+        ((1, 2, 7, 40), "nan", torch.float32, "sliced"),
+        ((1, 7, 6, 21), "smooth", torch.float32, "transposed"),
+        ((2, 3, 9, 37), "smooth", torch.float64, "contiguous"),
+        ((1, 4, 8, 23), "mixed", torch.float64, "channels_last"),
+        ((2, 3, 9, 37), "smooth", torch.float16, "contiguous"),
+        ((1, 3, 8, 33), "stepped", torch.float16, "channels_last"),
+        ((2, 3, 9, 37), "smooth", torch.bfloat16, "contiguous"),
+        ((1, 2, 7, 40), "nan", torch.bfloat16, "sliced"),
+        ((1, 3, 6, 19), "outside", torch.float32, "contiguous"),
+        ((1, 3, 6, 19), "integer", torch.float16, "contiguous"),
+    ]:
+        cases.append(_cpu_case(size, kind, dtype, layout))
+    return cases
+
+
+_CAPABILITY_WORKER = r"""
+import sys, torch, memc_ops
+torch.set_num_threads(2)
+results = {"capability": torch.backends.cpu.get_cpu_capability(),
+           "outputs": [torch.ops.memc.bicubic_warp(image, flow) for image, flow in torch.load(sys.argv[1])]}
+torch.save(results, sys.argv[2])
+"""
+
+
+def test_every_cpu_capability_computes_the_formula_bit_for_bit(tmp_path):
+    """DEFAULT (at::vec's plain scalar code), AVX2 and AVX-512, each run in a child process
+    (ATen picks the capability once per process, here from ATEN_CPU_CAPABILITY)."""
+    cases = _capability_cases()
+    torch.save(cases, tmp_path / "cases.pt")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(memc_ops.__file__)))
+    for name in ("default", "avx2", "avx512"):
+        env = dict(os.environ, ATEN_CPU_CAPABILITY=name)
+        subprocess.run([sys.executable, "-c", _CAPABILITY_WORKER, str(tmp_path / "cases.pt"),
+                        str(tmp_path / f"{name}.pt")], env=env, check=True, cwd=root)
+        results = torch.load(tmp_path / f"{name}.pt")
+        if name == "default":
+            assert results["capability"] in ("DEFAULT", "NO AVX")
+        elif results["capability"] != name.upper():
+            pytest.skip(f"this CPU cannot run {name} (ATen chose {results['capability']})")
+        for case, ((image, flow), output) in enumerate(zip(cases, results["outputs"])):
+            assert torch.equal(output, bicubic_in_formula_order(image, flow)), f"{name}, case {case}"

@@ -298,6 +298,18 @@ def test_resized_weights_of_frames_and_orientations_sum_to_one(orientations):
         torch.testing.assert_close(path(frame, frame, t), frame, atol=1e-6, rtol=0)
 
 
+def test_resized_flow_is_resampled_and_scaled_to_the_new_size():
+    # A uniform motion of (1, 2) pixels at 6 x 8 is (3, 4) pixels at 12 x 24, everywhere.
+    uniform = torch.tensor([1.0, 2.0]).view(1, 2, 1, 1).expand(2, 2, 6, 8)
+    expected = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1).expand(2, 2, 12, 24)
+    assert torch.equal(classical._resize_flow(uniform, (12, 24)), expected)
+    # Any field: scaled before resampling, the bilinear resampling of the field scaled after, up to rounding.
+    flow = torch.randn(2, 2, 7, 9) * 5
+    expected = torch.nn.functional.interpolate(flow, size=(19, 25), mode="bilinear", align_corners=False)
+    expected = expected * torch.tensor([25 / 9, 19 / 7]).view(1, 2, 1, 1)
+    torch.testing.assert_close(classical._resize_flow(flow, (19, 25)), expected, rtol=1e-6, atol=1e-5)
+
+
 def test_resized_ensemble_stays_close_to_blending_full_size_frames():
     # The ensemble's and step 5's weights are resampled to full size rather than the visibility
     # and disagreement they come from: the frames differ only where those change.

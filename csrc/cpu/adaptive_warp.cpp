@@ -15,31 +15,11 @@
 
 #include "common.h"
 #include "cpu/adaptive_warp_kernels.h"
+#include "cpu/opmath_image.h"
 #include "cpu/parallel.h"
 
 namespace memc {
 namespace {
-
-// Whether every offset in an (H, W) plane of `tensor` fits index_t.
-template <typename index_t>
-bool plane_offsets_fit(const at::Tensor& tensor) {
-  const int64_t largest = (tensor.size(2) - 1) * tensor.stride(2) + (tensor.size(3) - 1) * tensor.stride(3);
-  return largest <= std::numeric_limits<index_t>::max();
-}
-
-// The image as the kernels read it: in its opmath type (converted once, not at each of its K*K
-// reads), with plane offsets that fit the gathers' index type (32-bit for float).
-at::Tensor image_for_kernels(const at::Tensor& image) {
-  const auto opmath_dtype = at::toOpMathType(image.scalar_type());
-  at::Tensor converted = image.scalar_type() == opmath_dtype ? image : image.to(opmath_dtype);
-  if (opmath_dtype == at::kDouble || plane_offsets_fit<int32_t>(converted)) {
-    return converted;
-  }
-  converted = converted.contiguous();  // a sliced or broadcast view may span more than its pixels
-  TORCH_CHECK(plane_offsets_fit<int32_t>(converted), "adaptive_warp: on the CPU, an image plane of ",
-              image.scalar_type(), " must have fewer than 2^31 elements; got ", image.size(2), " x ", image.size(3));
-  return converted;
-}
 
 // The views every pass reads (the image is set by the passes that read it).
 template <typename scalar_t>
@@ -109,7 +89,7 @@ at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, co
   if (output.numel() == 0) {
     return output;  // no pixels, or no channels (whose planes have no data to point to)
   }
-  const at::Tensor image_opmath = image_for_kernels(image);
+  const at::Tensor image_opmath = image_for_kernels("adaptive_warp", image);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "adaptive_warp_cpu", [&] {
     auto views = views_of<scalar_t>(image, flow, kernel, kernel_size);
     views.image = view4d<const at::opmath_type<scalar_t>>(image_opmath);
@@ -148,7 +128,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
     }
     return {want_image ? at::zeros_like(image) : at::Tensor(), grad_flow, grad_kernel};
   }
-  const at::Tensor image_opmath = want_flow || want_kernel ? image_for_kernels(image) : image;
+  const at::Tensor image_opmath = want_flow || want_kernel ? image_for_kernels("adaptive_warp", image) : image;
   // Image gradients are scattered: laid out like the image (the memory format ATen's ops give),
   // in opmath_t (half types accumulate in float32, rounded once), by tasks over images, channel
   // groups and row bands (image_grad_split), each visiting its rows in order.

@@ -1,12 +1,15 @@
 // CPU entry point of the bicubic warp: input checks, the output, and a parallel loop over rows
-// whose pixels run the shared per-pixel math (memc/bicubic_warp.h).
+// computed by the vectorised kernel of the CPU's capability (cpu/bicubic_warp_kernels.h,
+// csrc/cpu/vectorized/bicubic_warp_kernels.cpp), which runs the shared per-pixel math
+// (memc/bicubic_warp.h) lane by lane.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
 #include "common.h"
+#include "cpu/bicubic_warp_kernels.h"
+#include "cpu/opmath_image.h"
 #include "cpu/parallel.h"
-#include "memc/bicubic_warp.h"
 
 namespace memc {
 namespace {
@@ -17,21 +20,18 @@ at::Tensor bicubic_warp_cpu(const at::Tensor& image, const at::Tensor& flow) {
   if (output.numel() == 0) {
     return output;  // no pixels, or no channels (whose planes have no data to point to)
   }
-  const int64_t channels = image.size(1), height = image.size(2), width = image.size(3);
+  const at::Tensor image_opmath = image_for_kernels("bicubic_warp", image);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "bicubic_warp_cpu", [&] {
-    using opmath_t = at::opmath_type<scalar_t>;
-    const auto image_view = view4d<const scalar_t>(image);
-    const auto flow_view = view4d<const scalar_t>(flow);
-    const auto output_view = view4d<scalar_t>(output);
-    parallel_rows(image.size(0), height, width, [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t n = row / height, y = row % height;
-        for (int64_t x = 0; x < width; ++x) {
-          bicubic_warp_forward_pixel<scalar_t, opmath_t>(image_view, flow_view, output_view, channels, height, width,
-                                                         n, y, x);
-        }
-      }
-    });
+    BicubicWarpViews<scalar_t> views{};
+    views.image = view4d<const at::opmath_type<scalar_t>>(image_opmath);
+    views.flow = view4d<const scalar_t>(flow);
+    views.output = view4d<scalar_t>(output);
+    views.channels = image.size(1);
+    views.height = image.size(2);
+    views.width = image.size(3);
+    const auto forward_rows = MEMC_CPU_KERNEL(bicubic_warp_forward_rows<scalar_t>);
+    parallel_rows(image.size(0), image.size(2), image.size(3),
+                  [&](int64_t begin, int64_t end) { forward_rows(views, begin, end); });
   });
   return output;
 }

@@ -23,7 +23,8 @@ constexpr int kBicubicSize = 4;
 // Keys' cubic convolution weights (a = -0.5) of the samples at offsets -1, 0, 1, 2 from floor(x')
 // for the fraction `frac` = x' - floor(x') in [0, 1], with g = 1 - frac:
 //   -frac g^2 / 2,  g (1 + frac (1 - 1.5 frac)),  frac (1 + g (1 - 1.5 g)),  -frac^2 g / 2
-// (each of Keys' polynomials factored; they sum to 1, and frac = 0 gives (0, 1, 0, 0)).
+// (each of Keys' polynomials factored; they sum to 1, and frac = 0 gives (0, 1, 0, 0)). T is the
+// arithmetic type or a SIMD vector of it (lane by lane).
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void cubic_weights(T frac, T (&weights)[kBicubicSize]) {
   const T g = T(1) - frac;
@@ -58,23 +59,52 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE BicubicWindow<opmath_t> locate_bicubic_window(
   return result;
 }
 
-// The bicubic sum of one channel plane read through strides: rows first, each row's four columns
-// weighted by weight_x, then the four row sums by weight_y.
+// The bicubic sums of `LANES` channels at one window, with the per-axis weights of
+// cubic_weights: each row r of the window sums weight_x[c] * sample(r, c, j) over c in order,
+// from 0, and sums[j] adds weight_y[r] times channel j's row sums over r in order, from 0. T is
+// the arithmetic type or a SIMD vector of it (each lane a pixel: the CPU's vectorised kernel,
+// which so computes this very order of operations, bit for bit; the CUDA kernel uses one lane).
+template <int LANES, typename T, typename Sample>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void bicubic_window_sums(const T (&weight_y)[kBicubicSize],
+                                                           const T (&weight_x)[kBicubicSize], const Sample& sample,
+                                                           T (&sums)[LANES]) {
+MEMC_UNROLL
+  for (int j = 0; j < LANES; ++j) {
+    sums[j] = T(0);
+  }
+MEMC_UNROLL
+  for (int r = 0; r < kBicubicSize; ++r) {
+    T row_sums[LANES];
+MEMC_UNROLL
+    for (int j = 0; j < LANES; ++j) {
+      row_sums[j] = T(0);
+    }
+MEMC_UNROLL
+    for (int c = 0; c < kBicubicSize; ++c) {
+MEMC_UNROLL
+      for (int j = 0; j < LANES; ++j) {
+        row_sums[j] += weight_x[c] * sample(r, c, j);
+      }
+    }
+MEMC_UNROLL
+    for (int j = 0; j < LANES; ++j) {
+      sums[j] += weight_y[r] * row_sums[j];
+    }
+  }
+}
+
+// The bicubic sum of one channel plane read through strides.
 template <typename scalar_t, typename opmath_t>
 C10_HOST_DEVICE C10_ALWAYS_INLINE opmath_t bicubic_sum(const BicubicWindow<opmath_t>& window, const scalar_t* plane,
                                                        int64_t stride_y, int64_t stride_x) {
-  opmath_t sum = 0;
-MEMC_UNROLL
-  for (int r = 0; r < kBicubicSize; ++r) {
-    const scalar_t* row = plane + window.rows[r] * stride_y;
-    opmath_t row_sum = 0;
-MEMC_UNROLL
-    for (int c = 0; c < kBicubicSize; ++c) {
-      row_sum += window.weight_x[c] * static_cast<opmath_t>(row[window.cols[c] * stride_x]);
-    }
-    sum += window.weight_y[r] * row_sum;
-  }
-  return sum;
+  opmath_t sum[1];
+  bicubic_window_sums<1>(
+      window.weight_y, window.weight_x,
+      [&](int r, int c, int) {
+        return static_cast<opmath_t>(plane[window.rows[r] * stride_y + window.cols[c] * stride_x]);
+      },
+      sum);
+  return sum[0];
 }
 
 // Forward: output(n, :, y, x) for every channel.

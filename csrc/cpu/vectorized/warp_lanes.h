@@ -5,8 +5,11 @@
 // pixel itself elsewhere. The formulas themselves come from memc/, called with vectors.
 //
 // Included only by the files under csrc/cpu/vectorized/, which are compiled once per CPU
-// capability (see cpu/capability.h): everything here is in memc::CPU_CAPABILITY, and each
-// translation unit of one capability compiles the same definitions with the same flags.
+// capability (see cpu/capability.h): everything here is in memc::CPU_CAPABILITY. It is also in an
+// unnamed namespace, as it was when it lived in adaptive_warp_kernels.cpp alone: with internal
+// linkage each translation unit owns its copy, and GCC inlines these hot helpers (window
+// constructors, channel-group lambdas) into the row loops as it did before; with external
+// linkage it called some of them out of line.
 #pragma once
 
 #include <ATen/cpu/vec/functional.h>
@@ -22,6 +25,7 @@
 
 namespace memc {
 namespace CPU_CAPABILITY {
+namespace {
 
 using at::vec::Vectorized;
 
@@ -301,5 +305,6 @@ C10_ALWAYS_INLINE void for_channel_groups(int64_t channels, const F& warp) {
   }
 }
 
+}  // namespace
 }  // namespace CPU_CAPABILITY
 }  // namespace memc

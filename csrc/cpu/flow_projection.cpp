@@ -166,14 +166,20 @@ bool gather_with_row_kernel(const opmath_t* flow_x, const opmath_t* flow_y, cons
   return false;
 }
 
-// cell_flow_gradient over a row of two-value cells, by the float32 row kernel where it applies.
+// cell_flow_gradient over a row of two-value cells where the pixel and its neighbours above and
+// below (rows total_above, total_below; nullptr: none) received, by the float32 row kernel where
+// it applies; the other cells keep their values.
 template <typename opmath_t>
-void flow_cell_gradients(opmath_t* cells, const opmath_t* total, int64_t width) {
+void flow_cell_gradients(opmath_t* cells, const opmath_t* total, const opmath_t* total_above,
+                         const opmath_t* total_below, int64_t width) {
   if constexpr (std::is_same_v<opmath_t, float>) {
-    MEMC_CPU_KERNEL(flow_cell_gradients_row)(cells, total, width);
+    MEMC_CPU_KERNEL(flow_cell_gradients_row)(cells, total, total_above, total_below, width);
   } else {
     for (int64_t x = 0; x < width; ++x) {
-      cell_flow_gradient(cells + 2 * x, total[x]);
+      if (is_received(total[x]) && (total_above == nullptr || is_received(total_above[x])) &&
+          (total_below == nullptr || is_received(total_below[x]))) {
+        cell_flow_gradient(cells + 2 * x, total[x]);
+      }
     }
   }
 }
@@ -681,8 +687,6 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
   const int64_t cell_values = want_weight ? kCellValues : 2;
   at::Tensor cells = at::empty({batch, height, width, cell_values}, projected.options());
   std::vector<int64_t> hole_count(fill_holes ? batch * height : 0, 0);
-  // Per row: whether its p (and q) are computed already by the first pass (see output_gradient_rows).
-  std::vector<char> cells_done(batch * height, 0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const auto grad_output_view = view4d<const scalar_t>(grad_output);
@@ -690,15 +694,33 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
     opmath_t* const cell_data = cells.data_ptr<opmath_t>();
     const int64_t row_values = width * cell_values;
     auto cells_row = [&](int64_t n, int64_t y) { return cell_data + (n * height + y) * row_values; };
-    auto cell_gradients_of_row = [&](int64_t n, int64_t y) {
-      opmath_t* cell = cells_row(n, y);
-      const opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y), *row_total = rows.total(n, y);
+    // p (and q) of the received pixel (y, x), once its gradient is final.
+    auto settle = [&](int64_t n, int64_t y, int64_t x) {
+      opmath_t* const cell = cells_row(n, y) + x * cell_values;
       if (want_weight) {
+        cell_gradient(cell, rows.x(n, y) + x, rows.y(n, y) + x, rows.total(n, y)[x], true);
+      } else {
+        cell_flow_gradient(cell, rows.total(n, y)[x]);
+      }
+    };
+    // settle for the received pixels of row y whose neighbours above and below (those that exist)
+    // received too, or (`alone`) for every received pixel of the row. The other cells keep their
+    // values (holes: their shares; the column sweep settles the pixels next to them).
+    auto settle_row = [&](int64_t n, int64_t y, bool alone) {
+      opmath_t* cell = cells_row(n, y);
+      const opmath_t* row_total = rows.total(n, y);
+      const opmath_t* above = !alone && y > 0 ? rows.total(n, y - 1) : nullptr;
+      const opmath_t* below = !alone && y + 1 < height ? rows.total(n, y + 1) : nullptr;
+      if (want_weight) {
+        const opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y);
         for (int64_t x = 0; x < width; ++x, cell += kCellValues) {
-          cell_gradient(cell, row_x + x, row_y + x, row_total[x], true);
+          if (is_received(row_total[x]) && (above == nullptr || is_received(above[x])) &&
+              (below == nullptr || is_received(below[x]))) {
+            cell_gradient(cell, row_x + x, row_y + x, row_total[x], true);
+          }
         }
       } else {
-        flow_cell_gradients(cell, row_total, width);
+        flow_cell_gradients(cell, row_total, above, below, width);
       }
     };
     auto holes_in_row = [&](int64_t n, int64_t y) {
@@ -719,9 +741,10 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
     };
 
     // 1. Rows [begin, end) of the batch (numbered n * height + y): the output gradient, plus the
-    // shares of the row's holes. A row whose column neighbours and itself have no holes receives no
-    // share from the column sweep (a run of holes shares only with the pixels just above and below
-    // it), so its p (and q) are final here and computed at once, while the row is in cache.
+    // shares of the row's holes. The column sweep gives shares only to the received pixels just
+    // above and below a run of holes: every other received pixel's gradient is final here, and its
+    // p (and q) computed at once, while the row is in cache (the sweep settles the others). A gap
+    // (no source lands) is never read by the gather, so its cell is left as it is.
     auto output_gradient_rows = [&](int64_t begin, int64_t end, Scratch& scratch) {
       if (fill_holes) {  // the holes of rows begin - 1 to end, within their images
         scratch.holes.assign(end - begin + 2, 0);
@@ -735,25 +758,22 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
         const opmath_t* grad_row_y = read_row(grad_output_view, n, 1, y, width, scratch.y.data());
         opmath_t* cell = cells_row(n, y);
         interleave_gradients(grad_row_x, grad_row_y, cell, cell_values, width);
-        bool final_here = true;
+        bool alone = true;  // no holes in the row and the rows above and below: no column shares
         if (fill_holes) {
           const int64_t* holes = scratch.holes.data() + (row - begin + 1);
           hole_count[row] = holes[0];
           if (holes[0] > 0) {
             share_row_gradients(cell, rows.total(n, y), width, cell_values);
           }
-          final_here = holes[0] == 0 && (y == 0 || holes[-1] == 0) && (y == height - 1 || holes[1] == 0);
+          alone = holes[0] == 0 && (y == 0 || holes[-1] == 0) && (y == height - 1 || holes[1] == 0);
         }
-        if (final_here) {
-          cell_gradients_of_row(n, y);
-          cells_done[row] = 1;
-        }
+        settle_row(n, y, alone);
       }
     };
 
     // 2. The column sweep (downwards) over a stripe of columns: the shares of each run of holes go
-    // to the received pixels above and (with fill_from_below) below it. Rows without holes end
-    // every pending run.
+    // to the received pixels above and (with fill_from_below) below it, which it settles (the
+    // pixels that the first pass left). Rows without holes end every pending run.
     auto share_columns = [&](int64_t n, int64_t x_begin, int64_t x_end) {
       const int64_t* const holes = hole_count.data() + n * height;
       std::vector<ColumnShares<opmath_t>> columns(x_end - x_begin);
@@ -762,10 +782,18 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       }
       int64_t last_full_row = -1;
       bool any_pending = false;
+      // The run ends: its shares are handed out, after which the pixel above it is final and the
+      // one below it too unless another run starts under it (that run's end settles it).
       auto end_run = [&](ColumnShares<opmath_t>& column, int64_t x, int64_t below) {
         const int64_t above = std::max(column.above, last_full_row);
         column.end_run(above >= 0 ? cells_row(n, above) + x * cell_values : nullptr,
                        below >= 0 ? cells_row(n, below) + x * cell_values : nullptr, fill_from_below);
+        if (above >= 0) {
+          settle(n, above, x);
+        }
+        if (below >= 0 && (below + 1 == height || is_received(rows.total(n, below + 1)[x]))) {
+          settle(n, below, x);
+        }
       };
       for (int64_t y = 0; y < height; ++y) {
         if (holes[y] == 0) {
@@ -802,7 +830,7 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       }
     };
 
-    // 4. Per source row: the gather over each source's cells.
+    // 3. Per source row: the gather over each source's cells.
     const auto flow_view = view4d<const scalar_t>(flow);
     const auto weight_view = optional_view4d<const scalar_t>(weight);
     const auto grad_flow_view = optional_view4d<scalar_t>(want_flow ? std::optional<at::Tensor>(grad_flow)
@@ -864,11 +892,6 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
           output_gradient_rows(n * height, (n + 1) * height, scratch);
           if (fill_holes) {
             share_columns(n, 0, width);
-            for (int64_t y = 0; y < height; ++y) {
-              if (!cells_done[n * height + y]) {
-                cell_gradients_of_row(n, y);
-              }
-            }
           }
           for (int64_t y = 0; y < height; ++y) {
             gradient_row(n, y, scratch);
@@ -889,23 +912,9 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       Scratch scratch(width);
       output_gradient_rows(begin, end, scratch);
     });
-    // (Frames without holes, or with a few, skip the passes that would find nothing to do.)
-    const bool any_holes = std::any_of(hole_count.begin(), hole_count.end(), [](int64_t holes) { return holes > 0; });
-    if (any_holes) {
+    // (Frames without holes skip the sweep, which would find nothing to do.)
+    if (std::any_of(hole_count.begin(), hole_count.end(), [](int64_t holes) { return holes > 0; })) {
       for_each_column_stripe(batch, width, share_columns);
-      // 3. Per row not done in 1: p and q of each cell (a list, so that the threads share them
-      // evenly wherever they lie).
-      std::vector<int64_t> rows_left;
-      for (int64_t row = 0; row < batch * height; ++row) {
-        if (!cells_done[row]) {
-          rows_left.push_back(row);
-        }
-      }
-      at::parallel_for(0, static_cast<int64_t>(rows_left.size()), lines_per_task(width), [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          cell_gradients_of_row(rows_left[i] / height, rows_left[i] % height);
-        }
-      });
     }
     for_each_row_of_batch(gradient_row);
   });

@@ -196,22 +196,30 @@ void interleave_row(const float* x, const float* y, float* pairs, int64_t width)
   }
 }
 
-// cell_flow_gradient in lanes: p = g * (1 / total) where total > 0 (the division done by 1 at the
-// others, whose lanes are then masked to +0, as the scalar rule writes).
-void flow_cell_gradients_row(float* pairs, const float* total, int64_t width) {
+// cell_flow_gradient in lanes where the pixel and its neighbours above and below (rows total_above,
+// total_below; nullptr: none) received: p = g * (1 / total), the division done by 1 at the other
+// lanes, which keep their values.
+void flow_cell_gradients_row(float* pairs, const float* total, const float* total_above, const float* total_below,
+                             int64_t width) {
   const Lanes zero(0.0f), one(1.0f);
+  const Lanes all = zero == zero;
   int64_t i = 0;
   for (; i + kLanes <= width; i += kLanes) {
     const Lanes t = Lanes::loadu(total + i);
-    const Lanes received = t > zero;
-    const Lanes inverse = one / Lanes::blendv(one, t, received);
+    const Lanes settled = (t > zero) & (total_above != nullptr ? Lanes::loadu(total_above + i) > zero : all) &
+                          (total_below != nullptr ? Lanes::loadu(total_below + i) > zero : all);
+    const Lanes inverse = one / Lanes::blendv(one, t, settled);
     const auto [inverse_low, inverse_high] = at::vec::interleave2(inverse, inverse);
-    const auto [received_low, received_high] = at::vec::interleave2(received, received);
-    ((Lanes::loadu(pairs + 2 * i) * inverse_low) & received_low).store(pairs + 2 * i);
-    ((Lanes::loadu(pairs + 2 * i + kLanes) * inverse_high) & received_high).store(pairs + 2 * i + kLanes);
+    const auto [settled_low, settled_high] = at::vec::interleave2(settled, settled);
+    const Lanes low = Lanes::loadu(pairs + 2 * i), high = Lanes::loadu(pairs + 2 * i + kLanes);
+    Lanes::blendv(low, low * inverse_low, settled_low).store(pairs + 2 * i);
+    Lanes::blendv(high, high * inverse_high, settled_high).store(pairs + 2 * i + kLanes);
   }
   for (; i < width; ++i) {
-    cell_flow_gradient(pairs + 2 * i, total[i]);
+    if (is_received(total[i]) && (total_above == nullptr || is_received(total_above[i])) &&
+        (total_below == nullptr || is_received(total_below[i]))) {
+      cell_flow_gradient(pairs + 2 * i, total[i]);
+    }
   }
 }
 

@@ -776,18 +776,25 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
     // pixels that the first pass left). Rows without holes end every pending run.
     auto share_columns = [&](int64_t n, int64_t x_begin, int64_t x_end) {
       const int64_t* const holes = hole_count.data() + n * height;
-      std::vector<ColumnShares<opmath_t>> columns(x_end - x_begin);
+      const int64_t columns_count = x_end - x_begin;
+      std::vector<ColumnShares<opmath_t>> columns(columns_count);
       for (auto& column : columns) {
         column.start();
       }
-      int64_t last_full_row = -1;
-      bool any_pending = false;
+      // Per block of kBlock columns: how many have a run pending. A row's block whose pixels all
+      // received and that has none pending has nothing to do (the usual block of a smooth flow).
+      constexpr int64_t kBlock = 16;
+      std::vector<int64_t> pending_in_block((columns_count + kBlock - 1) / kBlock, 0);
+      int64_t pending = 0;  // in all
       // The run ends: its shares are handed out, after which the pixel above it is final and the
       // one below it too unless another run starts under it (that run's end settles it).
-      auto end_run = [&](ColumnShares<opmath_t>& column, int64_t x, int64_t below) {
-        const int64_t above = std::max(column.above, last_full_row);
+      auto end_run = [&](int64_t i, int64_t below) {
+        ColumnShares<opmath_t>& column = columns[i];
+        const int64_t x = x_begin + i, above = column.above;
         column.end_run(above >= 0 ? cells_row(n, above) + x * cell_values : nullptr,
                        below >= 0 ? cells_row(n, below) + x * cell_values : nullptr, fill_from_below);
+        --pending_in_block[i / kBlock];
+        --pending;
         if (above >= 0) {
           settle(n, above, x);
         }
@@ -796,36 +803,47 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
         }
       };
       for (int64_t y = 0; y < height; ++y) {
-        if (holes[y] == 0) {
-          if (any_pending) {
-            for (int64_t x = x_begin; x < x_end; ++x) {
-              if (columns[x - x_begin].pending) {
-                end_run(columns[x - x_begin], x, y);
-              }
+        if (holes[y] == 0) {  // every pending run ends here
+          for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
+            if (columns[i].pending) {
+              end_run(i, y);
             }
-            any_pending = false;
           }
-          last_full_row = y;
           continue;
         }
-        const opmath_t* row_total = rows.total(n, y);
-        opmath_t* cell = cells_row(n, y);
-        for (int64_t x = x_begin; x < x_end; ++x) {
-          ColumnShares<opmath_t>& column = columns[x - x_begin];
-          if (is_received(row_total[x])) {
-            if (column.pending) {
-              end_run(column, x, y);
+        const opmath_t* row_total = rows.total(n, y) + x_begin;
+        opmath_t* cell = cells_row(n, y) + x_begin * cell_values;
+        for (int64_t block = 0; block * kBlock < columns_count; ++block) {
+          const int64_t i_begin = block * kBlock, i_end = std::min(i_begin + kBlock, columns_count);
+          if (pending_in_block[block] == 0 && i_end - i_begin == kBlock) {
+            bool all_received = true;
+            for (int64_t i = i_begin; i < i_end; ++i) {
+              all_received &= is_received(row_total[i]);
             }
-            column.above = y;
-          } else {
-            column.hole(cell + x * cell_values, row_total[x]);
-            any_pending = true;
+            if (all_received) {
+              continue;
+            }
+          }
+          for (int64_t i = i_begin; i < i_end; ++i) {
+            ColumnShares<opmath_t>& column = columns[i];
+            if (is_received(row_total[i])) {
+              if (column.pending) {
+                end_run(i, y);
+              }
+            } else {
+              if (!column.pending) {  // a run starts: the pixel above it (row -1: none)
+                column.above = y - 1;
+                ++pending_in_block[block];
+                ++pending;
+              }
+              column.hole(cell + i * cell_values, row_total[i]);
+            }
           }
         }
       }
-      for (int64_t x = x_begin; x < x_end; ++x) {
-        if (columns[x - x_begin].pending) {
-          end_run(columns[x - x_begin], x, -1);
+      for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
+        if (columns[i].pending) {
+          end_run(i, -1);
         }
       }
     };

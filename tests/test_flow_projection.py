@@ -29,6 +29,11 @@ def make_flow(batch, height, width, kind="mixed", dtype=torch.float64, device="c
         xs = torch.arange(width, dtype=dtype, device=device).view(1, 1, width)
         flow = torch.stack([(width - 1 - xs).expand(batch, height, width),
                             (torch.rand(batch, height, width, dtype=dtype, device=device) * (height - 1)).floor() - ys], 1)
+    elif kind == "smooth":  # a motion of a few pixels varying slowly: neighbours land side by side
+        ys = torch.arange(height, dtype=dtype, device=device).view(1, height, 1) / height
+        xs = torch.arange(width, dtype=dtype, device=device).view(1, 1, width) / width
+        phase = torch.rand(batch, 1, 1, dtype=dtype, device=device) * 3
+        flow = torch.stack([4 * torch.sin(3 * (xs + ys) + phase), 3 * torch.cos(3 * (2 * xs - ys) + phase)], 1)
     elif kind == "nan":
         flow = torch.randn(batch, 2, height, width, dtype=dtype, device=device) * 2
         flow[torch.rand_like(flow) < 0.3] = float("nan")
@@ -560,7 +565,8 @@ def float32_projection(flow, weight, fill_holes, fill_from_below):
 @pytest.mark.parametrize("fill_mode", FILL_MODES, ids=FILL_MODE_IDS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("case", [(2, 7, 13, "mixed"), (1, 9, 1, "mixed"), (2, 1, 9, "inside"), (3, 6, 17, "border"),
-                                  (2, 11, 5, "converge"), (2, 8, 11, "nan")], ids=lambda c: "x".join(map(str, c)))
+                                  (2, 11, 5, "converge"), (2, 8, 11, "nan"), (2, 9, 37, "smooth")],
+                         ids=lambda c: "x".join(map(str, c)))
 def test_cpu_float32_is_the_definition_in_float32_bit_for_bit(case, weighted, fill_mode):
     """The CPU kernel adds each cell's sums as one SIMD vector, finishes rows and sweeps columns in
     SIMD lanes: the float32 results are still those of the definition computed one float32
@@ -575,6 +581,36 @@ def test_cpu_float32_is_the_definition_in_float32_bit_for_bit(case, weighted, fi
         output, projected = cpu_projection_with_threads(threads, flow, weight, fill_holes, fill_from_below)
         np.testing.assert_array_equal(output.numpy(), want_output)
         np.testing.assert_array_equal(projected.numpy(), want_projected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("fill_mode", FILL_MODES, ids=FILL_MODE_IDS)
+@pytest.mark.parametrize("kind", ["mixed", "converge", "border", "smooth", "nan"])
+def test_cpu_flow_gradient_does_not_depend_on_the_weight_gradient(kind, fill_mode, dtype):
+    """Without the weight's gradient the CPU backward keeps two values per pixel instead of four
+    (no q): the flow's gradient is still the same bits, with 1 and 2 threads (image per thread,
+    and rows and column stripes shared by threads); an unweighted projection gives those of
+    weights of 1."""
+    fill_holes, fill_from_below = fill_mode
+    flow = make_flow(1, 29, 70, kind, dtype=dtype)
+    flow = torch.cat([flow, make_flow(1, 29, 70, "mixed", dtype=dtype)])
+    grad_output = torch.randn_like(flow)
+    for weight, ones in ((make_weight(2, 29, 70, dtype=dtype), False), (torch.ones(2, 1, 29, 70, dtype=dtype), True)):
+        _, projected = torch.ops.memc.flow_projection.default(flow, weight, fill_holes, fill_from_below)
+        backward = torch.ops.memc.flow_projection_backward.default
+        previous = torch.get_num_threads()
+        try:
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                both, _ = backward(grad_output, flow, weight, projected, fill_holes, fill_from_below, [True, True])
+                alone, _ = backward(grad_output, flow, weight, projected, fill_holes, fill_from_below, [True, False])
+                assert torch.equal(alone, both), f"{threads} threads"
+                if ones:
+                    unweighted, _ = backward(grad_output, flow, None, projected, fill_holes, fill_from_below,
+                                             [True, False])
+                    assert torch.equal(unweighted, both), f"{threads} threads, unweighted"
+        finally:
+            torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])

@@ -131,8 +131,8 @@ struct SourceRow {
   }
 };
 
-// A cell's kCellValues sums, added to or gathered element by element (double; float32 has the
-// vector versions of cpu/flow_projection_rows.h).
+// A cell's kCellValues sums, added to element by element (double; float32 has the vector
+// versions of cpu/flow_projection_rows.h).
 template <typename T>
 struct CellValues {
   T values[kCellValues];
@@ -150,29 +150,54 @@ C10_ALWAYS_INLINE void add_to_cell(T* cell, const CellValues<T>& cell_values) {
   }
 }
 
-// sums[k] = ((0 + a[k]) + b[k]) + c[k]) + d[k]: source_gradient's order.
-template <typename T>
-C10_ALWAYS_INLINE void sum_cells(const T* a, const T* b, const T* c, const T* d, T* sums) {
-  for (int k = 0; k < kCellValues; ++k) {
-    sums[k] = T(0) + a[k] + b[k] + c[k] + d[k];
-  }
-}
-
-
 // The backward's gather of a source row by the float32 row kernel where it takes the frame
 // (returns whether it did; else the caller's scalar loop does it).
 template <typename opmath_t>
 bool gather_with_row_kernel(const opmath_t* flow_x, const opmath_t* flow_y, const opmath_t* weight, int64_t y,
-                            int64_t height, int64_t width, const opmath_t* cells, int64_t row_values,
+                            int64_t height, int64_t width, const opmath_t* cells, int64_t cell_values, int64_t row_values,
                             opmath_t* grad_flow_x, opmath_t* grad_flow_y, opmath_t* grad_weight) {
   if constexpr (std::is_same_v<opmath_t, float>) {
     if (height < kMaxRowKernelSize && width < kMaxRowKernelSize) {
       MEMC_CPU_KERNEL(gather_row)(SourceRowView{flow_x, flow_y, weight, y, height, width},
-                                  GatherTargets{cells, row_values, grad_flow_x, grad_flow_y, grad_weight});
+                                  GatherTargets{cells, cell_values, row_values, grad_flow_x, grad_flow_y, grad_weight});
       return true;
     }
   }
   return false;
+}
+
+// cell_flow_gradient over a row of two-value cells where the pixel and its neighbours above and
+// below (rows total_above, total_below; nullptr: none) received, by the float32 row kernel where
+// it applies; the other cells keep their values.
+template <typename opmath_t>
+void flow_cell_gradients(opmath_t* cells, const opmath_t* total, const opmath_t* total_above,
+                         const opmath_t* total_below, int64_t width) {
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    MEMC_CPU_KERNEL(flow_cell_gradients_row)(cells, total, total_above, total_below, width);
+  } else {
+    for (int64_t x = 0; x < width; ++x) {
+      if (is_received(total[x]) && (total_above == nullptr || is_received(total_above[x])) &&
+          (total_below == nullptr || is_received(total_below[x]))) {
+        cell_flow_gradient(cells + 2 * x, total[x]);
+      }
+    }
+  }
+}
+
+// The backward's first values of a row's cells (cell_values per pixel): the output gradient.
+template <typename opmath_t>
+void interleave_gradients(const opmath_t* grad_x, const opmath_t* grad_y, opmath_t* cells, int64_t cell_values,
+                          int64_t width) {
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    if (cell_values == 2) {
+      MEMC_CPU_KERNEL(interleave_row)(grad_x, grad_y, cells, width);
+      return;
+    }
+  }
+  for (int64_t x = 0; x < width; ++x) {
+    cells[x * cell_values] = grad_x[x];
+    cells[x * cell_values + 1] = grad_y[x];
+  }
 }
 
 // Stripes of columns per image for the column sweeps: enough to give every thread work, none
@@ -208,11 +233,11 @@ struct ProjectedRows {
 };
 
 // One row of a column sweep of the hole fill (ForwardPass::sweep_columns) for float, four columns
-// at a time in SIMD lanes (GCC's vector extension): add_fill_neighbour and finish_fill computed
-// lane by lane, the same operations on the same values (tested bit for bit against the
-// definition in float32). Returns how many columns it did (a multiple of four); the scalar loop
-// does the rest. Only GCC is trusted with the vector `?:` (older Clang and Apple Clang reject it
-// on vector_size types); elsewhere it does none and the scalar loop gives the same values.
+// at a time in SIMD lanes (GCC's vector extension): add_fill_neighbour and finish_fill in lanes, the
+// same operations on the same values as the scalar loop (tested bit for bit against the definition
+// in float32). Returns how many columns it did (a multiple of four); the scalar loop does the rest.
+// Only GCC is trusted with the vector `?:` (older Clang and Apple Clang reject it on vector_size
+// types); elsewhere it does none and the scalar loop gives the same values.
 template <bool finish>
 int64_t sweep_row_in_lanes(float* row_x, float* row_y, float* row_total, float* near_x, float* near_y, float* found,
                            int64_t columns) {
@@ -232,16 +257,13 @@ int64_t sweep_row_in_lanes(float* row_x, float* row_y, float* row_total, float* 
     const Lanes neighbour_x = load(near_x + i), neighbour_y = load(near_y + i), passed = load(found + i);
     const auto received = total > zero;  // is_received
     const auto add = ~received & (passed > zero);
-    // add_fill_neighbour
-    Lanes hole_x = add ? x + neighbour_x : x;
-    Lanes hole_y = add ? y + neighbour_y : y;
-    Lanes hole_total = add ? total - one : total;
-    if constexpr (finish) {  // finish_fill
-      const Lanes count = -hole_total;
-      const auto any = count > zero;
-      const Lanes divisor = any ? count : one;
-      hole_x = any ? hole_x / divisor : zero;
-      hole_y = any ? hole_y / divisor : zero;
+    Lanes hole_x = x, hole_y = y, hole_total = total;
+    add_fill_neighbour(hole_x, hole_y, hole_total, neighbour_x, neighbour_y);
+    hole_x = add ? hole_x : x;
+    hole_y = add ? hole_y : y;
+    hole_total = add ? hole_total : total;
+    if constexpr (finish) {
+      finish_fill(hole_x, hole_y, hole_total);
     }
     store(near_x + i, received ? x : neighbour_x);
     store(near_y + i, received ? y : neighbour_y);
@@ -660,107 +682,173 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
     return {grad_flow, grad_weight};
   }
   const at::Tensor projected = projected_in.contiguous();
-  // Per pixel: the gradient with respect to its average, then p and q (see cell_gradient).
-  at::Tensor cells = at::empty({batch, height, width, kCellValues}, projected.options());
+  // Per pixel: the gradient with respect to its average, then p and q (see cell_gradient); without
+  // the weight's gradient only p, two values per pixel (half the memory to stream).
+  const int64_t cell_values = want_weight ? kCellValues : 2;
+  at::Tensor cells = at::empty({batch, height, width, cell_values}, projected.options());
   std::vector<int64_t> hole_count(fill_holes ? batch * height : 0, 0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const auto grad_output_view = view4d<const scalar_t>(grad_output);
     const ProjectedRows<const opmath_t> rows{projected.data_ptr<opmath_t>(), height, width};
     opmath_t* const cell_data = cells.data_ptr<opmath_t>();
-    const int64_t row_values = width * kCellValues;
+    const int64_t row_values = width * cell_values;
     auto cells_row = [&](int64_t n, int64_t y) { return cell_data + (n * height + y) * row_values; };
-    auto cell_gradients_of_row = [&](int64_t n, int64_t y) {
-      opmath_t* cell = cells_row(n, y);
-      const opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y), *row_total = rows.total(n, y);
-      for (int64_t x = 0; x < width; ++x, cell += kCellValues) {
-        cell_gradient(cell, row_x + x, row_y + x, row_total[x], want_weight);
+    // p (and q) of the received pixel (y, x), once its gradient is final.
+    auto settle = [&](int64_t n, int64_t y, int64_t x) {
+      opmath_t* const cell = cells_row(n, y) + x * cell_values;
+      if (want_weight) {
+        cell_gradient(cell, rows.x(n, y) + x, rows.y(n, y) + x, rows.total(n, y)[x], true);
+      } else {
+        cell_flow_gradient(cell, rows.total(n, y)[x]);
       }
+    };
+    // settle for the received pixels of row y whose neighbours above and below (those that exist)
+    // received too, or (`alone`) for every received pixel of the row. The other cells keep their
+    // values (holes: their shares; the column sweep settles the pixels next to them).
+    auto settle_row = [&](int64_t n, int64_t y, bool alone) {
+      opmath_t* cell = cells_row(n, y);
+      const opmath_t* row_total = rows.total(n, y);
+      const opmath_t* above = !alone && y > 0 ? rows.total(n, y - 1) : nullptr;
+      const opmath_t* below = !alone && y + 1 < height ? rows.total(n, y + 1) : nullptr;
+      if (want_weight) {
+        const opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y);
+        for (int64_t x = 0; x < width; ++x, cell += kCellValues) {
+          if (is_received(row_total[x]) && (above == nullptr || is_received(above[x])) &&
+              (below == nullptr || is_received(below[x]))) {
+            cell_gradient(cell, row_x + x, row_y + x, row_total[x], true);
+          }
+        }
+      } else {
+        flow_cell_gradients(cell, row_total, above, below, width);
+      }
+    };
+    auto holes_in_row = [&](int64_t n, int64_t y) {
+      const opmath_t* row_total = rows.total(n, y);
+      int64_t holes = 0;
+      for (int64_t x = 0; x < width; ++x) {
+        holes += !is_received(row_total[x]);
+      }
+      return holes;
     };
 
     // Per thread: a source row and rows of gradients in opmath.
     struct Scratch {
       SourceRow<scalar_t, opmath_t> source;
       std::vector<opmath_t> x, y, w;
+      std::vector<int64_t> holes;
       explicit Scratch(int64_t width) : source(width), x(width), y(width), w(width) {}
     };
 
-    // 1. Per row: the output gradient, plus the shares of the row's holes.
-    auto output_gradient_row = [&](int64_t n, int64_t y, Scratch& scratch) {
-      const opmath_t* grad_row_x = read_row(grad_output_view, n, 0, y, width, scratch.x.data());
-      const opmath_t* grad_row_y = read_row(grad_output_view, n, 1, y, width, scratch.y.data());
-      opmath_t* cell = cells_row(n, y);
-      for (int64_t x = 0; x < width; ++x) {
-        cell[x * kCellValues] = grad_row_x[x];
-        cell[x * kCellValues + 1] = grad_row_y[x];
+    // 1. Rows [begin, end) of the batch (numbered n * height + y): the output gradient, plus the
+    // shares of the row's holes. The column sweep gives shares only to the received pixels just
+    // above and below a run of holes: every other received pixel's gradient is final here, and its
+    // p (and q) computed at once, while the row is in cache (the sweep settles the others). A gap
+    // (no source lands) is never read by the gather, so its cell is left as it is.
+    auto output_gradient_rows = [&](int64_t begin, int64_t end, Scratch& scratch) {
+      if (fill_holes) {  // the holes of rows begin - 1 to end, within their images
+        scratch.holes.assign(end - begin + 2, 0);
+        for (int64_t row = std::max<int64_t>(begin - 1, 0); row < std::min(end + 1, batch * height); ++row) {
+          scratch.holes[row - begin + 1] = holes_in_row(row / height, row % height);
+        }
       }
-      if (!fill_holes) {
-        cell_gradients_of_row(n, y);
-        return;
-      }
-      const opmath_t* row_total = rows.total(n, y);
-      int64_t holes = 0;
-      for (int64_t x = 0; x < width; ++x) {
-        holes += !is_received(row_total[x]);
-      }
-      hole_count[n * height + y] = holes;
-      if (holes > 0) {
-        share_row_gradients(cell, row_total, width);
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t n = row / height, y = row % height;
+        const opmath_t* grad_row_x = read_row(grad_output_view, n, 0, y, width, scratch.x.data());
+        const opmath_t* grad_row_y = read_row(grad_output_view, n, 1, y, width, scratch.y.data());
+        opmath_t* cell = cells_row(n, y);
+        interleave_gradients(grad_row_x, grad_row_y, cell, cell_values, width);
+        bool alone = true;  // no holes in the row and the rows above and below: no column shares
+        if (fill_holes) {
+          const int64_t* holes = scratch.holes.data() + (row - begin + 1);
+          hole_count[row] = holes[0];
+          if (holes[0] > 0) {
+            share_row_gradients(cell, rows.total(n, y), width, cell_values);
+          }
+          alone = holes[0] == 0 && (y == 0 || holes[-1] == 0) && (y == height - 1 || holes[1] == 0);
+        }
+        settle_row(n, y, alone);
       }
     };
 
     // 2. The column sweep (downwards) over a stripe of columns: the shares of each run of holes go
-    // to the received pixels above and (with fill_from_below) below it. Rows without holes end
-    // every pending run.
+    // to the received pixels above and (with fill_from_below) below it, which it settles (the
+    // pixels that the first pass left). Rows without holes end every pending run.
     auto share_columns = [&](int64_t n, int64_t x_begin, int64_t x_end) {
       const int64_t* const holes = hole_count.data() + n * height;
-      std::vector<ColumnShares<opmath_t>> columns(x_end - x_begin);
+      const int64_t columns_count = x_end - x_begin;
+      std::vector<ColumnShares<opmath_t>> columns(columns_count);
       for (auto& column : columns) {
         column.start();
       }
-      int64_t last_full_row = -1;
-      bool any_pending = false;
-      auto end_run = [&](ColumnShares<opmath_t>& column, int64_t x, int64_t below) {
-        const int64_t above = std::max(column.above, last_full_row);
-        column.end_run(above >= 0 ? cells_row(n, above) + x * kCellValues : nullptr,
-                       below >= 0 ? cells_row(n, below) + x * kCellValues : nullptr, fill_from_below);
+      // Per block of kBlock columns: how many have a run pending. A row's block whose pixels all
+      // received and that has none pending has nothing to do (the usual block of a smooth flow).
+      constexpr int64_t kBlock = 16;
+      std::vector<int64_t> pending_in_block((columns_count + kBlock - 1) / kBlock, 0);
+      int64_t pending = 0;  // in all
+      // The run ends: its shares are handed out, after which the pixel above it is final and the
+      // one below it too unless another run starts under it (that run's end settles it).
+      auto end_run = [&](int64_t i, int64_t below) {
+        ColumnShares<opmath_t>& column = columns[i];
+        const int64_t x = x_begin + i, above = column.above;
+        column.end_run(above >= 0 ? cells_row(n, above) + x * cell_values : nullptr,
+                       below >= 0 ? cells_row(n, below) + x * cell_values : nullptr, fill_from_below);
+        --pending_in_block[i / kBlock];
+        --pending;
+        if (above >= 0) {
+          settle(n, above, x);
+        }
+        if (below >= 0 && (below + 1 == height || is_received(rows.total(n, below + 1)[x]))) {
+          settle(n, below, x);
+        }
       };
       for (int64_t y = 0; y < height; ++y) {
-        if (holes[y] == 0) {
-          if (any_pending) {
-            for (int64_t x = x_begin; x < x_end; ++x) {
-              if (columns[x - x_begin].pending) {
-                end_run(columns[x - x_begin], x, y);
-              }
+        if (holes[y] == 0) {  // every pending run ends here
+          for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
+            if (columns[i].pending) {
+              end_run(i, y);
             }
-            any_pending = false;
           }
-          last_full_row = y;
           continue;
         }
-        const opmath_t* row_total = rows.total(n, y);
-        opmath_t* cell = cells_row(n, y);
-        for (int64_t x = x_begin; x < x_end; ++x) {
-          ColumnShares<opmath_t>& column = columns[x - x_begin];
-          if (is_received(row_total[x])) {
-            if (column.pending) {
-              end_run(column, x, y);
+        const opmath_t* row_total = rows.total(n, y) + x_begin;
+        opmath_t* cell = cells_row(n, y) + x_begin * cell_values;
+        for (int64_t block = 0; block * kBlock < columns_count; ++block) {
+          const int64_t i_begin = block * kBlock, i_end = std::min(i_begin + kBlock, columns_count);
+          if (pending_in_block[block] == 0 && i_end - i_begin == kBlock) {
+            bool all_received = true;
+            for (int64_t i = i_begin; i < i_end; ++i) {
+              all_received &= is_received(row_total[i]);
             }
-            column.above = y;
-          } else {
-            column.hole(cell + x * kCellValues, row_total[x]);
-            any_pending = true;
+            if (all_received) {
+              continue;
+            }
+          }
+          for (int64_t i = i_begin; i < i_end; ++i) {
+            ColumnShares<opmath_t>& column = columns[i];
+            if (is_received(row_total[i])) {
+              if (column.pending) {
+                end_run(i, y);
+              }
+            } else {
+              if (!column.pending) {  // a run starts: the pixel above it (row -1: none)
+                column.above = y - 1;
+                ++pending_in_block[block];
+                ++pending;
+              }
+              column.hole(cell + i * cell_values, row_total[i]);
+            }
           }
         }
       }
-      for (int64_t x = x_begin; x < x_end; ++x) {
-        if (columns[x - x_begin].pending) {
-          end_run(columns[x - x_begin], x, -1);
+      for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
+        if (columns[i].pending) {
+          end_run(i, -1);
         }
       }
     };
 
-    // 4. Per source row: the gather over each source's cells.
+    // 3. Per source row: the gather over each source's cells.
     const auto flow_view = view4d<const scalar_t>(flow);
     const auto weight_view = optional_view4d<const scalar_t>(weight);
     const auto grad_flow_view = optional_view4d<scalar_t>(want_flow ? std::optional<at::Tensor>(grad_flow)
@@ -776,7 +864,8 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       opmath_t* const row_y = want_flow ? row_to_write(grad_flow_view, n, 1, y, scratch.y.data()) : scratch.y.data();
       opmath_t* const row_w = want_weight ? row_to_write(grad_weight_view, n, 0, y, scratch.w.data()) : scratch.w.data();
       const bool gathered = gather_with_row_kernel(source.flow_x, source.flow_y, weighted ? source.weight : nullptr,
-                                                   y, height, width, image_cells, row_values, row_x, row_y, row_w);
+                                                   y, height, width, image_cells, cell_values, row_values, row_x, row_y,
+                                                   row_w);
       for (int64_t x = gathered ? width : 0; x < width; ++x) {
         const opmath_t flow_x = source.flow_x[x], flow_y = source.flow_y[x], w = source.weight[x];
         const ProjectionCells target = locate_projection(y, x, flow_y, flow_x, w, height, width);
@@ -787,15 +876,17 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
           // instead made GCC read both as one word just written as two, a stalled load.)
           const int64_t row = target.rows[0], column = target.cols[0];
           const bool has_right = column + 1 < width, has_below = row + 1 < height;
-          const opmath_t* first = image_cells + row * row_values + column * kCellValues;
-          const opmath_t* right = has_right ? first + kCellValues : zero_cell;
+          const opmath_t* first = image_cells + row * row_values + column * cell_values;
+          const opmath_t* right = has_right ? first + cell_values : zero_cell;
           const opmath_t* below = has_below ? first + row_values : zero_cell;
-          const opmath_t* below_right = has_right && has_below ? below + kCellValues : zero_cell;
+          const opmath_t* below_right = has_right && has_below ? below + cell_values : zero_cell;
           if (!has_right) {  // the distinct cells in order: first, below
             std::swap(right, below);
           }
-          alignas(16) opmath_t sums[kCellValues];
-          sum_cells(first, right, below, below_right, sums);
+          opmath_t sums[kCellValues] = {};  // q (sums[2]) stays 0 with two-value cells
+          for (int64_t k = 0; k < cell_values; ++k) {
+            sums[k] = opmath_t(0) + first[k] + right[k] + below[k] + below_right[k];
+          }
           gradient = source_gradient_from_sums(target, flow_x, flow_y, w, sums[0], sums[1], sums[2]);
         }
         row_x[x] = gradient.flow_x;
@@ -816,14 +907,9 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
         Scratch scratch(width);
         for (int64_t n = begin; n < end; ++n) {
-          for (int64_t y = 0; y < height; ++y) {
-            output_gradient_row(n, y, scratch);
-          }
+          output_gradient_rows(n * height, (n + 1) * height, scratch);
           if (fill_holes) {
             share_columns(n, 0, width);
-            for (int64_t y = 0; y < height; ++y) {
-              cell_gradients_of_row(n, y);
-            }
           }
           for (int64_t y = 0; y < height; ++y) {
             gradient_row(n, y, scratch);
@@ -840,11 +926,13 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
         }
       });
     };
-    for_each_row_of_batch(output_gradient_row);
-    if (fill_holes) {
+    parallel_rows(batch, height, width, [&](int64_t begin, int64_t end) {
+      Scratch scratch(width);
+      output_gradient_rows(begin, end, scratch);
+    });
+    // (Frames without holes skip the sweep, which would find nothing to do.)
+    if (std::any_of(hole_count.begin(), hole_count.end(), [](int64_t holes) { return holes > 0; })) {
       for_each_column_stripe(batch, width, share_columns);
-      // 3. Per row: p and q of each cell.
-      for_each_row_of_batch([&](int64_t n, int64_t y, Scratch&) { cell_gradients_of_row(n, y); });
     }
     for_each_row_of_batch(gradient_row);
   });

@@ -37,14 +37,31 @@ C10_ALWAYS_INLINE FloatCell load_cell(const float* cell) {
   return values;
 }
 
-C10_ALWAYS_INLINE void add_to_cell(float* cell, FloatCell values) {
-  const FloatCell sum = load_cell(cell) + values;
-  std::memcpy(cell, &sum, sizeof sum);
+C10_ALWAYS_INLINE void store_cell(float* cell, FloatCell values) {
+  std::memcpy(cell, &values, sizeof values);
+}
+
+C10_ALWAYS_INLINE FloatCell add_cells(FloatCell a, FloatCell b) {
+  return a + b;
 }
 
 // sums[k] = ((((0 + a[k]) + b[k]) + c[k]) + d[k]): source_gradient's order.
 C10_ALWAYS_INLINE void sum_cells(const float* a, const float* b, const float* c, const float* d, float* sums) {
   const FloatCell sum = FloatCell{} + load_cell(a) + load_cell(b) + load_cell(c) + load_cell(d);
+  std::memcpy(sums, &sum, sizeof sum);
+}
+
+// The same for cells of two values (p_x, p_y: the backward's cells where no q is needed).
+typedef float FloatPair __attribute__((vector_size(2 * sizeof(float))));
+
+C10_ALWAYS_INLINE FloatPair load_pair(const float* cell) {
+  FloatPair values;
+  std::memcpy(&values, cell, sizeof values);
+  return values;
+}
+
+C10_ALWAYS_INLINE void sum_pairs(const float* a, const float* b, const float* c, const float* d, float* sums) {
+  const FloatPair sum = FloatPair{} + load_pair(a) + load_pair(b) + load_pair(c) + load_pair(d);
   std::memcpy(sums, &sum, sizeof sum);
 }
 #else
@@ -56,14 +73,32 @@ C10_ALWAYS_INLINE FloatCell make_cell(float x, float y, float share) {
   return {{x, y, share, 0.0f}};
 }
 
-C10_ALWAYS_INLINE void add_to_cell(float* cell, const FloatCell& cell_values) {
+C10_ALWAYS_INLINE FloatCell load_cell(const float* cell) {
+  FloatCell values;
+  std::memcpy(values.values, cell, sizeof values.values);
+  return values;
+}
+
+C10_ALWAYS_INLINE void store_cell(float* cell, const FloatCell& values) {
+  std::memcpy(cell, values.values, sizeof values.values);
+}
+
+C10_ALWAYS_INLINE FloatCell add_cells(const FloatCell& a, const FloatCell& b) {
+  FloatCell sum;
   for (int k = 0; k < kCellValues; ++k) {
-    cell[k] += cell_values.values[k];
+    sum.values[k] = a.values[k] + b.values[k];
   }
+  return sum;
 }
 
 C10_ALWAYS_INLINE void sum_cells(const float* a, const float* b, const float* c, const float* d, float* sums) {
   for (int k = 0; k < kCellValues; ++k) {
+    sums[k] = 0.0f + a[k] + b[k] + c[k] + d[k];
+  }
+}
+
+C10_ALWAYS_INLINE void sum_pairs(const float* a, const float* b, const float* c, const float* d, float* sums) {
+  for (int k = 0; k < 2; ++k) {
     sums[k] = 0.0f + a[k] + b[k] + c[k] + d[k];
   }
 }
@@ -83,19 +118,27 @@ struct SplatTargets {
   int64_t first_row;
 };
 
-// The backward's per-cell p and q (kCellValues per pixel) of the source's image, rows
-// `row_values` apart, and the row's gradients (grad_weight always written, scratch if unwanted).
+// The backward's per-cell p and q (cell_values per pixel: kCellValues, or 2 without q, which then
+// counts as 0) of the source's image, rows `row_values` apart, and the row's gradients
+// (grad_weight always written, scratch if unwanted).
 struct GatherTargets {
   const float* cells;
-  int64_t row_values;
+  int64_t cell_values, row_values;
   float *grad_flow_x, *grad_flow_y, *grad_weight;
 };
 
 //   target_row_span: widens [first, last] by the rows the row's splat reaches (widen_target_rows).
 //   splat_row: adds each source's values to its four cells, sources in x order (splat_source).
 //   gather_row: each source's gradient from its cells (source_gradient).
+//   interleave_row: pairs[2 i] = x[i], pairs[2 i + 1] = y[i] (the backward's two-value cells).
+//   flow_cell_gradients_row: cell_flow_gradient of each two-value cell of a row where the pixel
+//     and its neighbours above and below received (rows total_above / total_below; nullptr: none);
+//     the other cells keep their values.
 #define MEMC_DECLARE_PROJECTION_ROWS(CAPABILITY)                                          \
   namespace CAPABILITY {                                                                 \
+  void interleave_row(const float* x, const float* y, float* pairs, int64_t width);      \
+  void flow_cell_gradients_row(float* pairs, const float* total, const float* total_above, \
+                               const float* total_below, int64_t width);                 \
   void target_row_span(const float* flow_y, int64_t y, int64_t height, int64_t width,     \
                        int64_t* first, int64_t* last);                                    \
   void splat_row(const SourceRowView& source, const SplatTargets& targets);              \

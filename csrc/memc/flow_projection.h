@@ -22,10 +22,11 @@
 // columns (below, then above, which also divides), so the whole layer is O(H * W). The sweeps
 // walk all columns of an image together, row after row: the memory is read in rows.
 //
-// The backward works on `cells` (B, H, W, 4) in opmath: first the gradient with respect to each
-// pixel's average (its own output gradient plus the shares of the holes filled from it), then,
-// per received cell, that gradient divided by the cell's total weight, from which each source
-// gathers the gradient of its flow and weight over its (up to) four cells.
+// The backward works on `cells` (B, H, W, 4) in opmath (the CPU uses (B, H, W, 2) where no weight
+// gradient is wanted: q is then not needed): first the gradient with respect to each pixel's
+// average (its own output gradient plus the shares of the holes filled from it), then, per
+// received cell, that gradient divided by the cell's total weight, from which each source gathers
+// the gradient of its flow and weight over its (up to) four cells.
 #pragma once
 
 #include <c10/macros/Macros.h>
@@ -215,63 +216,85 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void fill_row_from_sides(T* row_x, T* row_y, T
 
 // Column sweeps: a hole (hole_x, hole_y, hole_total: its channels in `projected`) gains one more
 // neighbour's average, the one below (first sweep, upwards) or above (second sweep, downwards).
-template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void add_fill_neighbour(T& hole_x, T& hole_y, T& hole_total, T neighbour_x,
-                                                          T neighbour_y) {
+// V: a scalar, or a GCC vector of lanes (the CPU's column sweep), for which the comparisons give
+// lane masks and `?:` selects lane by lane: the same IEEE operations in every lane.
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void add_fill_neighbour(V& hole_x, V& hole_y, V& hole_total, const V& neighbour_x,
+                                                          const V& neighbour_y) {
   hole_x += neighbour_x;
   hole_y += neighbour_y;
-  hole_total -= T(1);
+  hole_total -= 1;
 }
 
 // After the last sweep: the hole's sums divided by the number of neighbours found (0 without any).
 // Without branches (no neighbour: divides by 1 and drops the quotient), as average_pixel.
-template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void finish_fill(T& hole_x, T& hole_y, T hole_total) {
-  const T found = -hole_total;
-  const bool any = found > T(0);
-  const T divisor = any ? found : T(1);
-  const T average_x = hole_x / divisor, average_y = hole_y / divisor;
-  hole_x = any ? average_x : T(0);
-  hole_y = any ? average_y : T(0);
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void finish_fill(V& hole_x, V& hole_y, const V& hole_total) {
+  const V zero{}, one = zero + 1;
+  const V found = -hole_total;
+  const auto any = found > zero;
+  const V divisor = any ? found : one;
+  const V average_x = hole_x / divisor, average_y = hole_y / divisor;
+  hole_x = any ? average_x : zero;
+  hole_y = any ? average_y : zero;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backward of the hole filling. A hole's value is the mean of its k neighbours' averages, so each
 // neighbour's average receives grad_output(hole) / k: the hole's share. `cells` holds per pixel
 // (channels 0-1) the gradient with respect to its average, starting as grad_output; the row pass
-// adds the shares of holes to their left and right neighbours, the column sweep those to their
+// turns each hole's cell into its share and adds the shares to the hole's left and right
+// neighbours, the column sweep (which must run after it) those to their
 // neighbours above and (with fill_from_below) below. A run of holes shares its two neighbours, so
 // the shares are summed over the run and added once.
 
+// A hole's share, computed once by the row pass and left in the hole's cell (which the backward
+// reads for nothing else): its gradient times 1 / k, k the neighbours its fill found (hole_total
+// is -k). Returns false where the fill found none; such a hole gives no share.
+// 1 / k for the k (1 to 4) neighbours a fill finds, without a division: each constant is the
+// rounded quotient that the division gives (any other k is divided).
 template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void hole_share(const T* cell, T hole_total, T& share_x, T& share_y) {
-  const T found = -hole_total;
-  if (found > T(0)) {
-    const T inverse_found = T(1) / found;
-    share_x += cell[0] * inverse_found;
-    share_y += cell[1] * inverse_found;
-  }
+C10_HOST_DEVICE C10_ALWAYS_INLINE T inverse_count(T k) {
+  return k == T(1) ? T(1) : k == T(2) ? T(0.5) : k == T(3) ? T(1) / T(3) : k == T(4) ? T(0.25) : T(1) / k;
 }
 
-// Row pass over one row: `cells_row` is the row's cells (kCellValues per pixel), `row_total`
-// channel 2 of `projected`.
 template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T* row_total, int64_t width) {
+C10_HOST_DEVICE C10_ALWAYS_INLINE bool make_hole_share(T* cell, T hole_total) {
+  const T found = -hole_total;
+  if (found > T(0)) {
+    const T inverse_found = inverse_count(found);
+    cell[0] = cell[0] * inverse_found;
+    cell[1] = cell[1] * inverse_found;
+    return true;
+  }
+  return false;
+}
+
+// Row pass over one row: `cells_row` is the row's cells (cell_values per pixel: kCellValues, or 2
+// where the backward needs no q), `row_total` channel 2 of `projected`. Turns each hole's cell into
+// its share (make_hole_share), for the column sweep to read.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T* row_total, int64_t width,
+                                                           int64_t cell_values = kCellValues) {
   int64_t before = -1;
   T share_x = 0, share_y = 0;
   for (int64_t i = 0; i <= width; ++i) {
     if (i < width && !is_received(row_total[i])) {
-      hole_share(cells_row + i * kCellValues, row_total[i], share_x, share_y);
+      T* const cell = cells_row + i * cell_values;
+      if (make_hole_share(cell, row_total[i])) {
+        share_x += cell[0];
+        share_y += cell[1];
+      }
       continue;
     }
     if (i - before > 1) {
       if (before >= 0) {
-        cells_row[before * kCellValues] += share_x;
-        cells_row[before * kCellValues + 1] += share_y;
+        cells_row[before * cell_values] += share_x;
+        cells_row[before * cell_values + 1] += share_y;
       }
       if (i < width) {
-        cells_row[i * kCellValues] += share_x;
-        cells_row[i * kCellValues + 1] += share_y;
+        cells_row[i * cell_values] += share_x;
+        cells_row[i * cell_values + 1] += share_y;
       }
     }
     share_x = 0;
@@ -294,8 +317,12 @@ struct ColumnShares {
     y = 0;
     pending = false;
   }
+  // A hole whose cell holds its share (share_row_gradients ran on its row).
   C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const T* cell, T hole_total) {
-    hole_share(cell, hole_total, x, y);
+    if (-hole_total > T(0)) {
+      x += cell[0];
+      y += cell[1];
+    }
     pending = true;
   }
   // The run ends at received pixel `below_cell` (nullptr at the bottom of the image): the shares go
@@ -323,21 +350,24 @@ struct ColumnShares {
 // q = p . a; a source then gathers over its cells, so that the backward needs no atomics:
 //   grad f = -w * m * sum(p),   grad w = m * (-(f . sum(p)) - sum(q))   (m: multiplicity).
 // q is needed only for the weight's gradient (`want_weight`); the averages are read only for it.
+// p of a cell (channels 0-1; zeros where no source lands, never read).
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void cell_flow_gradient(T* cell, T total) {
+  if (is_received(total)) {
+    const T inverse_total = T(1) / total;
+    cell[0] = cell[0] * inverse_total;
+    cell[1] = cell[1] * inverse_total;
+  } else {
+    cell[0] = T(0);
+    cell[1] = T(0);
+  }
+}
+
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void cell_gradient(T* cell, const T* average_x, const T* average_y, T total,
                                                      bool want_weight) {
-  if (is_received(total)) {
-    const T inverse_total = T(1) / total;
-    const T p_x = cell[0] * inverse_total;
-    const T p_y = cell[1] * inverse_total;
-    cell[0] = p_x;
-    cell[1] = p_y;
-    cell[2] = want_weight ? p_x * *average_x + p_y * *average_y : T(0);
-  } else {  // no source lands here: never read
-    cell[0] = T(0);
-    cell[1] = T(0);
-    cell[2] = T(0);
-  }
+  cell_flow_gradient(cell, total);
+  cell[2] = want_weight && is_received(total) ? cell[0] * *average_x + cell[1] * *average_y : T(0);
 }
 
 template <typename T>

@@ -71,9 +71,17 @@ void target_row_span(const float* flow_y, int64_t y, int64_t height, int64_t wid
   }
 }
 
+// The sources are walked in x order, each adding its values to its four cells. Neighbouring
+// sources of a smooth flow mostly share a column of cells (one's right cells are the next one's
+// left cells), so the right cells' sums stay in registers until a source goes elsewhere: memory
+// then sees each sum once, without waiting on the store just made (the adds and their order are
+// those of adding to memory every time).
 void splat_row(const SourceRowView& source, const SplatTargets& targets) {
   LocatedLanes lanes;
   alignas(64) float value_x[kLanes], value_y[kLanes], share[kLanes];
+  float* held_top = nullptr;  // the cells whose sums are held in registers (held_top: none)
+  float* held_bottom = nullptr;
+  FloatCell top_sum{}, bottom_sum{};
   for (int64_t x0 = 0; x0 < source.width; x0 += kLanes) {
     const int64_t count = std::min(kLanes, source.width - x0);
     locate_lanes(source, x0, count, lanes);
@@ -93,15 +101,37 @@ void splat_row(const SourceRowView& source, const SplatTargets& targets) {
       const FloatCell values = make_cell(value_x[i], value_y[i], share[i]);
       float* const top = targets.rows[row] + column;
       float* const bottom = targets.rows[row + 1] + column;
-      add_to_cell(top, values);
-      add_to_cell(top + kCellValues, values);
-      add_to_cell(bottom, values);
-      add_to_cell(bottom + kCellValues, values);
+      FloatCell top_left, bottom_left;
+      if (top == held_top) {  // the previous source's right cells are this one's left cells
+        top_left = add_cells(top_sum, values);
+        bottom_left = add_cells(bottom_sum, values);
+      } else {
+        if (held_top != nullptr) {
+          store_cell(held_top, top_sum);
+          store_cell(held_bottom, bottom_sum);
+        }
+        top_left = add_cells(load_cell(top), values);
+        bottom_left = add_cells(load_cell(bottom), values);
+      }
+      store_cell(top, top_left);
+      store_cell(bottom, bottom_left);
+      held_top = top + kCellValues;
+      held_bottom = bottom + kCellValues;
+      top_sum = add_cells(load_cell(held_top), values);
+      bottom_sum = add_cells(load_cell(held_bottom), values);
     }
+  }
+  if (held_top != nullptr) {
+    store_cell(held_top, top_sum);
+    store_cell(held_bottom, bottom_sum);
   }
 }
 
-void gather_row(const SourceRowView& source, const GatherTargets& targets) {
+namespace {
+
+// gather_row for cells of kValues values (kCellValues, or 2: p only, q counts as 0).
+template <int kValues>
+void gather_row_of(const SourceRowView& source, const GatherTargets& targets) {
   alignas(16) const float zero_cell[kCellValues] = {};
   LocatedLanes lanes;
   alignas(64) float sums_x[kLanes], sums_y[kLanes], sums_q[kLanes];
@@ -116,14 +146,18 @@ void gather_row(const SourceRowView& source, const GatherTargets& targets) {
         // change no sum).
         const int64_t row = static_cast<int64_t>(lanes.row[i]), column = static_cast<int64_t>(lanes.column[i]);
         const bool has_right = column + 1 < width, has_below = row + 1 < height;
-        const float* first = targets.cells + row * row_values + column * kCellValues;
-        const float* right = has_right ? first + kCellValues : zero_cell;
+        const float* first = targets.cells + row * row_values + column * kValues;
+        const float* right = has_right ? first + kValues : zero_cell;
         const float* below = has_below ? first + row_values : zero_cell;
-        const float* below_right = has_right && has_below ? below + kCellValues : zero_cell;
+        const float* below_right = has_right && has_below ? below + kValues : zero_cell;
         if (!has_right) {  // the distinct cells in order: first, below
           std::swap(right, below);
         }
-        sum_cells(first, right, below, below_right, sums);
+        if constexpr (kValues == 2) {
+          sum_pairs(first, right, below, below_right, sums);
+        } else {
+          sum_cells(first, right, below, below_right, sums);
+        }
       }
       sums_x[i] = sums[0];
       sums_y[i] = sums[1];
@@ -136,6 +170,56 @@ void gather_row(const SourceRowView& source, const GatherTargets& targets) {
     Lanes::blendv(zero, gradient.flow_x, lanes.projected).store(targets.grad_flow_x + x0, count);
     Lanes::blendv(zero, gradient.flow_y, lanes.projected).store(targets.grad_flow_y + x0, count);
     Lanes::blendv(zero, gradient.weight, lanes.projected).store(targets.grad_weight + x0, count);
+  }
+}
+
+}  // namespace
+
+void gather_row(const SourceRowView& source, const GatherTargets& targets) {
+  if (targets.cell_values == 2) {
+    gather_row_of<2>(source, targets);
+  } else {
+    gather_row_of<kCellValues>(source, targets);
+  }
+}
+
+void interleave_row(const float* x, const float* y, float* pairs, int64_t width) {
+  int64_t i = 0;
+  for (; i + kLanes <= width; i += kLanes) {
+    const auto [low, high] = at::vec::interleave2(Lanes::loadu(x + i), Lanes::loadu(y + i));
+    low.store(pairs + 2 * i);
+    high.store(pairs + 2 * i + kLanes);
+  }
+  for (; i < width; ++i) {
+    pairs[2 * i] = x[i];
+    pairs[2 * i + 1] = y[i];
+  }
+}
+
+// cell_flow_gradient in lanes where the pixel and its neighbours above and below (rows total_above,
+// total_below; nullptr: none) received: p = g * (1 / total), the division done by 1 at the other
+// lanes, which keep their values.
+void flow_cell_gradients_row(float* pairs, const float* total, const float* total_above, const float* total_below,
+                             int64_t width) {
+  const Lanes zero(0.0f), one(1.0f);
+  const Lanes all = zero == zero;
+  int64_t i = 0;
+  for (; i + kLanes <= width; i += kLanes) {
+    const Lanes t = Lanes::loadu(total + i);
+    const Lanes settled = (t > zero) & (total_above != nullptr ? Lanes::loadu(total_above + i) > zero : all) &
+                          (total_below != nullptr ? Lanes::loadu(total_below + i) > zero : all);
+    const Lanes inverse = one / Lanes::blendv(one, t, settled);
+    const auto [inverse_low, inverse_high] = at::vec::interleave2(inverse, inverse);
+    const auto [settled_low, settled_high] = at::vec::interleave2(settled, settled);
+    const Lanes low = Lanes::loadu(pairs + 2 * i), high = Lanes::loadu(pairs + 2 * i + kLanes);
+    Lanes::blendv(low, low * inverse_low, settled_low).store(pairs + 2 * i);
+    Lanes::blendv(high, high * inverse_high, settled_high).store(pairs + 2 * i + kLanes);
+  }
+  for (; i < width; ++i) {
+    if (is_received(total[i]) && (total_above == nullptr || is_received(total_above[i])) &&
+        (total_below == nullptr || is_received(total_below[i]))) {
+      cell_flow_gradient(pairs + 2 * i, total[i]);
+    }
   }
 }
 

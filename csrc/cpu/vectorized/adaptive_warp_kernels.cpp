@@ -490,18 +490,45 @@ struct TapColumnLanes {
   }
 };
 
-// Adds a run of lanes' taps to the K window rows it reaches (see image_grad_row): window row r
-// spans the V::size() + K - 1 elements from start + r * stride_y, which are loaded into two
-// vectors (the second whole where `whole_second` says the row has room, else its first K - 1
-// lanes), get their adds in registers, and are stored once. Element p of a row gets, as in the
-// element-by-element order, lane p - c's add of tap (r, c) for c = K - 1 down to 0, in lanes
-// `run` only. (Adding through memory instead made each add wait on the store before it, which
-// partly overlaps its load: a failed store-to-load forward at every tap.)
+// The second vectors of the window rows of the last whole run scattered, kept in registers rather
+// than stored: where the next vector's run is whole too and starts V::size() columns further (the
+// usual case with smooth flow), they are its rows' first vectors. `base` is their run's offset, or
+// -1 when none is kept.
 template <int K>
-C10_ALWAYS_INLINE void scatter_run(float* start, int64_t stride_y, bool whole_second, const float (*weights)[kChunk],
-                                   int64_t i0, const Vectorized<float>& grad, const Vectorized<float>& run,
-                                   bool whole_run, const TapColumnLanes<K>& lanes) {
+struct CarriedRows {
+  Vectorized<float> rows[K];
+  int64_t base = -1;
+
+  // Stores the kept vectors, if any.
+  C10_ALWAYS_INLINE void store(float* target, int64_t stride_y) {
+    if (base >= 0) {
+      for (int r = 0; r < K; ++r) {
+        rows[r].store(target + base + r * stride_y + Vectorized<float>::size());
+      }
+      base = -1;
+    }
+  }
+};
+
+// Adds a run of lanes' taps to the K window rows it reaches (see image_grad_row): window row r
+// spans the V::size() + K - 1 elements from target + base + r * stride_y, held in two vectors (the
+// second whole where `whole_second` says the row has room, else its first K - 1 lanes), which get
+// their adds in registers and are stored once. Element p of a row gets, as in the element-by-element
+// order, lane p - c's add of tap (r, c) for c = K - 1 down to 0, in lanes `run` only. (Adding
+// through memory instead made each add wait on the store before it, which partly overlaps its
+// load: a failed store-to-load forward at every tap.) A whole run's second vectors are kept in
+// `carried` when they are whole, and its first vectors taken from there when they are the kept ones.
+template <int K>
+C10_ALWAYS_INLINE void scatter_run(float* target, int64_t base, int64_t stride_y, bool whole_second,
+                                   const float (*weights)[kChunk], int64_t i0, const Vectorized<float>& grad,
+                                   const Vectorized<float>& run, bool whole_run, const TapColumnLanes<K>& lanes,
+                                   CarriedRows<K>& carried) {
   using V = Vectorized<float>;
+  const bool from_carried = whole_run && carried.base >= 0 && carried.base + V::size() == base;
+  if (!from_carried) {
+    carried.store(target, stride_y);
+  }
+  const bool keep = whole_run && whole_second;
   V first[K], second[K];
   for (int c = 0; c < K; ++c) {
     if (whole_run) {
@@ -514,8 +541,8 @@ C10_ALWAYS_INLINE void scatter_run(float* start, int64_t stride_y, bool whole_se
     }
   }
   for (int r = 0; r < K; ++r) {
-    float* row = start + r * stride_y;
-    V low = V::loadu(row);
+    float* row = target + base + r * stride_y;
+    V low = from_carried ? carried.rows[r] : V::loadu(row);
     V high = whole_second ? V::loadu(row + V::size()) : V::loadu(row + V::size(), K - 1);
     for (int c = K - 1; c >= 0; --c) {
       const V add = rotate_lanes(V::loadu(&weights[r * K + c][i0]) * grad, lanes.source[c]);
@@ -525,12 +552,15 @@ C10_ALWAYS_INLINE void scatter_run(float* start, int64_t stride_y, bool whole_se
       }
     }
     low.store(row);
-    if (whole_second) {
+    if (keep) {
+      carried.rows[r] = high;
+    } else if (whole_second) {
       high.store(row + V::size());
     } else {
       high.store(row + V::size(), K - 1);
     }
   }
+  carried.base = keep ? base : -1;
 }
 
 template <int K, bool kKernelFlowGrads, typename scalar_t>
@@ -616,6 +646,9 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
     for (int64_t ch = channel_begin; ch < channel_end; ++ch) {
       opmath_t* target = &grad_image(n, ch, 0, 0);
       opmath_t grads[kChunk];
+      // Second window rows kept in registers by the last run (see CarriedRows), stored before any
+      // other add and at the end of the chunk.
+      std::conditional_t<kRegisterRuns, CarriedRows<K>, int> carried{};
       for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
         prefetch_planes(&grad_output(n, ch, y, x0 + i0), 1, 0, grad_output.stride_x);
       }
@@ -635,8 +668,8 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
           const V grad = V::loadu(grads + i0);
           if constexpr (kRegisterRuns) {
             for (int k = 0; k < run_count[v]; ++k) {
-              scatter_run<K>(target + run_base[v][k], stride_y, run_room[v][k], weights, i0, grad, run_mask[v][k],
-                             run_count[v] == 1, column_lanes);
+              scatter_run<K>(target, run_base[v][k], stride_y, run_room[v][k], weights, i0, grad, run_mask[v][k],
+                             run_count[v] == 1, column_lanes, carried);
             }
             continue;
           }
@@ -653,6 +686,9 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
           }
           continue;
         }
+        if constexpr (kRegisterRuns) {
+          carried.store(target, stride_y);
+        }
         for (int64_t i = i0; i < std::min(chunk, i0 + V::size()); ++i) {
           const opmath_t grad = grads[i];
           if (valid[i] == opmath_t(0)) {
@@ -666,6 +702,9 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
           }
           scatter_window<K>(rows, cols, &weights[0][i], kChunk, grad, target, 1, 1, PlainAdd{});
         }
+      }
+      if constexpr (kRegisterRuns) {
+        carried.store(target, stride_y);
       }
     }
   }

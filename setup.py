@@ -9,6 +9,7 @@ Environment variables:
   MAX_JOBS             parallel compile jobs
 """
 
+import concurrent.futures
 import glob
 import os
 import platform
@@ -116,23 +117,41 @@ def _vectorized_sources():
 
 class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
     """cpp_extension's build, plus the vectorised CPU kernels compiled once per capability with
-    CPU_CAPABILITY=<name> (the namespace they land in) and that capability's flags, linked in."""
+    CPU_CAPABILITY=<name> (the namespace they land in) and that capability's flags, linked in.
+
+    The capabilities compile on threads while the main sources compile (each a ninja run of its own
+    folder), so that one large vectorised source does not hold up the rest: the link waits for all.
+    """
 
     def build_extension(self, ext):
-        objects = []
         cxx_args = ext.extra_compile_args["cxx"] if isinstance(ext.extra_compile_args, dict) else ext.extra_compile_args
-        for name, flags in _cpu_capabilities():
-            macros = [("CPU_CAPABILITY", name), (f"CPU_CAPABILITY_{name}", None)]
-            postargs = {"cxx": list(cxx_args) + flags}
-            if isinstance(ext.extra_compile_args, dict) and "nvcc" in ext.extra_compile_args:
-                postargs["nvcc"] = ext.extra_compile_args["nvcc"]
-            objects += self.compiler.compile(
-                _vectorized_sources(), output_dir=os.path.join(self.build_temp, "cpu_capability", name),
-                macros=ext.define_macros + macros, include_dirs=ext.include_dirs, extra_postargs=postargs,
-                depends=ext.depends,
-            )
-        ext.extra_objects = list(ext.extra_objects or []) + objects
-        super().build_extension(ext)
+        nvcc_args = ext.extra_compile_args.get("nvcc") if isinstance(ext.extra_compile_args, dict) else None
+        capabilities = _cpu_capabilities()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(capabilities)) as pool:
+            compiles = []
+            for name, flags in capabilities:
+                macros = [("CPU_CAPABILITY", name), (f"CPU_CAPABILITY_{name}", None)]
+                # Fresh lists: torch's ninja compile appends to the argument lists it is given.
+                postargs = {"cxx": list(cxx_args) + flags}
+                if nvcc_args is not None:
+                    postargs["nvcc"] = list(nvcc_args)
+                compiles.append(pool.submit(
+                    self.compiler.compile, _vectorized_sources(),
+                    output_dir=os.path.join(self.build_temp, "cpu_capability", name),
+                    macros=ext.define_macros + macros, include_dirs=list(ext.include_dirs), extra_postargs=postargs,
+                    depends=ext.depends,
+                ))
+            link = self.compiler.link_shared_object
+
+            def link_with_capability_objects(objects, *args, **kwargs):
+                capability_objects = [path for compiled in compiles for path in compiled.result()]
+                return link(list(objects) + capability_objects, *args, **kwargs)
+
+            self.compiler.link_shared_object = link_with_capability_objects
+            try:
+                super().build_extension(ext)
+            finally:
+                self.compiler.link_shared_object = link
 
 
 def _extension():
@@ -145,7 +164,9 @@ def _extension():
         cxx_flags.append("-DMEMC_CPU_X86_CAPABILITIES")
     # at::parallel_for is an OpenMP region compiled into our code: without -fopenmp it runs serially.
     link_flags = ["-fopenmp"]
-    depends = sorted(glob.glob(os.path.join("csrc", "**", "*.h"), recursive=True))
+    # Everything whose change must relink: the headers, and the per-capability sources, which are
+    # compiled outside the extension's own source list.
+    depends = sorted(glob.glob(os.path.join("csrc", "**", "*.h"), recursive=True)) + _vectorized_sources()
     if not _want_cuda():
         print("memc: building the CPU kernels only")
         return cpp_extension.CppExtension(

@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import memc_ops
+from memc_ops.reference import warp_valid
 from memc_ops import bicubic_kernel  # public here too: the kernel of the warps this path makes
 
 from .memc_net import _check_frames, _check_time
@@ -234,24 +235,13 @@ def _sample(image: Tensor, flow: Tensor) -> Tensor:
     return memc_ops.adaptive_warp(image, flow, _bilinear_kernel(flow).to(image.dtype))
 
 
-def _targets_inside(flow: Tensor) -> Tensor:
-    """(B, 1, H, W) bool: x + flow(x) lies in the frame (adaptive_warp's validity rule)."""
-    _, _, height, width = flow.shape
-    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, width)
-    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1)
-    tx, ty = xs + flow[:, 0], ys + flow[:, 1]
-    inside = (tx >= 0) & (tx <= width - 1) & (ty >= 0) & (ty <= height - 1)
-    inside &= (flow[:, 0].abs() < width / 2) & (flow[:, 1].abs() < height / 2)
-    return inside.unsqueeze(1)
-
-
 def forward_backward_occlusion(flow_0to1: Tensor, flow_1to0: Tensor, alpha: float = 0.01, beta: float = 0.5) -> Tensor:
     """(B, 1, H, W) float: 1 where a pixel of frame 0 fails the forward-backward test (or leaves
     the frame), 0 where its flow is confirmed by the flow back."""
     back = _sample(flow_1to0, flow_0to1)
     mismatch = (flow_0to1 + back).square().sum(1, keepdim=True)
     scale = flow_0to1.square().sum(1, keepdim=True) + back.square().sum(1, keepdim=True)
-    occluded = (mismatch > alpha * scale + beta) | ~_targets_inside(flow_0to1)
+    occluded = (mismatch > alpha * scale + beta) | ~warp_valid(flow_0to1).unsqueeze(1)
     return occluded.to(flow_0to1.dtype)
 
 

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import memc_ops
+from memc_ops.reference import warp_valid
 from memc_ops import bicubic_kernel
 
 from .classical import dis_flows
@@ -184,17 +185,6 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     return torch.from_numpy(blurred).permute(0, 3, 1, 2).to(x)
 
 
-def _targets_inside(flow: Tensor) -> Tensor:
-    """(N, 1, H, W) bool: adaptive_warp samples the other frame there (x + flow inside the frame,
-    |flow| under half the frame), rather than copying the pixel through."""
-    _, _, height, width = flow.shape
-    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, width) + flow[:, 0]
-    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(height, 1) + flow[:, 1]
-    inside = (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
-    inside &= (flow[:, 0].abs() < width / 2) & (flow[:, 1].abs() < height / 2)
-    return inside.unsqueeze(1)
-
-
 def _warp(image: Tensor, flow: Tensor, bicubic: bool = False) -> Tensor:
     """``image`` sampled at x + flow(x): bilinear (``memc_ops.adaptive_warp`` with a kernel of
     ones) or bicubic (``memc_ops.bicubic_warp``)."""
@@ -255,7 +245,7 @@ def align_neighbours(centre: Tensor, neighbours: Tensor, *, smoothing: float = 0
     flow_input = _gaussian_blur(torch.cat((centre.unsqueeze(0), neighbours)), smoothing).clamp(0, 1)
     pairs = [(flow_input[:1], flow_input[1 + k : 2 + k]) for k in range(len(neighbours))]
     flows = torch.cat(dis_flows(pairs, preset=preset, finest_scale=finest_scale), 0).to(centre.device)
-    return Aligned(_warp(neighbours, flows, bicubic), _targets_inside(flows), flows)
+    return Aligned(_warp(neighbours, flows, bicubic), warp_valid(flows).unsqueeze(1), flows)
 
 
 class Merged(NamedTuple):
@@ -533,10 +523,10 @@ def super_resolve(frames: Frames, centre: Optional[int] = None, scale: int = 4, 
     flows = dis_flows(pairs, preset="medium", finest_scale=0)
     forward = _upsample_flow(torch.cat(flows[:count]).to(frames), scale)  # centre -> neighbour
     backward = _upsample_flow(torch.cat(flows[count:]).to(frames), scale)  # neighbour -> centre
-    forward_valid = _targets_inside(forward).to(frames.dtype)
+    forward_valid = warp_valid(forward).unsqueeze(1).to(frames.dtype)
     # A low-resolution pixel of a neighbour is simulated from the centre where all its
     # scale x scale pixels find their source inside the frame.
-    backward_valid = -F.max_pool2d(-_targets_inside(backward).to(frames.dtype), scale)
+    backward_valid = -F.max_pool2d(-warp_valid(backward).unsqueeze(1).to(frames.dtype), scale)
     backward_kernel = bicubic_kernel(backward)
     forward_kernel = forward.new_ones(count, 4, *forward.shape[2:])
     final = min(iterations, _SR_FINAL_ITERATIONS)

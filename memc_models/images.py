@@ -218,7 +218,36 @@ def _decode_image(path: str) -> np.ndarray:
             warnings.simplefilter("ignore", DeprecationWarning)
             return iio.imread(path)
     except Exception:  # imageio's message lists plugins to install, which would not help here
+        if _is_lossless_jpeg(path):
+            raise UserError(f"cannot read {path}: it is a lossless JPEG, which the image readers here cannot decode; "
+                            "convert it to PNG first (for example with `ffmpeg -i in.jpg out.png`)") from None
         raise UserError(f"cannot read {path} as an image (unknown format or damaged file)") from None
+
+
+# JPEG start-of-frame markers of the lossless processes (ITU T.81, Table B.1): Pillow knows only the
+# DCT ones and reports these files as unidentified.
+_LOSSLESS_JPEG_FRAMES = (0xC3, 0xC7, 0xCB, 0xCF)
+
+
+def _is_lossless_jpeg(path: str) -> bool:
+    """Whether ``path`` is a JPEG whose first frame header names a lossless process: walks the
+    marker segments from the start of the file up to the first frame header."""
+    try:
+        with open(path, "rb") as file:
+            if file.read(2) != b"\xff\xd8":
+                return False
+            while True:
+                marker = file.read(2)
+                if len(marker) < 2 or marker[0] != 0xFF:
+                    return False
+                if 0xC0 <= marker[1] <= 0xCF and marker[1] not in (0xC4, 0xC8, 0xCC):
+                    return marker[1] in _LOSSLESS_JPEG_FRAMES
+                length = file.read(2)
+                if len(length) < 2 or int.from_bytes(length, "big") < 2:
+                    return False
+                file.seek(int.from_bytes(length, "big") - 2, os.SEEK_CUR)
+    except OSError:
+        return False
 
 
 _EXIF_ORIENTATION = 0x0112
@@ -364,7 +393,8 @@ def check_headers(paths: Iterable[str]) -> None:
             with Image.open(path) as image:
                 image.size  # noqa: B018 (the header is parsed by open)
         except Exception as error:
-            problems.append(f"{path}: not a readable image ({first_line(error)})")
+            why = "a lossless JPEG, which cannot be decoded here" if _is_lossless_jpeg(path) else first_line(error)
+            problems.append(f"{path}: not a readable image ({why})")
     if problems:
         raise UserError(f"{len(problems)} input file(s) cannot be used: {first_few(problems, 3, '; ')}")
 

@@ -335,6 +335,26 @@ def test_an_intact_lossless_jpeg_gets_no_damage_warning_though_ffmpeg_refuses_it
             check_damage()
 
 
+def test_a_lossless_jpeg_is_refused_by_name_with_what_to_do(tmp_path):
+    import subprocess
+
+    from memc_models.ffmpeg import ffmpeg_exe
+
+    path = tmp_path / "lossless.jpg"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1",
+                    "-c:v", "ljpeg", "-pix_fmt", "bgr24", str(path)], check=True)
+    with pytest.raises(UserError) as error:
+        read_image(str(path))
+    assert str(error.value) == (f"cannot read {path}: it is a lossless JPEG, which the image readers here cannot "
+                                "decode; convert it to PNG first (for example with `ffmpeg -i in.jpg out.png`)")
+    with pytest.raises(UserError, match=f"{path}: not a readable image \\(a lossless JPEG, which cannot be decoded"):
+        check_headers([str(path)])
+    baseline = tmp_path / "baseline.jpg"  # an ordinary (DCT) JPEG is not taken for one
+    iio.imwrite(baseline, frame_at(0.0, 8, 8), quality=90)
+    from memc_models.images import _is_lossless_jpeg
+    assert _is_lossless_jpeg(str(path)) and not _is_lossless_jpeg(str(baseline))
+
+
 def test_check_headers_names_missing_and_unreadable_files(tmp_path):
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     iio.imwrite(good, frame_at(0.0, 8, 8))

@@ -1,0 +1,45 @@
+"""memc_ops.reference.warp_valid: the rule for where the warps sample the image, as the ops apply it."""
+
+import pytest
+import torch
+
+import memc_ops
+from memc_ops.reference import warp_valid
+
+
+def _edge_flows(height: int, width: int) -> torch.Tensor:
+    """(1, 2, H, W) flows whose targets sit on, just inside and just outside each border, and
+    whose size is just under, at and over half the frame."""
+    torch.manual_seed(0)
+    flow = (torch.rand(1, 2, height, width) - 0.5) * torch.tensor([width, height]).view(1, 2, 1, 1) * 1.2
+    xs = torch.arange(width, dtype=torch.float32)
+    flow[0, 0, 0] = -xs                        # onto x' = 0
+    flow[0, 0, 1] = -xs - 1e-3                 # just left of the frame
+    flow[0, 0, 2] = (width - 1) - xs           # onto x' = W - 1
+    flow[0, 0, 3] = (width - 1) - xs + 1e-3    # just right of it
+    flow[0, 0, 4, :] = width / 2               # |f_x| = W / 2: not under half the frame
+    flow[0, 0, 5, :] = -(width / 2 - 0.25)
+    flow[0, 1, 6, :] = height / 2
+    flow[0, 1, 7, :] = float("nan")
+    return flow
+
+
+@pytest.mark.parametrize("height,width", [(9, 16), (12, 7)])
+def test_adaptive_warp_copies_the_input_exactly_where_warp_valid_is_false(height, width):
+    flow = _edge_flows(height, width)
+    image = torch.rand(1, 3, height, width) + 1  # never 0, so a zero kernel's output tells the two apart
+    zero_kernel = torch.zeros(1, 16, height, width)
+    valid = warp_valid(flow).unsqueeze(1).expand_as(image)
+    warped = memc_ops.adaptive_warp(image, flow, zero_kernel)
+    assert torch.equal(warped, torch.where(valid, torch.zeros_like(image), image))
+    assert 0 < valid[:, 0].sum() < height * width  # both kinds of pixel occur
+
+
+@pytest.mark.parametrize("height,width", [(9, 16), (12, 7)])
+def test_bicubic_warp_copies_the_input_where_warp_valid_is_false(height, width):
+    flow = _edge_flows(height, width)
+    image = torch.rand(1, 2, height, width)
+    invalid = ~warp_valid(flow).unsqueeze(1).expand_as(image)
+    warped = memc_ops.bicubic_warp(image, flow)
+    assert torch.equal(warped[invalid], image[invalid])
+    assert invalid.any() and not invalid.all()

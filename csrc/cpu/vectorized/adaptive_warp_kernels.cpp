@@ -186,6 +186,121 @@ constexpr int64_t kChunk = 64;
 // vector adds; a vector with more is scattered pixel by pixel.
 constexpr int kMaxLaneRuns = 3;
 
+// Lane i of the result is lane (i - shift) mod size of `value`, for the shift whose lane indices
+// (i - shift) mod size `source` holds: a vector of pixels moved `shift` columns right, its last
+// lanes wrapped round to the front.
+C10_ALWAYS_INLINE Vectorized<float> rotate_lanes(const Vectorized<float>& value, const Vectorized<int32_t>& source) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_permutexvar_ps(source, value);
+#elif defined(CPU_CAPABILITY_AVX2)
+  return _mm256_permutevar8x32_ps(value, source);
+#else
+  static_assert(Vectorized<float>::size() == Vectorized<int32_t>::size(), "one index per lane");
+  float lanes[Vectorized<float>::size()], rotated[Vectorized<float>::size()];
+  int32_t indices[Vectorized<int32_t>::size()];
+  value.store(lanes);
+  source.store(indices);
+  for (int i = 0; i < Vectorized<float>::size(); ++i) {
+    rotated[i] = lanes[indices[i]];
+  }
+  return Vectorized<float>::loadu(rotated);
+#endif
+}
+
+// The lane rotations and masks with which a run of lanes adds tap column c of a window row in
+// registers (see scatter_run): the lanes' adds rotated c lanes right; the lanes of the row's first
+// vector they go to (lanes >= c) and those of the vector after it (lanes < c).
+template <int K>
+struct TapColumnLanes {
+  using V = Vectorized<float>;
+  using I = Vectorized<int32_t>;
+  static_assert(K - 1 <= V::size(), "a window row spans at most two vectors");
+  I source[K];
+  V first[K], second[K];
+  TapColumnLanes() {
+    const I lanes = I::arange(0, 1);
+    const V float_lanes = V::arange(0.0f, 1.0f);
+    for (int c = 0; c < K; ++c) {
+      source[c] = (lanes - I(c)) & I(V::size() - 1);
+      first[c] = float_lanes >= V(static_cast<float>(c));
+      second[c] = float_lanes < V(static_cast<float>(c));
+    }
+  }
+};
+
+// The second vectors of the window rows of the last whole run scattered, kept in registers rather
+// than stored: where the next vector's run is whole too and starts V::size() columns further (the
+// usual case with smooth flow), they are its rows' first vectors. `base` is their run's offset, or
+// -1 when none is kept.
+template <int K>
+struct CarriedRows {
+  Vectorized<float> rows[K];
+  int64_t base = -1;
+
+  // Stores the kept vectors, if any.
+  C10_ALWAYS_INLINE void store(float* target, int64_t stride_y) {
+    if (base >= 0) {
+      for (int r = 0; r < K; ++r) {
+        rows[r].store(target + base + r * stride_y + Vectorized<float>::size());
+      }
+      base = -1;
+    }
+  }
+};
+
+// Adds a run of lanes' taps to the K window rows it reaches (see image_grad_row): window row r
+// spans the V::size() + K - 1 elements from target + base + r * stride_y, held in two vectors (the
+// second whole where `whole_second` says the row has room, else its first K - 1 lanes), which get
+// their adds in registers and are stored once. Element p of a row gets, as in the element-by-element
+// order, lane p - c's add of tap (r, c) for c = K - 1 down to 0, in lanes `run` only. (Adding
+// through memory instead made each add wait on the store before it, which partly overlaps its
+// load: a failed store-to-load forward at every tap.) A whole run's second vectors are kept in
+// `carried` when they are whole, and its first vectors taken from there when they are the kept ones.
+template <int K>
+C10_ALWAYS_INLINE void scatter_run(float* target, int64_t base, int64_t stride_y, bool whole_second,
+                                   const float (*weights)[kChunk], int64_t i0, const Vectorized<float>& grad,
+                                   const Vectorized<float>& run, bool whole_run, const TapColumnLanes<K>& lanes,
+                                   CarriedRows<K>& carried) {
+  using V = Vectorized<float>;
+  const bool from_carried = whole_run && carried.base >= 0 && carried.base + V::size() == base;
+  if (!from_carried) {
+    carried.store(target, stride_y);
+  }
+  const bool keep = whole_run && whole_second;
+  V first[K], second[K];
+  for (int c = 0; c < K; ++c) {
+    if (whole_run) {
+      first[c] = lanes.first[c];
+      second[c] = lanes.second[c];
+    } else {
+      const V rotated = rotate_lanes(run, lanes.source[c]);
+      first[c] = rotated & lanes.first[c];
+      second[c] = rotated & lanes.second[c];
+    }
+  }
+  for (int r = 0; r < K; ++r) {
+    float* row = target + base + r * stride_y;
+    V low = from_carried ? carried.rows[r] : V::loadu(row);
+    V high = whole_second ? V::loadu(row + V::size()) : V::loadu(row + V::size(), K - 1);
+    for (int c = K - 1; c >= 0; --c) {
+      const V add = rotate_lanes(V::loadu(&weights[r * K + c][i0]) * grad, lanes.source[c]);
+      low = V::blendv(low, low + add, first[c]);
+      if (c > 0) {
+        high = V::blendv(high, high + add, second[c]);
+      }
+    }
+    low.store(row);
+    if (keep) {
+      carried.rows[r] = high;
+    } else if (whole_second) {
+      high.store(row + V::size());
+    } else {
+      high.store(row + V::size(), K - 1);
+    }
+  }
+  carried.base = keep ? base : -1;
+}
+
 template <int K, bool kKernelFlowGrads, typename scalar_t>
 void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at::opmath_type<scalar_t>>& grad_image,
                     int64_t row_origin, int64_t n, int64_t channel_begin, int64_t channel_end, int64_t y) {
@@ -212,6 +327,12 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
   int run_count[kVectors];
   int64_t run_base[kVectors][kMaxLaneRuns];
   V run_mask[kVectors][kMaxLaneRuns];
+  // Whether the two vectors from run_base[v][k] + r * stride_y lie in the row (see scatter_run).
+  bool run_room[kVectors][kMaxLaneRuns];
+  // float (float32 and the half types) adds its runs in registers.
+  constexpr bool kRegisterRuns = std::is_same_v<opmath_t, float>;
+  using ColumnLanes = std::conditional_t<kRegisterRuns, TapColumnLanes<K>, int>;
+  const ColumnLanes column_lanes{};
   for (int64_t x0 = 0; x0 < width; x0 += kChunk) {
     const int64_t chunk = std::min(kChunk, width - x0);
     for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
@@ -241,6 +362,8 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
               const V lanes = V::arange(opmath_t(0), opmath_t(1));
               run_base[v][count_runs] = runs.base - origin + (step / 2) * stride_y + step % 2;
               run_mask[v][count_runs] = (lanes >= V(static_cast<opmath_t>(begin))) & (lanes < V(static_cast<opmath_t>(lane)));
+              // stride_x is 1 (see tap_runs), so the run's first column is its offset modulo stride_y.
+              run_room[v][count_runs] = (run_base[v][count_runs] + origin) % stride_y + 2 * V::size() <= width;
             }
             ++count_runs;
             begin = lane;
@@ -261,6 +384,9 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
     for (int64_t ch = channel_begin; ch < channel_end; ++ch) {
       opmath_t* target = &grad_image(n, ch, 0, 0);
       opmath_t grads[kChunk];
+      // Second window rows kept in registers by the last run (see CarriedRows), stored before any
+      // other add and at the end of the chunk.
+      std::conditional_t<kRegisterRuns, CarriedRows<K>, int> carried{};
       for (int64_t i0 = 0; i0 < chunk; i0 += V::size()) {
         prefetch_planes(&grad_output(n, ch, y, x0 + i0), 1, 0, grad_output.stride_x);
       }
@@ -278,6 +404,13 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
           // before (they overlap), so the rows are interleaved. A run that is not the whole
           // vector keeps the other lanes' values (which lie in the frame, see tap_runs).
           const V grad = V::loadu(grads + i0);
+          if constexpr (kRegisterRuns) {
+            for (int k = 0; k < run_count[v]; ++k) {
+              scatter_run<K>(target, run_base[v][k], stride_y, run_room[v][k], weights, i0, grad, run_mask[v][k],
+                             run_count[v] == 1, column_lanes, carried);
+            }
+            continue;
+          }
           for (int k = 0; k < run_count[v]; ++k) {
             const bool whole = run_count[v] == 1;
             for (int c = K - 1; c >= 0; --c) {
@@ -290,6 +423,9 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
             }
           }
           continue;
+        }
+        if constexpr (kRegisterRuns) {
+          carried.store(target, stride_y);
         }
         for (int64_t i = i0; i < std::min(chunk, i0 + V::size()); ++i) {
           const opmath_t grad = grads[i];
@@ -304,6 +440,9 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
           }
           scatter_window<K>(rows, cols, &weights[0][i], kChunk, grad, target, 1, 1, PlainAdd{});
         }
+      }
+      if constexpr (kRegisterRuns) {
+        carried.store(target, stride_y);
       }
     }
   }

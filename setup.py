@@ -119,28 +119,22 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
     """cpp_extension's build, plus the vectorised CPU kernels compiled once per capability with
     CPU_CAPABILITY=<name> (the namespace they land in) and that capability's flags, linked in.
 
-    The capabilities compile on threads while the main sources compile (each a ninja run of its own
-    folder), so that one large vectorised source does not hold up the rest: the link waits for all.
+    With ninja, the capabilities compile on threads while the main sources compile (each a ninja
+    run of its own folder), so that one large vectorised source does not hold up the rest: the link
+    waits for all. Without ninja they compile first, one after another.
     """
 
     def build_extension(self, ext):
-        cxx_args = ext.extra_compile_args["cxx"] if isinstance(ext.extra_compile_args, dict) else ext.extra_compile_args
-        nvcc_args = ext.extra_compile_args.get("nvcc") if isinstance(ext.extra_compile_args, dict) else None
         capabilities = _cpu_capabilities()
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(capabilities)) as pool:
-            compiles = []
+        if not self.use_ninja:
+            # Without ninja, torch's compile swaps the shared compiler command for nvcc around each
+            # .cu file: no threads then, the capabilities compile first, one after another.
             for name, flags in capabilities:
-                macros = [("CPU_CAPABILITY", name), (f"CPU_CAPABILITY_{name}", None)]
-                # Fresh lists: torch's ninja compile appends to the argument lists it is given.
-                postargs = {"cxx": list(cxx_args) + flags}
-                if nvcc_args is not None:
-                    postargs["nvcc"] = list(nvcc_args)
-                compiles.append(pool.submit(
-                    self.compiler.compile, _vectorized_sources(),
-                    output_dir=os.path.join(self.build_temp, "cpu_capability", name),
-                    macros=ext.define_macros + macros, include_dirs=list(ext.include_dirs), extra_postargs=postargs,
-                    depends=ext.depends,
-                ))
+                ext.extra_objects = list(ext.extra_objects or []) + self._compile_capability(ext, name, flags)
+            super().build_extension(ext)
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(capabilities)) as pool:
+            compiles = [pool.submit(self._compile_capability, ext, name, flags) for name, flags in capabilities]
             link = self.compiler.link_shared_object
 
             def link_with_capability_objects(objects, *args, **kwargs):
@@ -152,6 +146,21 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
                 super().build_extension(ext)
             finally:
                 self.compiler.link_shared_object = link
+
+    def _compile_capability(self, ext, name, flags):
+        """The object files of csrc/cpu/vectorized/*.cpp for one CPU capability."""
+        args = ext.extra_compile_args
+        cxx_args = args["cxx"] if isinstance(args, dict) else args
+        macros = [("CPU_CAPABILITY", name), (f"CPU_CAPABILITY_{name}", None)]
+        # Fresh lists: torch's ninja compile appends to the argument lists it is given.
+        postargs = {"cxx": list(cxx_args) + flags}
+        if isinstance(ext.extra_compile_args, dict) and "nvcc" in ext.extra_compile_args:
+            postargs["nvcc"] = list(ext.extra_compile_args["nvcc"])
+        return self.compiler.compile(
+            _vectorized_sources(), output_dir=os.path.join(self.build_temp, "cpu_capability", name),
+            macros=ext.define_macros + macros, include_dirs=list(ext.include_dirs), extra_postargs=postargs,
+            depends=ext.depends,
+        )
 
 
 def _extension():

@@ -163,6 +163,8 @@ def _laid_out(tensors, layout):
         return [torch.cat([t, t], dim=3)[..., ::2] for t in tensors]
     if layout == "transposed":
         return [t.transpose(2, 3).contiguous().transpose(2, 3) for t in tensors]
+    if layout == "padded":  # stride 1 along x, rows longer than the image (a crop of a wider one)
+        return [torch.cat([t, t[..., :3]], dim=3)[..., :t.shape[3]] for t in tensors]
     return [tensors[0], tensors[1][:1].expand_as(tensors[1])]  # one flow for the batch, stride 0
 
 
@@ -396,7 +398,8 @@ def test_formula_order_model_is_bicubic_warp_in_float64():
 CPU_FLOWS = ["steady", "stepped", "smooth", "mixed", "nan", "outside", "integer", "border", "zero"]
 CPU_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 # Widths that leave a tail in the last vector of every lane count (4, 8, 16), and one that fills it.
-CPU_SIZES = [(2, 3, 9, 37), (1, 5, 12, 64), (1, 7, 6, 21), (1, 1, 3, 3)]
+# Images one pixel wide, and of one pixel, too.
+CPU_SIZES = [(2, 3, 9, 37), (1, 5, 12, 64), (1, 7, 6, 21), (1, 1, 3, 3), (1, 3, 4, 1), (1, 2, 1, 1)]
 
 
 def _cpu_case(size, kind, dtype, layout):
@@ -408,7 +411,7 @@ def _cpu_case(size, kind, dtype, layout):
     return tensors if layout == "contiguous" else _laid_out(tensors, layout)
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed", "sliced"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed", "sliced", "padded"])
 @pytest.mark.parametrize("dtype", CPU_DTYPES, ids=str)
 @pytest.mark.parametrize("kind", CPU_FLOWS)
 def test_cpu_kernel_is_the_formula_bit_for_bit(kind, dtype, layout):

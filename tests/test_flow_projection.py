@@ -613,6 +613,35 @@ def test_cpu_flow_gradient_does_not_depend_on_the_weight_gradient(kind, fill_mod
             torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("fill_mode", FILL_MODES, ids=FILL_MODE_IDS)
+@pytest.mark.parametrize("kind", ["mixed", "smooth", "converge"])
+def test_cpu_backward_of_one_image_is_the_same_bits_on_any_number_of_threads(kind, fill_mode):
+    """One image on several threads shares its rows (bands, each recounting the holes at its
+    edges) and its columns (stripes of the hole sweep: width 260 gives several): both gradients,
+    and the flow's alone, are the bits of one thread."""
+    fill_holes, fill_from_below = fill_mode
+    flow = make_flow(1, 29, 260, kind, dtype=torch.float32)
+    weight = make_weight(1, 29, 260, dtype=torch.float32)
+    grad_output = torch.randn_like(flow)
+    _, projected = torch.ops.memc.flow_projection.default(flow, weight, fill_holes, fill_from_below)
+    backward = torch.ops.memc.flow_projection_backward.default
+    previous = torch.get_num_threads()
+    try:
+        results = {}
+        for threads in (1, 2, 3, 4):
+            torch.set_num_threads(threads)
+            for mask in ([True, True], [True, False]):
+                results[threads, tuple(mask)] = backward(grad_output, flow, weight, projected, fill_holes,
+                                                         fill_from_below, mask)
+    finally:
+        torch.set_num_threads(previous)
+    for (threads, mask), (grad_flow, grad_weight) in results.items():
+        want_flow, want_weight = results[1, mask]
+        assert torch.equal(grad_flow, want_flow), f"{threads} threads, mask {mask}"
+        assert torch.equal(grad_weight, want_weight), f"{threads} threads, mask {mask}"
+    assert torch.equal(results[1, (True, False)][0], results[1, (True, True)][0])
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cpu_half_precision_in_column_stripes(dtype, layout):

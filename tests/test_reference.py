@@ -8,10 +8,11 @@ from memc_ops.reference import warp_valid
 
 
 def _edge_flows(height: int, width: int) -> torch.Tensor:
-    """(1, 2, H, W) flows whose targets sit on, just inside and just outside each border, and
-    whose size is just under, at and over half the frame."""
-    torch.manual_seed(0)
-    flow = (torch.rand(1, 2, height, width) - 0.5) * torch.tensor([width, height]).view(1, 2, 1, 1) * 1.2
+    """(1, 2, H, W) flows whose targets sit on, just inside and just outside each border, and whose
+    size is just under, at and over half the frame."""
+    generator = torch.Generator().manual_seed(0)
+    frame = torch.tensor([width, height], dtype=torch.float32).view(1, 2, 1, 1)
+    flow = (torch.rand(1, 2, height, width, generator=generator) - 0.5) * frame * 1.2
     xs = torch.arange(width, dtype=torch.float32)
     flow[0, 0, 0] = -xs                        # onto x' = 0
     flow[0, 0, 1] = -xs - 1e-3                 # just left of the frame
@@ -25,10 +26,10 @@ def _edge_flows(height: int, width: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("height,width", [(9, 16), (12, 7)])
-def test_adaptive_warp_copies_the_input_exactly_where_warp_valid_is_false(height, width):
-    flow = _edge_flows(height, width)
-    image = torch.rand(1, 3, height, width) + 1  # never 0, so a zero kernel's output tells the two apart
-    zero_kernel = torch.zeros(1, 16, height, width)
+def test_adaptive_warp_copies_the_input_exactly_where_warp_valid_is_false(height, width, device):
+    flow = _edge_flows(height, width).to(device)
+    image = torch.rand(1, 3, height, width, device=device) + 1  # never 0: a zero kernel's output tells the two apart
+    zero_kernel = torch.zeros(1, 16, height, width, device=device)
     valid = warp_valid(flow).unsqueeze(1).expand_as(image)
     warped = memc_ops.adaptive_warp(image, flow, zero_kernel)
     assert torch.equal(warped, torch.where(valid, torch.zeros_like(image), image))
@@ -36,9 +37,9 @@ def test_adaptive_warp_copies_the_input_exactly_where_warp_valid_is_false(height
 
 
 @pytest.mark.parametrize("height,width", [(9, 16), (12, 7)])
-def test_bicubic_warp_copies_the_input_where_warp_valid_is_false(height, width):
-    flow = _edge_flows(height, width)
-    image = torch.rand(1, 2, height, width)
+def test_bicubic_warp_copies_the_input_where_warp_valid_is_false(height, width, device):
+    flow = _edge_flows(height, width).to(device)
+    image = torch.rand(1, 2, height, width, device=device)
     invalid = ~warp_valid(flow).unsqueeze(1).expand_as(image)
     warped = memc_ops.bicubic_warp(image, flow)
     assert torch.equal(warped[invalid], image[invalid])

@@ -685,7 +685,12 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
   // Per pixel: the gradient with respect to its average, then p and q (see cell_gradient); without
   // the weight's gradient only p, two values per pixel (half the memory to stream).
   const int64_t cell_values = want_weight ? kCellValues : 2;
-  at::Tensor cells = at::empty({batch, height, width, cell_values}, projected.options());
+  // A projected tensor from the forward never makes the gather read a cell of a pixel that
+  // received nothing; one made by hand can. The four-value cells, whose weight sums (the third
+  // value) are written only where pixels received, are zeroed so that such a read is of zeros, not
+  // of uninitialised memory.
+  at::Tensor cells = want_weight ? at::zeros({batch, height, width, cell_values}, projected.options())
+                                 : at::empty({batch, height, width, cell_values}, projected.options());
   std::vector<int64_t> hole_count(fill_holes ? batch * height : 0, 0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;

@@ -63,7 +63,8 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE BicubicWindow<opmath_t> locate_bicubic_window(
 // cubic_weights: each row r of the window sums weight_x[c] * sample(r, c, j) over c in order,
 // from 0, and sums[j] adds weight_y[r] times channel j's row sums over r in order, from 0. T is
 // the arithmetic type or a SIMD vector of it (each lane a pixel: the CPU's vectorised kernel,
-// which so computes this very order of operations, bit for bit; the CUDA kernel uses one lane).
+// which so computes this very order of operations, bit for bit; the CUDA kernel uses one lane,
+// in the same order, with the multiply-adds nvcc fuses).
 template <int LANES, typename T, typename Sample>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void bicubic_window_sums(const T (&weight_y)[kBicubicSize],
                                                            const T (&weight_x)[kBicubicSize], const Sample& sample,

@@ -2,7 +2,8 @@
 // a pixel of the row and computes the per-pixel math of memc/bicubic_warp.h (adaptive_warp's
 // window with K = 4, cubic_weights, bicubic_window_sums) called with vectors, in the scalar order
 // and with no multiply fused with an add (setup.py builds with -ffp-contract=off): every
-// capability gives the bits of the scalar formula, which the CUDA kernel runs per pixel.
+// capability gives the bits of the scalar formula. The CUDA kernel runs the same formula per
+// pixel, but nvcc fuses multiplies with adds (no -fmad=false), so its last bits may differ.
 //
 // Compiled once per CPU capability (see cpu/capability.h): everything here is in
 // memc::CPU_CAPABILITY.

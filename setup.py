@@ -149,13 +149,13 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
 
     def _compile_capability(self, ext, name, flags):
         """The object files of csrc/cpu/vectorized/*.cpp for one CPU capability."""
-        args = ext.extra_compile_args
-        cxx_args = args["cxx"] if isinstance(args, dict) else args
+        compile_args = ext.extra_compile_args
+        cxx_args = compile_args["cxx"] if isinstance(compile_args, dict) else compile_args
         macros = [("CPU_CAPABILITY", name), (f"CPU_CAPABILITY_{name}", None)]
         # Fresh lists: torch's ninja compile appends to the argument lists it is given.
         postargs = {"cxx": list(cxx_args) + flags}
-        if isinstance(ext.extra_compile_args, dict) and "nvcc" in ext.extra_compile_args:
-            postargs["nvcc"] = list(ext.extra_compile_args["nvcc"])
+        if isinstance(compile_args, dict) and "nvcc" in compile_args:
+            postargs["nvcc"] = list(compile_args["nvcc"])
         return self.compiler.compile(
             _vectorized_sources(), output_dir=os.path.join(self.build_temp, "cpu_capability", name),
             macros=ext.define_macros + macros, include_dirs=list(ext.include_dirs), extra_postargs=postargs,

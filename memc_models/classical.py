@@ -65,8 +65,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import memc_ops
-from memc_ops.reference import warp_valid
 from memc_ops import bicubic_kernel  # public here too: the kernel of the warps this path makes
+from memc_ops.reference import warp_valid
 
 from .memc_net import _check_frames, _check_time
 

@@ -19,31 +19,37 @@ def _gather_pixels(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return image.reshape(batch, channels, height * width).gather(2, index).reshape(batch, channels, height, width)
 
 
+def _unmasked_targets(flow: Tensor):
+    """The targets x' = x + f of (B, 2, H, W) flow, (x'_x, x'_y), each (B, H, W), wherever they lie."""
+    _, _, height, width = flow.shape
+    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
+    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
+    return xs + flow[:, 0], ys + flow[:, 1]
+
+
+def _valid_targets(flow: Tensor, target_x: Tensor, target_y: Tensor) -> Tensor:
+    _, _, height, width = flow.shape
+    return (
+        (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+        & (flow[:, 0].abs() < width / 2) & (flow[:, 1].abs() < height / 2)
+    )
+
+
 def warp_valid(flow: Tensor) -> Tensor:
     """(B, H, W) bool: where :func:`memc_ops.adaptive_warp` and :func:`memc_ops.bicubic_warp`
     sample the image for (B, 2, H, W) ``flow``, the target x' = x + f lying in [0, W-1] x [0, H-1]
     with |f_x| < W/2 and |f_y| < H/2. Elsewhere they copy the input pixel through."""
-    _, _, height, width = flow.shape
-    flow_x, flow_y = flow[:, 0], flow[:, 1]
-    target_x = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width) + flow_x
-    target_y = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1) + flow_y
-    return (
-        (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
-        & (flow_x.abs() < width / 2) & (flow_y.abs() < height / 2)
-    )
+    return _valid_targets(flow, *_unmasked_targets(flow))
 
 
 def _warp_targets(flow: Tensor):
     """The warp's targets x' = x + f of (B, 2, H, W) flow: (valid, x'_x, x'_y), each (B, H, W),
     valid as :func:`warp_valid` says."""
-    _, _, height, width = flow.shape
-    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
-    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
-    valid = warp_valid(flow)
+    target_x, target_y = _unmasked_targets(flow)
+    valid = _valid_targets(flow, target_x, target_y)
     # Invalid pixels get a harmless stand-in target so indices stay in range and gradients finite.
-    target_x = torch.where(valid, xs + flow[:, 0], torch.zeros_like(valid, dtype=flow.dtype))
-    target_y = torch.where(valid, ys + flow[:, 1], torch.zeros_like(valid, dtype=flow.dtype))
-    return valid, target_x, target_y
+    zero = torch.zeros((), device=flow.device, dtype=flow.dtype)
+    return valid, torch.where(valid, target_x, zero), torch.where(valid, target_y, zero)
 
 
 def adaptive_warp_reference(image: Tensor, flow: Tensor, kernel: Tensor) -> Tensor:

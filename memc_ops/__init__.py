@@ -9,6 +9,7 @@ fake (meta) kernels for ``torch.compile``, ``nn.Module`` wrappers and a pure-PyT
 import torch
 
 from . import _C  # noqa: F401  (loads the kernels and registers torch.ops.memc.*)
+from . import reference  # noqa: F401  (memc_ops.reference after `import memc_ops`, as the docs use it)
 from .adaptive_warp import AdaptiveWarp, adaptive_warp
 from .bicubic_warp import BicubicWarp, bicubic_kernel, bicubic_warp
 from .flow_projection import FlowProjection, flow_projection, project_to_time

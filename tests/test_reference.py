@@ -1,5 +1,8 @@
 """memc_ops.reference.warp_valid: the rule for where the warps sample the image, as the ops apply it."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -44,3 +47,11 @@ def test_bicubic_warp_copies_the_input_where_warp_valid_is_false(height, width, 
     warped = memc_ops.bicubic_warp(image, flow)
     assert torch.equal(warped[invalid], image[invalid])
     assert invalid.any() and not invalid.all()
+
+
+def test_the_reference_is_reachable_after_import_memc_ops_alone():
+    # In a fresh interpreter: this one has imported memc_ops.reference explicitly above.
+    program = "import memc_ops, torch; print(memc_ops.reference.warp_valid(torch.zeros(1, 2, 3, 4)).all().item())"
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"

@@ -54,7 +54,7 @@ void forward_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, i
     for (int64_t x0 = 0; x0 < width; x0 += V::size()) {
       const int64_t count = std::min<int64_t>(V::size(), width - x0);
       const auto windows = pixel_windows<K>(views, limits, n, y, x0, count, stride_y, stride_x);
-      // Unrolled, so that g++ keeps the weights in registers rather than in an array on the stack.
+      // Unrolled: straight-line loads of the K*K coefficient rows rather than a loop around them.
       V weights[K * K];
 MEMC_UNROLL_TAPS
       for (int r = 0; r < K; ++r) {

@@ -95,8 +95,8 @@ at::Tensor adaptive_warp_cpu(const at::Tensor& image, const at::Tensor& flow, co
     views.image = view4d<const at::opmath_type<scalar_t>>(image_opmath);
     views.output = view4d<scalar_t>(output);
     const auto forward_rows = MEMC_CPU_KERNEL(adaptive_warp_forward_rows<scalar_t>);
-    parallel_rows(image.size(0), image.size(2), image.size(3),
-                  [&](int64_t begin, int64_t end) { forward_rows(views, begin, end); });
+    parallel_rows_shared(image.size(0), image.size(2), image.size(3),
+                         [&](int64_t begin, int64_t end) { forward_rows(views, begin, end); });
   });
   return output;
 }
@@ -169,8 +169,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
       }
       if (!fused) {
         const auto kernel_flow_grad_rows = MEMC_CPU_KERNEL(adaptive_warp_kernel_flow_grad_rows<scalar_t>);
-        parallel_rows(batch, height, width,
-                      [&](int64_t begin, int64_t end) { kernel_flow_grad_rows(views, begin, end); });
+        parallel_rows_shared(batch, height, width,
+                             [&](int64_t begin, int64_t end) { kernel_flow_grad_rows(views, begin, end); });
       }
     }
     if (want_image) {

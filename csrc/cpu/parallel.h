@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "common.h"
@@ -23,6 +24,34 @@ inline int64_t lines_per_task(int64_t length) {
 template <typename F>
 void parallel_rows(int64_t batch, int64_t height, int64_t width, const F& rows) {
   at::parallel_for(0, batch * height, lines_per_task(width), rows);
+}
+
+// Roughly how many pixels make a task for parallel_rows_shared: enough that each task's rows run
+// long past their first, unprefetched, vectors.
+constexpr int64_t kPixelsPerSharedTask = 8192;
+
+// As parallel_rows, but each thread takes tasks of a few rows in turn from a shared counter instead
+// of one fixed share of the rows: a thread that runs slower (another process on its core) takes
+// fewer, rather than holding up the others at the end. Only for passes whose rows are independent
+// (each output element written by one row), whose results do not depend on which thread runs a row.
+template <typename F>
+void parallel_rows_shared(int64_t batch, int64_t height, int64_t width, const F& rows) {
+  const int64_t total = batch * height;
+  const int64_t grain = std::max<int64_t>(1, kPixelsPerSharedTask / std::max<int64_t>(1, width));
+  const int64_t tasks = (total + grain - 1) / grain;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), tasks);
+  if (threads <= 1 || at::in_parallel_region()) {
+    if (total > 0) {
+      rows(0, total);
+    }
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t task = next.fetch_add(1); task < tasks; task = next.fetch_add(1)) {
+      rows(task * grain, std::min(total, (task + 1) * grain));
+    }
+  });
 }
 
 // Scatters (a source may add anywhere in its plane, or its image) run in bands of source rows, each

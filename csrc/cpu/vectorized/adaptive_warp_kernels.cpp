@@ -54,8 +54,11 @@ void forward_rows(const AdaptiveWarpViews<scalar_t>& views, int64_t row_begin, i
     for (int64_t x0 = 0; x0 < width; x0 += V::size()) {
       const int64_t count = std::min<int64_t>(V::size(), width - x0);
       const auto windows = pixel_windows<K>(views, limits, n, y, x0, count, stride_y, stride_x);
+      // Unrolled: straight-line loads of the K*K coefficient rows rather than a loop around them.
       V weights[K * K];
+MEMC_UNROLL_TAPS
       for (int r = 0; r < K; ++r) {
+MEMC_UNROLL_TAPS
         for (int c = 0; c < K; ++c) {
           const V coefficient = load_lanes<opmath_t>(&kernel(n, r * K + c, y, x0), kernel.stride_x, count);
           weights[r * K + c] = tap_weight<K>(coefficient, r, c, windows.frac_y, windows.frac_x);
@@ -361,7 +364,8 @@ void image_grad_row(const AdaptiveWarpViews<scalar_t>& views, const Strided4d<at
               const int step = static_cast<int>(steps[begin]);
               const V lanes = V::arange(opmath_t(0), opmath_t(1));
               run_base[v][count_runs] = runs.base - origin + (step / 2) * stride_y + step % 2;
-              run_mask[v][count_runs] = (lanes >= V(static_cast<opmath_t>(begin))) & (lanes < V(static_cast<opmath_t>(lane)));
+              run_mask[v][count_runs] =
+                  (lanes >= V(static_cast<opmath_t>(begin))) & (lanes < V(static_cast<opmath_t>(lane)));
               // stride_x is 1 (see tap_runs), so the run's first column is its offset modulo stride_y.
               run_room[v][count_runs] = (run_base[v][count_runs] + origin) % stride_y + 2 * V::size() <= width;
             }

@@ -119,7 +119,7 @@ struct LaneWindows {
   V frac_y, frac_x;
   I row_offset[K], col_offset[K];
 
-  LaneWindows(const V& flow_y, const V& flow_x, const WarpLimits<opmath_t>& limits, int64_t height,
+  C10_ALWAYS_INLINE LaneWindows(const V& flow_y, const V& flow_x, const WarpLimits<opmath_t>& limits, int64_t height,
               int64_t width, int64_t y, int64_t x0, int64_t stride_y, int64_t stride_x) {
     using index_t = at::vec::int_same_size_t<opmath_t>;
     const V target_y = V(static_cast<opmath_t>(y)) + flow_y;
@@ -170,6 +170,26 @@ struct TapRuns {
   V row_up, col_up;                // all ones in the lanes one row (column) further
 };
 
+// The greatest lane of `value` (kMax) or the least, for lanes that are not NaN: what
+// at::vec::vec_reduce_all gives with maximum or minimum, but inlined (g++ calls that out of line,
+// four calls in the setup of every vector of pixels).
+template <bool kMax, typename opmath_t>
+C10_ALWAYS_INLINE opmath_t extreme_lane(const Vectorized<opmath_t>& value) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    return kMax ? _mm512_reduce_max_ps(value) : _mm512_reduce_min_ps(value);
+  } else if constexpr (std::is_same_v<opmath_t, double>) {
+    return kMax ? _mm512_reduce_max_pd(value) : _mm512_reduce_min_pd(value);
+  }
+#endif
+  using V = Vectorized<opmath_t>;
+  if constexpr (kMax) {
+    return at::vec::vec_reduce_all<opmath_t>([](const V& a, const V& b) { return at::vec::maximum(a, b); }, value);
+  } else {
+    return at::vec::vec_reduce_all<opmath_t>([](const V& a, const V& b) { return at::vec::minimum(a, b); }, value);
+  }
+}
+
 // Whether the taps of the pixels x0 .. x0 + count - 1 of row y, with windows `windows`, can be
 // loaded from a plane of strides (stride_y, stride_x), and how; `steps` says whether a step of
 // one row or column between lanes is allowed (a scatter applies such vectors as runs of lanes
@@ -183,14 +203,12 @@ C10_ALWAYS_INLINE TapRuns<opmath_t> tap_runs(const LaneWindows<K, opmath_t>& win
   if (count != V::size() || stride_x != 1 || windows.valid.zero_mask() != 0) {
     return runs;
   }
-  const auto min = [](const V& a, const V& b) { return at::vec::minimum(a, b); };
-  const auto max = [](const V& a, const V& b) { return at::vec::maximum(a, b); };
   // Column of tap 0 minus the lane's own x (whole numbers, exact in opmath_t), and row of tap 0.
   const V shift_x = windows.floor_x - V::arange(static_cast<opmath_t>(x0), opmath_t(1));
-  const opmath_t low_x = at::vec::vec_reduce_all<opmath_t>(min, shift_x);
-  const opmath_t high_x = at::vec::vec_reduce_all<opmath_t>(max, shift_x);
-  const opmath_t low_y = at::vec::vec_reduce_all<opmath_t>(min, windows.floor_y);
-  const opmath_t high_y = at::vec::vec_reduce_all<opmath_t>(max, windows.floor_y);
+  const opmath_t low_x = extreme_lane<false>(shift_x);
+  const opmath_t high_x = extreme_lane<true>(shift_x);
+  const opmath_t low_y = extreme_lane<false>(windows.floor_y);
+  const opmath_t high_y = extreme_lane<true>(windows.floor_y);
   const int64_t first_col = x0 + static_cast<int64_t>(low_x) + 1 - K / 2;
   const int64_t last_col = x0 + V::size() - 1 + static_cast<int64_t>(high_x) + K / 2;
   const int64_t first_row = static_cast<int64_t>(low_y) + 1 - K / 2;

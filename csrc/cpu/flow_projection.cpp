@@ -29,13 +29,6 @@
 #include "cpu/parallel.h"
 #include "memc/flow_projection.h"
 
-// Floating-point operations may be assumed not to trap (GCC's default assumes they might, and
-// then keeps the divisions of branch-free loops such as the averages out of SIMD lanes). This
-// changes no value: the same IEEE operations are done, only the exception flags may differ.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-
 namespace memc {
 namespace {
 
@@ -359,12 +352,16 @@ struct ForwardPass {
     opmath_t* const row_x = rows.x(n, r);
     opmath_t* const row_y = rows.y(n, r);
     opmath_t* const row_total = rows.total(n, r);
-    for (int64_t x = 0; x < width; ++x) {
-      const opmath_t* cell = sums + x * kCellValues;
-      const ProjectedPixel<opmath_t> pixel = average_pixel(cell[0], cell[1], cell[2]);
-      row_x[x] = pixel.x;
-      row_y[x] = pixel.y;
-      row_total[x] = pixel.total;
+    if constexpr (std::is_same_v<opmath_t, float>) {
+      MEMC_CPU_KERNEL(average_row)(sums, row_x, row_y, row_total, width);
+    } else {
+      for (int64_t x = 0; x < width; ++x) {
+        const opmath_t* cell = sums + x * kCellValues;
+        const ProjectedPixel<opmath_t> pixel = average_pixel(cell[0], cell[1], cell[2]);
+        row_x[x] = pixel.x;
+        row_y[x] = pixel.y;
+        row_total[x] = pixel.total;
+      }
     }
     finish_row_pass(n, r, count_holes(row_total, width));
   }

@@ -158,21 +158,15 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void splat_source(int64_t y, int64_t x, T flow
   }
 }
 
-// A pixel's sums turned into `projected`'s channels: the average and total weight of a received
-// pixel; zeros at a hole (the fill passes write its value and count later).
-template <typename T>
-struct ProjectedPixel {
-  T x, y, total;
-};
-
-// Written without branches (a hole divides by 1 and drops the quotient), so that a compiler can
-// run a row of pixels in SIMD lanes; the values are those of sum / total where total > 0.
-template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectedPixel<T> average_pixel(T sum_x, T sum_y, T total) {
-  const bool received = total > T(0);
-  const T divisor = received ? total : T(1);
-  const T average_x = sum_x / divisor, average_y = sum_y / divisor;
-  return {received ? average_x : T(0), received ? average_y : T(0), received ? total : T(0)};
+// `if_true` where `mask` holds, else `if_false`: `?:` for scalars, a blend lane by lane for
+// at::vec::Vectorized lanes (the CPU's row kernels).
+template <typename M, typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE V choose(const M& mask, const V& if_true, const V& if_false) {
+  if constexpr (std::is_arithmetic_v<V>) {
+    return mask ? if_true : if_false;
+  } else {
+    return V::blendv(if_false, if_true, mask);
+  }
 }
 
 // Whether a pixel with this total weight received (V: a scalar, giving a bool, or SIMD lanes,
@@ -180,6 +174,23 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectedPixel<T> average_pixel(T sum_x, T sum
 template <typename V>
 C10_HOST_DEVICE C10_ALWAYS_INLINE auto is_received(const V& total) {
   return total > V(0);
+}
+
+// A pixel's sums turned into `projected`'s channels: the average and total weight of a received
+// pixel; zeros at a hole (the fill passes write its value and count later).
+template <typename T>
+struct ProjectedPixel {
+  T x, y, total;
+};
+
+// Without branches (a hole divides by 1 and drops the quotient), so that it runs in SIMD lanes (V:
+// a scalar or at::vec lanes); the values are those of sum / total where total > 0.
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectedPixel<V> average_pixel(const V& sum_x, const V& sum_y, const V& total) {
+  const auto received = is_received(total);
+  const V zero(0), divisor = choose(received, total, V(1));
+  const V average_x = sum_x / divisor, average_y = sum_y / divisor;
+  return {choose(received, average_x, zero), choose(received, average_y, zero), choose(received, total, zero)};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -353,17 +364,6 @@ struct ColumnShares {
 // q = p . a; a source then gathers over its cells, so that the backward needs no atomics:
 //   grad f = -w * m * sum(p),   grad w = m * (-(f . sum(p)) - sum(q))   (m: multiplicity).
 // q is needed only for the weight's gradient (`want_weight`); the averages are read only for it.
-// `if_true` where `mask` holds, else `if_false`: `?:` for scalars, a blend lane by lane for
-// at::vec::Vectorized lanes (the CPU's row kernels).
-template <typename M, typename V>
-C10_HOST_DEVICE C10_ALWAYS_INLINE V choose(const M& mask, const V& if_true, const V& if_false) {
-  if constexpr (std::is_arithmetic_v<V>) {
-    return mask ? if_true : if_false;
-  } else {
-    return V::blendv(if_false, if_true, mask);
-  }
-}
-
 // Whether a pixel's gradient is final after the backward's pass along its row: it received, and so
 // did its neighbours above and below (for one that does not exist, pass the pixel's own total), so
 // that no column sweep adds a share to it. (V: a scalar or SIMD lanes.)

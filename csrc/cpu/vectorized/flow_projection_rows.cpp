@@ -176,6 +176,30 @@ void gather_row(const SourceRowView& source, const GatherTargets& targets) {
   }
 }
 
+void average_row(const float* sums, float* row_x, float* row_y, float* row_total, int64_t width) {
+  int64_t i = 0;
+  for (; i + kLanes <= width; i += kLanes) {
+    // kLanes cells (x, y, share, 0) into lanes of x, y and share: two rounds of deinterleaving.
+    const float* const cells = sums + i * kCellValues;
+    const auto [x_share_low, y_low] = at::vec::deinterleave2(Lanes::loadu(cells), Lanes::loadu(cells + kLanes));
+    const auto [x_share_high, y_high] =
+        at::vec::deinterleave2(Lanes::loadu(cells + 2 * kLanes), Lanes::loadu(cells + 3 * kLanes));
+    const auto [x, share] = at::vec::deinterleave2(x_share_low, x_share_high);
+    const auto [y, unused] = at::vec::deinterleave2(y_low, y_high);
+    const ProjectedPixel<Lanes> pixel = average_pixel(x, y, share);
+    pixel.x.store(row_x + i);
+    pixel.y.store(row_y + i);
+    pixel.total.store(row_total + i);
+  }
+  for (; i < width; ++i) {
+    const float* const cell = sums + i * kCellValues;
+    const ProjectedPixel<float> pixel = average_pixel(cell[0], cell[1], cell[2]);
+    row_x[i] = pixel.x;
+    row_y[i] = pixel.y;
+    row_total[i] = pixel.total;
+  }
+}
+
 void interleave_row(const float* x, const float* y, float* pairs, int64_t width) {
   int64_t i = 0;
   for (; i + kLanes <= width; i += kLanes) {

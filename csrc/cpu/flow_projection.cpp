@@ -390,8 +390,9 @@ struct ForwardPass {
   // [first target row, last target row] in order. For smooth flows the ring holds a few rows and
   // stays in cache; a flow that sends every row anywhere needs all of them.
   template <typename Done>
-  void splat_band(int64_t n, int64_t y_begin, int64_t y_end, const RowSpan* spans, SourceRow<scalar_t, opmath_t>& source,
-                  std::vector<opmath_t>& ring, std::vector<opmath_t*>& row_table, const Done& done) const {
+  void splat_band(int64_t n, int64_t y_begin, int64_t y_end, const RowSpan* spans,
+                  SourceRow<scalar_t, opmath_t>& source, std::vector<opmath_t>& ring,
+                  std::vector<opmath_t*>& row_table, const Done& done) const {
     constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
     const int64_t count = y_end - y_begin;
     std::vector<int64_t> later_first(count + 1, kNone);  // the first target row of source rows i and after
@@ -659,12 +660,14 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
                           if (slot < 0) {
                             pass.finish_row(n, r, sums);
                           } else {
-                            std::copy_n(sums, width * kCellValues, shared + slot_offset[task] + slot * width * kCellValues);
+                            std::copy_n(sums, width * kCellValues,
+                                        shared + slot_offset[task] + slot * width * kCellValues);
                           }
                         });
       }
     });
-    at::parallel_for(0, static_cast<int64_t>(leftover_rows.size()), lines_per_task(width), [&](int64_t begin, int64_t end) {
+    const int64_t leftover_count = static_cast<int64_t>(leftover_rows.size());
+    at::parallel_for(0, leftover_count, lines_per_task(width), [&](int64_t begin, int64_t end) {
       std::vector<opmath_t> sums(width * kCellValues);
       for (int64_t i = begin; i < end; ++i) {
         const int64_t row = leftover_rows[i], n = row / height, r = row % height;
@@ -696,10 +699,10 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
   return {output, projected};
 }
 
-// The backward's column sweep (downwards) over a stripe of columns [x_begin, x_end) of one image, a
-// row at a time: the shares of each run of holes go to the received pixels above and (with
-// fill_from_below) below it, which it settles (the pixels that the pass along the rows left). Row
-// y needs the row pass of rows up to y done. Rows without holes end every pending run.
+// The backward's column sweep (downwards, row(y) for each row, then finish()) over a stripe of
+// columns [x_begin, x_end) of one image: the shares of each run of holes go to the received pixels
+// above and (with fill_from_below) below it, which it settles (the pixels that the pass along the
+// rows left). Rows without holes end every pending run.
 template <typename opmath_t>
 struct ColumnSweep {
   ProjectedRows<const opmath_t> rows;
@@ -906,7 +909,8 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       source.load(flow_view, weight_view, weighted, n, y, width);
       opmath_t* const row_x = want_flow ? row_to_write(grad_flow_view, n, 0, y, scratch.x.data()) : scratch.x.data();
       opmath_t* const row_y = want_flow ? row_to_write(grad_flow_view, n, 1, y, scratch.y.data()) : scratch.y.data();
-      opmath_t* const row_w = want_weight ? row_to_write(grad_weight_view, n, 0, y, scratch.w.data()) : scratch.w.data();
+      opmath_t* const row_w =
+          want_weight ? row_to_write(grad_weight_view, n, 0, y, scratch.w.data()) : scratch.w.data();
       gather_source_row(source.flow_x, source.flow_y, weighted ? source.weight : nullptr, y, height, width, image_cells,
                         cell_values, row_x, row_y, row_w);
       if (want_flow) {
@@ -955,7 +959,8 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       Scratch scratch(width);
       // holes[row - begin + 1]: the holes of rows begin - 1 to end (0 where a row is not of the image)
       std::vector<int64_t> holes(end - begin + 2, 0);
-      for (int64_t row = std::max<int64_t>(begin - 1, 0); fill_holes && row < std::min(end + 1, batch * height); ++row) {
+      const int64_t rows_end = std::min(end + 1, batch * height);
+      for (int64_t row = std::max<int64_t>(begin - 1, 0); fill_holes && row < rows_end; ++row) {
         holes[row - begin + 1] = holes_in_row(row / height, row % height);
       }
       for (int64_t row = begin; row < end; ++row) {

@@ -223,7 +223,7 @@ void flow_cell_gradients(opmath_t* cells, const opmath_t* total, const opmath_t*
     const opmath_t* const below = total_below != nullptr ? total_below : total;
     for (int64_t x = 0; x < width; ++x) {
       cell_flow_gradient<opmath_t>(cells[2 * x], cells[2 * x + 1], total[x],
-                                   settles_in_row_pass<opmath_t>(total[x], above[x], below[x]));
+                                   settles_in_row_pass(total[x], above[x], below[x]));
     }
   }
 }
@@ -892,8 +892,8 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       if (want_weight) {
         const opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y);
         for (int64_t x = 0; x < width; ++x) {
-          if (settles_in_row_pass<opmath_t>(row_total[x], above != nullptr ? above[x] : row_total[x],
-                                            below != nullptr ? below[x] : row_total[x])) {
+          if (settles_in_row_pass(row_total[x], above != nullptr ? above[x] : row_total[x],
+                                  below != nullptr ? below[x] : row_total[x])) {
             cell_gradient(cells + x * kCellValues, row_x + x, row_y + x, row_total[x], true);
           }
         }

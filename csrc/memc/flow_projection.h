@@ -367,7 +367,7 @@ struct ColumnShares {
 // Whether a pixel's gradient is final after the backward's pass along its row: it received, and so
 // did its neighbours above and below (for one that does not exist, pass the pixel's own total), so
 // that no column sweep adds a share to it. (V: a scalar or SIMD lanes.)
-template <typename T, typename V>
+template <typename V>
 C10_HOST_DEVICE C10_ALWAYS_INLINE auto settles_in_row_pass(const V& total, const V& total_above, const V& total_below) {
   return is_received(total) & is_received(total_above) & is_received(total_below);
 }

@@ -222,7 +222,7 @@ void flow_cell_gradients_row(float* pairs, const float* total, const float* tota
   int64_t i = 0;
   for (; i + kLanes <= width; i += kLanes) {
     const Lanes t = Lanes::loadu(total + i);
-    const Lanes settle = settles_in_row_pass<float>(t, Lanes::loadu(above + i), Lanes::loadu(below + i));
+    const Lanes settle = settles_in_row_pass(t, Lanes::loadu(above + i), Lanes::loadu(below + i));
     // The pairs (x, y) of kLanes pixels, deinterleaved into lanes and back.
     auto [x, y] = at::vec::deinterleave2(Lanes::loadu(pairs + 2 * i), Lanes::loadu(pairs + 2 * i + kLanes));
     cell_flow_gradient<float>(x, y, t, settle);
@@ -232,7 +232,7 @@ void flow_cell_gradients_row(float* pairs, const float* total, const float* tota
   }
   for (; i < width; ++i) {
     cell_flow_gradient<float>(pairs[2 * i], pairs[2 * i + 1], total[i],
-                              settles_in_row_pass<float>(total[i], above[i], below[i]));
+                              settles_in_row_pass(total[i], above[i], below[i]));
   }
 }
 

@@ -29,13 +29,6 @@
 #include "cpu/parallel.h"
 #include "memc/flow_projection.h"
 
-// Floating-point operations may be assumed not to trap (GCC's default assumes they might, and
-// then keeps the divisions of branch-free loops such as the averages out of SIMD lanes). This
-// changes no value: the same IEEE operations are done, only the exception flags may differ.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-
 namespace memc {
 namespace {
 
@@ -150,41 +143,93 @@ C10_ALWAYS_INLINE void add_to_cell(T* cell, const CellValues<T>& cell_values) {
   }
 }
 
-// The backward's gather of a source row by the float32 row kernel where it takes the frame
-// (returns whether it did; else the caller's scalar loop does it).
+// The target rows [first, last] a source row's splat reaches (first > last: none).
+struct RowSpan {
+  int64_t first = std::numeric_limits<int64_t>::max(), last = -1;
+
+  bool empty() const { return first > last; }
+};
+
+// Whether the float32 row kernels (cpu/flow_projection_rows.h) take a frame of this size.
 template <typename opmath_t>
-bool gather_with_row_kernel(const opmath_t* flow_x, const opmath_t* flow_y, const opmath_t* weight, int64_t y,
-                            int64_t height, int64_t width, const opmath_t* cells, int64_t cell_values, int64_t row_values,
-                            opmath_t* grad_flow_x, opmath_t* grad_flow_y, opmath_t* grad_weight) {
-  if constexpr (std::is_same_v<opmath_t, float>) {
-    if (height < kMaxRowKernelSize && width < kMaxRowKernelSize) {
-      MEMC_CPU_KERNEL(gather_row)(SourceRowView{flow_x, flow_y, weight, y, height, width},
-                                  GatherTargets{cells, cell_values, row_values, grad_flow_x, grad_flow_y, grad_weight});
-      return true;
-    }
-  }
-  return false;
+bool use_row_kernels(int64_t height, int64_t width) {
+  return std::is_same_v<opmath_t, float> && height < kMaxRowKernelSize && width < kMaxRowKernelSize;
 }
 
-// cell_flow_gradient over a row of two-value cells where the pixel and its neighbours above and
-// below (rows total_above, total_below; nullptr: none) received, by the float32 row kernel where
-// it applies; the other cells keep their values.
+// The target rows a source row's splat reaches (widen_target_rows over the row).
+template <typename opmath_t>
+RowSpan target_rows(const opmath_t* flow_y, int64_t y, int64_t height, int64_t width) {
+  RowSpan span;
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    if (use_row_kernels<opmath_t>(height, width)) {
+      MEMC_CPU_KERNEL(target_row_span)(flow_y, y, height, width, &span.first, &span.last);
+      return span;
+    }
+  }
+  for (int64_t x = 0; x < width; ++x) {
+    widen_target_rows(y, flow_y[x], height, span.first, span.last);
+  }
+  return span;
+}
+
+// How many pixels of a row of total weights received nothing.
+template <typename opmath_t>
+int64_t count_holes(const opmath_t* total, int64_t width) {
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    if (width < kMaxRowKernelSize) {
+      return width - MEMC_CPU_KERNEL(count_received_row)(total, width);
+    }
+  }
+  int64_t holes = 0;
+  for (int64_t x = 0; x < width; ++x) {
+    holes += is_received(total[x]) ? 0 : 1;
+  }
+  return holes;
+}
+
+// The backward's gather of a source row: each source's gradient from its cells (source_gradient),
+// by the float32 row kernel where it takes the frame.
+template <typename opmath_t>
+void gather_source_row(const opmath_t* flow_x, const opmath_t* flow_y, const opmath_t* weight, int64_t y,
+                       int64_t height, int64_t width, const opmath_t* cells, int64_t cell_values,
+                       opmath_t* grad_flow_x, opmath_t* grad_flow_y, opmath_t* grad_weight) {
+  const int64_t row_values = width * cell_values;
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    if (use_row_kernels<opmath_t>(height, width)) {
+      MEMC_CPU_KERNEL(gather_row)(SourceRowView{flow_x, flow_y, weight, y, height, width},
+                                  GatherTargets{cells, cell_values, row_values, grad_flow_x, grad_flow_y, grad_weight});
+      return;
+    }
+  }
+  for (int64_t x = 0; x < width; ++x) {
+    const SourceGradient<opmath_t> gradient =
+        source_gradient(y, x, flow_x[x], flow_y[x], weight != nullptr ? weight[x] : opmath_t(1), height, width, cells,
+                        row_values, cell_values);
+    grad_flow_x[x] = gradient.flow_x;
+    grad_flow_y[x] = gradient.flow_y;
+    grad_weight[x] = gradient.weight;
+  }
+}
+
+// cell_flow_gradient over a row of two-value cells where settles_in_row_pass holds (rows
+// total_above, total_below; nullptr: none); the other cells keep their values.
 template <typename opmath_t>
 void flow_cell_gradients(opmath_t* cells, const opmath_t* total, const opmath_t* total_above,
                          const opmath_t* total_below, int64_t width) {
   if constexpr (std::is_same_v<opmath_t, float>) {
     MEMC_CPU_KERNEL(flow_cell_gradients_row)(cells, total, total_above, total_below, width);
   } else {
+    const opmath_t* const above = total_above != nullptr ? total_above : total;
+    const opmath_t* const below = total_below != nullptr ? total_below : total;
     for (int64_t x = 0; x < width; ++x) {
-      if (is_received(total[x]) && (total_above == nullptr || is_received(total_above[x])) &&
-          (total_below == nullptr || is_received(total_below[x]))) {
-        cell_flow_gradient(cells + 2 * x, total[x]);
-      }
+      cell_flow_gradient<opmath_t>(cells[2 * x], cells[2 * x + 1], total[x],
+                                   settles_in_row_pass(total[x], above[x], below[x]));
     }
   }
 }
 
-// The backward's first values of a row's cells (cell_values per pixel): the output gradient.
+// The backward's first values of a row's cells (cell_values per pixel): the output gradient (and
+// zeros after it in four-value cells, where q is written only at received pixels).
 template <typename opmath_t>
 void interleave_gradients(const opmath_t* grad_x, const opmath_t* grad_y, opmath_t* cells, int64_t cell_values,
                           int64_t width) {
@@ -197,6 +242,9 @@ void interleave_gradients(const opmath_t* grad_x, const opmath_t* grad_y, opmath
   for (int64_t x = 0; x < width; ++x) {
     cells[x * cell_values] = grad_x[x];
     cells[x * cell_values + 1] = grad_y[x];
+    for (int64_t k = 2; k < cell_values; ++k) {
+      cells[x * cell_values + k] = opmath_t(0);
+    }
   }
 }
 
@@ -278,13 +326,6 @@ int64_t sweep_row_in_lanes(float* row_x, float* row_y, float* row_total, float* 
 #endif
 }
 
-// The target rows [first, last] a source row's splat reaches (first > last: none).
-struct RowSpan {
-  int64_t first = std::numeric_limits<int64_t>::max(), last = -1;
-
-  bool empty() const { return first > last; }
-};
-
 // The forward's inputs and outputs, and its per-row bookkeeping.
 template <typename scalar_t, typename opmath_t>
 struct ForwardPass {
@@ -295,26 +336,13 @@ struct ForwardPass {
   int64_t batch, height, width;
   int64_t* hole_count;  // per row of the batch: its holes before filling
 
-  // Whether the float32 row kernels (cpu/flow_projection_rows.h) take this frame.
-  bool use_row_kernels() const { return height < kMaxRowKernelSize && width < kMaxRowKernelSize; }
+  bool use_row_kernels() const { return memc::use_row_kernels<opmath_t>(height, width); }
 
   // spans[i]: the target rows of source row y_begin + i of image n.
   void find_spans(int64_t n, int64_t y_begin, int64_t y_end, RowSpan* spans, std::vector<opmath_t>& scratch) const {
     scratch.resize(width);
     for (int64_t y = y_begin; y < y_end; ++y) {
-      const opmath_t* flow_y = read_row(flow, n, 1, y, width, scratch.data());
-      RowSpan span;
-      if constexpr (std::is_same_v<opmath_t, float>) {
-        if (use_row_kernels()) {
-          MEMC_CPU_KERNEL(target_row_span)(flow_y, y, height, width, &span.first, &span.last);
-          spans[y - y_begin] = span;
-          continue;
-        }
-      }
-      for (int64_t x = 0; x < width; ++x) {
-        widen_target_rows(y, flow_y[x], height, span.first, span.last);
-      }
-      spans[y - y_begin] = span;
+      spans[y - y_begin] = target_rows(read_row(flow, n, 1, y, width, scratch.data()), y, height, width);
     }
   }
 
@@ -324,18 +352,18 @@ struct ForwardPass {
     opmath_t* const row_x = rows.x(n, r);
     opmath_t* const row_y = rows.y(n, r);
     opmath_t* const row_total = rows.total(n, r);
-    for (int64_t x = 0; x < width; ++x) {
-      const opmath_t* cell = sums + x * kCellValues;
-      const ProjectedPixel<opmath_t> pixel = average_pixel(cell[0], cell[1], cell[2]);
-      row_x[x] = pixel.x;
-      row_y[x] = pixel.y;
-      row_total[x] = pixel.total;
+    if constexpr (std::is_same_v<opmath_t, float>) {
+      MEMC_CPU_KERNEL(average_row)(sums, row_x, row_y, row_total, width);
+    } else {
+      for (int64_t x = 0; x < width; ++x) {
+        const opmath_t* cell = sums + x * kCellValues;
+        const ProjectedPixel<opmath_t> pixel = average_pixel(cell[0], cell[1], cell[2]);
+        row_x[x] = pixel.x;
+        row_y[x] = pixel.y;
+        row_total[x] = pixel.total;
+      }
     }
-    int64_t received = 0;
-    for (int64_t x = 0; x < width; ++x) {
-      received += is_received(row_total[x]) ? 1 : 0;
-    }
-    finish_row_pass(n, r, width - received);
+    finish_row_pass(n, r, count_holes(row_total, width));
   }
 
   // A row nothing reached: all holes.
@@ -362,8 +390,9 @@ struct ForwardPass {
   // [first target row, last target row] in order. For smooth flows the ring holds a few rows and
   // stays in cache; a flow that sends every row anywhere needs all of them.
   template <typename Done>
-  void splat_band(int64_t n, int64_t y_begin, int64_t y_end, const RowSpan* spans, SourceRow<scalar_t, opmath_t>& source,
-                  std::vector<opmath_t>& ring, std::vector<opmath_t*>& row_table, const Done& done) const {
+  void splat_band(int64_t n, int64_t y_begin, int64_t y_end, const RowSpan* spans,
+                  SourceRow<scalar_t, opmath_t>& source, std::vector<opmath_t>& ring,
+                  std::vector<opmath_t*>& row_table, const Done& done) const {
     constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
     const int64_t count = y_end - y_begin;
     std::vector<int64_t> later_first(count + 1, kNone);  // the first target row of source rows i and after
@@ -631,12 +660,14 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
                           if (slot < 0) {
                             pass.finish_row(n, r, sums);
                           } else {
-                            std::copy_n(sums, width * kCellValues, shared + slot_offset[task] + slot * width * kCellValues);
+                            std::copy_n(sums, width * kCellValues,
+                                        shared + slot_offset[task] + slot * width * kCellValues);
                           }
                         });
       }
     });
-    at::parallel_for(0, static_cast<int64_t>(leftover_rows.size()), lines_per_task(width), [&](int64_t begin, int64_t end) {
+    const int64_t leftover_count = static_cast<int64_t>(leftover_rows.size());
+    at::parallel_for(0, leftover_count, lines_per_task(width), [&](int64_t begin, int64_t end) {
       std::vector<opmath_t> sums(width * kCellValues);
       for (int64_t i = begin; i < end; ++i) {
         const int64_t row = leftover_rows[i], n = row / height, r = row % height;
@@ -668,6 +699,133 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_cpu(const at::Tensor& flow, c
   return {output, projected};
 }
 
+// The backward's column sweep (downwards, row(y) for each row, then finish()) over a stripe of
+// columns [x_begin, x_end) of one image: the shares of each run of holes go to the received pixels
+// above and (with fill_from_below) below it, which it settles (the pixels that the pass along the
+// rows left). Rows without holes end every pending run.
+template <typename opmath_t>
+struct ColumnSweep {
+  ProjectedRows<const opmath_t> rows;
+  int64_t n, height, x_begin, columns_count;
+  const int64_t* holes;  // per row of the image
+  opmath_t* image_cells;
+  int64_t cell_values;
+  bool want_weight, fill_from_below;
+
+  // Per block of kBlock columns: how many have a run pending. A row's block whose pixels all
+  // received and that has none pending has nothing to do (the usual block of a smooth flow).
+  static constexpr int64_t kBlock = 16;
+  std::vector<ColumnShares<opmath_t>> columns;
+  std::vector<int64_t> pending_in_block;
+  int64_t pending = 0;  // in all
+
+  ColumnSweep(const ProjectedRows<const opmath_t>& rows, int64_t n, int64_t height, int64_t x_begin, int64_t x_end,
+              const int64_t* holes, opmath_t* image_cells, int64_t cell_values, bool want_weight,
+              bool fill_from_below)
+      : rows(rows), n(n), height(height), x_begin(x_begin), columns_count(x_end - x_begin), holes(holes),
+        image_cells(image_cells), cell_values(cell_values), want_weight(want_weight),
+        fill_from_below(fill_from_below), columns(columns_count),
+        pending_in_block((columns_count + kBlock - 1) / kBlock, 0) {
+    for (auto& column : columns) {
+      column.start();
+    }
+  }
+
+  opmath_t* cell(int64_t y, int64_t x) const { return image_cells + (y * rows.width + x) * cell_values; }
+
+  // p (and q) of the received pixel (y, x), once its gradient is final.
+  void settle(int64_t y, int64_t x) const {
+    const opmath_t total = rows.total(n, y)[x];
+    if (want_weight) {
+      cell_gradient(cell(y, x), rows.x(n, y) + x, rows.y(n, y) + x, total, true);
+    } else {
+      opmath_t* const p = cell(y, x);
+      cell_flow_gradient<opmath_t>(p[0], p[1], total, true);
+    }
+  }
+
+  // Column i's run ends: its shares are handed out, after which the pixel above it is final and
+  // the one below it too unless another run starts under it (that run's end settles it).
+  void end_run(int64_t i, int64_t below) {
+    ColumnShares<opmath_t>& column = columns[i];
+    const int64_t x = x_begin + i, above = column.above;
+    column.end_run(above >= 0 ? cell(above, x) : nullptr, below >= 0 ? cell(below, x) : nullptr, fill_from_below);
+    --pending_in_block[i / kBlock];
+    --pending;
+    if (above >= 0) {
+      settle(above, x);
+    }
+    if (below >= 0 && (below + 1 == rows.height || is_received(rows.total(n, below + 1)[x]))) {
+      settle(below, x);
+    }
+  }
+
+  void row(int64_t y) {
+    if (holes[y] == 0) {  // every pending run ends here
+      for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
+        if (columns[i].pending) {
+          end_run(i, y);
+        }
+      }
+      return;
+    }
+    const opmath_t* row_total = rows.total(n, y) + x_begin;
+    opmath_t* const row_cells = cell(y, x_begin);
+    for (int64_t block = 0; block * kBlock < columns_count; ++block) {
+      const int64_t i_begin = block * kBlock, i_end = std::min(i_begin + kBlock, columns_count);
+      if (pending_in_block[block] == 0 && i_end - i_begin == kBlock) {
+        bool all_received = true;
+        for (int64_t i = i_begin; i < i_end; ++i) {
+          all_received &= is_received(row_total[i]);
+        }
+        if (all_received) {
+          continue;
+        }
+      }
+      for (int64_t i = i_begin; i < i_end; ++i) {
+        ColumnShares<opmath_t>& column = columns[i];
+        if (is_received(row_total[i])) {
+          if (column.pending) {
+            end_run(i, y);
+          }
+        } else {
+          if (!column.pending) {  // a run starts: the pixel above it (row -1: none)
+            column.above = y - 1;
+            ++pending_in_block[block];
+            ++pending;
+          }
+          column.hole(row_cells + i * cell_values, row_total[i]);
+        }
+      }
+    }
+  }
+
+  // The runs still pending at the bottom of the image end.
+  void finish() {
+    for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
+      if (columns[i].pending) {
+        end_run(i, -1);
+      }
+    }
+  }
+};
+
+// Per thread, a buffer kept between calls for the backward's cells of one image (a fresh one would
+// page-fault on every call), none kept above kMaxKeptValues values.
+template <typename opmath_t>
+opmath_t* image_cells_buffer(int64_t values, std::vector<opmath_t>& temporary) {
+  constexpr int64_t kMaxKeptValues = int64_t(1) << 21;
+  if (values > kMaxKeptValues) {
+    temporary.resize(values);
+    return temporary.data();
+  }
+  thread_local std::vector<opmath_t> kept;
+  if (static_cast<int64_t>(kept.size()) < values) {
+    kept.resize(values);
+  }
+  return kept.data();
+}
+
 std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor& grad_output, const at::Tensor& flow,
                                                                 const std::optional<at::Tensor>& weight,
                                                                 const at::Tensor& projected_in, bool fill_holes,
@@ -683,221 +841,78 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
   }
   const at::Tensor projected = projected_in.contiguous();
   // Per pixel: the gradient with respect to its average, then p and q (see cell_gradient); without
-  // the weight's gradient only p, two values per pixel (half the memory to stream).
+  // the weight's gradient only p, two values per pixel (half the memory to stream). Every cell is
+  // written before it is read (a projected tensor made by hand, which can make the gather read a
+  // cell of a pixel that received nothing, reads the cell's gradient or share, or zeros for q).
   const int64_t cell_values = want_weight ? kCellValues : 2;
-  // A projected tensor from the forward never makes the gather read a cell of a pixel that
-  // received nothing; one made by hand can. The four-value cells, whose weight sums (the third
-  // value) are written only where pixels received, are zeroed so that such a read is of zeros, not
-  // of uninitialised memory.
-  at::Tensor cells = want_weight ? at::zeros({batch, height, width, cell_values}, projected.options())
-                                 : at::empty({batch, height, width, cell_values}, projected.options());
+  const int64_t row_values = width * cell_values, image_values = height * row_values;
   std::vector<int64_t> hole_count(fill_holes ? batch * height : 0, 0);
+  // As many images as threads: one task does an image's whole backward (one parallel loop), in a
+  // buffer of its own. Else each pass runs over the whole batch in parallel, one after another.
+  const bool task_per_image = scatter_bands(batch, height) == 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, flow.scalar_type(), "flow_projection_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const auto grad_output_view = view4d<const scalar_t>(grad_output);
-    const ProjectedRows<const opmath_t> rows{projected.data_ptr<opmath_t>(), height, width};
-    opmath_t* const cell_data = cells.data_ptr<opmath_t>();
-    const int64_t row_values = width * cell_values;
-    auto cells_row = [&](int64_t n, int64_t y) { return cell_data + (n * height + y) * row_values; };
-    // p (and q) of the received pixel (y, x), once its gradient is final.
-    auto settle = [&](int64_t n, int64_t y, int64_t x) {
-      opmath_t* const cell = cells_row(n, y) + x * cell_values;
-      if (want_weight) {
-        cell_gradient(cell, rows.x(n, y) + x, rows.y(n, y) + x, rows.total(n, y)[x], true);
-      } else {
-        cell_flow_gradient(cell, rows.total(n, y)[x]);
-      }
-    };
-    // settle for the received pixels of row y whose neighbours above and below (those that exist)
-    // received too, or (`alone`) for every received pixel of the row. The other cells keep their
-    // values (holes: their shares; the column sweep settles the pixels next to them).
-    auto settle_row = [&](int64_t n, int64_t y, bool alone) {
-      opmath_t* cell = cells_row(n, y);
-      const opmath_t* row_total = rows.total(n, y);
-      const opmath_t* above = !alone && y > 0 ? rows.total(n, y - 1) : nullptr;
-      const opmath_t* below = !alone && y + 1 < height ? rows.total(n, y + 1) : nullptr;
-      if (want_weight) {
-        const opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y);
-        for (int64_t x = 0; x < width; ++x, cell += kCellValues) {
-          if (is_received(row_total[x]) && (above == nullptr || is_received(above[x])) &&
-              (below == nullptr || is_received(below[x]))) {
-            cell_gradient(cell, row_x + x, row_y + x, row_total[x], true);
-          }
-        }
-      } else {
-        flow_cell_gradients(cell, row_total, above, below, width);
-      }
-    };
-    auto holes_in_row = [&](int64_t n, int64_t y) {
-      const opmath_t* row_total = rows.total(n, y);
-      int64_t holes = 0;
-      for (int64_t x = 0; x < width; ++x) {
-        holes += !is_received(row_total[x]);
-      }
-      return holes;
-    };
-
-    // Per thread: a source row and rows of gradients in opmath.
-    struct Scratch {
-      SourceRow<scalar_t, opmath_t> source;
-      std::vector<opmath_t> x, y, w;
-      std::vector<int64_t> holes;
-      explicit Scratch(int64_t width) : source(width), x(width), y(width), w(width) {}
-    };
-
-    // 1. Rows [begin, end) of the batch (numbered n * height + y): the output gradient, plus the
-    // shares of the row's holes. The column sweep gives shares only to the received pixels just
-    // above and below a run of holes: every other received pixel's gradient is final here, and its
-    // p (and q) computed at once, while the row is in cache (the sweep settles the others). A gap
-    // (no source lands) is never read by the gather, so its cell is left as it is.
-    auto output_gradient_rows = [&](int64_t begin, int64_t end, Scratch& scratch) {
-      if (fill_holes) {  // the holes of rows begin - 1 to end, within their images
-        scratch.holes.assign(end - begin + 2, 0);
-        for (int64_t row = std::max<int64_t>(begin - 1, 0); row < std::min(end + 1, batch * height); ++row) {
-          scratch.holes[row - begin + 1] = holes_in_row(row / height, row % height);
-        }
-      }
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t n = row / height, y = row % height;
-        const opmath_t* grad_row_x = read_row(grad_output_view, n, 0, y, width, scratch.x.data());
-        const opmath_t* grad_row_y = read_row(grad_output_view, n, 1, y, width, scratch.y.data());
-        opmath_t* cell = cells_row(n, y);
-        interleave_gradients(grad_row_x, grad_row_y, cell, cell_values, width);
-        bool alone = true;  // no holes in the row and the rows above and below: no column shares
-        if (fill_holes) {
-          const int64_t* holes = scratch.holes.data() + (row - begin + 1);
-          hole_count[row] = holes[0];
-          if (holes[0] > 0) {
-            share_row_gradients(cell, rows.total(n, y), width, cell_values);
-          }
-          alone = holes[0] == 0 && (y == 0 || holes[-1] == 0) && (y == height - 1 || holes[1] == 0);
-        }
-        settle_row(n, y, alone);
-      }
-    };
-
-    // 2. The column sweep (downwards) over a stripe of columns: the shares of each run of holes go
-    // to the received pixels above and (with fill_from_below) below it, which it settles (the
-    // pixels that the first pass left). Rows without holes end every pending run.
-    auto share_columns = [&](int64_t n, int64_t x_begin, int64_t x_end) {
-      const int64_t* const holes = hole_count.data() + n * height;
-      const int64_t columns_count = x_end - x_begin;
-      std::vector<ColumnShares<opmath_t>> columns(columns_count);
-      for (auto& column : columns) {
-        column.start();
-      }
-      // Per block of kBlock columns: how many have a run pending. A row's block whose pixels all
-      // received and that has none pending has nothing to do (the usual block of a smooth flow).
-      constexpr int64_t kBlock = 16;
-      std::vector<int64_t> pending_in_block((columns_count + kBlock - 1) / kBlock, 0);
-      int64_t pending = 0;  // in all
-      // The run ends: its shares are handed out, after which the pixel above it is final and the
-      // one below it too unless another run starts under it (that run's end settles it).
-      auto end_run = [&](int64_t i, int64_t below) {
-        ColumnShares<opmath_t>& column = columns[i];
-        const int64_t x = x_begin + i, above = column.above;
-        column.end_run(above >= 0 ? cells_row(n, above) + x * cell_values : nullptr,
-                       below >= 0 ? cells_row(n, below) + x * cell_values : nullptr, fill_from_below);
-        --pending_in_block[i / kBlock];
-        --pending;
-        if (above >= 0) {
-          settle(n, above, x);
-        }
-        if (below >= 0 && (below + 1 == height || is_received(rows.total(n, below + 1)[x]))) {
-          settle(n, below, x);
-        }
-      };
-      for (int64_t y = 0; y < height; ++y) {
-        if (holes[y] == 0) {  // every pending run ends here
-          for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
-            if (columns[i].pending) {
-              end_run(i, y);
-            }
-          }
-          continue;
-        }
-        const opmath_t* row_total = rows.total(n, y) + x_begin;
-        opmath_t* cell = cells_row(n, y) + x_begin * cell_values;
-        for (int64_t block = 0; block * kBlock < columns_count; ++block) {
-          const int64_t i_begin = block * kBlock, i_end = std::min(i_begin + kBlock, columns_count);
-          if (pending_in_block[block] == 0 && i_end - i_begin == kBlock) {
-            bool all_received = true;
-            for (int64_t i = i_begin; i < i_end; ++i) {
-              all_received &= is_received(row_total[i]);
-            }
-            if (all_received) {
-              continue;
-            }
-          }
-          for (int64_t i = i_begin; i < i_end; ++i) {
-            ColumnShares<opmath_t>& column = columns[i];
-            if (is_received(row_total[i])) {
-              if (column.pending) {
-                end_run(i, y);
-              }
-            } else {
-              if (!column.pending) {  // a run starts: the pixel above it (row -1: none)
-                column.above = y - 1;
-                ++pending_in_block[block];
-                ++pending;
-              }
-              column.hole(cell + i * cell_values, row_total[i]);
-            }
-          }
-        }
-      }
-      for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
-        if (columns[i].pending) {
-          end_run(i, -1);
-        }
-      }
-    };
-
-    // 3. Per source row: the gather over each source's cells.
     const auto flow_view = view4d<const scalar_t>(flow);
     const auto weight_view = optional_view4d<const scalar_t>(weight);
     const auto grad_flow_view = optional_view4d<scalar_t>(want_flow ? std::optional<at::Tensor>(grad_flow)
                                                                     : std::nullopt);
     const auto grad_weight_view = optional_view4d<scalar_t>(want_weight ? std::optional<at::Tensor>(grad_weight)
                                                                         : std::nullopt);
-    const opmath_t zero_cell[kCellValues] = {};
-    auto gradient_row = [&](int64_t n, int64_t y, Scratch& scratch) {
+    const ProjectedRows<const opmath_t> rows{projected.data_ptr<opmath_t>(), height, width};
+
+    // Per thread: a source row and rows of gradients in opmath.
+    struct Scratch {
+      SourceRow<scalar_t, opmath_t> source;
+      std::vector<opmath_t> x, y, w;
+      explicit Scratch(int64_t width) : source(width), x(width), y(width), w(width) {}
+    };
+
+    // 1. Row y of image n (cells: the image's): the output gradient, plus the shares of the row's
+    // holes (holes: the row's holes, those of the rows above and below; 0 for rows that do not
+    // exist). The column sweep gives shares only to the received pixels just above and below a run
+    // of holes: every other received pixel's gradient is final here, and its p (and q) computed at
+    // once, while the row is in cache (the sweep settles the others). A gap (no source lands) is
+    // never read by the gather, so its cell keeps its value.
+    auto output_gradient_row = [&](int64_t n, int64_t y, opmath_t* image_cells, const int64_t holes[3],
+                                   Scratch& scratch) {
+      const opmath_t* grad_row_x = read_row(grad_output_view, n, 0, y, width, scratch.x.data());
+      const opmath_t* grad_row_y = read_row(grad_output_view, n, 1, y, width, scratch.y.data());
+      opmath_t* const cells = image_cells + y * row_values;
+      const opmath_t* const row_total = rows.total(n, y);
+      interleave_gradients(grad_row_x, grad_row_y, cells, cell_values, width);
+      if (holes[1] > 0) {
+        share_row_gradients(cells, row_total, width, cell_values);
+      }
+      // No holes in the row and the rows above and below: no column shares, every received pixel
+      // settles.
+      const bool alone = holes[0] == 0 && holes[1] == 0 && holes[2] == 0;
+      const opmath_t* const above = !alone && y > 0 ? rows.total(n, y - 1) : nullptr;
+      const opmath_t* const below = !alone && y + 1 < height ? rows.total(n, y + 1) : nullptr;
+      if (want_weight) {
+        const opmath_t *row_x = rows.x(n, y), *row_y = rows.y(n, y);
+        for (int64_t x = 0; x < width; ++x) {
+          if (settles_in_row_pass(row_total[x], above != nullptr ? above[x] : row_total[x],
+                                  below != nullptr ? below[x] : row_total[x])) {
+            cell_gradient(cells + x * kCellValues, row_x + x, row_y + x, row_total[x], true);
+          }
+        }
+      } else {
+        flow_cell_gradients(cells, row_total, above, below, width);
+      }
+    };
+    auto holes_in_row = [&](int64_t n, int64_t y) { return count_holes(rows.total(n, y), width); };
+
+    // 3. Source row y of image n: the gather over each source's cells.
+    auto gradient_row = [&](int64_t n, int64_t y, const opmath_t* image_cells, Scratch& scratch) {
       SourceRow<scalar_t, opmath_t>& source = scratch.source;
       source.load(flow_view, weight_view, weighted, n, y, width);
-      const opmath_t* image_cells = cells_row(n, 0);
       opmath_t* const row_x = want_flow ? row_to_write(grad_flow_view, n, 0, y, scratch.x.data()) : scratch.x.data();
       opmath_t* const row_y = want_flow ? row_to_write(grad_flow_view, n, 1, y, scratch.y.data()) : scratch.y.data();
-      opmath_t* const row_w = want_weight ? row_to_write(grad_weight_view, n, 0, y, scratch.w.data()) : scratch.w.data();
-      const bool gathered = gather_with_row_kernel(source.flow_x, source.flow_y, weighted ? source.weight : nullptr,
-                                                   y, height, width, image_cells, cell_values, row_values, row_x, row_y,
-                                                   row_w);
-      for (int64_t x = gathered ? width : 0; x < width; ++x) {
-        const opmath_t flow_x = source.flow_x[x], flow_y = source.flow_y[x], w = source.weight[x];
-        const ProjectionCells target = locate_projection(y, x, flow_y, flow_x, w, height, width);
-        SourceGradient<opmath_t> gradient{opmath_t(0), opmath_t(0), opmath_t(0)};
-        if (target.projected) {
-          // source_gradient's sums, a cell at a time (absent cells: zeros, which change no sum).
-          // (Which cells exist follows from the first cell's row and column: testing the counts
-          // instead made GCC read both as one word just written as two, a stalled load.)
-          const int64_t row = target.rows[0], column = target.cols[0];
-          const bool has_right = column + 1 < width, has_below = row + 1 < height;
-          const opmath_t* first = image_cells + row * row_values + column * cell_values;
-          const opmath_t* right = has_right ? first + cell_values : zero_cell;
-          const opmath_t* below = has_below ? first + row_values : zero_cell;
-          const opmath_t* below_right = has_right && has_below ? below + cell_values : zero_cell;
-          if (!has_right) {  // the distinct cells in order: first, below
-            std::swap(right, below);
-          }
-          opmath_t sums[kCellValues] = {};  // q (sums[2]) stays 0 with two-value cells
-          for (int64_t k = 0; k < cell_values; ++k) {
-            sums[k] = opmath_t(0) + first[k] + right[k] + below[k] + below_right[k];
-          }
-          gradient = source_gradient_from_sums(target, flow_x, flow_y, w, sums[0], sums[1], sums[2]);
-        }
-        row_x[x] = gradient.flow_x;
-        row_y[x] = gradient.flow_y;
-        row_w[x] = gradient.weight;
-      }
+      opmath_t* const row_w =
+          want_weight ? row_to_write(grad_weight_view, n, 0, y, scratch.w.data()) : scratch.w.data();
+      gather_source_row(source.flow_x, source.flow_y, weighted ? source.weight : nullptr, y, height, width, image_cells,
+                        cell_values, row_x, row_y, row_w);
       if (want_flow) {
         write_row(grad_flow_view, n, 0, y, width, row_x);
         write_row(grad_flow_view, n, 1, y, width, row_y);
@@ -907,39 +922,75 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       }
     };
 
-    if (scatter_bands(batch, height) == 1) {
-      // As many images as threads: one task does an image's whole backward (one parallel loop).
+    if (task_per_image) {
       at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
         Scratch scratch(width);
+        std::vector<opmath_t> temporary;
+        opmath_t* const image_cells = image_cells_buffer<opmath_t>(image_values, temporary);
         for (int64_t n = begin; n < end; ++n) {
-          output_gradient_rows(n * height, (n + 1) * height, scratch);
-          if (fill_holes) {
-            share_columns(n, 0, width);
+          int64_t* const holes = hole_count.data() + n * height;
+          for (int64_t y = 0; fill_holes && y < height; ++y) {
+            holes[y] = holes_in_row(n, y);
           }
           for (int64_t y = 0; y < height; ++y) {
-            gradient_row(n, y, scratch);
+            const int64_t row_holes[3] = {fill_holes && y > 0 ? holes[y - 1] : 0, fill_holes ? holes[y] : 0,
+                                          fill_holes && y + 1 < height ? holes[y + 1] : 0};
+            output_gradient_row(n, y, image_cells, row_holes, scratch);
+          }
+          if (fill_holes) {
+            ColumnSweep<opmath_t> sweep(rows, n, height, 0, width, holes, image_cells, cell_values, want_weight,
+                                        fill_from_below);
+            for (int64_t y = 0; y < height; ++y) {
+              sweep.row(y);
+            }
+            sweep.finish();
+          }
+          for (int64_t y = 0; y < height; ++y) {
+            gradient_row(n, y, image_cells, scratch);
           }
         }
       });
       return;
     }
-    auto for_each_row_of_batch = [&](const auto& f) {
-      parallel_rows(batch, height, width, [&](int64_t begin, int64_t end) {
-        Scratch scratch(width);
-        for (int64_t row = begin; row < end; ++row) {
-          f(row / height, row % height, scratch);
-        }
-      });
-    };
+
+    at::Tensor cells = at::empty({batch * image_values}, projected.options());
+    opmath_t* const cell_data = cells.data_ptr<opmath_t>();
     parallel_rows(batch, height, width, [&](int64_t begin, int64_t end) {
       Scratch scratch(width);
-      output_gradient_rows(begin, end, scratch);
+      // holes[row - begin + 1]: the holes of rows begin - 1 to end (0 where a row is not of the image)
+      std::vector<int64_t> holes(end - begin + 2, 0);
+      const int64_t rows_end = std::min(end + 1, batch * height);
+      for (int64_t row = std::max<int64_t>(begin - 1, 0); fill_holes && row < rows_end; ++row) {
+        holes[row - begin + 1] = holes_in_row(row / height, row % height);
+      }
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t n = row / height, y = row % height;
+        int64_t* const around = holes.data() + (row - begin);  // rows y - 1, y, y + 1
+        if (fill_holes) {
+          hole_count[row] = around[1];
+        }
+        const int64_t row_holes[3] = {y > 0 ? around[0] : 0, around[1], y + 1 < height ? around[2] : 0};
+        output_gradient_row(n, y, cell_data + n * image_values, row_holes, scratch);
+      }
     });
     // (Frames without holes skip the sweep, which would find nothing to do.)
     if (std::any_of(hole_count.begin(), hole_count.end(), [](int64_t holes) { return holes > 0; })) {
-      for_each_column_stripe(batch, width, share_columns);
+      for_each_column_stripe(batch, width, [&](int64_t n, int64_t x_begin, int64_t x_end) {
+        ColumnSweep<opmath_t> sweep(rows, n, height, x_begin, x_end, hole_count.data() + n * height,
+                                    cell_data + n * image_values, cell_values, want_weight, fill_from_below);
+        for (int64_t y = 0; y < height; ++y) {
+          sweep.row(y);
+        }
+        sweep.finish();
+      });
     }
-    for_each_row_of_batch(gradient_row);
+    parallel_rows(batch, height, width, [&](int64_t begin, int64_t end) {
+      Scratch scratch(width);
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t n = row / height;
+        gradient_row(n, row % height, cell_data + n * image_values, scratch);
+      }
+    });
   });
   return {grad_flow, grad_weight};
 }

@@ -130,15 +130,21 @@ struct GatherTargets {
 //   target_row_span: widens [first, last] by the rows the row's splat reaches (widen_target_rows).
 //   splat_row: adds each source's values to its four cells, sources in x order (splat_source).
 //   gather_row: each source's gradient from its cells (source_gradient).
+//   average_row: average_pixel of each of a row's interleaved sums (kCellValues per pixel) into
+//     rows of x, y and total weight.
 //   interleave_row: pairs[2 i] = x[i], pairs[2 i + 1] = y[i] (the backward's two-value cells).
-//   flow_cell_gradients_row: cell_flow_gradient of each two-value cell of a row where the pixel
-//     and its neighbours above and below received (rows total_above / total_below; nullptr: none);
-//     the other cells keep their values.
+//   flow_cell_gradients_row: cell_flow_gradient of each two-value cell of a row where
+//     settles_in_row_pass holds (rows total_above / total_below; nullptr: none); the other cells
+//     keep their values.
+//   count_received_row: how many pixels of a row of total weights received (is_received).
 #define MEMC_DECLARE_PROJECTION_ROWS(CAPABILITY)                                          \
   namespace CAPABILITY {                                                                 \
+  void average_row(const float* sums, float* row_x, float* row_y, float* row_total,      \
+                   int64_t width);                                                       \
   void interleave_row(const float* x, const float* y, float* pairs, int64_t width);      \
   void flow_cell_gradients_row(float* pairs, const float* total, const float* total_above, \
                                const float* total_below, int64_t width);                 \
+  int64_t count_received_row(const float* total, int64_t width);                         \
   void target_row_span(const float* flow_y, int64_t y, int64_t height, int64_t width,     \
                        int64_t* first, int64_t* last);                                    \
   void splat_row(const SourceRowView& source, const SplatTargets& targets);              \

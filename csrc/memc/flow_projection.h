@@ -33,6 +33,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "memc/strided.h"
 
@@ -157,6 +158,24 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void splat_source(int64_t y, int64_t x, T flow
   }
 }
 
+// `if_true` where `mask` holds, else `if_false`: `?:` for scalars, a blend lane by lane for
+// at::vec::Vectorized lanes (the CPU's row kernels).
+template <typename M, typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE V choose(const M& mask, const V& if_true, const V& if_false) {
+  if constexpr (std::is_arithmetic_v<V>) {
+    return mask ? if_true : if_false;
+  } else {
+    return V::blendv(if_false, if_true, mask);
+  }
+}
+
+// Whether a pixel with this total weight received (V: a scalar, giving a bool, or SIMD lanes,
+// giving a lane mask).
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE auto is_received(const V& total) {
+  return total > V(0);
+}
+
 // A pixel's sums turned into `projected`'s channels: the average and total weight of a received
 // pixel; zeros at a hole (the fill passes write its value and count later).
 template <typename T>
@@ -164,19 +183,14 @@ struct ProjectedPixel {
   T x, y, total;
 };
 
-// Written without branches (a hole divides by 1 and drops the quotient), so that a compiler can
-// run a row of pixels in SIMD lanes; the values are those of sum / total where total > 0.
-template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectedPixel<T> average_pixel(T sum_x, T sum_y, T total) {
-  const bool received = total > T(0);
-  const T divisor = received ? total : T(1);
-  const T average_x = sum_x / divisor, average_y = sum_y / divisor;
-  return {received ? average_x : T(0), received ? average_y : T(0), received ? total : T(0)};
-}
-
-template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE bool is_received(T total) {
-  return total > T(0);
+// Without branches (a hole divides by 1 and drops the quotient), so that it runs in SIMD lanes (V:
+// a scalar or at::vec lanes); the values are those of sum / total where total > 0.
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE ProjectedPixel<V> average_pixel(const V& sum_x, const V& sum_y, const V& total) {
+  const auto received = is_received(total);
+  const V zero(0), divisor = choose(received, total, V(1));
+  const V average_x = sum_x / divisor, average_y = sum_y / divisor;
+  return {choose(received, average_x, zero), choose(received, average_y, zero), choose(received, total, zero)};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,24 +364,34 @@ struct ColumnShares {
 // q = p . a; a source then gathers over its cells, so that the backward needs no atomics:
 //   grad f = -w * m * sum(p),   grad w = m * (-(f . sum(p)) - sum(q))   (m: multiplicity).
 // q is needed only for the weight's gradient (`want_weight`); the averages are read only for it.
-// p of a cell (channels 0-1; zeros where no source lands, never read).
-template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void cell_flow_gradient(T* cell, T total) {
-  if (is_received(total)) {
-    const T inverse_total = T(1) / total;
-    cell[0] = cell[0] * inverse_total;
-    cell[1] = cell[1] * inverse_total;
-  } else {
-    cell[0] = T(0);
-    cell[1] = T(0);
-  }
+// Whether a pixel's gradient is final after the backward's pass along its row: it received, and so
+// did its neighbours above and below (for one that does not exist, pass the pixel's own total), so
+// that no column sweep adds a share to it. (V: a scalar or SIMD lanes.)
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE auto settles_in_row_pass(const V& total, const V& total_above, const V& total_below) {
+  return is_received(total) & is_received(total_above) & is_received(total_below);
 }
 
+// p = g * (1 / total) of a cell (g: x, y) where `settle` holds (a received pixel, total > 0); x and
+// y stay as they are elsewhere, where the division is by 1 (no branch: SIMD lanes take it too).
+template <typename T, typename V, typename M>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void cell_flow_gradient(V& x, V& y, const V& total, const M& settle) {
+  const V one(T(1));
+  const V inverse_total = one / choose(settle, total, one);
+  x = choose(settle, x * inverse_total, x);
+  y = choose(settle, y * inverse_total, y);
+}
+
+// p and q of a cell (zeros where the pixel received nothing, which no source reads).
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void cell_gradient(T* cell, const T* average_x, const T* average_y, T total,
                                                      bool want_weight) {
-  cell_flow_gradient(cell, total);
-  cell[2] = want_weight && is_received(total) ? cell[0] * *average_x + cell[1] * *average_y : T(0);
+  const bool received = is_received(total);
+  T x = cell[0], y = cell[1];
+  cell_flow_gradient<T>(x, y, total, received);
+  cell[0] = received ? x : T(0);
+  cell[1] = received ? y : T(0);
+  cell[2] = want_weight && received ? x * *average_x + y * *average_y : T(0);
 }
 
 template <typename T>
@@ -392,36 +416,53 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE SourceGradient<T> source_gradient_from_sums(co
   return gradient_from_sums(T(target.multiplicity), flow_x, flow_y, w, sum_x, sum_y, sum_q);
 }
 
-// `cells` points at pixel (0, 0) of the source's image, rows `row_stride` values apart; the cells
-// are summed in the order (top left, top right, bottom left, bottom right), from 0.
+// The four cells a projected source sums, in source_gradient's order (top left, top right, bottom
+// left, bottom right), from its first cell (row, column) (locate_projection's rows[0], cols[0]):
+// `cells` points at pixel (0, 0) of the source's image, `cell_values` per pixel (kCellValues, or 2
+// without q), rows `row_stride` values apart. A cell that clamping merged into another (past the
+// last row or column) is `zero_cell`, a cell of zeros: adding it changes no sum (a sum from +0 is
+// never -0).
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void source_cells(const T* cells, int64_t row_stride, int64_t cell_values,
+                                                    int64_t row, int64_t column, int64_t height, int64_t width,
+                                                    const T* zero_cell, const T* (&four)[4]) {
+  // (Which cells exist follows from the first cell's row and column: testing ProjectionCells'
+  // counts instead made GCC read both as one word just written as two, a stalled load.)
+  const bool has_right = column + 1 < width, has_below = row + 1 < height;
+  const T* const first = cells + row * row_stride + column * cell_values;
+  four[0] = first;
+  four[1] = has_right ? first + cell_values : zero_cell;
+  four[2] = has_below ? first + row_stride : zero_cell;
+  four[3] = has_right && has_below ? first + row_stride + cell_values : zero_cell;
+}
+
+// The sums of p_x, p_y and q (q: 0 with two-value cells) over a projected source's cells (target:
+// locate_projection's; the other arguments as for source_cells), from 0.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void sum_source_cells(const ProjectionCells& target, const T* cells,
+                                                        int64_t row_stride, int64_t cell_values, int64_t height,
+                                                        int64_t width, T sums[3]) {
+  const T zero_cell[kCellValues] = {};
+  const T* four[4];
+  source_cells(cells, row_stride, cell_values, target.rows[0], target.cols[0], height, width, zero_cell, four);
+  for (int64_t k = 0; k < 3; ++k) {
+    sums[k] = k < cell_values ? T(0) + four[0][k] + four[1][k] + four[2][k] + four[3][k] : T(0);
+  }
+}
+
+// A source's gradient from the cells of its image (see source_cells).
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE SourceGradient<T> source_gradient(int64_t y, int64_t x, T flow_x, T flow_y, T w,
                                                                     int64_t height, int64_t width, const T* cells,
-                                                                    int64_t row_stride) {
+                                                                    int64_t row_stride,
+                                                                    int64_t cell_values = kCellValues) {
   const ProjectionCells target = locate_projection<T>(y, x, flow_y, flow_x, w, height, width);
   if (!target.projected) {
     return {T(0), T(0), T(0)};
   }
-  T sum_x = 0, sum_y = 0, sum_q = 0;
-  auto add_cell = [&](const T* cell) {
-    sum_x += cell[0];
-    sum_y += cell[1];
-    sum_q += cell[2];
-  };
-  const T* first = cells + target.rows[0] * row_stride + target.cols[0] * kCellValues;
-  if (target.row_count == 2 && target.col_count == 2) {  // the usual case, unrolled; the same order
-    add_cell(first);
-    add_cell(first + kCellValues);
-    add_cell(first + row_stride);
-    add_cell(first + row_stride + kCellValues);
-  } else {
-    for (int r = 0; r < target.row_count; ++r) {
-      for (int c = 0; c < target.col_count; ++c) {
-        add_cell(first + r * row_stride + c * kCellValues);
-      }
-    }
-  }
-  return source_gradient_from_sums(target, flow_x, flow_y, w, sum_x, sum_y, sum_q);
+  T sums[3];
+  sum_source_cells(target, cells, row_stride, cell_values, height, width, sums);
+  return source_gradient_from_sums(target, flow_x, flow_y, w, sums[0], sums[1], sums[2]);
 }
 
 }  // namespace memc

@@ -142,21 +142,14 @@ void gather_row_of(const SourceRowView& source, const GatherTargets& targets) {
     for (int64_t i = 0; i < kLanes; ++i) {
       alignas(16) float sums[kCellValues] = {};
       if (i < count && lanes.row[i] >= 0.0f) {
-        // source_gradient's sums over the distinct cells in its order (absent cells: zeros, which
-        // change no sum).
-        const int64_t row = static_cast<int64_t>(lanes.row[i]), column = static_cast<int64_t>(lanes.column[i]);
-        const bool has_right = column + 1 < width, has_below = row + 1 < height;
-        const float* first = targets.cells + row * row_values + column * kValues;
-        const float* right = has_right ? first + kValues : zero_cell;
-        const float* below = has_below ? first + row_values : zero_cell;
-        const float* below_right = has_right && has_below ? below + kValues : zero_cell;
-        if (!has_right) {  // the distinct cells in order: first, below
-          std::swap(right, below);
-        }
+        // source_gradient's sums over its cells (source_cells).
+        const float* four[4];
+        source_cells(targets.cells, row_values, int64_t(kValues), static_cast<int64_t>(lanes.row[i]),
+                     static_cast<int64_t>(lanes.column[i]), height, width, zero_cell, four);
         if constexpr (kValues == 2) {
-          sum_pairs(first, right, below, below_right, sums);
+          sum_pairs(four[0], four[1], four[2], four[3], sums);
         } else {
-          sum_cells(first, right, below, below_right, sums);
+          sum_cells(four[0], four[1], four[2], four[3], sums);
         }
       }
       sums_x[i] = sums[0];
@@ -183,6 +176,30 @@ void gather_row(const SourceRowView& source, const GatherTargets& targets) {
   }
 }
 
+void average_row(const float* sums, float* row_x, float* row_y, float* row_total, int64_t width) {
+  int64_t i = 0;
+  for (; i + kLanes <= width; i += kLanes) {
+    // kLanes cells (x, y, share, 0) into lanes of x, y and share: two rounds of deinterleaving.
+    const float* const cells = sums + i * kCellValues;
+    const auto [x_share_low, y_low] = at::vec::deinterleave2(Lanes::loadu(cells), Lanes::loadu(cells + kLanes));
+    const auto [x_share_high, y_high] =
+        at::vec::deinterleave2(Lanes::loadu(cells + 2 * kLanes), Lanes::loadu(cells + 3 * kLanes));
+    const auto [x, share] = at::vec::deinterleave2(x_share_low, x_share_high);
+    const auto [y, unused] = at::vec::deinterleave2(y_low, y_high);
+    const ProjectedPixel<Lanes> pixel = average_pixel(x, y, share);
+    pixel.x.store(row_x + i);
+    pixel.y.store(row_y + i);
+    pixel.total.store(row_total + i);
+  }
+  for (; i < width; ++i) {
+    const float* const cell = sums + i * kCellValues;
+    const ProjectedPixel<float> pixel = average_pixel(cell[0], cell[1], cell[2]);
+    row_x[i] = pixel.x;
+    row_y[i] = pixel.y;
+    row_total[i] = pixel.total;
+  }
+}
+
 void interleave_row(const float* x, const float* y, float* pairs, int64_t width) {
   int64_t i = 0;
   for (; i + kLanes <= width; i += kLanes) {
@@ -196,31 +213,47 @@ void interleave_row(const float* x, const float* y, float* pairs, int64_t width)
   }
 }
 
-// cell_flow_gradient in lanes where the pixel and its neighbours above and below (rows total_above,
-// total_below; nullptr: none) received: p = g * (1 / total), the division done by 1 at the other
-// lanes, which keep their values.
+// cell_flow_gradient in lanes where settles_in_row_pass holds (rows total_above, total_below;
+// nullptr: none, which stands in the pixel's own row); the other cells keep their values.
 void flow_cell_gradients_row(float* pairs, const float* total, const float* total_above, const float* total_below,
                              int64_t width) {
-  const Lanes zero(0.0f), one(1.0f);
-  const Lanes all = zero == zero;
+  const float* const above = total_above != nullptr ? total_above : total;
+  const float* const below = total_below != nullptr ? total_below : total;
   int64_t i = 0;
   for (; i + kLanes <= width; i += kLanes) {
     const Lanes t = Lanes::loadu(total + i);
-    const Lanes settled = (t > zero) & (total_above != nullptr ? Lanes::loadu(total_above + i) > zero : all) &
-                          (total_below != nullptr ? Lanes::loadu(total_below + i) > zero : all);
-    const Lanes inverse = one / Lanes::blendv(one, t, settled);
-    const auto [inverse_low, inverse_high] = at::vec::interleave2(inverse, inverse);
-    const auto [settled_low, settled_high] = at::vec::interleave2(settled, settled);
-    const Lanes low = Lanes::loadu(pairs + 2 * i), high = Lanes::loadu(pairs + 2 * i + kLanes);
-    Lanes::blendv(low, low * inverse_low, settled_low).store(pairs + 2 * i);
-    Lanes::blendv(high, high * inverse_high, settled_high).store(pairs + 2 * i + kLanes);
+    const Lanes settle = settles_in_row_pass(t, Lanes::loadu(above + i), Lanes::loadu(below + i));
+    // The pairs (x, y) of kLanes pixels, deinterleaved into lanes and back.
+    auto [x, y] = at::vec::deinterleave2(Lanes::loadu(pairs + 2 * i), Lanes::loadu(pairs + 2 * i + kLanes));
+    cell_flow_gradient<float>(x, y, t, settle);
+    const auto [low, high] = at::vec::interleave2(x, y);
+    low.store(pairs + 2 * i);
+    high.store(pairs + 2 * i + kLanes);
   }
   for (; i < width; ++i) {
-    if (is_received(total[i]) && (total_above == nullptr || is_received(total_above[i])) &&
-        (total_below == nullptr || is_received(total_below[i]))) {
-      cell_flow_gradient(pairs + 2 * i, total[i]);
-    }
+    cell_flow_gradient<float>(pairs[2 * i], pairs[2 * i + 1], total[i],
+                              settles_in_row_pass(total[i], above[i], below[i]));
   }
+}
+
+int64_t count_received_row(const float* total, int64_t width) {
+  // Per lane a count in float, exact below 2^24 (width is, where the row kernels run).
+  const Lanes zero(0.0f), one(1.0f);
+  Lanes counts(0.0f);
+  int64_t i = 0;
+  for (; i + kLanes <= width; i += kLanes) {
+    counts = counts + Lanes::blendv(zero, one, is_received(Lanes::loadu(total + i)));
+  }
+  alignas(64) float lane_counts[kLanes];
+  counts.store(lane_counts);
+  int64_t received = 0;
+  for (int64_t lane = 0; lane < kLanes; ++lane) {
+    received += static_cast<int64_t>(lane_counts[lane]);
+  }
+  for (; i < width; ++i) {
+    received += is_received(total[i]) ? 1 : 0;
+  }
+  return received;
 }
 
 }  // namespace CPU_CAPABILITY

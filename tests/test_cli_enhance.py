@@ -252,6 +252,9 @@ def test_an_interpolation_checkpoint_is_an_error_naming_its_model(tmp_path, caps
      "-o {tmp}/full already holds files; choose a new or empty folder"),
     ("output folder is a file", ["{tmp}/frames", "-o", "{tmp}/clip.mp4", "--task", "denoise"],
      "-o {tmp}/clip.mp4: a folder of frames becomes a folder of frames; {tmp}/clip.mp4 is a file"),
+    ("output folder named like a video", ["{tmp}/frames", "-o", "{tmp}/x10.mp4", "--task", "sr", "--scale", "2"],
+     "-o {tmp}/x10.mp4: a folder of frames becomes a folder of frames, not a video; give a folder name without a "
+     "video extension (.mp4)"),
     ("too few frames", ["{tmp}/two", "-o", "{tmp}/out", "--task", "denoise"],
      "{tmp}/two: holds 2 frame(s); memc-enhance needs at least 3 (each frame is restored from 2 to 6 neighbours)"),
 ])
@@ -266,6 +269,7 @@ def test_bad_input_is_one_line_and_status_one_before_any_work(tmp_path, capsys, 
     assert main([argument.format(tmp=tmp_path) for argument in arguments] + ["-q"]) == 1
     assert _error(capsys) == message.format(tmp=tmp_path)
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    assert not (tmp_path / "x10.mp4").exists()
 
 
 @pytest.mark.parametrize("content, message", [

@@ -319,7 +319,7 @@ def test_folder_of_frames_writes_inputs_that_differ_from_what_it_writes(tmp_path
 
 
 @pytest.mark.parametrize("case", ["one frame", "output holds files", "output is the input", "output is a file",
-                                  "sizes differ", "times"])
+                                  "output named like a video", "output named like an image", "sizes differ", "times"])
 def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypatch, case):
     _refuse_work(monkeypatch)
     frames = tmp_path / "frames"
@@ -337,6 +337,10 @@ def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypa
     elif case == "output is a file":
         out = tmp_path / "out.mp4"
         out.write_bytes(b"keep me")
+    elif case == "output named like a video":  # it would be a folder of frames called e8.mp4
+        out = tmp_path / "e8.mp4"
+    elif case == "output named like an image":
+        out = tmp_path / "e8.png"
     elif case == "times":
         extra = ["--times", "0.5"]
     before = listing(tmp_path)
@@ -347,6 +351,10 @@ def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypa
         "output holds files": f"-o {out} already holds files; choose a new or empty folder",
         "output is the input": f"-o {out} is the input folder; choose another output folder",
         "output is a file": f"-o {out}: a folder of frames becomes a folder of frames; {out} is a file",
+        "output named like a video": f"-o {out}: a folder of frames becomes a folder of frames, not a video; give a "
+                                     "folder name without a video extension (.mp4)",
+        "output named like an image": f"-o {out}: a folder of frames becomes a folder of frames, not an image; give a "
+                                      "folder name without an image extension (.png)",
         "sizes differ": f"the frames differ in size: {frames / '2.png'} is 40x32, {frames / '0.png'} 48x32",
         "times": "--times applies to two images; for a folder of frames use --factor N",
     }[case]

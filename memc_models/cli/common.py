@@ -15,8 +15,9 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 from ..atomic import discard_pending
 from ..errors import UserError, first_line
-from ..images import check_output
+from ..images import IMAGE_EXTENSIONS, check_output, file_extension
 from ..streaming import VideoSource
+from ..video import VIDEO_CODECS
 from ..variants import VARIANTS
 
 __all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_outputs",
@@ -218,10 +219,17 @@ def method_notes(args) -> list:
 
 
 def new_folder_output(output: str, folder: str) -> None:
-    """-o for a folder of frames read from ``folder``: a new or empty folder that is not the input
-    (memc-interpolate's and memc-enhance's). A UserError saying which, before any work."""
+    """-o for a folder of frames read from ``folder``: a new or empty folder that is not the input,
+    named without a video's or an image's extension (memc-interpolate's and memc-enhance's). A
+    UserError saying which, before any work."""
     if os.path.exists(output) and not os.path.isdir(output):
         raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
+    # A name like a video's or an image's would get a folder of frames, silently: say so instead.
+    extension = file_extension(os.path.normpath(output))
+    if extension in VIDEO_CODECS or extension in IMAGE_EXTENSIONS:
+        kind, article = ("video", "a") if extension in VIDEO_CODECS else ("image", "an")
+        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames, not {article} {kind}; give a "
+                        f"folder name without {article} {kind} extension ({extension})")
     if os.path.isdir(output) and os.path.samefile(output, folder):
         raise UserError(f"-o {output} is the input folder; choose another output folder")
     if os.path.isdir(output) and os.listdir(output):

@@ -20,10 +20,10 @@ from ..streaming import VideoSource
 from ..video import VIDEO_CODECS
 from ..variants import VARIANTS
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_outputs",
-           "enhancement_scale", "enhancement_task", "half_notes", "input_video", "keep_freed_memory", "method_notes",
-           "new_folder_output", "noise_sigma", "note_lost_audio", "positive_int", "progress_bar", "run", "say",
-           "signal_number", "unit_interval", "user_message"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_new_folder",
+           "check_outputs", "enhancement_scale", "enhancement_task", "half_notes", "input_video", "keep_freed_memory",
+           "method_notes", "new_folder_output", "noise_sigma", "note_lost_audio", "positive_int", "progress_bar", "run",
+           "say", "signal_number", "unit_interval", "user_message"]
 
 #: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -232,8 +232,17 @@ def new_folder_output(output: str, folder: str) -> None:
                         f"folder name without {article} {kind} extension ({extension})")
     if os.path.isdir(output) and os.path.samefile(output, folder):
         raise UserError(f"-o {output} is the input folder; choose another output folder")
-    if os.path.isdir(output) and os.listdir(output):
-        raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+    check_new_folder("-o", output)
+
+
+def check_new_folder(option: str, path: str) -> None:
+    """``path``, given to ``option``, as an output folder (written by an
+    :class:`~memc_models.atomic.AtomicFolder`): new or empty, never mixing one run's files with
+    another's. A UserError saying which, before any work."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{option} {path} is a file; expected a new or empty folder")
+    if os.path.isdir(path) and os.listdir(path):
+        raise UserError(f"{option} {path} already holds files; choose a new or empty folder")
 
 
 def check_outputs(outputs: Sequence[str], inputs: Sequence[str]) -> None:

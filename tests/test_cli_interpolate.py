@@ -72,6 +72,15 @@ def test_missing_file_is_an_error(tmp_path):
     _assert_user_error(_run_cli(a, tmp_path / "nope.png", "-o", tmp_path / "out.png"), "nope.png", "no such file")
 
 
+@pytest.mark.parametrize("output", ["out/", "out.mp4", "out.png"])
+def test_a_missing_video_or_folder_is_named_whatever_the_output(tmp_path, capsys, monkeypatch, output):
+    _refuse_work(monkeypatch)
+    missing = tmp_path / "nofolder"
+    assert main([str(missing), "-o", str(tmp_path / output), "-q"]) == 1
+    assert _error(capsys) == f"{missing}: no such file or folder"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unreadable_image_is_an_error(tmp_path):
     a, = write_images(tmp_path, frame_at(0.0))
     bad = tmp_path / "bad.png"

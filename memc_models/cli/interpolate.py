@@ -180,6 +180,8 @@ def _interpolate(argv: Optional[Sequence[str]]) -> int:
     if len(args.inputs) > 2:
         raise UserError(f"expected two images, one video or one folder of frames; got {len(args.inputs)} inputs "
                         "(put a sequence's frames in a folder and pass the folder)")
+    if len(args.inputs) == 1 and not os.path.exists(args.inputs[0]):  # before -o is read as a video's or a folder's
+        raise UserError(f"{args.inputs[0]}: no such file or folder")
     folder = len(args.inputs) == 1 and os.path.isdir(args.inputs[0])
     video = len(args.inputs) == 1 and not folder
     if video and os.path.splitext(args.inputs[0])[1].lower() in IMAGE_EXTENSIONS:

@@ -220,6 +220,25 @@ def test_save_folder_that_cannot_be_made_is_an_error_before_any_work(tmp_path, c
     assert capsys.readouterr().err == f"memc-eval: error: --save {a_file / 'x'}: {a_file} exists and is not a folder\n"
 
 
+@pytest.mark.parametrize("speed, method", [
+    ([], "training-free default (DIS + projection + adaptive warping, 4-orientation ensemble)"),
+    (["--fast"], "training-free fast (DIS + projection + adaptive warping, one orientation)"),
+])
+def test_the_header_names_the_method_that_ran(tmp_path, capsys, monkeypatch, speed, method):
+    data = _middlebury(tmp_path / "data", 32, 48)
+    built = []
+
+    def average(device, checkpoint, model, half, fast, note):
+        built.append(fast)
+        return lambda first, second, times: [0.5 * (first + second)]
+
+    monkeypatch.setattr(evaluate_module, "build_interpolator", average)
+    assert main(["middlebury", str(data), "--device", "cpu", "-q", *speed]) == 0
+    assert built == [bool(speed)]
+    assert capsys.readouterr().out.splitlines()[0] == (f"ours: {method} on cpu; avg: frame averaging; times include "
+                                                       "optical flow")
+
+
 def test_saved_files_appear_together_at_the_end_and_not_after_a_failure(tmp_path, capsys, monkeypatch):
     data = _middlebury(tmp_path / "data")
     (data / "Other").mkdir()

@@ -5,13 +5,14 @@ shared handling of inputs and outputs (checks, an input video's notes, the progr
 import argparse
 import contextlib
 import ctypes
+import itertools
 import math
 import os
 import signal
 import sys
 import traceback
 import warnings
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 from ..atomic import discard_pending
 from ..errors import UserError, first_line
@@ -22,8 +23,10 @@ from ..variants import VARIANTS
 
 __all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_new_folder",
            "check_outputs", "enhancement_scale", "enhancement_task", "half_notes", "input_video", "keep_freed_memory",
-           "method_notes", "new_folder_output", "noise_sigma", "note_lost_audio", "positive_int", "progress_bar", "run",
-           "say", "signal_number", "unit_interval", "user_message"]
+           "method_notes", "new_folder_output", "noise_sigma", "note_lost_audio", "peek", "positive_int", "progress_bar",
+           "run", "say", "signal_number", "unit_interval", "user_message"]
+
+T = TypeVar("T")
 
 #: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -252,6 +255,22 @@ def check_outputs(outputs: Sequence[str], inputs: Sequence[str]) -> None:
             if os.path.exists(output) and os.path.samefile(output, path):
                 raise UserError(f"-o {output} is the input {path}; choose another output name")
         check_output(output)
+
+
+def peek(frames: Iterable[T], count: int) -> Tuple[int, Iterator[T]]:
+    """Reads the first ``count`` items of ``frames`` ahead: how many there are (fewer only when the
+    stream ends sooner) and an iterator over the whole stream, those included. For a stream too
+    short to work on, found before a progress bar or an output appears (a video's frame count is
+    only an estimate). Each item read ahead is let go once given."""
+    stream = iter(frames)
+    ahead = list(itertools.islice(stream, count))
+
+    def whole() -> Iterator[T]:
+        while ahead:
+            yield ahead.pop(0)
+        yield from stream
+
+    return len(ahead), whole()
 
 
 def progress_bar(total: Optional[int], desc: str, quiet: bool):

@@ -279,8 +279,8 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
         if not rows:
             raise UserError(f"{args.root}: no sample could be evaluated: {first_few(unusable, 5, '; ')}")
     method = f"{args.model or 'memc'} ({args.checkpoint})" if args.checkpoint else (
-        "training-free default (DIS + projection + adaptive warping"
-        + (", one orientation)" if args.fast else ", 4-orientation ensemble)"))
+        "training-free fast (DIS + projection + adaptive warping, one orientation)" if args.fast
+        else "training-free default (DIS + projection + adaptive warping, 4-orientation ensemble)")
     print(f"ours: {method} on {device}; avg: frame averaging; times include optical flow")
     print(format_table(rows))
     if unusable:

@@ -252,6 +252,9 @@ def test_an_interpolation_checkpoint_is_an_error_naming_its_model(tmp_path, caps
      "-o {tmp}/full already holds files; choose a new or empty folder"),
     ("output folder is a file", ["{tmp}/frames", "-o", "{tmp}/clip.mp4", "--task", "denoise"],
      "-o {tmp}/clip.mp4: a folder of frames becomes a folder of frames; {tmp}/clip.mp4 is a file"),
+    ("output folder named like a video", ["{tmp}/frames", "-o", "{tmp}/x10.mp4", "--task", "sr", "--scale", "2"],
+     "-o {tmp}/x10.mp4: a folder of frames becomes a folder of frames, not a video; give a folder name without a "
+     "video extension (.mp4)"),
     ("too few frames", ["{tmp}/two", "-o", "{tmp}/out", "--task", "denoise"],
      "{tmp}/two: holds 2 frame(s); memc-enhance needs at least 3 (each frame is restored from 2 to 6 neighbours)"),
 ])
@@ -266,6 +269,7 @@ def test_bad_input_is_one_line_and_status_one_before_any_work(tmp_path, capsys, 
     assert main([argument.format(tmp=tmp_path) for argument in arguments] + ["-q"]) == 1
     assert _error(capsys) == message.format(tmp=tmp_path)
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    assert not (tmp_path / "x10.mp4").exists()
 
 
 @pytest.mark.parametrize("content, message", [
@@ -297,10 +301,12 @@ def test_frames_too_small_to_estimate_their_noise_need_sigma(tmp_path, capsys):
     assert iio.imread(out / "00002.png").shape == (6, 8, 3)
 
 
-def test_a_video_of_two_frames_is_an_error_and_writes_nothing(tmp_path, capsys):
+def test_a_video_of_two_frames_is_an_error_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    # Found before the model, the output and the progress bar (not -q: _error sees one line only).
+    _refuse_work(monkeypatch)
     clip = tmp_path / "clip.mp4"
     write_clip(clip, 2, 16, 16)
-    assert main([str(clip), "-o", str(tmp_path / "out.mp4"), "--task", "denoise", "-q"]) == 1
+    assert main([str(clip), "-o", str(tmp_path / "out.mp4"), "--task", "denoise"]) == 1
     assert _error(capsys) == (f"{clip}: holds 2 frame(s); memc-enhance needs at least 3 (each frame is restored from "
                               "2 to 6 neighbours)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

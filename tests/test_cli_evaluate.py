@@ -220,6 +220,25 @@ def test_save_folder_that_cannot_be_made_is_an_error_before_any_work(tmp_path, c
     assert capsys.readouterr().err == f"memc-eval: error: --save {a_file / 'x'}: {a_file} exists and is not a folder\n"
 
 
+@pytest.mark.parametrize("speed, method", [
+    ([], "training-free default (DIS + projection + adaptive warping, 4-orientation ensemble)"),
+    (["--fast"], "training-free fast (DIS + projection + adaptive warping, one orientation)"),
+])
+def test_the_header_names_the_method_that_ran(tmp_path, capsys, monkeypatch, speed, method):
+    data = _middlebury(tmp_path / "data", 32, 48)
+    built = []
+
+    def average(device, checkpoint, model, half, fast, note):
+        built.append(fast)
+        return lambda first, second, times: [0.5 * (first + second)]
+
+    monkeypatch.setattr(evaluate_module, "build_interpolator", average)
+    assert main(["middlebury", str(data), "--device", "cpu", "-q", *speed]) == 0
+    assert built == [bool(speed)]
+    assert capsys.readouterr().out.splitlines()[0] == (f"ours: {method} on cpu; avg: frame averaging; times include "
+                                                       "optical flow")
+
+
 def test_saved_files_appear_together_at_the_end_and_not_after_a_failure(tmp_path, capsys, monkeypatch):
     data = _middlebury(tmp_path / "data")
     (data / "Other").mkdir()
@@ -234,7 +253,7 @@ def test_saved_files_appear_together_at_the_end_and_not_after_a_failure(tmp_path
 
     monkeypatch.setattr(evaluate_module, "build_interpolator", lambda *a, **k: average)
     assert main(["middlebury", str(data), "--save", str(save), "-q"]) == 0
-    assert seen == [False, []]  # nothing in place while the run goes on
+    assert seen == [False, False]  # nothing in place while the run goes on
     assert sorted(p.name for p in save.iterdir()) == ["Other_compare.png", "Other_ours.png", "Seq_compare.png",
                                                        "Seq_ours.png"]
 
@@ -402,18 +421,46 @@ def test_a_vimeo_folder_missing_a_frame_is_named(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.splitlines()[-1] == f"evaluated 1 of 2; {os.path.join('00001', '0002')}: no im2.png"
 
 
-def test_sigterm_leaves_no_saved_files_and_the_old_ones_as_they_were(tmp_path):
+def test_sigterm_leaves_no_saved_files(tmp_path):
     data = _middlebury(tmp_path / "data", 32, 48)
     save = tmp_path / "saved"
-    save.mkdir()
-    (save / "Seq_ours.png").write_bytes(b"an earlier run's picture")
+    save.mkdir()  # empty: the run may use it, and leaves it as it was
     process = start_slow_program("evaluate", "middlebury", data, "--save", save, "-q", seconds=60)
     wait_until_interpolating(process)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert process.stderr.read() == "memc-eval: stopped by SIGTERM\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "saved"]
+    assert list(save.iterdir()) == []
+
+
+def test_save_into_a_folder_holding_files_is_refused_before_any_work_and_leaves_it_as_it_was(tmp_path, capsys,
+                                                                                             no_model):
+    data = _middlebury(tmp_path / "data", 32, 48)
+    save = tmp_path / "saved"
+    save.mkdir()
+    (save / "Seq_ours.png").write_bytes(b"an earlier run's picture")
+    assert main(["middlebury", str(data), "--save", str(save), "-q"]) == 1
+    assert capsys.readouterr().err == (f"memc-eval: error: --save {save} already holds files; choose a new or "
+                                       "empty folder\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "saved"]
     assert [p.name for p in save.iterdir()] == ["Seq_ours.png"]
     assert (save / "Seq_ours.png").read_bytes() == b"an earlier run's picture"
+
+
+def test_a_second_run_saving_into_the_folder_of_a_running_one_is_refused(tmp_path, capsys, no_model):
+    data = _middlebury(tmp_path / "data", 32, 48)
+    save = tmp_path / "saved"
+    first = start_slow_program("evaluate", "middlebury", data, "--save", save, "-q", seconds=60)
+    try:
+        wait_until_interpolating(first)
+        assert main(["middlebury", str(data), "--save", str(save), "-q"]) == 1
+        assert capsys.readouterr().err == (f"memc-eval: error: {save}: another run is writing comparisons into it "
+                                           f"(it holds {save}.lock); wait for it to finish or choose another folder\n")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
 # ---------------------------------------------------------------------------------------------

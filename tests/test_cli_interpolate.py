@@ -72,6 +72,15 @@ def test_missing_file_is_an_error(tmp_path):
     _assert_user_error(_run_cli(a, tmp_path / "nope.png", "-o", tmp_path / "out.png"), "nope.png", "no such file")
 
 
+@pytest.mark.parametrize("output", ["out/", "out.mp4", "out.png"])
+def test_a_missing_video_or_folder_is_named_whatever_the_output(tmp_path, capsys, monkeypatch, output):
+    _refuse_work(monkeypatch)
+    missing = tmp_path / "nofolder"
+    assert main([str(missing), "-o", str(tmp_path / output), "-q"]) == 1
+    assert _error(capsys) == f"{missing}: no such file or folder"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unreadable_image_is_an_error(tmp_path):
     a, = write_images(tmp_path, frame_at(0.0))
     bad = tmp_path / "bad.png"
@@ -319,7 +328,7 @@ def test_folder_of_frames_writes_inputs_that_differ_from_what_it_writes(tmp_path
 
 
 @pytest.mark.parametrize("case", ["one frame", "output holds files", "output is the input", "output is a file",
-                                  "sizes differ", "times"])
+                                  "output named like a video", "output named like an image", "sizes differ", "times"])
 def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypatch, case):
     _refuse_work(monkeypatch)
     frames = tmp_path / "frames"
@@ -337,6 +346,10 @@ def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypa
     elif case == "output is a file":
         out = tmp_path / "out.mp4"
         out.write_bytes(b"keep me")
+    elif case == "output named like a video":  # it would be a folder of frames called e8.mp4
+        out = tmp_path / "e8.mp4"
+    elif case == "output named like an image":
+        out = tmp_path / "e8.png"
     elif case == "times":
         extra = ["--times", "0.5"]
     before = listing(tmp_path)
@@ -347,6 +360,10 @@ def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypa
         "output holds files": f"-o {out} already holds files; choose a new or empty folder",
         "output is the input": f"-o {out} is the input folder; choose another output folder",
         "output is a file": f"-o {out}: a folder of frames becomes a folder of frames; {out} is a file",
+        "output named like a video": f"-o {out}: a folder of frames becomes a folder of frames, not a video; give a "
+                                     "folder name without a video extension (.mp4)",
+        "output named like an image": f"-o {out}: a folder of frames becomes a folder of frames, not an image; give a "
+                                      "folder name without an image extension (.png)",
         "sizes differ": f"the frames differ in size: {frames / '2.png'} is 40x32, {frames / '0.png'} 48x32",
         "times": "--times applies to two images; for a folder of frames use --factor N",
     }[case]
@@ -574,11 +591,13 @@ def test_one_image_as_input_is_an_error(tmp_path, capsys, monkeypatch, output):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frame0.png"]
 
 
-def test_one_frame_video_is_an_error_and_writes_nothing(tmp_path, capsys):
+def test_one_frame_video_is_an_error_and_writes_nothing(tmp_path, capsys, monkeypatch):
     # One frame has no neighbour to interpolate towards; writing it back would look like success.
+    # Found before the model, the output and the progress bar (not -q: _error sees one line only).
+    _refuse_work(monkeypatch)
     clip = tmp_path / "clip.mp4"
     write_clip(clip, 1)
-    assert main([str(clip), "-o", str(tmp_path / "out.mp4"), "-q", "--fast"]) == 1
+    assert main([str(clip), "-o", str(tmp_path / "out.mp4"), "--fast"]) == 1
     assert _error(capsys) == f"{clip}: the video has only 1 frame; there is nothing to interpolate"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 

@@ -369,6 +369,54 @@ def test_a_listed_triplet_missing_a_file_is_an_error_before_any_work(tmp_path, v
     assert code == 1 and "tri_trainlist.txt lists 1 folder(s) without im1.png, im2.png, im3.png" in err
 
 
+def _spoil(vimeo, tmp_path, case):
+    """Makes the data of ``case`` unusable; returns (data folder, extra options, words of the error)."""
+    if case == "no triplets":
+        (tmp_path / "empty").mkdir()
+        return str(tmp_path / "empty"), [], "no Vimeo90K triplets"
+    if case == "broken frame":
+        with open(os.path.join(vimeo, "sequences", "00002", "0001", "im3.png"), "wb") as handle:
+            handle.write(b"not a picture")
+        return vimeo, [], "not a readable image"
+    if case == "listed frame missing":
+        os.remove(os.path.join(vimeo, "sequences", "00001", "0002", "im2.png"))
+        return vimeo, [], "without im1.png, im2.png, im3.png"
+    if case == "crop too large":
+        return vimeo, ["--crop", "64", "64"], "--crop 64 64 is larger than the frames"
+    if case == "later triplet smaller than the crop":  # found while training, in the first epoch
+        small = os.path.join(vimeo, "sequences", "00001", "0002")
+        for k in (1, 2, 3):
+            path = os.path.join(small, f"im{k}.png")
+            iio.imwrite(path, iio.imread(path)[: HEIGHT // 2])
+        return vimeo, ["--crop", str(HEIGHT), str(WIDTH), "--max-steps", "2"], "are smaller than --crop"
+    assert case == "septuplets on a triplet set"
+    return vimeo, ["--septuplets"], "septuplet"
+
+
+_BAD_DATA = ["no triplets", "broken frame", "listed frame missing", "crop too large",
+             "later triplet smaller than the crop", "septuplets on a triplet set"]
+
+
+@pytest.mark.parametrize("case", _BAD_DATA)
+def test_bad_data_leaves_no_out_folder_behind(tmp_path, vimeo, capsys, case):
+    data, extra, words = _spoil(vimeo, tmp_path, case)
+    out = tmp_path / "runs" / "out"  # its parent is made for the run too
+    before = sorted(os.listdir(tmp_path))
+    code, err = _error(_quick(data, out, *extra), capsys)
+    assert code == 1 and err.count("\n") == 1 and words in err, err
+    assert sorted(os.listdir(tmp_path)) == before  # no runs/, runs/out or runs/out.lock
+
+
+@pytest.mark.parametrize("case", ["no triplets", "crop too large"])
+def test_bad_data_keeps_an_out_folder_that_was_there(tmp_path, vimeo, capsys, case):
+    data, extra, words = _spoil(vimeo, tmp_path, case)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, err = _error(_quick(data, out, *extra), capsys)
+    assert code == 1 and words in err
+    assert out.is_dir() and os.listdir(out) == [] and not (tmp_path / "out.lock").exists()
+
+
 def test_a_full_disk_is_one_line_naming_the_file_and_the_run_stays_as_it_was(tmp_path, vimeo, capsys, monkeypatch):
     out = tmp_path / "out"
     assert train.main(_quick(vimeo, out, "--epochs", "1")) == 0

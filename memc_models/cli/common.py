@@ -5,24 +5,28 @@ shared handling of inputs and outputs (checks, an input video's notes, the progr
 import argparse
 import contextlib
 import ctypes
+import itertools
 import math
 import os
 import signal
 import sys
 import traceback
 import warnings
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 from ..atomic import discard_pending
 from ..errors import UserError, first_line
-from ..images import check_output
+from ..images import IMAGE_EXTENSIONS, check_output, file_extension
 from ..streaming import VideoSource
+from ..video import VIDEO_CODECS
 from ..variants import VARIANTS
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_outputs",
-           "enhancement_scale", "enhancement_task", "half_notes", "input_video", "keep_freed_memory", "method_notes",
-           "new_folder_output", "noise_sigma", "note_lost_audio", "positive_int", "progress_bar", "run", "say",
-           "signal_number", "unit_interval", "user_message"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_new_folder",
+           "check_outputs", "enhancement_scale", "enhancement_task", "half_notes", "input_video", "keep_freed_memory",
+           "method_notes", "new_folder_output", "noise_sigma", "note_lost_audio", "peek", "positive_int", "progress_bar",
+           "run", "say", "signal_number", "unit_interval", "user_message"]
+
+T = TypeVar("T")
 
 #: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -218,14 +222,30 @@ def method_notes(args) -> list:
 
 
 def new_folder_output(output: str, folder: str) -> None:
-    """-o for a folder of frames read from ``folder``: a new or empty folder that is not the input
-    (memc-interpolate's and memc-enhance's). A UserError saying which, before any work."""
+    """-o for a folder of frames read from ``folder``: a new or empty folder that is not the input,
+    named without a video's or an image's extension (memc-interpolate's and memc-enhance's). A
+    UserError saying which, before any work."""
     if os.path.exists(output) and not os.path.isdir(output):
         raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
+    # A name like a video's or an image's would get a folder of frames, silently: say so instead.
+    extension = file_extension(os.path.normpath(output))
+    if extension in VIDEO_CODECS or extension in IMAGE_EXTENSIONS:
+        kind, article = ("video", "a") if extension in VIDEO_CODECS else ("image", "an")
+        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames, not {article} {kind}; give a "
+                        f"folder name without {article} {kind} extension ({extension})")
     if os.path.isdir(output) and os.path.samefile(output, folder):
         raise UserError(f"-o {output} is the input folder; choose another output folder")
-    if os.path.isdir(output) and os.listdir(output):
-        raise UserError(f"-o {output} already holds files; choose a new or empty folder")
+    check_new_folder("-o", output)
+
+
+def check_new_folder(option: str, path: str) -> None:
+    """``path``, given to ``option``, as an output folder (written by an
+    :class:`~memc_models.atomic.AtomicFolder`): new or empty, never mixing one run's files with
+    another's. A UserError saying which, before any work."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{option} {path} is a file; expected a new or empty folder")
+    if os.path.isdir(path) and os.listdir(path):
+        raise UserError(f"{option} {path} already holds files; choose a new or empty folder")
 
 
 def check_outputs(outputs: Sequence[str], inputs: Sequence[str]) -> None:
@@ -235,6 +255,22 @@ def check_outputs(outputs: Sequence[str], inputs: Sequence[str]) -> None:
             if os.path.exists(output) and os.path.samefile(output, path):
                 raise UserError(f"-o {output} is the input {path}; choose another output name")
         check_output(output)
+
+
+def peek(frames: Iterable[T], count: int) -> Tuple[int, Iterator[T]]:
+    """Reads the first ``count`` items of ``frames`` ahead: how many there are (fewer only when the
+    stream ends sooner) and an iterator over the whole stream, those included. For a stream too
+    short to work on, found before a progress bar or an output appears (a video's frame count is
+    only an estimate). Each item read ahead is let go once given."""
+    stream = iter(frames)
+    ahead = list(itertools.islice(stream, count))
+
+    def whole() -> Iterator[T]:
+        while ahead:
+            yield ahead.pop(0)
+        yield from stream
+
+    return len(ahead), whole()
 
 
 def progress_bar(total: Optional[int], desc: str, quiet: bool):

@@ -32,7 +32,7 @@ from ..memc_net_ve import WINDOW
 from ..streaming import FolderSink, FolderSource, VideoSink, centred_windows
 from ..video import check_video_output
 from .common import (artefact_strength, check_outputs, enhancement_scale, enhancement_task, half_notes,
-                     input_video, new_folder_output, noise_sigma, note_lost_audio, progress_bar, run, say)
+                     input_video, new_folder_output, noise_sigma, note_lost_audio, peek, progress_bar, run, say)
 
 __all__ = ["main"]
 
@@ -117,12 +117,15 @@ def _video(args, device, options: dict) -> None:
     check_video_output(output)
     check_outputs([output], [source_path])
     with input_video(source_path, args.keep_audio, args.quiet, "enhancing") as (source, audio_from):
+        read, frames = peek(source, 3)
+        if read == 0:
+            raise UserError(f"{source_path}: the video has no frames")
+        if read < 3:
+            raise _too_few(source_path, read)
         enhance = _enhancer(args, device, options)
         with VideoSink(output, source.fps, audio_from) as sink, \
                 progress_bar(source.count, args.task, args.quiet) as bar:
-            written = _enhance_stream(source_path, source, sink, enhance, bar.update)
-            if written == 0:
-                raise UserError(f"{source_path}: the video has no frames")
+            written = _enhance_stream(source_path, frames, sink, enhance, bar.update)
     note_lost_audio(sink, source_path, args.quiet)
     say(args.quiet, f"{output}: {written} frames at {source.fps:g} fps")
 

@@ -11,12 +11,14 @@ the peer methods.
 The metrics (IE, RMSE, PSNR, SSIM) are :mod:`memc_models.metrics`'. Every sequence or sample that
 cannot be used is named, with a count ("evaluated 7 of 8; Beta: no frame10i11.png"); a run where
 none can is an error. ``--limit N`` evaluates the first N samples that can be used (the ones
-skipped on the way are named and do not count). ``--save`` images are written together at the end, atomically.
+skipped on the way are named and do not count). ``--save`` images go into a new or empty folder,
+claimed while the run writes it and appearing whole at the end (as ``-o`` folders do).
 ``enhance`` runs :func:`memc_models.enhancement_eval.evaluate_enhancement` (the same evaluation as
 ``benchmarks/bench_enhance.py``) and prints one row per method.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -26,15 +28,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..atomic import AtomicFiles
+from ..atomic import AtomicFolder, write_file
 from ..datasets import LoadedSample, middlebury_samples, read_samples, video_samples, vimeo_samples
 from ..errors import UserError, first_few
 from ..frames import to_uint8
 from ..images import encode_image
 from ..inference import build_enhancer, build_interpolator, pick_device
 from ..metrics import METRICS, SSIM_WINDOW, error_levels, metrics
-from .common import (add_method_options, artefact_strength, enhancement_scale, enhancement_task, half_notes,
-                     method_notes, noise_sigma, positive_int, run, say)
+from .common import (add_method_options, artefact_strength, check_new_folder, enhancement_scale, enhancement_task,
+                     half_notes, method_notes, noise_sigma, positive_int, run, say)
 
 __all__ = ["comparison", "evaluate", "format_enhancement_table", "format_table", "main"]
 
@@ -73,15 +75,15 @@ def comparison(first: Tensor, second: Tensor, ours: Tensor, average: Tensor, tru
     return np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0)
 
 
-def evaluate(samples: Iterable[LoadedSample], interpolate, saved: Optional[AtomicFiles] = None,
-             save_folder: Optional[str] = None, progress: bool = True, total: Optional[int] = None,
-             unusable: Optional[List[str]] = None, limit: Optional[int] = None) -> List[Row]:
+def evaluate(samples: Iterable[LoadedSample], interpolate, saved: Optional[AtomicFolder] = None,
+             progress: bool = True, total: Optional[int] = None, unusable: Optional[List[str]] = None,
+             limit: Optional[int] = None) -> List[Row]:
     """Per sample: (name, our metrics, frame-average metrics, seconds for our frame). A sample
     whose frames differ in size is not evaluated: it is added to ``unusable`` (a list of
     ``NAME: why``). With ``limit``, evaluation stops after ``limit`` samples have been evaluated
     (the skipped ones do not count; no sample after the last one evaluated is taken from
-    ``samples``). With ``saved`` and ``save_folder``, each output and a comparison are encoded
-    into ``saved`` (written when the caller commits it). ``total``, the number of samples to
+    ``samples``). With ``saved``, each output and a comparison are written into that folder
+    (in place when the caller commits it). ``total``, the number of samples to
     evaluate if known, is for the progress bar."""
     from tqdm import tqdm
 
@@ -96,27 +98,34 @@ def evaluate(samples: Iterable[LoadedSample], interpolate, saved: Optional[Atomi
                     raise UserError(f"{name}: the frames differ in size")
                 unusable.append(f"{name}: the frames differ in size")
                 continue
-            rows.append(_evaluated(name, first, second, truth, interpolate, saved, save_folder))
+            rows.append(_evaluated(name, first, second, truth, interpolate, saved))
             bar.update()
             if len(rows) == limit:
                 break
     return rows
 
 
-def _evaluated(name: str, first: Tensor, second: Tensor, truth: Tensor, interpolate, saved: Optional[AtomicFiles],
-               save_folder: Optional[str]) -> Row:
-    """One sample's row, its output and comparison encoded into ``saved`` (see :func:`evaluate`)."""
+def _evaluated(name: str, first: Tensor, second: Tensor, truth: Tensor, interpolate,
+               saved: Optional[AtomicFolder]) -> Row:
+    """One sample's row, its output and comparison written into ``saved`` (see :func:`evaluate`)."""
     start = time.perf_counter()
     ours = interpolate(first, second, [0.5])[0].cpu()
     elapsed = time.perf_counter() - start
     average = 0.5 * (first + second)
     ours_metrics, average_metrics = metrics(ours, truth), metrics(average, truth)
     if saved is not None:
-        stem = os.path.join(save_folder, name.replace("/", "_"))
-        saved.write(f"{stem}_ours.png", encode_image(f"{stem}_ours.png", ours))
-        picture = comparison(first, second, ours, average, truth, ours_metrics["IE"])
-        saved.write(f"{stem}_compare.png", encode_image(f"{stem}_compare.png", picture))
+        stem = name.replace("/", "_")
+        _save(saved, f"{stem}_ours.png", ours)
+        _save(saved, f"{stem}_compare.png", comparison(first, second, ours, average, truth, ours_metrics["IE"]))
     return name, ours_metrics, average_metrics, elapsed
+
+
+def _save(saved: AtomicFolder, name: str, picture) -> None:
+    target = os.path.join(saved.path, name)  # errors name where the file is going, not the temporary folder
+    try:
+        write_file(saved.file_path(name), encode_image(target, picture))
+    except UserError as error:
+        raise UserError(str(error).replace(saved.temporary, saved.path)) from None
 
 
 def _readable(samples, unusable: List[str]) -> Iterable[LoadedSample]:
@@ -174,7 +183,8 @@ def format_table(rows) -> str:
 
 
 def _check_save_folder(path: str) -> None:
-    """A --save folder that cannot be one fails before any work (it is made when the files are written)."""
+    """A --save folder that cannot be one fails before any work: below a file, in a folder that
+    cannot be written, or not new or empty (it is made when the files are written)."""
     existing = path
     while not os.path.exists(existing):
         parent = os.path.dirname(os.path.abspath(existing))
@@ -185,6 +195,7 @@ def _check_save_folder(path: str) -> None:
         raise UserError(f"--save {path}: {existing} exists and is not a folder")
     if not os.access(existing, os.W_OK):
         raise UserError(f"--save {path}: the folder {existing} is not writable")
+    check_new_folder("--save", path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -202,7 +213,8 @@ def _parser() -> argparse.ArgumentParser:
                         "of such folders, degraded (--task) and restored (see below)")
     parser.add_argument("root", metavar="PATH", help="the dataset folder, or the video file")
     parser.add_argument("--save", metavar="OUT",
-                        help="write each interpolated frame and a side-by-side comparison PNG here (at the end)")
+                        help="a new or empty folder: each interpolated frame and a side-by-side comparison PNG, "
+                        "in place at the end")
     parser.add_argument("--limit", type=positive_int, metavar="N",
                         help="evaluate the first N samples that can be used (N >= 1): those skipped on the way (named "
                         "after the table) do not count; a video: its first N held-out frames; enhance: the first N "
@@ -257,16 +269,18 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     for note in method_notes(args):
         say(args.quiet, f"note: {note}")
     device = pick_device(args.device)
-    interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast,
-                                     note=lambda text: say(args.quiet, f"note: {text}"))
-    with AtomicFiles() as saved:
-        rows = evaluate(samples, interpolate, saved if args.save else None, args.save, progress=not args.quiet,
-                        total=total, unusable=unusable, limit=args.limit)
+    # Claimed at once, as -o folders are: a second run into it is refused, never mixing files in.
+    saved = AtomicFolder(args.save, "comparisons into it") if args.save else None
+    with saved if saved is not None else contextlib.nullcontext():
+        interpolate = build_interpolator(device, args.checkpoint, args.model or "memc", args.half, args.fast,
+                                         note=lambda text: say(args.quiet, f"note: {text}"))
+        rows = evaluate(samples, interpolate, saved, progress=not args.quiet, total=total, unusable=unusable,
+                        limit=args.limit)
         if not rows:
             raise UserError(f"{args.root}: no sample could be evaluated: {first_few(unusable, 5, '; ')}")
     method = f"{args.model or 'memc'} ({args.checkpoint})" if args.checkpoint else (
-        "training-free default (DIS + projection + adaptive warping"
-        + (", one orientation)" if args.fast else ", 4-orientation ensemble)"))
+        "training-free fast (DIS + projection + adaptive warping, one orientation)" if args.fast
+        else "training-free default (DIS + projection + adaptive warping, 4-orientation ensemble)")
     print(f"ours: {method} on {device}; avg: frame averaging; times include optical flow")
     print(format_table(rows))
     if unusable:

@@ -26,7 +26,7 @@ from ..inference import build_interpolator, pick_device
 from ..streaming import SCENE_THRESHOLD, FolderSink, FolderSource, VideoSink, interpolate_stream
 from ..video import check_video_output
 from .common import (add_method_options, check_outputs, input_video, method_notes, new_folder_output, note_lost_audio,
-                     progress_bar, run, say, unit_interval)
+                     peek, progress_bar, run, say, unit_interval)
 
 __all__ = ["frame_times", "main", "output_paths"]
 
@@ -102,18 +102,19 @@ def _video(args, device, times: List[float], factor: int) -> None:
     check_outputs([args.output], args.inputs)
     # N times the frames at N times the rate last as long as the input: its audio still fits.
     with input_video(source_path, args.keep_audio, args.quiet, "interpolating") as (source, audio_from):
+        read, frames = peek(source, 2)
+        if read == 0:
+            raise UserError(f"{source_path}: the video has no frames")
+        # One frame leaves nothing to interpolate: most likely a still saved as a video, so say
+        # so rather than write a copy that looks like success.
+        if read == 1:
+            raise UserError(f"{source_path}: the video has only 1 frame; there is nothing to interpolate")
         interpolate = _interpolator(args, device)
         total = None if source.count is None else factor * (source.count - 1) + 1
         fps = source.fps * factor
         with VideoSink(args.output, fps, audio_from) as sink, progress_bar(total, "interpolating", args.quiet) as bar:
-            result = interpolate_stream(source, sink, interpolate, times, args.scene_threshold, bar.update,
+            result = interpolate_stream(frames, sink, interpolate, times, args.scene_threshold, bar.update,
                                         pipelined=not args.sequential)
-            if result.frames_read == 0:
-                raise UserError(f"{source_path}: the video has no frames")
-            # One frame leaves nothing to interpolate: most likely a still saved as a video, so say
-            # so rather than write a copy that looks like success.
-            if result.frames_read == 1:
-                raise UserError(f"{source_path}: the video has only 1 frame; there is nothing to interpolate")
     note_lost_audio(sink, source_path, args.quiet)
     _note_cuts(args, result.cuts)
     say(args.quiet, f"{args.output}: {result.frames_written} frames at {fps:g} fps")
@@ -180,6 +181,8 @@ def _interpolate(argv: Optional[Sequence[str]]) -> int:
     if len(args.inputs) > 2:
         raise UserError(f"expected two images, one video or one folder of frames; got {len(args.inputs)} inputs "
                         "(put a sequence's frames in a folder and pass the folder)")
+    if len(args.inputs) == 1 and not os.path.exists(args.inputs[0]):  # before -o is read as a video's or a folder's
+        raise UserError(f"{args.inputs[0]}: no such file or folder")
     folder = len(args.inputs) == 1 and os.path.isdir(args.inputs[0])
     video = len(args.inputs) == 1 and not folder
     if video and os.path.splitext(args.inputs[0])[1].lower() in IMAGE_EXTENSIONS:

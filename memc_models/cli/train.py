@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..atomic import claim_folder, copy_file, write_file
+from ..atomic import claim_folder, copy_file, discard_pending, write_file
 from ..checkpoint import read_training_state, restore_training_state, save_training_state, save_weights
 from ..datasets import VimeoSeptuplets, VimeoTriplets
 from ..distributed import (Distributed, DistributedError, ShardSampler, all_reduce_sums, bare_model, close_distributed,
@@ -149,10 +149,11 @@ _RUN_FILES = ("last.pt", "best.pt", "log.csv")
 _CARRIED_FILES = ("log.csv", "best.pt")
 
 
-def _prepare_out(args) -> None:
-    """Creates --out and checks that files can be written in it, before any work. A new run must
-    not land in a folder holding another (it would replace its checkpoints and mix the epochs of
-    both in log.csv) unless --overwrite says so; --resume continues the run there."""
+def _prepare_out(args) -> List[str]:
+    """Creates --out and checks that files can be written in it, before any work; returns the
+    folders it made, outermost first (removed again if the run ends before writing into them). A
+    new run must not land in a folder holding another (it would replace its checkpoints and mix
+    the epochs of both in log.csv) unless --overwrite says so; --resume continues the run there."""
     out = args.out
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out} is a file, not a folder")
@@ -167,6 +168,11 @@ def _prepare_out(args) -> None:
         # keep the other's best.pt unless this run beats it.
         raise UserError(f"--out {out} holds another run ({', '.join(present)}) than --resume {args.resume}; "
                         f"continue {args.resume}'s run in its own folder or in a new --out")
+    made: List[str] = []
+    missing = os.path.abspath(out)
+    while not os.path.exists(missing):
+        made.insert(0, missing)
+        missing = os.path.dirname(missing)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as error:
@@ -175,7 +181,19 @@ def _prepare_out(args) -> None:
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as error:
+        _remove_empty(made)
         raise UserError(f"--out {out}: cannot write files there ({error.strerror or error})") from None
+    return made
+
+
+def _remove_empty(made: List[str]) -> None:
+    """Removes the folders :func:`_prepare_out` made, innermost first, while they are empty: a run
+    that stops before writing anything leaves --out as it was (never a folder that was there)."""
+    for folder in reversed(made):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
 
 
 def _run_folders(args) -> List[str]:
@@ -256,9 +274,16 @@ def _train(args, cluster: Distributed) -> None:
     if not cluster.is_main:  # rank 0 alone touches --out
         _train_in(args, cluster, state, tqdm)
         return
-    _prepare_out(args)
-    with claim_folder(args.out, "a training run into it"):
-        _train_in(args, cluster, state, tqdm)
+    made = _prepare_out(args)
+    try:
+        with claim_folder(args.out, "a training run into it"):
+            _train_in(args, cluster, state, tqdm)
+    except BaseException:
+        # Bad data, a model that does not load, Ctrl-C before the first epoch: nothing of the run
+        # is in a folder this run made, so it goes (with what is still being written, first).
+        discard_pending()
+        _remove_empty(made)
+        raise
 
 
 def _train_in(args, cluster: Distributed, state: Optional[dict], tqdm) -> None:

@@ -76,7 +76,7 @@ def test_missing_file_is_an_error(tmp_path):
 def test_a_missing_video_or_folder_is_named_whatever_the_output(tmp_path, capsys, monkeypatch, output):
     _refuse_work(monkeypatch)
     missing = tmp_path / "nofolder"
-    assert main([str(missing), "-o", str(tmp_path / output), "-q"]) == 1
+    assert main([str(missing), "-o", os.path.join(tmp_path, output), "-q"]) == 1  # keeps "out/"'s slash
     assert _error(capsys) == f"{missing}: no such file or folder"
     assert list(tmp_path.iterdir()) == []
 

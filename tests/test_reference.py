@@ -1,5 +1,6 @@
 """memc_ops.reference.warp_valid: the rule for where the warps sample the image, as the ops apply it."""
 
+import os
 import subprocess
 import sys
 
@@ -52,6 +53,7 @@ def test_bicubic_warp_copies_the_input_where_warp_valid_is_false(height, width, 
 def test_the_reference_is_reachable_after_import_memc_ops_alone():
     # In a fresh interpreter: this one has imported memc_ops.reference explicitly above.
     program = "import memc_ops, torch; print(memc_ops.reference.warp_valid(torch.zeros(1, 2, 3, 4)).all().item())"
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=root)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"

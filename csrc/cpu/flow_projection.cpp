@@ -928,7 +928,7 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
         std::vector<opmath_t> temporary;
         opmath_t* const image_cells = image_cells_buffer<opmath_t>(image_values, temporary);
         for (int64_t n = begin; n < end; ++n) {
-          int64_t* const holes = hole_count.data() + n * height;
+          int64_t* const holes = fill_holes ? hole_count.data() + n * height : nullptr;
           for (int64_t y = 0; fill_holes && y < height; ++y) {
             holes[y] = holes_in_row(n, y);
           }

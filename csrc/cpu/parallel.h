@@ -27,8 +27,10 @@ void parallel_rows(int64_t batch, int64_t height, int64_t width, const F& rows) 
 }
 
 // Roughly how many pixels make a task for parallel_rows_shared: enough that each task's rows run
-// long past their first, unprefetched, vectors.
+// long past their first, unprefetched, vectors; smaller where that would leave fewer than
+// kSharedTasksPerThread tasks per thread (many threads, a small image).
 constexpr int64_t kPixelsPerSharedTask = 8192;
+constexpr int64_t kSharedTasksPerThread = 4;
 
 // As parallel_rows, but each thread takes tasks of a few rows in turn from a shared counter instead
 // of one fixed share of the rows: a thread that runs slower (another process on its core) takes
@@ -37,7 +39,10 @@ constexpr int64_t kPixelsPerSharedTask = 8192;
 template <typename F>
 void parallel_rows_shared(int64_t batch, int64_t height, int64_t width, const F& rows) {
   const int64_t total = batch * height;
-  const int64_t grain = std::max<int64_t>(1, kPixelsPerSharedTask / std::max<int64_t>(1, width));
+  const int64_t rows_for_every_thread = (total + kSharedTasksPerThread * at::get_num_threads() - 1) /
+                                        (kSharedTasksPerThread * at::get_num_threads());
+  const int64_t grain = std::max<int64_t>(
+      1, std::min(kPixelsPerSharedTask / std::max<int64_t>(1, width), rows_for_every_thread));
   const int64_t tasks = (total + grain - 1) / grain;
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), tasks);
   if (threads <= 1 || at::in_parallel_region()) {

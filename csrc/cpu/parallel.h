@@ -38,13 +38,12 @@ constexpr int64_t kSharedTasksPerThread = 4;
 // (each output element written by one row), whose results do not depend on which thread runs a row.
 template <typename F>
 void parallel_rows_shared(int64_t batch, int64_t height, int64_t width, const F& rows) {
-  const int64_t total = batch * height;
-  const int64_t rows_for_every_thread = (total + kSharedTasksPerThread * at::get_num_threads() - 1) /
-                                        (kSharedTasksPerThread * at::get_num_threads());
+  const int64_t total = batch * height, available = at::get_num_threads();
+  const int64_t least_tasks = kSharedTasksPerThread * available;
   const int64_t grain = std::max<int64_t>(
-      1, std::min(kPixelsPerSharedTask / std::max<int64_t>(1, width), rows_for_every_thread));
+      1, std::min(kPixelsPerSharedTask / std::max<int64_t>(1, width), (total + least_tasks - 1) / least_tasks));
   const int64_t tasks = (total + grain - 1) / grain;
-  const int64_t threads = std::min<int64_t>(at::get_num_threads(), tasks);
+  const int64_t threads = std::min(available, tasks);
   if (threads <= 1 || at::in_parallel_region()) {
     if (total > 0) {
       rows(0, total);

@@ -6,7 +6,8 @@ Environment variables:
   (unset)              CUDA kernels when torch was built with CUDA and a CUDA toolkit is found
   TORCH_CUDA_ARCH_LIST GPU architectures to compile for (default: the GPU present, else a
                        list covering Turing to Blackwell)
-  MAX_JOBS             parallel compile jobs
+  MAX_JOBS             the most compilers run at once (unset: ninja's default for each of the
+                       folders built side by side)
 """
 
 import concurrent.futures
@@ -121,14 +122,16 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
 
     With ninja, the capabilities compile on threads while the main sources compile (each a ninja
     run of its own folder), so that one large vectorised source does not hold up the rest: the link
-    waits for all. Without ninja they compile first, one after another.
+    waits for all. Each ninja run starts up to MAX_JOBS compilers, so with MAX_JOBS set (a limit
+    the user asked for, e.g. for memory) they run one after another instead, as they do without
+    ninja: never more than MAX_JOBS compilers at once.
     """
 
     def build_extension(self, ext):
         capabilities = _cpu_capabilities()
-        if not self.use_ninja:
+        if not self.use_ninja or os.environ.get("MAX_JOBS"):
             # Without ninja, torch's compile swaps the shared compiler command for nvcc around each
-            # .cu file: no threads then, the capabilities compile first, one after another.
+            # .cu file: no threads then either. The capabilities compile first, one after another.
             for name, flags in capabilities:
                 ext.extra_objects = list(ext.extra_objects or []) + self._compile_capability(ext, name, flags)
             super().build_extension(ext)

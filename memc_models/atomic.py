@@ -47,8 +47,8 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, 
 
 from .errors import UserError, os_reason
 
-__all__ = ["AtomicFile", "AtomicFolder", "AtomicFiles", "claim_folder", "copy_file", "discard_pending",
-           "make_parent_folder", "Transaction", "write_chunk", "write_file"]
+__all__ = ["AtomicFile", "AtomicFolder", "AtomicFiles", "check_unclaimed", "claim_folder", "copy_file",
+           "discard_pending", "make_parent_folder", "remove_empty_folders", "Transaction", "write_chunk", "write_file"]
 
 PathLike = Union[str, os.PathLike]
 T = TypeVar("T")
@@ -100,9 +100,25 @@ def make_parent_folder(path: PathLike) -> List[str]:
         os.makedirs(folder, exist_ok=True)
         return made
     except (FileExistsError, NotADirectoryError):
+        remove_empty_folders(made)
         raise UserError(f"{os.fspath(path)}: cannot create the folder {folder} (a file is in the way)") from None
     except OSError as error:
+        remove_empty_folders(made)  # a part-way failure (a name too long, a full disk): the parents made go
         raise UserError(f"{os.fspath(path)}: cannot create the folder {folder} ({os_reason(error)})") from None
+
+
+def remove_empty_folders(made: List[str]) -> None:
+    """Removes ``made`` (folders, outermost first, as :func:`make_parent_folder` returns them),
+    innermost first, while they are empty; those never made (a failure part way) are passed over."""
+    for folder in reversed(made):
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            if error.errno == errno.ENAMETOOLONG:  # never made: its name was too long
+                continue
+            break
 
 
 def _new_file_mode(target: str) -> int:
@@ -305,11 +321,7 @@ class AtomicFile:
 
     def _remove_made_folders(self) -> None:
         """Removes the folders made for this file, innermost first, where nothing else went in."""
-        for folder in reversed(self._made_folders):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
+        remove_empty_folders(self._made_folders)
 
     def failed(self, error: BaseException) -> BaseException:
         """The error to raise for ``error`` met while writing: a UserError naming the target (an
@@ -441,6 +453,16 @@ class _Claim:
         self.folder = os.path.normpath(folder)
         self.lock_path = self.folder + ".lock"
         self.made_folders = make_parent_folder(self.lock_path)
+        try:
+            self._fd: Optional[int] = self._lock(what)
+        except BaseException:
+            remove_empty_folders(self.made_folders)
+            raise
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def _lock(self, what: str) -> int:
         while True:
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -452,8 +474,7 @@ class _Claim:
             except OSError as error:
                 os.close(fd)
                 if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise UserError(f"{self.folder}: another run is writing {what} (it holds {self.lock_path}); "
-                                    "wait for it to finish or choose another folder") from None
+                    raise _held(self.folder, self.lock_path, what) from None
                 raise UserError(f"{self.folder}: cannot claim the folder ({os_reason(error)})") from None
             # The holder before us may have removed the lock file between our open and flock:
             # then we hold a lock nobody else sees. Take it again on the file that is there.
@@ -462,12 +483,8 @@ class _Claim:
             except OSError:
                 same = False
             if same:
-                break
+                return fd
             os.close(fd)
-        self._fd: Optional[int] = fd
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
         if self._fd is not None:
@@ -475,6 +492,30 @@ class _Claim:
                 os.remove(self.lock_path)  # while still held: a waiting run then re-checks (above)
             os.close(self._fd)
             self._fd = None
+
+
+def _held(folder: str, lock_path: str, what: str) -> UserError:
+    return UserError(f"{folder}: another run is writing {what} (it holds {lock_path}); wait for it to finish or "
+                     "choose another folder")
+
+
+def check_unclaimed(folder: PathLike, what: str = "it") -> None:
+    """The UserError :func:`claim_folder` would raise if another run holds ``folder`` now, found
+    without creating anything (no lock file, no folder): for a program that checks everything
+    before its first output. Claiming it later is what keeps a second run out."""
+    folder = os.path.normpath(os.fspath(folder))
+    lock_path = folder + ".lock"
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:  # no lock file (or none that can be read): nobody holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise _held(folder, lock_path, what) from None
+    finally:
+        os.close(fd)  # releases the lock if it was taken
 
 
 @contextlib.contextmanager
@@ -542,15 +583,51 @@ class AtomicFolder(Transaction):
         self._claim.release()
         _untrack(self)
 
+    def commit_or_keep_beside(self, tries: int = 100) -> str:
+        """Commits, and returns where the folder now is: ``path``; or, when ``path`` was taken while
+        the folder was written (files appeared in it, or a file took its name), the first free
+        ``PATH-2``, ``PATH-3``, ... (claimed while the folder moves there, new or empty), so that
+        a long run's results are kept and no one else's files are mixed in or replaced. A
+        UserError, the folder discarded, when none of ``tries`` names is free or the move fails."""
+        if self.done:
+            raise ValueError("the folder was already committed or discarded")
+        try:
+            self._check_target()
+        except UserError as taken:
+            for number in range(2, tries + 2):
+                other = f"{self.path}-{number}"
+                try:
+                    claim = _Claim(other, "a folder into it")
+                except UserError:  # another run is writing it, or it cannot be claimed
+                    continue
+                try:
+                    if os.path.lexists(other) and (not os.path.isdir(other) or os.listdir(other)):
+                        continue
+                    try:
+                        os.rename(self.temporary, other)  # replaces an empty folder
+                    except OSError as error:
+                        if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                            continue  # taken since we looked
+                        self.discard()
+                        raise UserError(f"{other}: cannot move the finished folder there "
+                                        f"({os_reason(error)})") from None
+                finally:
+                    claim.release()
+                self.done = True
+                self._claim.release()
+                _untrack(self)
+                return other
+            self.discard()
+            raise UserError(f"{taken}; none of {self.path}-2 to {self.path}-{tries + 1} was free to keep it "
+                            "instead") from None
+        self.commit()
+        return self.path
+
     def discard(self) -> None:
         if not self.done:
             shutil.rmtree(self.temporary, ignore_errors=True)
             self._claim.release()
-            for folder in reversed(self._claim.made_folders):  # made for this output: remove if empty
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    break
+            remove_empty_folders(self._claim.made_folders)  # made for this output: removed if empty
             self.done = True
         _untrack(self)
 

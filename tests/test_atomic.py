@@ -68,6 +68,18 @@ def test_folders_made_for_a_failed_file_are_removed(tmp_path, monkeypatch):
     assert listing(tmp_path) == []
 
 
+@pytest.mark.parametrize("make", [
+    lambda path: AtomicFile(path / "frame.png"),  # the parents made, then the file's folder fails
+    lambda path: AtomicFolder(path),  # the lock's folders made, then its name is too long
+    lambda path: claim_folder(path).__enter__(),
+], ids=["file", "folder", "claim"])
+def test_folders_made_before_a_name_too_long_are_removed(tmp_path, make):
+    too_long = tmp_path / "runs" / "deeper" / ("x" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1))
+    with pytest.raises(UserError, match="File name too long"):
+        make(too_long)
+    assert listing(tmp_path) == []
+
+
 def test_a_replaced_file_keeps_its_permissions(tmp_path):
     target = tmp_path / "out.bin"
     target.write_bytes(b"old")

@@ -3,13 +3,14 @@ and at most one line, and what a stopped run was writing is gone."""
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from memc_models.cli.common import run
+from memc_models.cli.common import check_new_folder, new_folder_output, run
 from memc_models.errors import UserError
 
 
@@ -56,7 +57,7 @@ def test_warnings_are_one_line_each(capsys):
 WRITER = """
 import sys, time
 from memc_models.atomic import AtomicFile
-from memc_models.cli.common import run
+from memc_models.cli.common import check_new_folder, new_folder_output, run
 
 def main(argv):
     with AtomicFile(argv[0]) as output:
@@ -129,3 +130,29 @@ def test_the_programs_keep_freed_memory_for_the_next_large_tensors_and_a_caller_
     fresh, kept, called = int(program("plain")), int(program("program")), int(program("called"))
     assert kept * 4 < fresh
     assert called * 2 > fresh
+
+
+def test_an_output_folder_that_is_a_file_has_one_message_for_every_option(tmp_path):
+    """-o (a folder of frames) and --save refuse a file in the same words, checked in one place."""
+    a_file = tmp_path / "out"
+    a_file.write_bytes(b"not a folder")
+    for option, check in (("-o", lambda path: new_folder_output(path, str(tmp_path / "frames"))),
+                          ("--save", lambda path: check_new_folder("--save", path))):
+        with pytest.raises(UserError) as caught:
+            check(str(a_file))
+        assert str(caught.value) == f"{option} {a_file} is a file; expected a new or empty folder"
+    assert a_file.read_bytes() == b"not a folder"
+
+
+@pytest.mark.parametrize("program", ["enhance", "evaluate", "interpolate", "train"])
+def test_help_prose_is_wrapped_to_the_terminal_and_example_commands_are_kept_whole(program, capsys, monkeypatch):
+    import importlib
+
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        importlib.import_module(f"memc_models.cli.{program}").main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    for line in lines:
+        assert len(line) <= 80 or line.startswith("  "), line  # longer: an example command, one a line
+        assert not re.search(r"[a-z]-$", line), line  # no word broken at its hyphen
+    assert lines[0].startswith("usage: memc-")

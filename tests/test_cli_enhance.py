@@ -251,7 +251,7 @@ def test_an_interpolation_checkpoint_is_an_error_naming_its_model(tmp_path, caps
     ("output folder holds files", ["{tmp}/frames", "-o", "{tmp}/full", "--task", "denoise"],
      "-o {tmp}/full already holds files; choose a new or empty folder"),
     ("output folder is a file", ["{tmp}/frames", "-o", "{tmp}/clip.mp4", "--task", "denoise"],
-     "-o {tmp}/clip.mp4: a folder of frames becomes a folder of frames; {tmp}/clip.mp4 is a file"),
+     "-o {tmp}/clip.mp4 is a file; expected a new or empty folder"),
     ("output folder named like a video", ["{tmp}/frames", "-o", "{tmp}/x10.mp4", "--task", "sr", "--scale", "2"],
      "-o {tmp}/x10.mp4: a folder of frames becomes a folder of frames, not a video; give a folder name without a "
      "video extension (.mp4)"),
@@ -310,6 +310,22 @@ def test_a_video_of_two_frames_is_an_error_and_writes_nothing(tmp_path, capsys, 
     assert _error(capsys) == (f"{clip}: holds 2 frame(s); memc-enhance needs at least 3 (each frame is restored from "
                               "2 to 6 neighbours)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2])
+def test_a_folder_of_fewer_than_three_frames_is_one_message_and_writes_nothing(tmp_path, capsys, monkeypatch, count):
+    # The same words as a short video's (one check for both), "no frames" for none.
+    _refuse_work(monkeypatch)
+    frames = tmp_path / "frames"
+    if count:
+        _frames(frames, count)
+    else:
+        frames.mkdir()
+    assert main([str(frames), "-o", str(tmp_path / "out"), "--task", "denoise"]) == 1
+    held = f"{count} frame(s)" if count else "no frames"
+    assert _error(capsys) == (f"{frames}: holds {held}; memc-enhance needs at least 3 (each frame is restored from "
+                              "2 to 6 neighbours)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
 
 
 # ---------------------------------------------------------------------------------------------

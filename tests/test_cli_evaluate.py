@@ -270,6 +270,39 @@ def test_saved_files_appear_together_at_the_end_and_not_after_a_failure(tmp_path
     assert not other.exists()  # neither files nor the folders made for them
 
 
+@pytest.mark.parametrize("taken", ["files", "a file"])
+def test_save_folder_taken_during_the_run_prints_the_table_and_keeps_the_images_beside_it(tmp_path, capsys,
+                                                                                          monkeypatch, taken):
+    data = _middlebury(tmp_path / "data")
+    save = tmp_path / "saved"
+    (tmp_path / "saved-2").mkdir()
+    (tmp_path / "saved-2" / "keep.txt").write_text("another run's")  # taken too: the next free name is used
+
+    def average_while_someone_writes_into_save(first, second, times):
+        if taken == "files":
+            save.mkdir()
+            (save / "theirs.png").write_bytes(b"someone else's picture")
+        else:
+            save.write_bytes(b"someone else's file")
+        return [0.5 * (first + second)]
+
+    monkeypatch.setattr(evaluate_module, "build_interpolator",
+                        lambda *a, **k: average_while_someone_writes_into_save)
+    assert main(["middlebury", str(data), "--save", str(save), "-q"]) == 1
+    captured = capsys.readouterr()
+    assert set(_table_rows(captured.out)) == {"Seq", "mean"}  # the results are printed all the same
+    assert captured.err == (f"memc-eval: error: --save {save}: other files appeared in it during the run, so this "
+                            f"run's frames and comparisons were kept in {save}-3 instead (the table is above)\n")
+    if taken == "files":
+        assert [p.name for p in save.iterdir()] == ["theirs.png"]
+    else:
+        assert save.read_bytes() == b"someone else's file"
+    assert [p.name for p in (tmp_path / "saved-2").iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in (tmp_path / "saved-3").iterdir()) == ["Seq_compare.png", "Seq_ours.png"]
+    # No lock and no temporary left:
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "saved", "saved-2", "saved-3"]
+
+
 @pytest.mark.parametrize("limit", ["0", "-2"])
 def test_limit_must_be_at_least_one(tmp_path, capsys, limit, no_model):
     with pytest.raises(SystemExit) as exit:
@@ -576,6 +609,8 @@ def test_enhance_names_the_clips_it_cannot_use(tmp_path, capsys, monkeypatch):
      "--strength applies to --task deblock (the artefacts' level treated as noise); got --task sr"),
     (["middlebury", "{data}", "--strength", "6"],
      "--strength applies to memc-eval enhance; memc-eval middlebury evaluates interpolation"),
+    (["vimeo", "{data}", "--seed", "3"],
+     "--seed applies to memc-eval enhance; memc-eval vimeo evaluates interpolation"),
     (["enhance", "{data}", "--task", "denoise", "--model", "memc_s"],
      "--model applies to the interpolation datasets, not to memc-eval enhance"),
     (["enhance", "{data}/Alpha/frame0.png", "--task", "denoise"],

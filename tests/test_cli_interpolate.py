@@ -359,7 +359,7 @@ def test_folder_of_frames_errors_come_before_any_work(tmp_path, capsys, monkeypa
                      "(.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)",
         "output holds files": f"-o {out} already holds files; choose a new or empty folder",
         "output is the input": f"-o {out} is the input folder; choose another output folder",
-        "output is a file": f"-o {out}: a folder of frames becomes a folder of frames; {out} is a file",
+        "output is a file": f"-o {out} is a file; expected a new or empty folder",
         "output named like a video": f"-o {out}: a folder of frames becomes a folder of frames, not a video; give a "
                                      "folder name without a video extension (.mp4)",
         "output named like an image": f"-o {out}: a folder of frames becomes a folder of frames, not an image; give a "
@@ -839,11 +839,12 @@ def test_the_pipeline_writes_the_frames_of_sequential_byte_for_byte(tmp_path):
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
 
 
-def test_sequential_on_two_images_gets_a_note(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("option", [["--sequential"], ["--scene-threshold", "0.5"]])
+def test_stream_options_on_two_images_get_a_note(tmp_path, capsys, monkeypatch, option):
     _stop_before_work(monkeypatch)
     a, b = write_images(tmp_path, frame_at(0.0, 32, 32), frame_at(1.0, 32, 32))
-    main([a, b, "-o", str(tmp_path / "out.png"), "--sequential"])
-    assert "note: --sequential applies to a video or a folder of frames\n" in capsys.readouterr().err
+    main([a, b, "-o", str(tmp_path / "out.png"), *option])
+    assert f"note: {option[0]} applies to a video or a folder of frames\n" in capsys.readouterr().err
 
 
 def test_a_frame_that_cannot_be_decoded_mid_run_is_one_error_and_leaves_nothing(tmp_path, capsys):

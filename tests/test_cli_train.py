@@ -4,6 +4,7 @@ folder rules; its errors, which come before any work; how it ends when stopped.
 Everything runs MEMC-Net_s on 32x64 frames (SPyNet and the padding take any size)."""
 
 import csv
+import errno
 import math
 import os
 import re
@@ -19,7 +20,7 @@ import torch
 import memc_models
 from helpers import (TRIPLET_HEIGHT as HEIGHT, TRIPLET_WIDTH as WIDTH, finish_processes, free_port, full_disk, iio,
                      run_program, start_processes)
-from memc_models import training
+from memc_models import datasets, training
 from memc_models.checkpoint import load_model
 from memc_models.cli import train
 
@@ -155,8 +156,58 @@ def test_cli_out_where_no_file_can_be_written_is_an_error_before_any_work(tmp_pa
 
     monkeypatch.setattr(train.tempfile, "TemporaryFile", refuse)
     out = tmp_path / "out"
+    code, err = _error(_quick(vimeo, out / "new"), capsys)  # nothing is made to find out
+    assert code == 1 and err.strip() == (f"memc-train: error: --out {out / 'new'}: cannot create the folder in "
+                                         f"{tmp_path} (Permission denied)")
+    assert not out.exists()
+    out.mkdir()
     code, err = _error(_quick(vimeo, out), capsys)
     assert code == 1 and err.strip() == f"memc-train: error: --out {out}: cannot write files there (Permission denied)"
+
+
+def test_cli_out_with_a_name_too_long_is_an_error_before_any_work_and_leaves_nothing(tmp_path, vimeo, capsys,
+                                                                                    monkeypatch):
+    _no_work(monkeypatch)
+    before = sorted(os.listdir(tmp_path))
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    for name in ("x" * (longest + 1), "x" * (longest - 4)):  # too long for the folder, or for OUT.lock beside it
+        out = tmp_path / "runs" / "deeper" / name
+        code, err = _error(_quick(vimeo, out), capsys)
+        assert code == 1 and err.strip() == (f"memc-train: error: --out {out}: cannot create the folder (File name too "
+                                             f"long: each name in it at most {longest} bytes, the last at most "
+                                             f"{longest - 5} here)")
+        assert sorted(os.listdir(tmp_path)) == before  # no runs/ or runs/deeper/
+
+
+def test_cli_out_is_made_only_after_the_data_has_been_checked(tmp_path, vimeo, capsys, monkeypatch):
+    out = tmp_path / "runs" / "out"
+    seen = []
+
+    def triplets(*args, **kwargs):
+        seen.append(out.parent.exists())
+        return datasets.VimeoTriplets(*args, **kwargs)
+
+    monkeypatch.setattr(train, "VimeoTriplets", triplets)
+    assert train.main(_quick(vimeo, out, "--epochs", "1")) == 0
+    assert seen == [False, False] and (out / "last.pt").is_file()
+
+
+def test_cli_out_that_cannot_be_made_part_way_leaves_no_folder(tmp_path, vimeo, capsys, monkeypatch):
+    """A failure of makedirs after it made some of the folders (a full disk): they go again."""
+    out = tmp_path / "runs" / "deeper" / "out"
+    make = os.makedirs
+
+    def full_disk_after_the_first(path, *args, **kwargs):
+        make(os.path.dirname(os.path.dirname(path)))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(train.os, "makedirs", full_disk_after_the_first)
+    before = sorted(os.listdir(tmp_path))
+    code, err = _error(_quick(vimeo, out), capsys)
+    monkeypatch.undo()
+    assert code == 1 and err.strip() == (f"memc-train: error: --out {out}: cannot create the folder "
+                                         f"({os.strerror(errno.ENOSPC)})")
+    assert sorted(os.listdir(tmp_path)) == before
 
 
 @pytest.mark.parametrize("present", [("last.pt", "best.pt", "log.csv"), ("log.csv",)], ids=["run", "log-only"])
@@ -431,9 +482,10 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_run_stays_as_it_was(tmp
     assert train.main(_quick(vimeo, out, "--epochs", "2", "--resume", str(out / "last.pt"))) == 0  # the rerun works
 
 
-def test_a_second_run_into_the_same_out_is_refused(tmp_path, vimeo, capsys):
+def test_a_second_run_into_the_same_out_is_refused_before_any_work(tmp_path, vimeo, capsys, monkeypatch):
     from memc_models.atomic import claim_folder
 
+    _no_work(monkeypatch)
     out = tmp_path / "out"
     with claim_folder(out, "a training run into it"):  # as another process's run holds it
         code, err = _error(_quick(vimeo, out), capsys)

@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+import textwrap
 import traceback
 import warnings
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
@@ -21,10 +22,10 @@ from ..streaming import VideoSource
 from ..video import VIDEO_CODECS
 from ..variants import VARIANTS
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "add_method_options", "artefact_strength", "check_new_folder",
-           "check_outputs", "enhancement_scale", "enhancement_task", "half_notes", "input_video", "keep_freed_memory",
-           "method_notes", "new_folder_output", "noise_sigma", "note_lost_audio", "peek", "positive_int", "progress_bar",
-           "run", "say", "signal_number", "unit_interval", "user_message"]
+__all__ = ["STOP_SIGNALS", "HelpFormatter", "Interrupted", "add_method_options", "artefact_strength",
+           "check_new_folder", "check_outputs", "enhancement_scale", "enhancement_task", "half_notes", "input_video",
+           "keep_freed_memory", "method_notes", "new_folder_output", "noise_sigma", "note_lost_audio", "peek",
+           "positive_int", "progress_bar", "run", "say", "signal_number", "unit_interval", "user_message"]
 
 T = TypeVar("T")
 
@@ -162,6 +163,22 @@ def user_message(error: UserError) -> str:
     return text
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The programs' --help: the description's and the epilog's prose wrapped to the terminal, as
+    argparse wraps the options; their example lines (those indented) kept as written, one command a
+    line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            if any(line.startswith(" ") for line in paragraph.splitlines()):
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent,
+                                                subsequent_indent=indent, break_on_hyphens=False))
+        return "\n\n".join(paragraphs)
+
+
 def say(quiet: bool, message: str) -> None:
     """A note on stderr unless ``quiet``."""
     if not quiet:
@@ -225,8 +242,7 @@ def new_folder_output(output: str, folder: str) -> None:
     """-o for a folder of frames read from ``folder``: a new or empty folder that is not the input,
     named without a video's or an image's extension (memc-interpolate's and memc-enhance's). A
     UserError saying which, before any work."""
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise UserError(f"-o {output}: a folder of frames becomes a folder of frames; {output} is a file")
+    _check_not_a_file("-o", output)
     # A name like a video's or an image's would get a folder of frames, silently: say so instead.
     extension = file_extension(os.path.normpath(output))
     if extension in VIDEO_CODECS or extension in IMAGE_EXTENSIONS:
@@ -235,15 +251,23 @@ def new_folder_output(output: str, folder: str) -> None:
                         f"folder name without {article} {kind} extension ({extension})")
     if os.path.isdir(output) and os.path.samefile(output, folder):
         raise UserError(f"-o {output} is the input folder; choose another output folder")
-    check_new_folder("-o", output)
+    _check_empty("-o", output)
 
 
 def check_new_folder(option: str, path: str) -> None:
     """``path``, given to ``option``, as an output folder (written by an
     :class:`~memc_models.atomic.AtomicFolder`): new or empty, never mixing one run's files with
     another's. A UserError saying which, before any work."""
+    _check_not_a_file(option, path)
+    _check_empty(option, path)
+
+
+def _check_not_a_file(option: str, path: str) -> None:
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{option} {path} is a file; expected a new or empty folder")
+
+
+def _check_empty(option: str, path: str) -> None:
     if os.path.isdir(path) and os.listdir(path):
         raise UserError(f"{option} {path} already holds files; choose a new or empty folder")
 

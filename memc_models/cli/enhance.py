@@ -31,8 +31,9 @@ from ..inference import build_enhancer, pick_device
 from ..memc_net_ve import WINDOW
 from ..streaming import FolderSink, FolderSource, VideoSink, centred_windows
 from ..video import check_video_output
-from .common import (artefact_strength, check_outputs, enhancement_scale, enhancement_task, half_notes,
-                     input_video, new_folder_output, noise_sigma, note_lost_audio, peek, progress_bar, run, say)
+from .common import (HelpFormatter, artefact_strength, check_outputs, enhancement_scale, enhancement_task,
+                     half_notes, input_video, new_folder_output, noise_sigma, note_lost_audio, peek, progress_bar,
+                     run, say)
 
 __all__ = ["main"]
 
@@ -72,18 +73,21 @@ def _check_input(path: str) -> bool:
     return False
 
 
-def _too_few(name: str, count: int) -> UserError:
-    return UserError(f"{name}: holds {count} frame(s); memc-enhance needs at least 3 (each frame is restored from "
-                     "2 to 6 neighbours)")
+def _check_count(name: str, count: int) -> None:
+    """The one check that a stream (a video or a folder, named ``name``) of ``count`` frames is long
+    enough: each frame is restored from at least 2 neighbours. Made before the enhancer, the output
+    and the progress bar (a video's frames are counted by reading 3 ahead: :func:`peek`)."""
+    if count < 3:
+        held = f"{count} frame(s)" if count else "no frames"
+        raise UserError(f"{name}: holds {held}; memc-enhance needs at least 3 (each frame is restored from 2 to 6 "
+                        "neighbours)")
 
 
-def _enhance_stream(name: str, source, sink, enhance, on_frame) -> int:
-    """Writes to ``sink`` each frame of ``source`` (named ``name``) restored from its centred
-    window; returns how many."""
+def _enhance_stream(source, sink, enhance, on_frame) -> int:
+    """Writes to ``sink`` each frame of ``source`` restored from its centred window; returns how
+    many. ``source`` holds at least 3 frames (:func:`_check_count`), so every window has 3 or more."""
     written = 0
     for window, centre in centred_windows(source, WINDOW):
-        if len(window) < 3:  # only a stream of fewer than 3 frames has such a window
-            raise _too_few(name, len(window))
         frames = torch.cat([frame.image for frame in window])
         sink.write(enhance(frames, centre).unsqueeze(0))
         written += 1
@@ -118,14 +122,11 @@ def _video(args, device, options: dict) -> None:
     check_outputs([output], [source_path])
     with input_video(source_path, args.keep_audio, args.quiet, "enhancing") as (source, audio_from):
         read, frames = peek(source, 3)
-        if read == 0:
-            raise UserError(f"{source_path}: the video has no frames")
-        if read < 3:
-            raise _too_few(source_path, read)
+        _check_count(source_path, read)
         enhance = _enhancer(args, device, options)
         with VideoSink(output, source.fps, audio_from) as sink, \
                 progress_bar(source.count, args.task, args.quiet) as bar:
-            written = _enhance_stream(source_path, frames, sink, enhance, bar.update)
+            written = _enhance_stream(frames, sink, enhance, bar.update)
     note_lost_audio(sink, source_path, args.quiet)
     say(args.quiet, f"{output}: {written} frames at {source.fps:g} fps")
 
@@ -133,14 +134,13 @@ def _video(args, device, options: dict) -> None:
 def _folder(args, device, options: dict) -> None:
     folder, output = args.input, args.output
     source = FolderSource(folder)
-    if len(source.paths) < 3:
-        raise _too_few(folder, len(source.paths))
+    _check_count(folder, len(source.paths))
     new_folder_output(output, folder)
     count = len(source.paths)
     with FolderSink(output, count, source.extension, source.bits) as sink:  # claims the folder
         enhance = _enhancer(args, device, options)
         with progress_bar(count, args.task, args.quiet) as bar:
-            written = _enhance_stream(folder, source, sink, enhance, bar.update)
+            written = _enhance_stream(source, sink, enhance, bar.update)
     say(args.quiet, f"{output}: {written} frames")
 
 
@@ -159,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
         "  memc-enhance blocky.mp4 -o out.mp4 --task deblock --strength 9\n"
         "  memc-enhance frames/ -o large/ --task sr --scale 4   (writes large/00000.png ...)\n"
         "  memc-enhance small.mp4 -o large.mp4 --task sr --checkpoint MEMC-Net_SR.pth",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("input", metavar="IN", help="a video, or a folder of frames (in natural name order)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",

@@ -12,7 +12,9 @@ The metrics (IE, RMSE, PSNR, SSIM) are :mod:`memc_models.metrics`'. Every sequen
 cannot be used is named, with a count ("evaluated 7 of 8; Beta: no frame10i11.png"); a run where
 none can is an error. ``--limit N`` evaluates the first N samples that can be used (the ones
 skipped on the way are named and do not count). ``--save`` images go into a new or empty folder,
-claimed while the run writes it and appearing whole at the end (as ``-o`` folders do).
+claimed while the run writes it and appearing whole at the end (as ``-o`` folders do), once the
+table is printed; if other files appeared in the folder meanwhile, the images are kept in
+``OUT-2`` (or the next free ``OUT-N``) and the run ends with an error (status 1) saying where.
 ``enhance`` runs :func:`memc_models.enhancement_eval.evaluate_enhancement` (the same evaluation as
 ``benchmarks/bench_enhance.py``) and prints one row per method.
 """
@@ -35,8 +37,8 @@ from ..frames import to_uint8
 from ..images import encode_image
 from ..inference import build_enhancer, build_interpolator, pick_device
 from ..metrics import METRICS, SSIM_WINDOW, error_levels, metrics
-from .common import (add_method_options, artefact_strength, check_new_folder, enhancement_scale, enhancement_task,
-                     half_notes, method_notes, noise_sigma, positive_int, run, say)
+from .common import (HelpFormatter, add_method_options, artefact_strength, check_new_folder, enhancement_scale,
+                     enhancement_task, half_notes, method_notes, noise_sigma, positive_int, run, say)
 
 __all__ = ["comparison", "evaluate", "format_enhancement_table", "format_table", "main"]
 
@@ -205,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
         "MEMC-Net's tables), RMSE (Middlebury's IE), PSNR and SSIM for our method and for frame averaging. "
         "Sequences that cannot be used are named, with a count. memc-eval enhance evaluates denoising, deblocking and "
         "super-resolution instead (see below).",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("dataset", choices=("middlebury", "vimeo", "video", "enhance"),
                         help="middlebury: folders with frame10.png, frame11.png, frame10i11.png; vimeo: Vimeo90K "
@@ -214,7 +217,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("root", metavar="PATH", help="the dataset folder, or the video file")
     parser.add_argument("--save", metavar="OUT",
                         help="a new or empty folder: each interpolated frame and a side-by-side comparison PNG, "
-                        "in place at the end")
+                        "in place at the end, after the table is printed; if files appear in OUT while the run "
+                        "goes on, the images are kept in OUT-2 (or the next free OUT-N) instead, and the run ends "
+                        "with an error (status 1) saying where")
     parser.add_argument("--limit", type=positive_int, metavar="N",
                         help="evaluate the first N samples that can be used (N >= 1): those skipped on the way (named "
                         "after the table) do not count; a video: its first N held-out frames; enhance: the first N "
@@ -235,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     enhance.add_argument("--strength", metavar="S", help="deblock: the artefacts' level our restoration treats as "
                          "noise, on 0..255 (default 6)")
     enhance.add_argument("--scale", metavar="2|4", help="sr: bicubic downscaling by 2 or 4 (default 4)")
-    enhance.add_argument("--seed", type=int, default=0, help="the noise's seed (default 0; window k uses seed + k)")
+    enhance.add_argument("--seed", type=int, help="the noise's seed (default 0; window k uses seed + k)")
     enhance.add_argument("--windows", type=positive_int, metavar="N",
                          help="at most N windows a clip, spread evenly (default: every frame with full neighbours)")
     return parser
@@ -246,7 +251,8 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
     if args.dataset == "enhance":
         return _evaluate_enhancement(args)
     enhancement_options = (("--task", args.task), ("--sigma", args.sigma), ("--qp", args.qp),
-                           ("--strength", args.strength), ("--scale", args.scale), ("--windows", args.windows))
+                           ("--strength", args.strength), ("--scale", args.scale), ("--seed", args.seed),
+                           ("--windows", args.windows))
     given = [option for option, value in enhancement_options if value is not None]
     if given:
         raise UserError(f"{given[0]} applies to memc-eval enhance; memc-eval {args.dataset} evaluates interpolation")
@@ -278,17 +284,23 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
                         limit=args.limit)
         if not rows:
             raise UserError(f"{args.root}: no sample could be evaluated: {first_few(unusable, 5, '; ')}")
-    method = f"{args.model or 'memc'} ({args.checkpoint})" if args.checkpoint else (
-        "training-free fast (DIS + projection + adaptive warping, one orientation)" if args.fast
-        else "training-free default (DIS + projection + adaptive warping, 4-orientation ensemble)")
-    print(f"ours: {method} on {device}; avg: frame averaging; times include optical flow")
-    print(format_table(rows))
-    if unusable:
-        considered = len(rows) + len(unusable)
-        # The limit is named only where it left samples unread (not where exactly N could be used).
-        stopped = f" (--limit {args.limit})" if candidates is not None and considered < candidates else ""
-        print(f"evaluated {len(rows)} of {considered}{stopped}; {first_few(unusable, 10, '; ')}")
-    if args.save:
+        method = f"{args.model or 'memc'} ({args.checkpoint})" if args.checkpoint else (
+            "training-free fast (DIS + projection + adaptive warping, one orientation)" if args.fast
+            else "training-free default (DIS + projection + adaptive warping, 4-orientation ensemble)")
+        # The table first: whatever happens to the saved folder, the run's results are shown.
+        print(f"ours: {method} on {device}; avg: frame averaging; times include optical flow")
+        print(format_table(rows))
+        if unusable:
+            considered = len(rows) + len(unusable)
+            # The limit is named only where it left samples unread (not where exactly N could be used).
+            stopped = f" (--limit {args.limit})" if candidates is not None and considered < candidates else ""
+            print(f"evaluated {len(rows)} of {considered}{stopped}; {first_few(unusable, 10, '; ')}")
+        sys.stdout.flush()
+        kept = saved.commit_or_keep_beside() if saved is not None else None
+    if kept is not None and kept != saved.path:
+        raise UserError(f"--save {args.save}: other files appeared in it during the run, so this run's frames and "
+                        f"comparisons were kept in {kept} instead (the table is above)")
+    if kept is not None:
         print(f"frames and comparisons written to {args.save}")
     return 0
 
@@ -344,6 +356,8 @@ def _evaluate_enhancement(args) -> int:
     from ..enhancement_eval import Method, evaluate_enhancement, folder_clips, reference_methods, window_centres
 
     task = enhancement_task(args.task)
+    if args.seed is None:
+        args.seed = 0
     scale, sigma, qp = enhancement_scale(args.scale, task), noise_sigma(args.sigma, task, 20.0), _qp(args.qp, task)
     for option, given in (("--save", args.save), ("--model", args.model), ("--fast", args.fast)):
         if given:

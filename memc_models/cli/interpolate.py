@@ -25,8 +25,8 @@ from ..images import IMAGE_EXTENSIONS, check_image_input, check_image_output, en
 from ..inference import build_interpolator, pick_device
 from ..streaming import SCENE_THRESHOLD, FolderSink, FolderSource, VideoSink, interpolate_stream
 from ..video import check_video_output
-from .common import (add_method_options, check_outputs, input_video, method_notes, new_folder_output, note_lost_audio,
-                     peek, progress_bar, run, say, unit_interval)
+from .common import (HelpFormatter, add_method_options, check_outputs, input_video, method_notes, new_folder_output,
+                     note_lost_audio, peek, progress_bar, run, say, unit_interval)
 
 __all__ = ["frame_times", "main", "output_paths"]
 
@@ -148,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
         "  memc-interpolate a.png b.png -o out.png --factor 4   (writes out_t0.250.png ...)\n"
         "  memc-interpolate in.mp4 -o out.mp4 --factor 2\n"
         "  memc-interpolate frames/ -o out_frames/ --factor 2   (writes out_frames/00000.png ...)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="two images (A B), one video, or one folder of frames (in natural name order)")
@@ -162,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="N-1 evenly spaced frames between each pair; a video comes out at N times its frame rate "
                         "(default 2 for videos and folders of frames)")
     add_method_options(parser)
-    parser.add_argument("--scene-threshold", type=unit_interval, default=SCENE_THRESHOLD, metavar="X",
+    parser.add_argument("--scene-threshold", type=unit_interval, metavar="X",
                         help="videos and folders of frames: two frames whose colour histograms overlap less than X "
                         f"(0..1) are a cut to another shot, where the nearest input frame is repeated instead of "
                         f"interpolated (default {SCENE_THRESHOLD}; 0 interpolates everywhere)")
@@ -195,8 +195,11 @@ def _interpolate(argv: Optional[Sequence[str]]) -> int:
     notes = method_notes(args)
     if args.keep_audio and not (len(args.inputs) == 1 and os.path.isfile(args.inputs[0])):
         notes.append("--keep-audio applies to an input video")
-    if args.sequential and not (video or folder):
-        notes.append("--sequential applies to a video or a folder of frames")
+    for option, given in (("--sequential", args.sequential), ("--scene-threshold", args.scene_threshold is not None)):
+        if given and not (video or folder):
+            notes.append(f"{option} applies to a video or a folder of frames")
+    if args.scene_threshold is None:
+        args.scene_threshold = SCENE_THRESHOLD
     for note in notes:
         say(args.quiet, f"note: {note}")
     device = pick_device(args.device)

@@ -7,7 +7,9 @@
 The recipe is :mod:`memc_models.training`'s (DAIN's released one); the defaults: batch 1, 100
 epochs, full 256x448 triplets with random horizontal and vertical flips and temporal order swap.
 
-Before the first step every listed triplet is checked to exist and its files' headers to read.
+Before the first step every listed triplet is checked to exist and its files' headers to read;
+``OUT`` is made (and claimed) only once the arguments, the data and the model have been checked and
+loaded, so a start that fails leaves nothing behind.
 Each epoch writes ``OUT/last.pt`` (model, optimizer, scheduler, epoch, config: for ``--resume``),
 ``OUT/best.pt`` (the model's state dict alone, when the validation PSNR improves: load it with
 ``memc-interpolate --checkpoint OUT/best.pt --model ...``) and a line of ``OUT/log.csv``, each
@@ -26,6 +28,7 @@ that fails or is interrupted stops all the others.
 import argparse
 import contextlib
 import csv
+import errno
 import io
 import itertools
 import math
@@ -34,13 +37,13 @@ import signal
 import sys
 import tempfile
 import time
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..atomic import claim_folder, copy_file, discard_pending, write_file
+from ..atomic import check_unclaimed, claim_folder, copy_file, discard_pending, remove_empty_folders, write_file
 from ..checkpoint import read_training_state, restore_training_state, save_training_state, save_weights
 from ..datasets import VimeoSeptuplets, VimeoTriplets
 from ..distributed import (Distributed, DistributedError, ShardSampler, all_reduce_sums, bare_model, close_distributed,
@@ -50,7 +53,7 @@ from ..inference import pick_device
 from ..training import (AMP_CHOICES, LEARNING_RATES, amp_dtype, build_model, build_optimizer, build_scheduler,
                         grad_scaler, train_epoch, validation_sums)
 from ..variants import VARIANTS
-from .common import Interrupted, run, signal_number, user_message
+from .common import HelpFormatter, Interrupted, run, signal_number, user_message
 
 __all__ = ["main"]
 
@@ -73,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "  memc-train vimeo_triplet --model memc_s --crop 128 128 --epochs 1 --max-steps 20 --val-limit 10\n"
         "  memc-train vimeo_septuplet --septuplets --model memc_s --out runs/any_t\n"
         "  torchrun --nproc_per_node=4 -m memc_models.cli.train vimeo_triplet --model memc_s --out runs/memc_s",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("data", metavar="DATA", help="Vimeo90K triplet folder, or a folder of triplet folders")
     parser.add_argument("--out", default=os.path.join("runs", "memc-train"), metavar="DIR",
@@ -149,11 +152,11 @@ _RUN_FILES = ("last.pt", "best.pt", "log.csv")
 _CARRIED_FILES = ("log.csv", "best.pt")
 
 
-def _prepare_out(args) -> List[str]:
-    """Creates --out and checks that files can be written in it, before any work; returns the
-    folders it made, outermost first (removed again if the run ends before writing into them). A
-    new run must not land in a folder holding another (it would replace its checkpoints and mix
-    the epochs of both in log.csv) unless --overwrite says so; --resume continues the run there."""
+def _check_out(args) -> None:
+    """Checks --out before anything is made or read: a folder that can hold the run, or be made (a
+    UserError saying why not). A new run must not land in a folder holding another (it would
+    replace its checkpoints and mix the epochs of both in log.csv) unless --overwrite says so;
+    --resume continues the run there."""
     out = args.out
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out} is a file, not a folder")
@@ -168,32 +171,45 @@ def _prepare_out(args) -> List[str]:
         # keep the other's best.pt unless this run beats it.
         raise UserError(f"--out {out} holds another run ({', '.join(present)}) than --resume {args.resume}; "
                         f"continue {args.resume}'s run in its own folder or in a new --out")
+    existing, missing = os.path.abspath(out), []
+    while not os.path.lexists(existing):
+        existing, name = os.path.split(existing)
+        missing.insert(0, name)
+    if not os.path.isdir(existing):
+        raise UserError(f"--out {out}: cannot create the folder ({os.strerror(errno.ENOTDIR)})")
+    try:
+        longest = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    # The folder's name, and OUT.lock beside it (the run's claim), must fit the file system.
+    names = missing[:-1] + [os.path.basename(os.path.abspath(out)) + ".lock"]
+    if any(len(os.fsencode(name)) > longest for name in names):
+        raise UserError(f"--out {out}: cannot create the folder ({os.strerror(errno.ENAMETOOLONG)}: each name "
+                        f"in it at most {longest} bytes, the last at most {longest - len('.lock')} here)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        where = "write files there" if not missing else f"create the folder in {existing}"
+        raise UserError(f"--out {out}: cannot {where} ({error.strerror or error})") from None
+    check_unclaimed(out, "a training run into it")
+
+
+def _make_out(out: str) -> List[str]:
+    """Makes --out (checked by :func:`_check_out`); returns the folders it made, outermost first,
+    for :func:`remove_empty_folders` if the run ends before writing into them. A failure part
+    way (a full disk, a folder made meanwhile as a file) leaves none of them."""
     made: List[str] = []
     missing = os.path.abspath(out)
-    while not os.path.exists(missing):
+    while not os.path.lexists(missing):
         made.insert(0, missing)
         missing = os.path.dirname(missing)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as error:
+        remove_empty_folders(made)
         raise UserError(f"--out {out}: cannot create the folder ({error.strerror or error})") from None
-    try:
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as error:
-        _remove_empty(made)
-        raise UserError(f"--out {out}: cannot write files there ({error.strerror or error})") from None
     return made
-
-
-def _remove_empty(made: List[str]) -> None:
-    """Removes the folders :func:`_prepare_out` made, innermost first, while they are empty: a run
-    that stops before writing anything leaves --out as it was (never a folder that was there)."""
-    for folder in reversed(made):
-        try:
-            os.rmdir(folder)
-        except OSError:
-            break
 
 
 def _run_folders(args) -> List[str]:
@@ -272,21 +288,28 @@ def _train(args, cluster: Distributed) -> None:
             raise UserError(f"--resume {args.resume} has already done {int(state['epoch'])} epochs; "
                             f"pass --epochs above {int(state['epoch'])}")
     if not cluster.is_main:  # rank 0 alone touches --out
-        _train_in(args, cluster, state, tqdm)
+        _train_in(args, cluster, state, tqdm, lambda: None)
         return
-    made = _prepare_out(args)
+    _check_out(args)
+    made: List[str] = []
     try:
-        with claim_folder(args.out, "a training run into it"):
-            _train_in(args, cluster, state, tqdm)
+        with contextlib.ExitStack() as claimed:
+            def make_out() -> None:
+                made.extend(_make_out(args.out))
+                claimed.enter_context(claim_folder(args.out, "a training run into it"))
+
+            _train_in(args, cluster, state, tqdm, make_out)
     except BaseException:
-        # Bad data, a model that does not load, Ctrl-C before the first epoch: nothing of the run
-        # is in a folder this run made, so it goes (with what is still being written, first).
+        # A failure in the first epoch, Ctrl-C before its end: nothing of the run is in a folder
+        # this run made, so it goes (with what is still being written, first).
         discard_pending()
-        _remove_empty(made)
+        remove_empty_folders(made)
         raise
 
 
-def _train_in(args, cluster: Distributed, state: Optional[dict], tqdm) -> None:
+def _train_in(args, cluster: Distributed, state: Optional[dict], tqdm, make_out: Callable[[], None]) -> None:
+    """Loads and checks the data and the model, then calls ``make_out`` (rank 0: makes and claims
+    --out; nothing is made before) and trains."""
     device, main = cluster.device, cluster.is_main
     # Each process draws its own crops and flips; DDP starts every process from rank 0's weights.
     torch.manual_seed(args.seed + cluster.rank)
@@ -340,6 +363,7 @@ def _train_in(args, cluster: Distributed, state: Optional[dict], tqdm) -> None:
         if "log.csv" in missing:
             say(f"note: no log.csv beside {args.resume}: {os.path.join(args.out, 'log.csv')} starts at epoch "
                 f"{epoch + 1}")
+    make_out()
     if args.overwrite and main:
         # Only now, once everything has loaded: a failed start leaves the old run as it was.
         for name in _RUN_FILES:

@@ -80,7 +80,7 @@ COLUMNS = [
 
 
 def main(argv=None):
-    parser = common.argument_parser(__doc__, default_dtypes=["float32"], cpu_repeats=5)
+    parser = common.argument_parser(__doc__, default_dtypes=["float32"], cpu_repeats=7)
     parser.add_argument("--full", action="store_true", help="on a CPU too, the full batch of 16 at 448x256")
     parser.add_argument("--weighted", action="store_true", help="time the weighted (depth-aware) projection")
     args = parser.parse_args(argv)

@@ -96,7 +96,7 @@ COLUMNS = [
 
 
 def main(argv=None):
-    parser = common.argument_parser(__doc__, default_dtypes=["float32", "float16"], cpu_repeats=3)
+    parser = common.argument_parser(__doc__, default_dtypes=["float32", "float16"], cpu_repeats=7)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a quick look on a CPU")
     args = parser.parse_args(argv)
     sizes = QUICK_SIZES if args.quick else SIZES

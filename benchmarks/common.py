@@ -9,6 +9,7 @@ import time
 import torch
 
 import memc_ops
+from memc_models import atomic
 
 # Theoretical DRAM bandwidth (GB/s) of common GPUs, from their vendors' data sheets; matched by
 # substring of torch.cuda.get_device_name(), most specific first.
@@ -47,16 +48,17 @@ def time_ms(fn, device, repeats, warmup=2):
     """Median wall time of fn() in milliseconds (CUDA work is synchronised)."""
     for _ in range(warmup):
         fn()
-    samples = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples)
+    return statistics.median(_timed_run_ms(fn, device) for _ in range(repeats))
+
+
+def _timed_run_ms(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1e3
 
 
 def environment(device):
@@ -89,31 +91,45 @@ def print_table(rows, columns):
 
 
 def write_json(path, environment_info, rows):
-    with open(path, "w") as handle:
-        json.dump({"environment": environment_info, "results": rows}, handle, indent=2)
+    text = json.dumps({"environment": environment_info, "results": rows}, indent=2)
+    atomic.write_file(path, text.encode())
     print(f"wrote {path}")
 
 
-def time_methods(methods, inputs, backward, device, repeats, requires_grad=None):
+def time_methods(methods, inputs, backward, device, repeats, requires_grad=None, warmup=2):
     """Median milliseconds of each method(*inputs) (forward only, or forward and backward of a
     ones gradient); None for a method that ran out of memory. With backward, requires_grad (one
-    flag per input; default all) says which inputs need gradients."""
+    flag per input; default all) says which inputs need gradients.
+
+    The methods take turns, one run each per round, so that a change in the machine's load during
+    the measurement reaches every method alike and their ratios stay fair."""
     flags = requires_grad if requires_grad is not None else [backward] * len(inputs)
     inputs = [t.detach().requires_grad_(backward and flag) for t, flag in zip(inputs, flags)]
-    times = {}
-    for method, fn in methods.items():
-        def step(fn=fn):
+
+    def step_of(fn):
+        def step():
             output = fn(*inputs)
             if backward:
                 torch.autograd.backward(output, torch.ones_like(output))
                 for tensor in inputs:
                     tensor.grad = None
-        try:
-            times[method] = time_ms(step, device, repeats)
-        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch 2.5 and later
-            times[method] = None
-            torch.cuda.empty_cache()
-    return times
+        return step
+
+    steps = {method: step_of(fn) for method, fn in methods.items()}
+    samples = {method: [] for method in methods}
+    for round_index in range(warmup + repeats):
+        for method, step in steps.items():
+            if samples[method] is None:
+                continue
+            try:
+                milliseconds = _timed_run_ms(step, device)
+            except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch 2.5 and later
+                samples[method] = None
+                torch.cuda.empty_cache()
+                continue
+            if round_index >= warmup:
+                samples[method].append(milliseconds)
+    return {method: None if runs is None else statistics.median(runs) for method, runs in samples.items()}
 
 
 def result_rows(case, times, traffic, device, backward, pass_name=None):

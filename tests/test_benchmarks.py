@@ -80,3 +80,26 @@ def test_bench_train_times_one_and_two_processes():
         assert row["variant"] == "memc_s" and row["size"] == "32x16" and row["ms_per_step"] > 0
         assert row["samples_per_s"] >= row["samples_per_s_per_process"] > 0
     assert timed[0]["scaling"] == 1.0
+
+
+def test_timed_methods_take_turns_so_a_change_in_load_reaches_all_alike():
+    import common
+
+    calls = []
+    methods = {name: (lambda x, name=name: calls.append(name) or x * 2) for name in ("memc", "reference")}
+    times = common.time_methods(methods, (torch.ones(3),), False, torch.device("cpu"), repeats=3, warmup=1)
+    assert calls == ["memc", "reference"] * 4
+    assert set(times) == {"memc", "reference"} and all(ms > 0 for ms in times.values())
+
+
+def test_results_json_is_written_whole(tmp_path):
+    import json
+
+    import common
+
+    path = tmp_path / "results.json"
+    path.write_text("an older run")
+    common.write_json(str(path), {"torch": torch.__version__}, [{"case": "tiny", "ms": 1.5}])
+    assert json.loads(path.read_text()) == {"environment": {"torch": torch.__version__},
+                                            "results": [{"case": "tiny", "ms": 1.5}]}
+    assert [entry.name for entry in tmp_path.iterdir()] == ["results.json"]

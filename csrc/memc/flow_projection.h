@@ -317,6 +317,33 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T
   }
 }
 
+// A hole's share (its cell's cell_x, cell_y: see make_hole_share) added to its run's sums x, y,
+// where its fill found a neighbour (hole_total < 0). Without branches: V a scalar or SIMD lanes
+// (the CPU's column sweep adds a row's holes in lanes).
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void add_hole_share(V& x, V& y, const V& cell_x, const V& cell_y,
+                                                      const V& hole_total) {
+  const auto found = -hole_total > V(0);
+  x = choose(found, x + cell_x, x);
+  y = choose(found, y + cell_y, y);
+}
+
+// A run of holes ends: its summed shares x, y go to the received pixel above it (above_cell;
+// nullptr: none) and, when the fill counts it, to the one below (below_cell; nullptr at the
+// bottom of the image).
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void hand_out_run_shares(T x, T y, T* above_cell, T* below_cell,
+                                                           bool fill_from_below) {
+  if (above_cell != nullptr) {
+    above_cell[0] += x;
+    above_cell[1] += y;
+  }
+  if (below_cell != nullptr && fill_from_below) {
+    below_cell[0] += x;
+    below_cell[1] += y;
+  }
+}
+
 // One column's state in the downward sweep: the nearest received pixel above the current run of
 // holes (-1: none) and the run's summed shares.
 template <typename T>
@@ -333,23 +360,13 @@ struct ColumnShares {
   }
   // A hole whose cell holds its share (share_row_gradients ran on its row).
   C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const T* cell, T hole_total) {
-    if (-hole_total > T(0)) {
-      x += cell[0];
-      y += cell[1];
-    }
+    add_hole_share(x, y, cell[0], cell[1], hole_total);
     pending = true;
   }
   // The run ends at received pixel `below_cell` (nullptr at the bottom of the image): the shares go
   // to the pixel above the run and, when the fill counts it, to the one below.
   C10_HOST_DEVICE C10_ALWAYS_INLINE void end_run(T* above_cell, T* below_cell, bool fill_from_below) {
-    if (above_cell != nullptr) {
-      above_cell[0] += x;
-      above_cell[1] += y;
-    }
-    if (below_cell != nullptr && fill_from_below) {
-      below_cell[0] += x;
-      below_cell[1] += y;
-    }
+    hand_out_run_shares(x, y, above_cell, below_cell, fill_from_below);
     x = 0;
     y = 0;
     pending = false;
@@ -436,6 +453,15 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void source_cells(const T* cells, int64_t row_
   four[3] = has_right && has_below ? first + row_stride + cell_values : zero_cell;
 }
 
+// One value's sum over a source's four cells (source_cells' order), from 0 (a sum from +0 is never
+// -0). V: a scalar or SIMD lanes (the CPU sums each cell with its neighbours in lanes, once for all
+// the sources that read it).
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE V sum_of_four(const V& top_left, const V& top_right, const V& bottom_left,
+                                                const V& bottom_right) {
+  return V(0) + top_left + top_right + bottom_left + bottom_right;
+}
+
 // The sums of p_x, p_y and q (q: 0 with two-value cells) over a projected source's cells (target:
 // locate_projection's; the other arguments as for source_cells), from 0.
 template <typename T>
@@ -446,7 +472,7 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void sum_source_cells(const ProjectionCells& t
   const T* four[4];
   source_cells(cells, row_stride, cell_values, target.rows[0], target.cols[0], height, width, zero_cell, four);
   for (int64_t k = 0; k < 3; ++k) {
-    sums[k] = k < cell_values ? T(0) + four[0][k] + four[1][k] + four[2][k] + four[3][k] : T(0);
+    sums[k] = k < cell_values ? sum_of_four(four[0][k], four[1][k], four[2][k], four[3][k]) : T(0);
   }
 }
 

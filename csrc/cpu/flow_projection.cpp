@@ -18,6 +18,7 @@
 #include <array>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -262,6 +263,19 @@ void interleave_gradients(const opmath_t* grad_x, const opmath_t* grad_y, opmath
     cells[x * cell_values + 1] = grad_y[x];
     for (int64_t k = 2; k < cell_values; ++k) {
       cells[x * cell_values + k] = opmath_t(0);
+    }
+  }
+}
+
+// Each hole's cell of a row of the backward's cells made its share (make_hole_share), in lanes for
+// float.
+template <typename opmath_t>
+void hole_shares(opmath_t* cells, const opmath_t* total, int64_t cell_values, int64_t width) {
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    MEMC_CPU_KERNEL(hole_shares_row)(cells, total, cell_values, width);
+  } else {
+    for (int64_t x = 0; x < width; ++x) {
+      hole_share(cells[x * cell_values], cells[x * cell_values + 1], total[x]);
     }
   }
 }
@@ -856,12 +870,13 @@ struct ColumnSweep {
 
 // Per thread, a buffer kept between calls for the backward's cells of one image (a fresh one would
 // page-fault on every call), none kept above kMaxKeptValues values.
+// (Every cell is written before it is read: a larger one is left uninitialised, not zeroed.)
 template <typename opmath_t>
-opmath_t* image_cells_buffer(int64_t values, std::vector<opmath_t>& temporary) {
+opmath_t* image_cells_buffer(int64_t values, std::unique_ptr<opmath_t[]>& temporary) {
   constexpr int64_t kMaxKeptValues = int64_t(1) << 21;
   if (values > kMaxKeptValues) {
-    temporary.resize(values);
-    return temporary.data();
+    temporary.reset(new opmath_t[values]);
+    return temporary.get();
   }
   thread_local std::vector<opmath_t> kept;
   if (static_cast<int64_t>(kept.size()) < values) {
@@ -925,8 +940,11 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       opmath_t* const cells = image_cells + y * row_values;
       const opmath_t* const row_total = rows.total(n, y);
       interleave_gradients(grad_row_x, grad_row_y, cells, cell_values, width);
-      if (holes[1] > 0) {
-        share_row_gradients(cells, row_total, width, cell_values);
+      if (holes[1] > 0) {  // share_row_gradients; in a row of holes no run has an end to hand out to
+        hole_shares(cells, row_total, cell_values, width);
+        if (holes[1] < width) {
+          hand_out_row_shares(cells, row_total, width, cell_values);
+        }
       }
       // No holes in the row and the rows above and below: no column shares, every received pixel
       // settles.
@@ -973,7 +991,7 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
     if (task_per_image) {
       at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
         Scratch scratch(width);
-        std::vector<opmath_t> temporary;
+        std::unique_ptr<opmath_t[]> temporary;
         opmath_t* const image_cells = image_cells_buffer<opmath_t>(image_values, temporary);
         for (int64_t n = begin; n < end; ++n) {
           int64_t* const holes = fill_holes ? hole_count.data() + n * height : nullptr;

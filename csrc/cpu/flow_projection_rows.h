@@ -112,6 +112,8 @@ struct GatherTargets {
 //     settles_in_row_pass holds (rows total_above / total_below; nullptr: none); the other cells
 //     keep their values.
 //   count_received_row: how many pixels of a row of total weights received (is_received).
+//   hole_shares_row: hole_share of each cell of a row of the backward's cells (cell_values per
+//     pixel; received pixels keep theirs).
 //   add_hole_shares_row: add_hole_share of `count` holes (cells: cell_values per pixel, the share
 //     in the first two) to their columns' sums share_x, share_y.
 #define MEMC_DECLARE_PROJECTION_ROWS(CAPABILITY)                                          \
@@ -122,6 +124,7 @@ struct GatherTargets {
   void flow_cell_gradients_row(float* pairs, const float* total, const float* total_above, \
                                const float* total_below, int64_t width);                 \
   int64_t count_received_row(const float* total, int64_t width);                         \
+  void hole_shares_row(float* cells, const float* total, int64_t cell_values, int64_t width); \
   void add_hole_shares_row(float* share_x, float* share_y, const float* cells,             \
                            int64_t cell_values, const float* total, int64_t count);        \
   void target_row_span(const float* flow_y, int64_t y, int64_t height, int64_t width,     \

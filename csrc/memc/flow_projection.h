@@ -267,35 +267,42 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void finish_fill(V& hole_x, V& hole_y, const V
 // is -k). Returns false where the fill found none; such a hole gives no share.
 // 1 / k for the k (1 to 4) neighbours a fill finds, without a division: each constant is the
 // rounded quotient that the division gives (any other k is divided).
-template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE T inverse_count(T k) {
-  return k == T(1) ? T(1) : k == T(2) ? T(0.5) : k == T(3) ? T(1) / T(3) : k == T(4) ? T(0.25) : T(1) / k;
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE V inverse_count(const V& k) {
+  const V one(1);
+  return choose(k == V(1), one,
+                choose(k == V(2), V(0.5), choose(k == V(3), one / V(3), choose(k == V(4), V(0.25), one / k))));
+}
+
+// Without branches (V: a scalar or SIMD lanes, the CPU making a row's shares in lanes): x, y
+// become the share where the fill found neighbours (hole_total < 0) and stay as they are elsewhere
+// (received pixels too).
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void hole_share(V& x, V& y, const V& hole_total) {
+  const V found = -hole_total;
+  const V inverse_found = inverse_count(found);
+  const auto any = found > V(0);
+  x = choose(any, x * inverse_found, x);
+  y = choose(any, y * inverse_found, y);
 }
 
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE bool make_hole_share(T* cell, T hole_total) {
-  const T found = -hole_total;
-  if (found > T(0)) {
-    const T inverse_found = inverse_count(found);
-    cell[0] = cell[0] * inverse_found;
-    cell[1] = cell[1] * inverse_found;
-    return true;
-  }
-  return false;
+  hole_share(cell[0], cell[1], hole_total);
+  return -hole_total > T(0);
 }
 
-// Row pass over one row: `cells_row` is the row's cells (cell_values per pixel: kCellValues, or 2
-// where the backward needs no q), `row_total` channel 2 of `projected`. Turns each hole's cell into
-// its share (make_hole_share), for the column sweep to read.
+// The second half of share_row_gradients, once every hole's cell holds its share: the shares of
+// each run of holes, summed from 0, go to the received pixels left and right of it.
 template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T* row_total, int64_t width,
-                                                           int64_t cell_values = kCellValues) {
+C10_HOST_DEVICE C10_ALWAYS_INLINE void hand_out_row_shares(T* cells_row, const T* row_total, int64_t width,
+                                                           int64_t cell_values) {
   int64_t before = -1;
   T share_x = 0, share_y = 0;
   for (int64_t i = 0; i <= width; ++i) {
     if (i < width && !is_received(row_total[i])) {
-      T* const cell = cells_row + i * cell_values;
-      if (make_hole_share(cell, row_total[i])) {
+      const T* const cell = cells_row + i * cell_values;
+      if (-row_total[i] > T(0)) {
         share_x += cell[0];
         share_y += cell[1];
       }
@@ -315,6 +322,20 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T
     share_y = 0;
     before = i;
   }
+}
+
+// Row pass over one row: `cells_row` is the row's cells (cell_values per pixel: kCellValues, or 2
+// where the backward needs no q), `row_total` channel 2 of `projected`. Turns each hole's cell into
+// its share (make_hole_share), for the column sweep to read, and hands out the runs' shares.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T* row_total, int64_t width,
+                                                           int64_t cell_values = kCellValues) {
+  for (int64_t i = 0; i < width; ++i) {
+    if (!is_received(row_total[i])) {
+      make_hole_share(cells_row + i * cell_values, row_total[i]);
+    }
+  }
+  hand_out_row_shares(cells_row, row_total, width, cell_values);
 }
 
 // A hole's share (its cell's cell_x, cell_y: see make_hole_share) added to its run's sums x, y,

@@ -248,6 +248,22 @@ void flow_cell_gradients_row(float* pairs, const float* total, const float* tota
   }
 }
 
+void hole_shares_row(float* cells, const float* total, int64_t cell_values, int64_t width) {
+  int64_t i = 0;
+  if (cell_values == 2) {
+    for (; i + kLanes <= width; i += kLanes) {
+      auto [x, y] = at::vec::deinterleave2(Lanes::loadu(cells + 2 * i), Lanes::loadu(cells + 2 * i + kLanes));
+      hole_share(x, y, Lanes::loadu(total + i));
+      const auto [low, high] = at::vec::interleave2(x, y);
+      low.store(cells + 2 * i);
+      high.store(cells + 2 * i + kLanes);
+    }
+  }
+  for (; i < width; ++i) {
+    hole_share(cells[i * cell_values], cells[i * cell_values + 1], total[i]);
+  }
+}
+
 void add_hole_shares_row(float* share_x, float* share_y, const float* cells, int64_t cell_values, const float* total,
                          int64_t count) {
   int64_t i = 0;

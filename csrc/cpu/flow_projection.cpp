@@ -312,52 +312,6 @@ struct ProjectedRows {
   T* total(int64_t n, int64_t y) const { return data + ((n * 3 + kTotalWeightChannel) * height + y) * width; }
 };
 
-// One row of a column sweep of the hole fill (ForwardPass::sweep_columns) for float, four columns
-// at a time in SIMD lanes (GCC's vector extension): add_fill_neighbour and finish_fill in lanes, the
-// same operations on the same values as the scalar loop (tested bit for bit against the definition
-// in float32). Returns how many columns it did (a multiple of four); the scalar loop does the rest.
-// Only GCC is trusted with the vector `?:` (older Clang and Apple Clang reject it on vector_size
-// types); elsewhere it does none and the scalar loop gives the same values.
-template <bool finish>
-int64_t sweep_row_in_lanes(float* row_x, float* row_y, float* row_total, float* near_x, float* near_y, float* found,
-                           int64_t columns) {
-#if defined(__GNUC__) && !defined(__clang__)
-  typedef float Lanes __attribute__((vector_size(16)));
-  constexpr int64_t kLanes = 4;
-  auto load = [](const float* p) {
-    Lanes v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  };
-  auto store = [](float* p, Lanes v) { std::memcpy(p, &v, sizeof v); };
-  const Lanes zero{}, one = zero + 1.0f;
-  int64_t i = 0;
-  for (; i + kLanes <= columns; i += kLanes) {
-    const Lanes x = load(row_x + i), y = load(row_y + i), total = load(row_total + i);
-    const Lanes neighbour_x = load(near_x + i), neighbour_y = load(near_y + i), passed = load(found + i);
-    const auto received = total > zero;  // is_received
-    const auto add = ~received & (passed > zero);
-    Lanes hole_x = x, hole_y = y, hole_total = total;
-    add_fill_neighbour(hole_x, hole_y, hole_total, neighbour_x, neighbour_y);
-    hole_x = add ? hole_x : x;
-    hole_y = add ? hole_y : y;
-    hole_total = add ? hole_total : total;
-    if constexpr (finish) {
-      finish_fill(hole_x, hole_y, hole_total);
-    }
-    store(near_x + i, received ? x : neighbour_x);
-    store(near_y + i, received ? y : neighbour_y);
-    store(found + i, received ? one : passed);
-    store(row_x + i, received ? x : hole_x);
-    store(row_y + i, received ? y : hole_y);
-    store(row_total + i, received ? total : hole_total);
-  }
-  return i;
-#else
-  return 0;
-#endif
-}
-
 // The forward's inputs and outputs, and its per-row bookkeeping.
 template <typename scalar_t, typename opmath_t>
 struct ForwardPass {
@@ -407,13 +361,14 @@ struct ForwardPass {
   }
 
   void finish_row_pass(int64_t n, int64_t r, int64_t holes) const {
-    // Holes are written as 0 here; with filling the last column sweep writes their values.
+    hole_count[n * height + r] = holes;
+    if (fill_holes && holes > 0) {  // the last column sweep writes the whole row's output
+      fill_row_from_sides(rows.x(n, r), rows.y(n, r), rows.total(n, r), width);
+      return;
+    }
+    // (Without filling, holes are written as 0.)
     store_row(output, n, 0, r, width, rows.x(n, r));
     store_row(output, n, 1, r, width, rows.y(n, r));
-    hole_count[n * height + r] = holes;
-    if (fill_holes && holes > 0) {
-      fill_row_from_sides(rows.x(n, r), rows.y(n, r), rows.total(n, r), width);
-    }
   }
 
   // The splat of source rows [y_begin, y_end) of image n (their target rows: spans), into a ring
@@ -510,8 +465,8 @@ struct ForwardPass {
   // average of its nearest received pixel below (step -1: the sweep runs upwards) or above (step +1:
   // downwards), and with `finish` (the last sweep) its final value and output. The sweep carries
   // each column's nearest average along (no lookups of other rows) and its loop has no branches,
-  // so that the compiler runs it in SIMD lanes; rows without holes are skipped, the last one
-  // passed becoming every column's nearest.
+  // so that it runs in SIMD lanes (sweep_row for float); rows without holes are skipped, the last
+  // one passed becoming every column's nearest.
   template <bool finish>
   void sweep_columns(int64_t n, int64_t x_begin, int64_t x_end, int64_t step, Nearest& nearest) const {
     const int64_t columns = x_end - x_begin;
@@ -537,7 +492,7 @@ struct ForwardPass {
       opmath_t* const row_total = rows.total(n, y) + x_begin;
       int64_t i = 0;
       if constexpr (std::is_same_v<opmath_t, float>) {
-        i = sweep_row_in_lanes<finish>(row_x, row_y, row_total, near_x, near_y, found, columns);
+        i = MEMC_CPU_KERNEL(sweep_row)(row_x, row_y, row_total, near_x, near_y, found, columns, finish);
       }
       for (; i < columns; ++i) {
         const opmath_t x = row_x[i], y = row_y[i], total = row_total[i], neighbour_x = near_x[i],
@@ -559,7 +514,7 @@ struct ForwardPass {
         row_y[i] = received ? y : hole_y;
         row_total[i] = received ? total : hole_total;
       }
-      if constexpr (finish) {  // the received pixels' outputs are rewritten with the values they have
+      if constexpr (finish) {  // the row's output (the row pass wrote none)
         store_row(output, n, 0, y, columns, row_x, x_begin);
         store_row(output, n, 1, y, columns, row_y, x_begin);
       }

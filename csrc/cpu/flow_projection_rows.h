@@ -112,6 +112,9 @@ struct GatherTargets {
 //     settles_in_row_pass holds (rows total_above / total_below; nullptr: none); the other cells
 //     keep their values.
 //   count_received_row: how many pixels of a row of total weights received (is_received).
+//   sweep_row: one row of a column sweep of the hole fill (ForwardPass::sweep_columns; finish: the
+//     last sweep) over whole vectors of columns; returns how many columns it did (the caller's
+//     scalar loop does the rest). A vector of columns that all received only becomes the nearest.
 //   hole_shares_row: hole_share of each cell of a row of the backward's cells (cell_values per
 //     pixel; received pixels keep theirs).
 //   add_hole_shares_row: add_hole_share of `count` holes (cells: cell_values per pixel, the share
@@ -125,6 +128,8 @@ struct GatherTargets {
                                const float* total_below, int64_t width);                 \
   int64_t count_received_row(const float* total, int64_t width);                         \
   void hole_shares_row(float* cells, const float* total, int64_t cell_values, int64_t width); \
+  int64_t sweep_row(float* row_x, float* row_y, float* row_total, float* near_x,            \
+                    float* near_y, float* found, int64_t columns, bool finish);             \
   void add_hole_shares_row(float* share_x, float* share_y, const float* cells,             \
                            int64_t cell_values, const float* total, int64_t count);        \
   void target_row_span(const float* flow_y, int64_t y, int64_t height, int64_t width,     \

@@ -230,27 +230,26 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void fill_row_from_sides(T* row_x, T* row_y, T
 
 // Column sweeps: a hole (hole_x, hole_y, hole_total: its channels in `projected`) gains one more
 // neighbour's average, the one below (first sweep, upwards) or above (second sweep, downwards).
-// V: a scalar, or a GCC vector of lanes (the CPU's column sweep), for which the comparisons give
-// lane masks and `?:` selects lane by lane: the same IEEE operations in every lane.
+// V: a scalar, or at::vec lanes (the CPU's column sweep): the same IEEE operations in every lane.
 template <typename V>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void add_fill_neighbour(V& hole_x, V& hole_y, V& hole_total, const V& neighbour_x,
                                                           const V& neighbour_y) {
-  hole_x += neighbour_x;
-  hole_y += neighbour_y;
-  hole_total -= 1;
+  hole_x = hole_x + neighbour_x;
+  hole_y = hole_y + neighbour_y;
+  hole_total = hole_total - V(1);
 }
 
 // After the last sweep: the hole's sums divided by the number of neighbours found (0 without any).
 // Without branches (no neighbour: divides by 1 and drops the quotient), as average_pixel.
 template <typename V>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void finish_fill(V& hole_x, V& hole_y, const V& hole_total) {
-  const V zero{}, one = zero + 1;
+  const V zero(0), one(1);
   const V found = -hole_total;
   const auto any = found > zero;
-  const V divisor = any ? found : one;
+  const V divisor = choose(any, found, one);
   const V average_x = hole_x / divisor, average_y = hole_y / divisor;
-  hole_x = any ? average_x : zero;
-  hole_y = any ? average_y : zero;
+  hole_x = choose(any, average_x, zero);
+  hole_y = choose(any, average_y, zero);
 }
 
 // ---------------------------------------------------------------------------------------------

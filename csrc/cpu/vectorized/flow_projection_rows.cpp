@@ -281,6 +281,40 @@ void add_hole_shares_row(float* share_x, float* share_y, const float* cells, int
   }
 }
 
+int64_t sweep_row(float* row_x, float* row_y, float* row_total, float* near_x, float* near_y, float* found,
+                  int64_t columns, bool finish) {
+  const Lanes zero(0.0f), one(1.0f);
+  int64_t i = 0;
+  for (; i + kLanes <= columns; i += kLanes) {
+    const Lanes x = Lanes::loadu(row_x + i), y = Lanes::loadu(row_y + i), total = Lanes::loadu(row_total + i);
+    const Lanes received = is_received(total);
+    if (received.zero_mask() == 0) {  // every column received: it becomes the nearest, the row stays
+      x.store(near_x + i);
+      y.store(near_y + i);
+      one.store(found + i);
+      continue;
+    }
+    const Lanes neighbour_x = Lanes::loadu(near_x + i), neighbour_y = Lanes::loadu(near_y + i);
+    const Lanes passed = Lanes::loadu(found + i);
+    Lanes hole_x = x, hole_y = y, hole_total = total;
+    add_fill_neighbour(hole_x, hole_y, hole_total, neighbour_x, neighbour_y);
+    const Lanes add = passed > zero;  // (only holes take hole_x, hole_y, hole_total)
+    hole_x = Lanes::blendv(x, hole_x, add);
+    hole_y = Lanes::blendv(y, hole_y, add);
+    hole_total = Lanes::blendv(total, hole_total, add);
+    if (finish) {
+      finish_fill(hole_x, hole_y, hole_total);
+    }
+    Lanes::blendv(neighbour_x, x, received).store(near_x + i);
+    Lanes::blendv(neighbour_y, y, received).store(near_y + i);
+    Lanes::blendv(passed, one, received).store(found + i);
+    Lanes::blendv(hole_x, x, received).store(row_x + i);
+    Lanes::blendv(hole_y, y, received).store(row_y + i);
+    Lanes::blendv(hole_total, total, received).store(row_total + i);
+  }
+  return i;
+}
+
 int64_t count_received_row(const float* total, int64_t width) {
   // Per lane a count in float, exact below 2^24 (width is, where the row kernels run).
   const Lanes zero(0.0f), one(1.0f);

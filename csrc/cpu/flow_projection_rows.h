@@ -90,7 +90,7 @@ struct SplatTargets {
 // The backward's per-cell sums of p and q over four cells (four_cell_sums_row; cell_values per
 // pixel: kCellValues, or 2 without q, which then counts as 0) of the source's image, rows
 // `row_values` apart, and the row's gradients
-// (grad_weight always written, scratch if unwanted).
+// (grad_weight written only with q, i.e. kCellValues values per cell).
 struct GatherTargets {
   const float* cells;
   int64_t cell_values, row_values;

@@ -152,7 +152,9 @@ void gather_row(const SourceRowView& source, const GatherTargets& targets) {
         gradient_from_sums(lanes.multiplicity, lanes.flow_x, lanes.flow_y, lanes.weight, sum_x, sum_y, sum_q);
     Lanes::blendv(zero, gradient.flow_x, lanes.projected).store(targets.grad_flow_x + x0, count);
     Lanes::blendv(zero, gradient.flow_y, lanes.projected).store(targets.grad_flow_y + x0, count);
-    Lanes::blendv(zero, gradient.weight, lanes.projected).store(targets.grad_weight + x0, count);
+    if (targets.cell_values == kCellValues) {
+      Lanes::blendv(zero, gradient.weight, lanes.projected).store(targets.grad_weight + x0, count);
+    }
   }
 }
 

@@ -583,6 +583,137 @@ def test_cpu_float32_is_the_definition_in_float32_bit_for_bit(case, weighted, fi
         np.testing.assert_array_equal(projected.numpy(), want_projected)
 
 
+def float32_projection_backward(flow, weight, projected, grad_output, fill_holes, fill_from_below):
+    """The backward's definition in float32 one operation at a time, in the CPU kernel's order, from
+    the forward's `projected`: each pixel's gradient g starts as grad_output; each hole's becomes
+    its share g / k (k: the neighbours its fill found, 1 / k rounded once) and the shares of a run
+    of holes, summed from 0, go to the pixel left then right of the run (along the rows), then
+    above and (with fill_from_below) below it (down the columns); a received pixel's g becomes
+    p = g * (1 / T) and q = p . average; a source sums p and q over its cells from 0 (top left, top
+    right, bottom left, bottom right) and takes -w m sum(p) and m (-(f . sum(p)) - sum(q)) (m: how
+    many nominal cells each cell stands for). Returns (grad_flow, grad_weight) as float32 arrays."""
+    f32 = np.float32
+    flow, projected, grad_output = flow.numpy(), projected.numpy(), grad_output.numpy()
+    weight = None if weight is None else weight.numpy()
+    batch, _, height, width = flow.shape
+    grad_flow = np.zeros((batch, 2, height, width), np.float32)
+    grad_weight = np.zeros((batch, 1, height, width), np.float32)
+
+    def inverse(k):
+        return {1: f32(1), 2: f32(0.5), 3: f32(1) / f32(3), 4: f32(0.25)}[int(k)]
+
+    for n in range(batch):
+        total = projected[n, 2]
+        received = total > 0
+        g = grad_output[n].transpose(1, 2, 0).copy()  # (H, W, 2)
+        if fill_holes:
+            shares = np.zeros_like(g)
+            for y in range(height):
+                for x in range(width):
+                    if not received[y, x] and -total[y, x] > 0:
+                        shares[y, x] = g[y, x] * inverse(-total[y, x])
+            runs = []  # (share, first pixel, second pixel): the two ends of a run, in the order they gain
+            for y in range(height):
+                x = 0
+                while x < width:
+                    if received[y, x]:
+                        x += 1
+                        continue
+                    start, share = x, np.zeros(2, np.float32)
+                    while x < width and not received[y, x]:
+                        share = share + shares[y, x]
+                        x += 1
+                    runs.append((share, (y, start - 1) if start > 0 else None, (y, x) if x < width else None))
+            for share, left, right in runs:
+                for end in (left, right):
+                    if end is not None:
+                        g[end] = g[end] + share
+            for x in range(width):  # the column runs, ending top to bottom
+                y = 0
+                while y < height:
+                    if received[y, x]:
+                        y += 1
+                        continue
+                    start, share = y, np.zeros(2, np.float32)
+                    while y < height and not received[y, x]:
+                        share = share + shares[y, x]
+                        y += 1
+                    if start > 0:
+                        g[start - 1, x] = g[start - 1, x] + share
+                    if y < height and fill_from_below:
+                        g[y, x] = g[y, x] + share
+        p = np.zeros_like(g)
+        q = np.zeros((height, width), np.float32)
+        for y in range(height):
+            for x in range(width):
+                if received[y, x]:
+                    p[y, x] = g[y, x] * (f32(1) / total[y, x])
+                    q[y, x] = p[y, x, 0] * projected[n, 0, y, x] + p[y, x, 1] * projected[n, 1, y, x]
+        for y in range(height):
+            for x in range(width):
+                flow_x, flow_y = flow[n, 0, y, x], flow[n, 1, y, x]
+                w = f32(1) if weight is None else weight[n, 0, y, x]
+                target_x, target_y = f32(x) + flow_x, f32(y) + flow_y
+                if not (0 <= target_x <= f32(width - 1) and 0 <= target_y <= f32(height - 1) and 0 < w < np.inf):
+                    continue
+                row, col = int(target_y), int(target_x)
+                has_below, has_right = row + 1 < height, col + 1 < width
+                m = f32((1 + (not has_below)) * (1 + (not has_right)))
+                sums = np.zeros(3, np.float32)
+                for r, c, exists in ((row, col, True), (row, col + 1, has_right), (row + 1, col, has_below),
+                                     (row + 1, col + 1, has_below and has_right)):
+                    cell = np.array([p[r, c, 0], p[r, c, 1], q[r, c]], np.float32) if exists else np.zeros(3, np.float32)
+                    sums = sums + cell
+                sum_x, sum_y = sums[0] * m, sums[1] * m
+                grad_flow[n, 0, y, x] = -w * sum_x
+                grad_flow[n, 1, y, x] = -w * sum_y
+                grad_weight[n, 0, y, x] = -(flow_x * sum_x + flow_y * sum_y) - m * sums[2]
+    return grad_flow, grad_weight
+
+
+def zoom_flow(batch, height, width, zoom=0.5):
+    """Every source moved towards the centre: the frame's outer part receives nothing (wide runs
+    of holes in rows and columns), the inner part several sources per pixel."""
+    ys = torch.arange(height, dtype=torch.float32).view(1, height, 1).expand(batch, height, width)
+    xs = torch.arange(width, dtype=torch.float32).view(1, 1, width).expand(batch, height, width)
+    jitter = 0.2 * torch.rand(batch, 2, height, width)
+    return torch.stack([zoom * ((width - 1) / 2 - xs), zoom * ((height - 1) / 2 - ys)], 1) + jitter
+
+
+@pytest.mark.parametrize("fill_mode", FILL_MODES, ids=FILL_MODE_IDS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("case", [(2, 7, 13, "mixed"), (1, 9, 1, "mixed"), (2, 1, 9, "inside"), (3, 6, 17, "border"),
+                                  (2, 8, 11, "nan"), (2, 9, 37, "smooth"), (2, 27, 75, "zoom")],
+                         ids=lambda c: "x".join(map(str, c)))
+def test_cpu_float32_backward_is_the_definition_in_float32_bit_for_bit(case, weighted, fill_mode):
+    """The CPU backward sums each cell with its neighbours in SIMD lanes before the sources gather
+    those sums, and adds the shares of rows of holes in lanes: both gradients (and the flow's alone)
+    are still those of the definition computed one float32 operation at a time, bit for bit, with
+    one thread and with as many as images and more (bands of rows, stripes of columns)."""
+    batch, height, width, kind = case
+    fill_holes, fill_from_below = fill_mode
+    flow = zoom_flow(batch, height, width) if kind == "zoom" else make_flow(batch, height, width, kind, torch.float32)
+    weight = make_weight(batch, height, width, dtype=torch.float32) if weighted else None
+    grad_output = torch.randn(batch, 2, height, width)
+    _, projected = torch.ops.memc.flow_projection.default(flow, weight, fill_holes, fill_from_below)
+    want_flow, want_weight = float32_projection_backward(flow, weight, projected, grad_output, fill_holes,
+                                                         fill_from_below)
+    backward = torch.ops.memc.flow_projection_backward.default
+    previous = torch.get_num_threads()
+    try:
+        for threads in sorted({1, batch, 3}):
+            torch.set_num_threads(threads)
+            grad_flow, grad_weight = backward(grad_output, flow, weight, projected, fill_holes, fill_from_below,
+                                              [True, True])
+            np.testing.assert_array_equal(grad_flow.numpy(), want_flow, err_msg=f"{threads} threads")
+            if weighted:
+                np.testing.assert_array_equal(grad_weight.numpy(), want_weight, err_msg=f"{threads} threads")
+            alone, _ = backward(grad_output, flow, weight, projected, fill_holes, fill_from_below, [True, False])
+            np.testing.assert_array_equal(alone.numpy(), want_flow, err_msg=f"{threads} threads, flow alone")
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("fill_mode", FILL_MODES, ids=FILL_MODE_IDS)
 @pytest.mark.parametrize("kind", ["mixed", "converge", "border", "smooth", "nan"])

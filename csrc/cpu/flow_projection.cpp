@@ -16,8 +16,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -187,15 +187,33 @@ int64_t count_holes(const opmath_t* total, int64_t width) {
   return holes;
 }
 
+// Whether the backward's gather goes by the float32 row kernels, reading each cell's sum with its
+// neighbours right, below and below right (four_cell_sums_row, made once per cell rather than per
+// source that reads it) with 32-bit indices.
+template <typename opmath_t>
+bool gathers_four_cell_sums(int64_t height, int64_t width, int64_t cell_values) {
+  return use_row_kernels<opmath_t>(height, width) &&
+         height * width * cell_values <= std::numeric_limits<int32_t>::max();
+}
+
+// A row of the backward's cells made four-cell sums (the float32 row kernel; only where
+// gathers_four_cell_sums), the row below (nullptr: none) still as it was.
+template <typename opmath_t>
+void four_cell_sums(opmath_t* cells, const opmath_t* below, int64_t cell_values, int64_t width) {
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    MEMC_CPU_KERNEL(four_cell_sums_row)(cells, below, cell_values, width);
+  }
+}
+
 // The backward's gather of a source row: each source's gradient from its cells (source_gradient),
-// by the float32 row kernel where it takes the frame.
+// by the float32 row kernel from the four-cell sums where gathers_four_cell_sums.
 template <typename opmath_t>
 void gather_source_row(const opmath_t* flow_x, const opmath_t* flow_y, const opmath_t* weight, int64_t y,
                        int64_t height, int64_t width, const opmath_t* cells, int64_t cell_values,
                        opmath_t* grad_flow_x, opmath_t* grad_flow_y, opmath_t* grad_weight) {
   const int64_t row_values = width * cell_values;
   if constexpr (std::is_same_v<opmath_t, float>) {
-    if (use_row_kernels<opmath_t>(height, width)) {
+    if (gathers_four_cell_sums<opmath_t>(height, width, cell_values)) {
       MEMC_CPU_KERNEL(gather_row)(SourceRowView{flow_x, flow_y, weight, y, height, width},
                                   GatherTargets{cells, cell_values, row_values, grad_flow_x, grad_flow_y, grad_weight});
       return;
@@ -248,6 +266,19 @@ void interleave_gradients(const opmath_t* grad_x, const opmath_t* grad_y, opmath
   }
 }
 
+// Each hole's cell of a row of the backward's cells made its share (make_hole_share), in lanes for
+// float.
+template <typename opmath_t>
+void hole_shares(opmath_t* cells, const opmath_t* total, int64_t cell_values, int64_t width) {
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    MEMC_CPU_KERNEL(hole_shares_row)(cells, total, cell_values, width);
+  } else {
+    for (int64_t x = 0; x < width; ++x) {
+      hole_share(cells[x * cell_values], cells[x * cell_values + 1], total[x]);
+    }
+  }
+}
+
 // Stripes of columns per image for the column sweeps: enough to give every thread work, none
 // narrower than a few cache lines.
 inline int64_t column_stripes(int64_t batch, int64_t width) {
@@ -279,52 +310,6 @@ struct ProjectedRows {
   T* y(int64_t n, int64_t y) const { return data + ((n * 3 + 1) * height + y) * width; }
   T* total(int64_t n, int64_t y) const { return data + ((n * 3 + kTotalWeightChannel) * height + y) * width; }
 };
-
-// One row of a column sweep of the hole fill (ForwardPass::sweep_columns) for float, four columns
-// at a time in SIMD lanes (GCC's vector extension): add_fill_neighbour and finish_fill in lanes, the
-// same operations on the same values as the scalar loop (tested bit for bit against the definition
-// in float32). Returns how many columns it did (a multiple of four); the scalar loop does the rest.
-// Only GCC is trusted with the vector `?:` (older Clang and Apple Clang reject it on vector_size
-// types); elsewhere it does none and the scalar loop gives the same values.
-template <bool finish>
-int64_t sweep_row_in_lanes(float* row_x, float* row_y, float* row_total, float* near_x, float* near_y, float* found,
-                           int64_t columns) {
-#if defined(__GNUC__) && !defined(__clang__)
-  typedef float Lanes __attribute__((vector_size(16)));
-  constexpr int64_t kLanes = 4;
-  auto load = [](const float* p) {
-    Lanes v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  };
-  auto store = [](float* p, Lanes v) { std::memcpy(p, &v, sizeof v); };
-  const Lanes zero{}, one = zero + 1.0f;
-  int64_t i = 0;
-  for (; i + kLanes <= columns; i += kLanes) {
-    const Lanes x = load(row_x + i), y = load(row_y + i), total = load(row_total + i);
-    const Lanes neighbour_x = load(near_x + i), neighbour_y = load(near_y + i), passed = load(found + i);
-    const auto received = total > zero;  // is_received
-    const auto add = ~received & (passed > zero);
-    Lanes hole_x = x, hole_y = y, hole_total = total;
-    add_fill_neighbour(hole_x, hole_y, hole_total, neighbour_x, neighbour_y);
-    hole_x = add ? hole_x : x;
-    hole_y = add ? hole_y : y;
-    hole_total = add ? hole_total : total;
-    if constexpr (finish) {
-      finish_fill(hole_x, hole_y, hole_total);
-    }
-    store(near_x + i, received ? x : neighbour_x);
-    store(near_y + i, received ? y : neighbour_y);
-    store(found + i, received ? one : passed);
-    store(row_x + i, received ? x : hole_x);
-    store(row_y + i, received ? y : hole_y);
-    store(row_total + i, received ? total : hole_total);
-  }
-  return i;
-#else
-  return 0;
-#endif
-}
 
 // The forward's inputs and outputs, and its per-row bookkeeping.
 template <typename scalar_t, typename opmath_t>
@@ -375,13 +360,14 @@ struct ForwardPass {
   }
 
   void finish_row_pass(int64_t n, int64_t r, int64_t holes) const {
-    // Holes are written as 0 here; with filling the last column sweep writes their values.
+    hole_count[n * height + r] = holes;
+    if (fill_holes && holes > 0) {  // the last column sweep writes the whole row's output
+      fill_row_from_sides(rows.x(n, r), rows.y(n, r), rows.total(n, r), width);
+      return;
+    }
+    // (Without filling, holes are written as 0.)
     store_row(output, n, 0, r, width, rows.x(n, r));
     store_row(output, n, 1, r, width, rows.y(n, r));
-    hole_count[n * height + r] = holes;
-    if (fill_holes && holes > 0) {
-      fill_row_from_sides(rows.x(n, r), rows.y(n, r), rows.total(n, r), width);
-    }
   }
 
   // The splat of source rows [y_begin, y_end) of image n (their target rows: spans), into a ring
@@ -478,8 +464,8 @@ struct ForwardPass {
   // average of its nearest received pixel below (step -1: the sweep runs upwards) or above (step +1:
   // downwards), and with `finish` (the last sweep) its final value and output. The sweep carries
   // each column's nearest average along (no lookups of other rows) and its loop has no branches,
-  // so that the compiler runs it in SIMD lanes; rows without holes are skipped, the last one
-  // passed becoming every column's nearest.
+  // so that it runs in SIMD lanes (sweep_row for float); rows without holes are skipped, the last
+  // one passed becoming every column's nearest.
   template <bool finish>
   void sweep_columns(int64_t n, int64_t x_begin, int64_t x_end, int64_t step, Nearest& nearest) const {
     const int64_t columns = x_end - x_begin;
@@ -505,7 +491,7 @@ struct ForwardPass {
       opmath_t* const row_total = rows.total(n, y) + x_begin;
       int64_t i = 0;
       if constexpr (std::is_same_v<opmath_t, float>) {
-        i = sweep_row_in_lanes<finish>(row_x, row_y, row_total, near_x, near_y, found, columns);
+        i = MEMC_CPU_KERNEL(sweep_row)(row_x, row_y, row_total, near_x, near_y, found, columns, finish);
       }
       for (; i < columns; ++i) {
         const opmath_t x = row_x[i], y = row_y[i], total = row_total[i], neighbour_x = near_x[i],
@@ -527,7 +513,7 @@ struct ForwardPass {
         row_y[i] = received ? y : hole_y;
         row_total[i] = received ? total : hole_total;
       }
-      if constexpr (finish) {  // the received pixels' outputs are rewritten with the values they have
+      if constexpr (finish) {  // the row's output (the row pass wrote none)
         store_row(output, n, 0, y, columns, row_x, x_begin);
         store_row(output, n, 1, y, columns, row_y, x_begin);
       }
@@ -712,10 +698,15 @@ struct ColumnSweep {
   int64_t cell_values;
   bool want_weight, fill_from_below;
 
-  // Per block of kBlock columns: how many have a run pending. A row's block whose pixels all
-  // received and that has none pending has nothing to do (the usual block of a smooth flow).
+  // Per column: the pixel above its pending run (ColumnShares::above), the run's summed shares and
+  // whether a run is pending, column by column (SIMD lanes add a row's holes). Per block of kBlock
+  // columns: how many have a run pending. A row's block whose pixels all received and that has
+  // none pending has nothing to do (the usual block of a smooth flow); one whose pixels are all
+  // holes continuing runs only adds their shares (the usual block of a large hole).
   static constexpr int64_t kBlock = 16;
-  std::vector<ColumnShares<opmath_t>> columns;
+  std::vector<int64_t> above;
+  std::vector<opmath_t> share_x, share_y;
+  std::vector<char> pending_column;
   std::vector<int64_t> pending_in_block;
   int64_t pending = 0;  // in all
 
@@ -724,12 +715,9 @@ struct ColumnSweep {
               bool fill_from_below)
       : rows(rows), n(n), height(height), x_begin(x_begin), columns_count(x_end - x_begin), holes(holes),
         image_cells(image_cells), cell_values(cell_values), want_weight(want_weight),
-        fill_from_below(fill_from_below), columns(columns_count),
-        pending_in_block((columns_count + kBlock - 1) / kBlock, 0) {
-    for (auto& column : columns) {
-      column.start();
-    }
-  }
+        fill_from_below(fill_from_below), above(columns_count, -1), share_x(columns_count, opmath_t(0)),
+        share_y(columns_count, opmath_t(0)), pending_column(columns_count, 0),
+        pending_in_block((columns_count + kBlock - 1) / kBlock, 0) {}
 
   opmath_t* cell(int64_t y, int64_t x) const { return image_cells + (y * rows.width + x) * cell_values; }
 
@@ -747,13 +735,16 @@ struct ColumnSweep {
   // Column i's run ends: its shares are handed out, after which the pixel above it is final and
   // the one below it too unless another run starts under it (that run's end settles it).
   void end_run(int64_t i, int64_t below) {
-    ColumnShares<opmath_t>& column = columns[i];
-    const int64_t x = x_begin + i, above = column.above;
-    column.end_run(above >= 0 ? cell(above, x) : nullptr, below >= 0 ? cell(below, x) : nullptr, fill_from_below);
+    const int64_t x = x_begin + i, top = above[i];
+    hand_out_run_shares(share_x[i], share_y[i], top >= 0 ? cell(top, x) : nullptr,
+                        below >= 0 ? cell(below, x) : nullptr, fill_from_below);
+    share_x[i] = opmath_t(0);
+    share_y[i] = opmath_t(0);
+    pending_column[i] = 0;
     --pending_in_block[i / kBlock];
     --pending;
-    if (above >= 0) {
-      settle(above, x);
+    if (top >= 0) {
+      settle(top, x);
     }
     if (below >= 0 && (below + 1 == rows.height || is_received(rows.total(n, below + 1)[x]))) {
       settle(below, x);
@@ -763,7 +754,7 @@ struct ColumnSweep {
   void row(int64_t y) {
     if (holes[y] == 0) {  // every pending run ends here
       for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
-        if (columns[i].pending) {
+        if (pending_column[i]) {
           end_run(i, y);
         }
       }
@@ -773,29 +764,50 @@ struct ColumnSweep {
     opmath_t* const row_cells = cell(y, x_begin);
     for (int64_t block = 0; block * kBlock < columns_count; ++block) {
       const int64_t i_begin = block * kBlock, i_end = std::min(i_begin + kBlock, columns_count);
-      if (pending_in_block[block] == 0 && i_end - i_begin == kBlock) {
-        bool all_received = true;
+      if (i_end - i_begin == kBlock && (pending_in_block[block] == 0 || pending_in_block[block] == kBlock)) {
+        bool all_received = true, all_holes = true;
         for (int64_t i = i_begin; i < i_end; ++i) {
-          all_received &= is_received(row_total[i]);
+          const bool received = is_received(row_total[i]);
+          all_received &= received;
+          all_holes &= !received;
         }
-        if (all_received) {
+        if (all_received && pending_in_block[block] == 0) {
+          continue;
+        }
+        if (all_holes && pending_in_block[block] == kBlock) {
+          add_hole_shares(i_begin, row_cells, row_total);
           continue;
         }
       }
       for (int64_t i = i_begin; i < i_end; ++i) {
-        ColumnShares<opmath_t>& column = columns[i];
         if (is_received(row_total[i])) {
-          if (column.pending) {
+          if (pending_column[i]) {
             end_run(i, y);
           }
         } else {
-          if (!column.pending) {  // a run starts: the pixel above it (row -1: none)
-            column.above = y - 1;
+          if (!pending_column[i]) {  // a run starts: the pixel above it (row -1: none)
+            above[i] = y - 1;
+            pending_column[i] = 1;
             ++pending_in_block[block];
             ++pending;
           }
-          column.hole(row_cells + i * cell_values, row_total[i]);
+          const opmath_t* const hole = row_cells + i * cell_values;
+          add_hole_share(share_x[i], share_y[i], hole[0], hole[1], row_total[i]);
         }
+      }
+    }
+  }
+
+  // A block of kBlock holes, all continuing runs, from column i_begin on: their shares added.
+  void add_hole_shares(int64_t i_begin, const opmath_t* row_cells, const opmath_t* row_total) {
+    if constexpr (std::is_same_v<opmath_t, float>) {
+      MEMC_CPU_KERNEL(add_hole_shares_row)(share_x.data() + i_begin, share_y.data() + i_begin,
+                                           row_cells + i_begin * cell_values, cell_values, row_total + i_begin,
+                                           kBlock);
+    } else {
+      for (int64_t i = i_begin; i < i_begin + kBlock; ++i) {
+        const opmath_t* const hole = row_cells + i * cell_values;
+        add_hole_share(share_x[i], share_y[i], hole[0], hole[1], row_total[i]);
       }
     }
   }
@@ -803,7 +815,7 @@ struct ColumnSweep {
   // The runs still pending at the bottom of the image end.
   void finish() {
     for (int64_t i = 0; pending > 0 && i < columns_count; ++i) {
-      if (columns[i].pending) {
+      if (pending_column[i]) {
         end_run(i, -1);
       }
     }
@@ -812,12 +824,13 @@ struct ColumnSweep {
 
 // Per thread, a buffer kept between calls for the backward's cells of one image (a fresh one would
 // page-fault on every call), none kept above kMaxKeptValues values.
+// (Every cell is written before it is read: a larger one is left uninitialised, not zeroed.)
 template <typename opmath_t>
-opmath_t* image_cells_buffer(int64_t values, std::vector<opmath_t>& temporary) {
+opmath_t* image_cells_buffer(int64_t values, std::unique_ptr<opmath_t[]>& temporary) {
   constexpr int64_t kMaxKeptValues = int64_t(1) << 21;
   if (values > kMaxKeptValues) {
-    temporary.resize(values);
-    return temporary.data();
+    temporary.reset(new opmath_t[values]);
+    return temporary.get();
   }
   thread_local std::vector<opmath_t> kept;
   if (static_cast<int64_t>(kept.size()) < values) {
@@ -881,8 +894,11 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       opmath_t* const cells = image_cells + y * row_values;
       const opmath_t* const row_total = rows.total(n, y);
       interleave_gradients(grad_row_x, grad_row_y, cells, cell_values, width);
-      if (holes[1] > 0) {
-        share_row_gradients(cells, row_total, width, cell_values);
+      if (holes[1] > 0) {  // share_row_gradients; in a row of holes no run has an end to hand out to
+        hole_shares(cells, row_total, cell_values, width);
+        if (holes[1] < width) {
+          hand_out_row_shares(cells, row_total, width, cell_values);
+        }
       }
       // No holes in the row and the rows above and below: no column shares, every received pixel
       // settles.
@@ -902,6 +918,10 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
       }
     };
     auto holes_in_row = [&](int64_t n, int64_t y) { return count_holes(rows.total(n, y), width); };
+
+    // 2b. Where the gather reads them (gathers_four_cell_sums), the cells made four-cell sums once
+    // the sweep is done, rows top to bottom.
+    const bool sum_cells = gathers_four_cell_sums<opmath_t>(height, width, cell_values);
 
     // 3. Source row y of image n: the gather over each source's cells.
     auto gradient_row = [&](int64_t n, int64_t y, const opmath_t* image_cells, Scratch& scratch) {
@@ -925,7 +945,7 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
     if (task_per_image) {
       at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
         Scratch scratch(width);
-        std::vector<opmath_t> temporary;
+        std::unique_ptr<opmath_t[]> temporary;
         opmath_t* const image_cells = image_cells_buffer<opmath_t>(image_values, temporary);
         for (int64_t n = begin; n < end; ++n) {
           int64_t* const holes = fill_holes ? hole_count.data() + n * height : nullptr;
@@ -944,6 +964,12 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
               sweep.row(y);
             }
             sweep.finish();
+          }
+          if (sum_cells) {
+            for (int64_t y = 0; y < height; ++y) {
+              four_cell_sums(image_cells + y * row_values, y + 1 < height ? image_cells + (y + 1) * row_values : nullptr,
+                             cell_values, width);
+            }
           }
           for (int64_t y = 0; y < height; ++y) {
             gradient_row(n, y, image_cells, scratch);
@@ -982,6 +1008,28 @@ std::tuple<at::Tensor, at::Tensor> flow_projection_backward_cpu(const at::Tensor
           sweep.row(y);
         }
         sweep.finish();
+      });
+    }
+    if (sum_cells) {
+      // In chunks of rows, each chunk's first row kept as it was for the chunk above.
+      const int64_t lines = batch * height;
+      const int64_t chunks = std::min<int64_t>(lines, 4 * at::get_num_threads());
+      auto chunk_begin = [&](int64_t chunk) { return chunk * lines / chunks; };
+      std::vector<opmath_t> first_rows(chunks * row_values);
+      for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+        std::copy_n(cell_data + chunk_begin(chunk) * row_values, row_values, first_rows.data() + chunk * row_values);
+      }
+      at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t chunk = begin; chunk < end; ++chunk) {
+          const int64_t last = chunk_begin(chunk + 1) - 1;
+          for (int64_t row = chunk_begin(chunk); row <= last; ++row) {
+            const bool has_below = (row + 1) % height != 0;
+            const opmath_t* const below = !has_below ? nullptr
+                                          : row < last ? cell_data + (row + 1) * row_values
+                                                       : first_rows.data() + (chunk + 1) * row_values;
+            four_cell_sums(cell_data + row * row_values, below, cell_values, width);
+          }
+        }
       });
     }
     parallel_rows(batch, height, width, [&](int64_t begin, int64_t end) {

@@ -19,7 +19,7 @@ namespace memc {
 // Rows and columns of a frame that the float32 row kernels take (float holds their indices).
 constexpr int64_t kMaxRowKernelSize = int64_t(1) << 24;
 
-// The four sums of a cell (kCellValues), added to or gathered as one 128-bit vector where the
+// The four sums of a cell (kCellValues), added to as one 128-bit vector where the
 // compiler offers GCC's vector extension (GCC and Clang), elsewhere element by element: the same
 // sums either way (lane k holds the sums of value k, in the same order). Built in registers: a
 // vector loaded from an array just written element by element would wait for those stores (a
@@ -45,25 +45,6 @@ C10_ALWAYS_INLINE FloatCell add_cells(FloatCell a, FloatCell b) {
   return a + b;
 }
 
-// sums[k] = ((((0 + a[k]) + b[k]) + c[k]) + d[k]): source_gradient's order.
-C10_ALWAYS_INLINE void sum_cells(const float* a, const float* b, const float* c, const float* d, float* sums) {
-  const FloatCell sum = FloatCell{} + load_cell(a) + load_cell(b) + load_cell(c) + load_cell(d);
-  std::memcpy(sums, &sum, sizeof sum);
-}
-
-// The same for cells of two values (p_x, p_y: the backward's cells where no q is needed).
-typedef float FloatPair __attribute__((vector_size(2 * sizeof(float))));
-
-C10_ALWAYS_INLINE FloatPair load_pair(const float* cell) {
-  FloatPair values;
-  std::memcpy(&values, cell, sizeof values);
-  return values;
-}
-
-C10_ALWAYS_INLINE void sum_pairs(const float* a, const float* b, const float* c, const float* d, float* sums) {
-  const FloatPair sum = FloatPair{} + load_pair(a) + load_pair(b) + load_pair(c) + load_pair(d);
-  std::memcpy(sums, &sum, sizeof sum);
-}
 #else
 struct FloatCell {
   float values[kCellValues];
@@ -90,18 +71,6 @@ C10_ALWAYS_INLINE FloatCell add_cells(const FloatCell& a, const FloatCell& b) {
   }
   return sum;
 }
-
-C10_ALWAYS_INLINE void sum_cells(const float* a, const float* b, const float* c, const float* d, float* sums) {
-  for (int k = 0; k < kCellValues; ++k) {
-    sums[k] = 0.0f + a[k] + b[k] + c[k] + d[k];
-  }
-}
-
-C10_ALWAYS_INLINE void sum_pairs(const float* a, const float* b, const float* c, const float* d, float* sums) {
-  for (int k = 0; k < 2; ++k) {
-    sums[k] = 0.0f + a[k] + b[k] + c[k] + d[k];
-  }
-}
 #endif
 
 // A source row of image rows `height` x `width`, at row y, in float32 (weight: nullptr when
@@ -118,9 +87,10 @@ struct SplatTargets {
   int64_t first_row;
 };
 
-// The backward's per-cell p and q (cell_values per pixel: kCellValues, or 2 without q, which then
-// counts as 0) of the source's image, rows `row_values` apart, and the row's gradients
-// (grad_weight always written, scratch if unwanted).
+// The backward's per-cell sums of p and q over four cells (four_cell_sums_row; cell_values per
+// pixel: kCellValues, or 2 without q, which then counts as 0) of the source's image, rows
+// `row_values` apart, and the row's gradients
+// (grad_weight written only with q, i.e. kCellValues values per cell).
 struct GatherTargets {
   const float* cells;
   int64_t cell_values, row_values;
@@ -129,7 +99,12 @@ struct GatherTargets {
 
 //   target_row_span: widens [first, last] by the rows the row's splat reaches (widen_target_rows).
 //   splat_row: adds each source's values to its four cells, sources in x order (splat_source).
-//   gather_row: each source's gradient from its cells (source_gradient).
+//   four_cell_sums_row: each cell of a row of the backward's cells (cell_values per pixel) made the
+//     sums over it and its neighbours right, below and below right (sum_of_four; zero cells past
+//     the last column, and past the last row where below is nullptr), in place: cell i reads only
+//     cells i and i + 1, so the rows can go top to bottom with the row below still as it was.
+//   gather_row: each source's gradient from the four-cell sums at its first cell (source_gradient;
+//     cells at most 2^31 values).
 //   average_row: average_pixel of each of a row's interleaved sums (kCellValues per pixel) into
 //     rows of x, y and total weight.
 //   interleave_row: pairs[2 i] = x[i], pairs[2 i + 1] = y[i] (the backward's two-value cells).
@@ -137,6 +112,13 @@ struct GatherTargets {
 //     settles_in_row_pass holds (rows total_above / total_below; nullptr: none); the other cells
 //     keep their values.
 //   count_received_row: how many pixels of a row of total weights received (is_received).
+//   sweep_row: one row of a column sweep of the hole fill (ForwardPass::sweep_columns; finish: the
+//     last sweep) over whole vectors of columns; returns how many columns it did (the caller's
+//     scalar loop does the rest). A vector of columns that all received only becomes the nearest.
+//   hole_shares_row: hole_share of each cell of a row of the backward's cells (cell_values per
+//     pixel; received pixels keep theirs).
+//   add_hole_shares_row: add_hole_share of `count` holes (cells: cell_values per pixel, the share
+//     in the first two) to their columns' sums share_x, share_y.
 #define MEMC_DECLARE_PROJECTION_ROWS(CAPABILITY)                                          \
   namespace CAPABILITY {                                                                 \
   void average_row(const float* sums, float* row_x, float* row_y, float* row_total,      \
@@ -145,9 +127,16 @@ struct GatherTargets {
   void flow_cell_gradients_row(float* pairs, const float* total, const float* total_above, \
                                const float* total_below, int64_t width);                 \
   int64_t count_received_row(const float* total, int64_t width);                         \
+  void hole_shares_row(float* cells, const float* total, int64_t cell_values, int64_t width); \
+  int64_t sweep_row(float* row_x, float* row_y, float* row_total, float* near_x,            \
+                    float* near_y, float* found, int64_t columns, bool finish);             \
+  void add_hole_shares_row(float* share_x, float* share_y, const float* cells,             \
+                           int64_t cell_values, const float* total, int64_t count);        \
   void target_row_span(const float* flow_y, int64_t y, int64_t height, int64_t width,     \
                        int64_t* first, int64_t* last);                                    \
   void splat_row(const SourceRowView& source, const SplatTargets& targets);              \
+  void four_cell_sums_row(float* cells, const float* below, int64_t cell_values,           \
+                          int64_t width);                                                \
   void gather_row(const SourceRowView& source, const GatherTargets& targets);            \
   }
 

@@ -230,27 +230,26 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void fill_row_from_sides(T* row_x, T* row_y, T
 
 // Column sweeps: a hole (hole_x, hole_y, hole_total: its channels in `projected`) gains one more
 // neighbour's average, the one below (first sweep, upwards) or above (second sweep, downwards).
-// V: a scalar, or a GCC vector of lanes (the CPU's column sweep), for which the comparisons give
-// lane masks and `?:` selects lane by lane: the same IEEE operations in every lane.
+// V: a scalar, or at::vec lanes (the CPU's column sweep): the same IEEE operations in every lane.
 template <typename V>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void add_fill_neighbour(V& hole_x, V& hole_y, V& hole_total, const V& neighbour_x,
                                                           const V& neighbour_y) {
-  hole_x += neighbour_x;
-  hole_y += neighbour_y;
-  hole_total -= 1;
+  hole_x = hole_x + neighbour_x;
+  hole_y = hole_y + neighbour_y;
+  hole_total = hole_total - V(1);
 }
 
 // After the last sweep: the hole's sums divided by the number of neighbours found (0 without any).
 // Without branches (no neighbour: divides by 1 and drops the quotient), as average_pixel.
 template <typename V>
 C10_HOST_DEVICE C10_ALWAYS_INLINE void finish_fill(V& hole_x, V& hole_y, const V& hole_total) {
-  const V zero{}, one = zero + 1;
+  const V zero(0), one(1);
   const V found = -hole_total;
   const auto any = found > zero;
-  const V divisor = any ? found : one;
+  const V divisor = choose(any, found, one);
   const V average_x = hole_x / divisor, average_y = hole_y / divisor;
-  hole_x = any ? average_x : zero;
-  hole_y = any ? average_y : zero;
+  hole_x = choose(any, average_x, zero);
+  hole_y = choose(any, average_y, zero);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,35 +266,42 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void finish_fill(V& hole_x, V& hole_y, const V
 // is -k). Returns false where the fill found none; such a hole gives no share.
 // 1 / k for the k (1 to 4) neighbours a fill finds, without a division: each constant is the
 // rounded quotient that the division gives (any other k is divided).
-template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE T inverse_count(T k) {
-  return k == T(1) ? T(1) : k == T(2) ? T(0.5) : k == T(3) ? T(1) / T(3) : k == T(4) ? T(0.25) : T(1) / k;
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE V inverse_count(const V& k) {
+  const V one(1);
+  return choose(k == V(1), one,
+                choose(k == V(2), V(0.5), choose(k == V(3), one / V(3), choose(k == V(4), V(0.25), one / k))));
+}
+
+// Without branches (V: a scalar or SIMD lanes, the CPU making a row's shares in lanes): x, y
+// become the share where the fill found neighbours (hole_total < 0) and stay as they are elsewhere
+// (received pixels too).
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void hole_share(V& x, V& y, const V& hole_total) {
+  const V found = -hole_total;
+  const V inverse_found = inverse_count(found);
+  const auto any = found > V(0);
+  x = choose(any, x * inverse_found, x);
+  y = choose(any, y * inverse_found, y);
 }
 
 template <typename T>
 C10_HOST_DEVICE C10_ALWAYS_INLINE bool make_hole_share(T* cell, T hole_total) {
-  const T found = -hole_total;
-  if (found > T(0)) {
-    const T inverse_found = inverse_count(found);
-    cell[0] = cell[0] * inverse_found;
-    cell[1] = cell[1] * inverse_found;
-    return true;
-  }
-  return false;
+  hole_share(cell[0], cell[1], hole_total);
+  return -hole_total > T(0);
 }
 
-// Row pass over one row: `cells_row` is the row's cells (cell_values per pixel: kCellValues, or 2
-// where the backward needs no q), `row_total` channel 2 of `projected`. Turns each hole's cell into
-// its share (make_hole_share), for the column sweep to read.
+// The second half of share_row_gradients, once every hole's cell holds its share: the shares of
+// each run of holes, summed from 0, go to the received pixels left and right of it.
 template <typename T>
-C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T* row_total, int64_t width,
-                                                           int64_t cell_values = kCellValues) {
+C10_HOST_DEVICE C10_ALWAYS_INLINE void hand_out_row_shares(T* cells_row, const T* row_total, int64_t width,
+                                                           int64_t cell_values) {
   int64_t before = -1;
   T share_x = 0, share_y = 0;
   for (int64_t i = 0; i <= width; ++i) {
     if (i < width && !is_received(row_total[i])) {
-      T* const cell = cells_row + i * cell_values;
-      if (make_hole_share(cell, row_total[i])) {
+      const T* const cell = cells_row + i * cell_values;
+      if (-row_total[i] > T(0)) {
         share_x += cell[0];
         share_y += cell[1];
       }
@@ -317,6 +323,47 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T
   }
 }
 
+// Row pass over one row: `cells_row` is the row's cells (cell_values per pixel: kCellValues, or 2
+// where the backward needs no q), `row_total` channel 2 of `projected`. Turns each hole's cell into
+// its share (make_hole_share), for the column sweep to read, and hands out the runs' shares.
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void share_row_gradients(T* cells_row, const T* row_total, int64_t width,
+                                                           int64_t cell_values = kCellValues) {
+  for (int64_t i = 0; i < width; ++i) {
+    if (!is_received(row_total[i])) {
+      make_hole_share(cells_row + i * cell_values, row_total[i]);
+    }
+  }
+  hand_out_row_shares(cells_row, row_total, width, cell_values);
+}
+
+// A hole's share (its cell's cell_x, cell_y: see make_hole_share) added to its run's sums x, y,
+// where its fill found a neighbour (hole_total < 0). Without branches: V a scalar or SIMD lanes
+// (the CPU's column sweep adds a row's holes in lanes).
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void add_hole_share(V& x, V& y, const V& cell_x, const V& cell_y,
+                                                      const V& hole_total) {
+  const auto found = -hole_total > V(0);
+  x = choose(found, x + cell_x, x);
+  y = choose(found, y + cell_y, y);
+}
+
+// A run of holes ends: its summed shares x, y go to the received pixel above it (above_cell;
+// nullptr: none) and, when the fill counts it, to the one below (below_cell; nullptr at the
+// bottom of the image).
+template <typename T>
+C10_HOST_DEVICE C10_ALWAYS_INLINE void hand_out_run_shares(T x, T y, T* above_cell, T* below_cell,
+                                                           bool fill_from_below) {
+  if (above_cell != nullptr) {
+    above_cell[0] += x;
+    above_cell[1] += y;
+  }
+  if (below_cell != nullptr && fill_from_below) {
+    below_cell[0] += x;
+    below_cell[1] += y;
+  }
+}
+
 // One column's state in the downward sweep: the nearest received pixel above the current run of
 // holes (-1: none) and the run's summed shares.
 template <typename T>
@@ -333,23 +380,13 @@ struct ColumnShares {
   }
   // A hole whose cell holds its share (share_row_gradients ran on its row).
   C10_HOST_DEVICE C10_ALWAYS_INLINE void hole(const T* cell, T hole_total) {
-    if (-hole_total > T(0)) {
-      x += cell[0];
-      y += cell[1];
-    }
+    add_hole_share(x, y, cell[0], cell[1], hole_total);
     pending = true;
   }
   // The run ends at received pixel `below_cell` (nullptr at the bottom of the image): the shares go
   // to the pixel above the run and, when the fill counts it, to the one below.
   C10_HOST_DEVICE C10_ALWAYS_INLINE void end_run(T* above_cell, T* below_cell, bool fill_from_below) {
-    if (above_cell != nullptr) {
-      above_cell[0] += x;
-      above_cell[1] += y;
-    }
-    if (below_cell != nullptr && fill_from_below) {
-      below_cell[0] += x;
-      below_cell[1] += y;
-    }
+    hand_out_run_shares(x, y, above_cell, below_cell, fill_from_below);
     x = 0;
     y = 0;
     pending = false;
@@ -436,6 +473,15 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void source_cells(const T* cells, int64_t row_
   four[3] = has_right && has_below ? first + row_stride + cell_values : zero_cell;
 }
 
+// One value's sum over a source's four cells (source_cells' order), from 0 (a sum from +0 is never
+// -0). V: a scalar or SIMD lanes (the CPU sums each cell with its neighbours in lanes, once for all
+// the sources that read it).
+template <typename V>
+C10_HOST_DEVICE C10_ALWAYS_INLINE V sum_of_four(const V& top_left, const V& top_right, const V& bottom_left,
+                                                const V& bottom_right) {
+  return V(0) + top_left + top_right + bottom_left + bottom_right;
+}
+
 // The sums of p_x, p_y and q (q: 0 with two-value cells) over a projected source's cells (target:
 // locate_projection's; the other arguments as for source_cells), from 0.
 template <typename T>
@@ -446,7 +492,7 @@ C10_HOST_DEVICE C10_ALWAYS_INLINE void sum_source_cells(const ProjectionCells& t
   const T* four[4];
   source_cells(cells, row_stride, cell_values, target.rows[0], target.cols[0], height, width, zero_cell, four);
   for (int64_t k = 0; k < 3; ++k) {
-    sums[k] = k < cell_values ? T(0) + four[0][k] + four[1][k] + four[2][k] + four[3][k] : T(0);
+    sums[k] = k < cell_values ? sum_of_four(four[0][k], four[1][k], four[2][k], four[3][k]) : T(0);
   }
 }
 

@@ -22,7 +22,7 @@ namespace {
 // source is projected, row -1 where it is not (locate_projection); the lanes past count are
 // never projected (their targets lie past the last column), and their values are not used.
 struct LocatedLanes {
-  Lanes flow_x, flow_y, weight, projected, multiplicity;
+  Lanes flow_x, flow_y, weight, projected, multiplicity, first_row, first_column;
   alignas(64) float row[kLanes];
   alignas(64) float column[kLanes];
 };
@@ -39,7 +39,9 @@ C10_ALWAYS_INLINE void locate_lanes(const SourceRowView& source, int64_t x0, int
   // floor, and a clamped direction (the first cell in the last row or column) counts twice.
   const Lanes row = target_y.trunc(), column = target_x.trunc(), one(1.0f);
   lanes.multiplicity = (one + ((row == Lanes(last_row)) & one)) * (one + ((column == Lanes(last_col)) & one));
-  Lanes::blendv(Lanes(-1.0f), row, lanes.projected).store(lanes.row);
+  lanes.first_row = Lanes::blendv(Lanes(-1.0f), row, lanes.projected);
+  lanes.first_column = column;
+  lanes.first_row.store(lanes.row);
   column.store(lanes.column);
 }
 
@@ -127,52 +129,77 @@ void splat_row(const SourceRowView& source, const SplatTargets& targets) {
   }
 }
 
-namespace {
-
-// gather_row for cells of kValues values (kCellValues, or 2: p only, q counts as 0).
-template <int kValues>
-void gather_row_of(const SourceRowView& source, const GatherTargets& targets) {
-  alignas(16) const float zero_cell[kCellValues] = {};
+// Each projected source reads the four-cell sums of its first cell (four_cell_sums_row ran over
+// the image): one gathered vector per value instead of four cells per source. The others read
+// cell 0 and are zeroed after.
+void gather_row(const SourceRowView& source, const GatherTargets& targets) {
+  using Indices = Vectorized<int32_t>;
   LocatedLanes lanes;
-  alignas(64) float sums_x[kLanes], sums_y[kLanes], sums_q[kLanes];
-  const int64_t height = source.height, width = source.width, row_values = targets.row_values;
-  for (int64_t x0 = 0; x0 < width; x0 += kLanes) {
-    const int64_t count = std::min(kLanes, width - x0);
+  const Lanes zero(0.0f);
+  const Indices row_values(static_cast<int32_t>(targets.row_values)), cell_values(static_cast<int32_t>(targets.cell_values));
+  const float* const cells = targets.cells;
+  for (int64_t x0 = 0; x0 < source.width; x0 += kLanes) {
+    const int64_t count = std::min(kLanes, source.width - x0);
     locate_lanes(source, x0, count, lanes);
+    const Indices row = at::vec::convert_to_int_of_same_size(Lanes::blendv(zero, lanes.first_row, lanes.projected));
+    const Indices column =
+        at::vec::convert_to_int_of_same_size(Lanes::blendv(zero, lanes.first_column, lanes.projected));
+    const Indices first = row * row_values + column * cell_values;
+    // Loaded one source at a time: faster here than SIMD gathers (slow where a CPU's microcode
+    // mitigates Gather Data Sampling).
+    alignas(64) int32_t offsets[kLanes];
+    alignas(64) float sums_x[kLanes], sums_y[kLanes], sums_q[kLanes];
+    first.store(offsets);
     for (int64_t i = 0; i < kLanes; ++i) {
-      alignas(16) float sums[kCellValues] = {};
-      if (i < count && lanes.row[i] >= 0.0f) {
-        // source_gradient's sums over its cells (source_cells).
-        const float* four[4];
-        source_cells(targets.cells, row_values, int64_t(kValues), static_cast<int64_t>(lanes.row[i]),
-                     static_cast<int64_t>(lanes.column[i]), height, width, zero_cell, four);
-        if constexpr (kValues == 2) {
-          sum_pairs(four[0], four[1], four[2], four[3], sums);
-        } else {
-          sum_cells(four[0], four[1], four[2], four[3], sums);
-        }
-      }
-      sums_x[i] = sums[0];
-      sums_y[i] = sums[1];
-      sums_q[i] = sums[2];
+      sums_x[i] = cells[offsets[i]];
+      sums_y[i] = cells[offsets[i] + 1];
     }
+    if (targets.cell_values == kCellValues) {
+      for (int64_t i = 0; i < kLanes; ++i) {
+        sums_q[i] = cells[offsets[i] + 2];
+      }
+    }
+    const Lanes sum_x = Lanes::loadu(sums_x), sum_y = Lanes::loadu(sums_y);
+    const Lanes sum_q = targets.cell_values == kCellValues ? Lanes::loadu(sums_q) : zero;
     const SourceGradient<Lanes> gradient =
-        gradient_from_sums(lanes.multiplicity, lanes.flow_x, lanes.flow_y, lanes.weight, Lanes::loadu(sums_x),
-                           Lanes::loadu(sums_y), Lanes::loadu(sums_q));
-    const Lanes zero(0.0f);
+        gradient_from_sums(lanes.multiplicity, lanes.flow_x, lanes.flow_y, lanes.weight, sum_x, sum_y, sum_q);
     Lanes::blendv(zero, gradient.flow_x, lanes.projected).store(targets.grad_flow_x + x0, count);
     Lanes::blendv(zero, gradient.flow_y, lanes.projected).store(targets.grad_flow_y + x0, count);
-    Lanes::blendv(zero, gradient.weight, lanes.projected).store(targets.grad_weight + x0, count);
+    if (targets.cell_values == kCellValues) {
+      Lanes::blendv(zero, gradient.weight, lanes.projected).store(targets.grad_weight + x0, count);
+    }
   }
 }
 
-}  // namespace
-
-void gather_row(const SourceRowView& source, const GatherTargets& targets) {
-  if (targets.cell_values == 2) {
-    gather_row_of<2>(source, targets);
+// Value k of pixel i lies at cells[i * cell_values + k] and its right neighbour's cell_values
+// further on, so the row is summed as one flat array; the last pixel has no right neighbour (a
+// zero cell, as in source_cells).
+void four_cell_sums_row(float* cells, const float* below, int64_t cell_values, int64_t width) {
+  const int64_t inner = (width - 1) * cell_values, values = width * cell_values;
+  int64_t k = 0;
+  if (below != nullptr) {
+    for (; k + kLanes <= inner; k += kLanes) {
+      sum_of_four(Lanes::loadu(cells + k), Lanes::loadu(cells + k + cell_values), Lanes::loadu(below + k),
+                  Lanes::loadu(below + k + cell_values))
+          .store(cells + k);
+    }
+    for (; k < inner; ++k) {
+      cells[k] = sum_of_four(cells[k], cells[k + cell_values], below[k], below[k + cell_values]);
+    }
+    for (; k < values; ++k) {
+      cells[k] = sum_of_four(cells[k], 0.0f, below[k], 0.0f);
+    }
   } else {
-    gather_row_of<kCellValues>(source, targets);
+    for (; k + kLanes <= inner; k += kLanes) {
+      const Lanes zero(0.0f);
+      sum_of_four(Lanes::loadu(cells + k), Lanes::loadu(cells + k + cell_values), zero, zero).store(cells + k);
+    }
+    for (; k < inner; ++k) {
+      cells[k] = sum_of_four(cells[k], cells[k + cell_values], 0.0f, 0.0f);
+    }
+    for (; k < values; ++k) {
+      cells[k] = sum_of_four(cells[k], 0.0f, 0.0f, 0.0f);
+    }
   }
 }
 
@@ -234,6 +261,73 @@ void flow_cell_gradients_row(float* pairs, const float* total, const float* tota
     cell_flow_gradient<float>(pairs[2 * i], pairs[2 * i + 1], total[i],
                               settles_in_row_pass(total[i], above[i], below[i]));
   }
+}
+
+void hole_shares_row(float* cells, const float* total, int64_t cell_values, int64_t width) {
+  int64_t i = 0;
+  if (cell_values == 2) {
+    for (; i + kLanes <= width; i += kLanes) {
+      auto [x, y] = at::vec::deinterleave2(Lanes::loadu(cells + 2 * i), Lanes::loadu(cells + 2 * i + kLanes));
+      hole_share(x, y, Lanes::loadu(total + i));
+      const auto [low, high] = at::vec::interleave2(x, y);
+      low.store(cells + 2 * i);
+      high.store(cells + 2 * i + kLanes);
+    }
+  }
+  for (; i < width; ++i) {
+    hole_share(cells[i * cell_values], cells[i * cell_values + 1], total[i]);
+  }
+}
+
+void add_hole_shares_row(float* share_x, float* share_y, const float* cells, int64_t cell_values, const float* total,
+                         int64_t count) {
+  int64_t i = 0;
+  if (cell_values == 2) {
+    for (; i + kLanes <= count; i += kLanes) {
+      const auto [x, y] = at::vec::deinterleave2(Lanes::loadu(cells + 2 * i), Lanes::loadu(cells + 2 * i + kLanes));
+      Lanes sum_x = Lanes::loadu(share_x + i), sum_y = Lanes::loadu(share_y + i);
+      add_hole_share(sum_x, sum_y, x, y, Lanes::loadu(total + i));
+      sum_x.store(share_x + i);
+      sum_y.store(share_y + i);
+    }
+  }
+  for (; i < count; ++i) {
+    add_hole_share(share_x[i], share_y[i], cells[i * cell_values], cells[i * cell_values + 1], total[i]);
+  }
+}
+
+int64_t sweep_row(float* row_x, float* row_y, float* row_total, float* near_x, float* near_y, float* found,
+                  int64_t columns, bool finish) {
+  const Lanes zero(0.0f), one(1.0f);
+  int64_t i = 0;
+  for (; i + kLanes <= columns; i += kLanes) {
+    const Lanes x = Lanes::loadu(row_x + i), y = Lanes::loadu(row_y + i), total = Lanes::loadu(row_total + i);
+    const Lanes received = is_received(total);
+    if (received.zero_mask() == 0) {  // every column received: it becomes the nearest, the row stays
+      x.store(near_x + i);
+      y.store(near_y + i);
+      one.store(found + i);
+      continue;
+    }
+    const Lanes neighbour_x = Lanes::loadu(near_x + i), neighbour_y = Lanes::loadu(near_y + i);
+    const Lanes passed = Lanes::loadu(found + i);
+    Lanes hole_x = x, hole_y = y, hole_total = total;
+    add_fill_neighbour(hole_x, hole_y, hole_total, neighbour_x, neighbour_y);
+    const Lanes add = passed > zero;  // (only holes take hole_x, hole_y, hole_total)
+    hole_x = Lanes::blendv(x, hole_x, add);
+    hole_y = Lanes::blendv(y, hole_y, add);
+    hole_total = Lanes::blendv(total, hole_total, add);
+    if (finish) {
+      finish_fill(hole_x, hole_y, hole_total);
+    }
+    Lanes::blendv(neighbour_x, x, received).store(near_x + i);
+    Lanes::blendv(neighbour_y, y, received).store(near_y + i);
+    Lanes::blendv(passed, one, received).store(found + i);
+    Lanes::blendv(hole_x, x, received).store(row_x + i);
+    Lanes::blendv(hole_y, y, received).store(row_y + i);
+    Lanes::blendv(hole_total, total, received).store(row_total + i);
+  }
+  return i;
 }
 
 int64_t count_received_row(const float* total, int64_t width) {

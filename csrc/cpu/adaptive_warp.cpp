@@ -57,7 +57,7 @@ ImageGradSplit image_grad_split(int64_t batch, int64_t channels, int64_t height)
 }
 
 // A band of source rows [first, end) and where its adds go: band 0 adds into the gradient itself,
-// each later band into a zeroed private copy of only the rows its pixels can reach (row_origin on),
+// each later band into a private copy (zeroed by its tasks) of only the rows its pixels can reach (row_origin on),
 // added into the gradient in band order afterwards, so the sums depend only on the number of bands.
 struct ImageGradBand {
   int64_t first, end;
@@ -143,11 +143,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
     for (int64_t band = 0; band < split.bands; ++band) {
       const int64_t first = band * height / split.bands, end = (band + 1) * height / split.bands;
       if (band == 0) {
-        bands.push_back({first, end, 0, at::empty(image.sizes(), options).zero_()});
+        bands.push_back({first, end, 0, at::empty(image.sizes(), options)});
         continue;
       }
       const auto [low, high] = reachable_rows(flow.select(1, 1), first, end, height, kernel_size);
-      bands.push_back({first, end, low, at::empty({batch, channels, high - low, width}, options).zero_()});
+      bands.push_back({first, end, low, at::empty({batch, channels, high - low, width}, options)});
     }
     TORCH_CHECK(opmath_dtype == at::kDouble || plane_offsets_fit<int32_t>(bands[0].target),
                 "adaptive_warp_backward: on the CPU, an image plane of ", image.scalar_type(),
@@ -186,6 +186,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_warp_backward_cpu(const 
           const ImageGradBand& band = bands[task % split.bands];
           const int64_t channel_begin = group * channels / split.groups;
           const int64_t channel_end = (group + 1) * channels / split.groups;
+          // The task alone adds to these channels of image n in its band's target: it zeroes them
+          // itself, just before its adds (in cache then, and with no parallel pass of its own).
+          band.target.select(0, n).narrow(0, channel_begin, channel_end - channel_begin).zero_();
           for (int64_t y = band.first; y < band.end; ++y) {
             image_grad_row(views, targets[task % split.bands], band.row_origin, n, channel_begin, channel_end, y,
                            fused);

@@ -602,6 +602,21 @@ def float32_projection_backward(flow, weight, projected, grad_output, fill_holes
     def inverse(k):
         return {1: f32(1), 2: f32(0.5), 3: f32(1) / f32(3), 4: f32(0.25)}[int(k)]
 
+    def hole_runs(received_line, shares_line):
+        """(share, start, end) of each run of holes along a line, holes start..end-1, the share
+        summed from 0 in order."""
+        runs, i = [], 0
+        while i < len(received_line):
+            if received_line[i]:
+                i += 1
+                continue
+            start, share = i, np.zeros(2, np.float32)
+            while i < len(received_line) and not received_line[i]:
+                share = share + shares_line[i]
+                i += 1
+            runs.append((share, start, i))
+        return runs
+
     for n in range(batch):
         total = projected[n, 2]
         received = total > 0
@@ -614,34 +629,18 @@ def float32_projection_backward(flow, weight, projected, grad_output, fill_holes
                         shares[y, x] = g[y, x] * inverse(-total[y, x])
             runs = []  # (share, first pixel, second pixel): the two ends of a run, in the order they gain
             for y in range(height):
-                x = 0
-                while x < width:
-                    if received[y, x]:
-                        x += 1
-                        continue
-                    start, share = x, np.zeros(2, np.float32)
-                    while x < width and not received[y, x]:
-                        share = share + shares[y, x]
-                        x += 1
-                    runs.append((share, (y, start - 1) if start > 0 else None, (y, x) if x < width else None))
+                for share, start, end in hole_runs(received[y], shares[y]):
+                    runs.append((share, (y, start - 1) if start > 0 else None, (y, end) if end < width else None))
             for share, left, right in runs:
                 for end in (left, right):
                     if end is not None:
                         g[end] = g[end] + share
             for x in range(width):  # the column runs, ending top to bottom
-                y = 0
-                while y < height:
-                    if received[y, x]:
-                        y += 1
-                        continue
-                    start, share = y, np.zeros(2, np.float32)
-                    while y < height and not received[y, x]:
-                        share = share + shares[y, x]
-                        y += 1
+                for share, start, end in hole_runs(received[:, x], shares[:, x]):
                     if start > 0:
                         g[start - 1, x] = g[start - 1, x] + share
-                    if y < height and fill_from_below:
-                        g[y, x] = g[y, x] + share
+                    if end < height and fill_from_below:
+                        g[end, x] = g[end, x] + share
         p = np.zeros_like(g)
         q = np.zeros((height, width), np.float32)
         for y in range(height):

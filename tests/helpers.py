@@ -165,7 +165,9 @@ def assert_one_line_error(stderr: str, *words) -> None:
 #: A program run in a fresh process whose method (what ``{builder}`` builds: an interpolator by
 #: default) first prints a line ("interpolating") and then sleeps, or waits until the file named by
 #: SLOW_UNTIL exists, before giving ``{result}``: a test knows the run is under way and has time to
-#: stop it, or to start another beside it.
+#: stop it, or to start another beside it. It sleeps in short steps, as real work returns to the
+#: interpreter often: Python runs a signal's handler between bytecodes, so a signal that arrives
+#: just before one long sleep begins would wait for its end.
 SLOW_PROGRAM = """
 import os, sys, time
 from memc_models.cli import {program} as program
@@ -177,7 +179,9 @@ def slow(*args, **kwargs):
         deadline = time.monotonic() + 300
         while until and not os.path.exists(until) and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep({seconds})
+        end = time.monotonic() + {seconds}
+        while time.monotonic() < end:
+            time.sleep(min(0.05, max(0.0, end - time.monotonic())))
         return ({result})(*inputs)
     return method
 

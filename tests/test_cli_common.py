@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from memc_models.cli.common import check_new_folder, new_folder_output, run
+from memc_models.cli.common import STOP_SIGNALS, check_new_folder, new_folder_output, run
 from memc_models.errors import UserError
 
 
@@ -63,7 +63,8 @@ def main(argv):
     with AtomicFile(argv[0]) as output:
         output.write(b"half of the new output")
         print("writing", flush=True)
-        time.sleep(60)
+        for _ in range(1200):  # 60 s in short sleeps, as work between bytecodes (see SLOW_PROGRAM)
+            time.sleep(0.05)
     return 0
 
 sys.exit(run(main, "memc-x", sys.argv[1:]))
@@ -72,11 +73,15 @@ sys.exit(run(main, "memc-x", sys.argv[1:]))
 
 @pytest.mark.parametrize("signum, words", [(signal.SIGTERM, "stopped by SIGTERM"), (signal.SIGHUP, "stopped by SIGHUP"),
                                            (signal.SIGINT, "interrupted")])
-def test_a_signal_removes_the_partial_output_and_leaves_the_old_one(tmp_path, signum, words):
+@pytest.mark.parametrize("started_blocked", [False, True], ids=["", "started-with-the-signals-blocked"])
+def test_a_signal_removes_the_partial_output_and_leaves_the_old_one(tmp_path, signum, words, started_blocked):
+    # A blocked signal mask is inherited across exec: a program started with the stop signals
+    # blocked unblocks them, else it would see a SIGTERM only once its run had ended.
     target = tmp_path / "out.bin"
     target.write_bytes(b"the previous output")
+    block = (lambda: signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)) if started_blocked else None
     process = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=block)
     assert process.stdout.readline().strip() == "writing"
     assert len(list(tmp_path.iterdir())) == 2  # the target and the partial one
     process.send_signal(signum)

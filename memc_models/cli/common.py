@@ -55,7 +55,8 @@ def signal_number(interruption: KeyboardInterrupt) -> int:
 
 class _StopOnSignals:
     """While active, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread, once:
-    the unwinding that follows (removing partial outputs) is not interrupted by a second signal."""
+    the unwinding that follows (removing partial outputs) is not interrupted by a second signal.
+    :meth:`unblock` lets them through where they are blocked."""
 
     def __enter__(self):
         self.previous = {}
@@ -65,7 +66,17 @@ class _StopOnSignals:
                 self.previous[signum] = signal.signal(signum, self._handle)
             except (ValueError, OSError):  # not the main thread, or a signal the platform lacks
                 pass
+        self.blocked = None
         return self
+
+    def unblock(self) -> None:
+        """Unblocks the handled signals in this thread until the end: a process started with them
+        blocked (a blocked mask is inherited across exec) would otherwise never see them, and a
+        SIGTERM sent to stop it would only take effect once the run had ended on its own. One that
+        is pending already raises :class:`Interrupted` here."""
+        if self.previous and hasattr(signal, "pthread_sigmask"):  # POSIX
+            self.blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the mask as it is
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, list(self.previous))
 
     def _handle(self, signum, frame) -> None:
         if self.stopping:
@@ -74,6 +85,8 @@ class _StopOnSignals:
         raise Interrupted(signum)
 
     def __exit__(self, *exc) -> bool:
+        if self.blocked is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.blocked)
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         return False
@@ -122,6 +135,7 @@ def run(main: Callable[[Optional[Sequence[str]]], int], prog: str, argv: Optiona
     with _StopOnSignals() as stop, warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(prog)
         try:
+            stop.unblock()
             return main(argv)
         except UserError as error:
             stop.stopping = True

@@ -259,7 +259,8 @@ def main(argv=None):
 
     common.run_benchmark(parser, args, "frame interpolation, one middle frame, OMP_WAIT_POLICY="
                          + os.environ.get("OMP_WAIT_POLICY", "unset") + ", freed memory kept",
-                         rows_for(args.method or METHODS, sizes_for, args.warmup, args.stream),
+                         common.one_dtype_at_a_time(rows_for(args.method or METHODS, sizes_for, args.warmup,
+                                                             args.stream)),
                          COLUMNS + (STREAM_COLUMNS if args.stream else []))
 
 

@@ -9,8 +9,9 @@ converging towards the centre, leaving the outer half of the frame as large hole
 the released kernels' pixel-by-pixel hole search costs O(H*W*max(H, W))). For each size, flow and
 pass (forward, forward+backward) it prints the median time, the effective memory traffic (the
 bytes the op must at least read and write, divided by the time), that as a share of the GPU's peak
-bandwidth, the speed-up over the reference and, for float16 and bfloat16 run after float32
-(``--dtype float32 --dtype float16``), the time relative to float32's. Hole filling is on.
+bandwidth, the speed-up over the reference and, for float16 and bfloat16 run beside float32
+(``--dtype float32 --dtype float16``), the time relative to float32's. The dtypes and methods of
+a case take turns, so that the ratios between them come from the same rounds. Hole filling is on.
 Run it from the repository root with that checkout first on the path
 (``PYTHONPATH=. python benchmarks/bench_projection.py``) to time that checkout's build.
 """
@@ -56,19 +57,25 @@ def traffic_bytes(batch, height, width, dtype, weighted, backward):
     return batch * height * width * per_pixel * element
 
 
-def run_case(name, batch, height, width, kind, dtype, device, repeats, weighted):
-    flow = make_flow(kind, batch, height, width, dtype, device)
-    weight = torch.rand(batch, 1, height, width, device=device, dtype=dtype) + 0.5 if weighted else None
+def run_case(name, batch, height, width, kind, dtypes, device, repeats, weighted):
+    """Rows for one size and flow, every dtype and method timed in turns (see common.time_methods)."""
     methods = {"memc": memc_ops.flow_projection, "reference": flow_projection_reference}
-    inputs = (flow, weight) if weighted else (flow,)
-    case = {"case": name, "shape": f"{batch}x2x{height}x{width}", "flow": kind,
-            "dtype": str(dtype).replace("torch.", ""), "weighted": weighted}
+    inputs = {}
+    for dtype in dtypes:
+        flow = make_flow(kind, batch, height, width, dtype, device)
+        weight = torch.rand(batch, 1, height, width, device=device, dtype=dtype) + 0.5 if weighted else None
+        inputs[dtype] = (flow, weight) if weighted else (flow,)
+    calls = {(dtype, method): (fn, inputs[dtype]) for dtype in dtypes for method, fn in methods.items()}
     rows = []
     for backward in (False, True):
-        times = common.time_methods(methods, inputs, backward, device, repeats)
-        traffic = traffic_bytes(batch, height, width, dtype, weighted, backward)
-        rows += common.result_rows(case, times, traffic, device, backward)
-    return rows
+        times = common.time_methods(calls, backward, device, repeats)
+        for dtype in dtypes:
+            case = {"case": name, "shape": f"{batch}x2x{height}x{width}", "flow": kind,
+                    "dtype": str(dtype).replace("torch.", ""), "weighted": weighted}
+            traffic = traffic_bytes(batch, height, width, dtype, weighted, backward)
+            rows += common.result_rows(case, {method: times[dtype, method] for method in methods}, traffic, device,
+                                       backward)
+    return common.add_float32_ratio(rows, ("case", "flow", "pass", "method"))
 
 
 COLUMNS = [
@@ -85,22 +92,10 @@ def main(argv=None):
     parser.add_argument("--weighted", action="store_true", help="time the weighted (depth-aware) projection")
     args = parser.parse_args(argv)
 
-    def rows_for(device, dtype, repeats):
+    def rows_for(device, dtypes, repeats):
         sizes = SIZES if device.type == "cuda" or args.full else CPU_SIZES
         return [row for name, batch, height, width in sizes for kind in FLOWS
-                for row in run_case(name, batch, height, width, kind, dtype, device, repeats, args.weighted)]
-
-    float32_ms = {}  # (device, case, flow, pass, method) -> ms, for the "x f32" column
-
-    def rows_with_float32_ratio(device, dtype, repeats):
-        rows = rows_for(device, dtype, repeats)
-        for row in rows:
-            key = (str(device), row["case"], row["flow"], row["pass"], row["method"])
-            if dtype == torch.float32:
-                float32_ms[key] = row["ms"]
-            reference = float32_ms.get(key)
-            row["vs_float32"] = row["ms"] / reference if reference and row["ms"] is not None else None
-        return rows
+                for row in run_case(name, batch, height, width, kind, dtypes, device, repeats, args.weighted)]
 
     title = "flow_projection, fill_holes=True" + (", weighted" if args.weighted else "")
     common.run_benchmark(parser, args, title, rows_with_float32_ratio, COLUMNS)

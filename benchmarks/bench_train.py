@@ -166,8 +166,8 @@ def main(argv=None):
         return tuple(args.size) if args.size else (GPU_SIZE if device.type == "cuda" else CPU_SIZE)
 
     common.run_benchmark(parser, args, "training steps (--repeats: timed steps per process)",
-                         rows_for(args.variant or VARIANTS, args.processes or [1, 2], args.batch_size, size_for,
-                                  args.warmup), COLUMNS)
+                         common.one_dtype_at_a_time(rows_for(args.variant or VARIANTS, args.processes or [1, 2],
+                                                             args.batch_size, size_for, args.warmup)), COLUMNS)
 
 
 if __name__ == "__main__":

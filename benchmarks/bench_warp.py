@@ -6,7 +6,9 @@
 
 For each size, dtype and pass (forward, forward+backward) it prints the median time, the effective
 memory traffic (the bytes the op must at least read and write, divided by the time), that as a share
-of the GPU's peak bandwidth, and the speed-up over the reference. grid_sample (bilinear, border
+of the GPU's peak bandwidth, the speed-up over the reference and, for float16 and bfloat16, the time
+relative to float32's. The dtypes and methods of a size take turns, so that the ratios between
+them come from the same rounds. grid_sample (bilinear, border
 padding) is the nearest built-in: it does bilinear warping without the learned 4x4 kernels.
 """
 
@@ -66,32 +68,39 @@ def traffic_bytes(batch, channels, height, width, dtype, backward, image_grad=Tr
     return batch * height * width * per_pixel * element
 
 
-def run_case(name, batch, channels, height, width, dtype, device, repeats):
-    image, flow, kernel = make_inputs(batch, channels, height, width, dtype, device)
+def run_case(name, batch, channels, height, width, dtypes, device, repeats):
+    """Rows for one size, every dtype and method timed in turns (see common.time_methods)."""
     methods = {
         "memc": lambda i, f, k: memc_ops.adaptive_warp(i, f, k),
         "reference": adaptive_warp_reference,
         "grid_sample": lambda i, f, k: grid_sample_warp(i, f),
     }
-    if device.type == "cpu" and dtype != torch.float32:
-        # grid_sample's half-precision CPU backward corrupts memory (seen with torch 2.14.1).
-        del methods["grid_sample"]
-    case = {"case": name, "shape": f"{batch}x{channels}x{height}x{width}", "dtype": str(dtype).replace("torch.", "")}
+    calls = {}
+    for dtype in dtypes:
+        inputs = make_inputs(batch, channels, height, width, dtype, device)
+        for method, fn in methods.items():
+            # grid_sample's half-precision CPU backward corrupts memory (seen with torch 2.14.1).
+            if not (method == "grid_sample" and device.type == "cpu" and dtype != torch.float32):
+                calls[dtype, method] = (fn, inputs)
     rows = []
     # The last pass is MEMC-Net training's: the frames are inputs and need no gradient.
     for backward, image_grad, pass_name in ((False, False, "fwd"), (True, True, "fwd+bwd"),
                                             (True, False, "fwd+bwd, image no grad")):
-        times = common.time_methods(methods, (image, flow, kernel), backward, device, repeats,
-                                    requires_grad=(image_grad, True, True))
-        traffic = traffic_bytes(batch, channels, height, width, dtype, backward, image_grad)
-        rows += common.result_rows(case, times, traffic, device, backward, pass_name)
-    return rows
+        times = common.time_methods(calls, backward, device, repeats, requires_grad=(image_grad, True, True))
+        for dtype in dtypes:
+            case = {"case": name, "shape": f"{batch}x{channels}x{height}x{width}",
+                    "dtype": str(dtype).replace("torch.", "")}
+            traffic = traffic_bytes(batch, channels, height, width, dtype, backward, image_grad)
+            timed = {method: times[dtype, method] for method in methods if (dtype, method) in times}
+            rows += common.result_rows(case, timed, traffic, device, backward, pass_name)
+    return common.add_float32_ratio(rows, ("case", "pass", "method"))
 
 
 COLUMNS = [
     ("case", "case", "{}"), ("shape", "BxCxHxW", "{}"), ("dtype", "dtype", "{}"), ("pass", "pass", "{}"),
     ("method", "method", "{}"), ("ms", "ms", "{:.3f}"), ("gbps", "GB/s", "{:.1f}"),
     ("peak_share", "of peak", "{:.0%}"), ("speedup_vs_reference", "x ref", "{:.1f}"),
+    ("vs_float32", "x f32 time", "{:.2f}"),
 ]
 
 
@@ -101,8 +110,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sizes = QUICK_SIZES if args.quick else SIZES
 
-    def rows_for(device, dtype, repeats):
-        return [row for size in sizes for row in run_case(*size, dtype, device, repeats)]
+    def rows_for(device, dtypes, repeats):
+        return [row for size in sizes for row in run_case(*size, dtypes, device, repeats)]
 
     common.run_benchmark(parser, args, f"adaptive_warp, K={KERNEL_SIZE}", rows_for, COLUMNS)
 

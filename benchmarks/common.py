@@ -96,20 +96,23 @@ def write_json(path, environment_info, rows):
     print(f"wrote {path}")
 
 
-def time_methods(methods, inputs, backward, device, repeats, requires_grad=None, warmup=2):
-    """Median milliseconds of each method(*inputs) (forward only, or forward and backward of a
-    ones gradient); None for a method that ran out of memory. With backward, requires_grad (one
-    flag per input; default all) says which inputs need gradients.
+def time_methods(calls, backward, device, repeats, requires_grad=None, warmup=2):
+    """Median milliseconds of each call: ``calls`` maps a key to ``(method, inputs)``, timed as
+    method(*inputs), forward only or forward and backward of a ones gradient; None for a call
+    that ran out of memory. With backward, requires_grad (one flag per input; default all) says
+    which inputs need gradients.
 
-    The methods take turns, so that a change in the machine's load during the measurement reaches
-    every method alike and their ratios stay fair. In its turn a method runs twice and only the
-    second run is timed: right after another method the first run is slower than the same call in
-    a loop (flow_projection, 2x2x256x448, forward+backward: 2.6 ms against 1.8 ms on a CPU), which
-    would penalise the faster method most."""
-    flags = requires_grad if requires_grad is not None else [backward] * len(inputs)
-    inputs = [t.detach().requires_grad_(backward and flag) for t, flag in zip(inputs, flags)]
+    The calls take turns, so that a change in the machine's load during the measurement reaches
+    every call alike and their ratios stay fair: give one call per method and dtype, and both the
+    speed-ups and the dtypes' ratios come from the same rounds. In its turn a call runs twice and
+    only the second run is timed: right after another method the first run is slower than the
+    same call in a loop (flow_projection, 2x2x256x448, forward+backward: 2.6 ms against 1.8 ms on
+    a CPU), which would penalise the faster method most."""
 
-    def step_of(fn):
+    def step_of(fn, inputs):
+        flags = requires_grad if requires_grad is not None else [backward] * len(inputs)
+        inputs = [t.detach().requires_grad_(backward and flag) for t, flag in zip(inputs, flags)]
+
         def step():
             output = fn(*inputs)
             if backward:
@@ -118,22 +121,32 @@ def time_methods(methods, inputs, backward, device, repeats, requires_grad=None,
                     tensor.grad = None
         return step
 
-    steps = {method: step_of(fn) for method, fn in methods.items()}
-    samples = {method: [] for method in methods}
+    steps = {key: step_of(fn, inputs) for key, (fn, inputs) in calls.items()}
+    samples = {key: [] for key in calls}
     for round_index in range(warmup + repeats):
-        for method, step in steps.items():
-            if samples[method] is None:
+        for key, step in steps.items():
+            if samples[key] is None:
                 continue
             try:
                 step()
                 milliseconds = _timed_run_ms(step, device)
             except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is torch 2.5 and later
-                samples[method] = None
+                samples[key] = None
                 torch.cuda.empty_cache()
                 continue
             if round_index >= warmup:
-                samples[method].append(milliseconds)
-    return {method: None if runs is None else statistics.median(runs) for method, runs in samples.items()}
+                samples[key].append(milliseconds)
+    return {key: None if runs is None else statistics.median(runs) for key, runs in samples.items()}
+
+
+def add_float32_ratio(rows, same):
+    """Sets each row's "vs_float32" to its time over that of the float32 row that agrees with it
+    in every field of ``same`` (None where there is no such row or no time)."""
+    float32_ms = {tuple(row[key] for key in same): row["ms"] for row in rows if row["dtype"] == "float32"}
+    for row in rows:
+        reference = float32_ms.get(tuple(row[key] for key in same))
+        row["vs_float32"] = row["ms"] / reference if reference and row["ms"] is not None else None
+    return rows
 
 
 def result_rows(case, times, traffic, device, backward, pass_name=None):
@@ -185,18 +198,22 @@ def repeats_for(args, device):
     return args.repeats or (20 if device.type == "cuda" else args.cpu_repeats)
 
 
+def one_dtype_at_a_time(rows_for_dtype):
+    """rows_for(device, dtypes, repeats) for :func:`run_benchmark` from a function of one dtype:
+    the dtypes one after another (for measurements that need no ratio between dtypes)."""
+    return lambda device, dtypes, repeats: [row for dtype in dtypes for row in rows_for_dtype(device, dtype, repeats)]
+
+
 def run_benchmark(parser, args, title, rows_for, columns):
-    """For each selected device: print the environment, collect rows_for(device, dtype, repeats)
-    over the selected dtypes, print them as a table; then write everything to --json if asked."""
+    """For each selected device: print the environment, collect rows_for(device, dtypes, repeats)
+    (the selected dtypes), print them as a table; then write everything to --json if asked."""
     all_rows, environments = [], []
     dtypes = selected_dtypes(args)
     for device in selected_devices(parser, args):
         info = environment(device)
         environments.append(info)
         print(f"\n# {title}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-        rows = []
-        for dtype in dtypes:
-            rows += rows_for(device, dtype, repeats_for(args, device))
+        rows = rows_for(device, dtypes, repeats_for(args, device))
         print_table(rows, columns)
         all_rows += [dict(row, device=str(device)) for row in rows]
     if args.json:

@@ -86,11 +86,36 @@ def test_timed_methods_take_turns_so_a_change_in_load_reaches_all_alike():
     import common
 
     calls = []
-    methods = {name: (lambda x, name=name: calls.append(name) or x * 2) for name in ("memc", "reference")}
-    times = common.time_methods(methods, (torch.ones(3),), False, torch.device("cpu"), repeats=3, warmup=1)
+    timed = {name: (lambda x, name=name: calls.append(name) or x * 2, (torch.ones(3),))
+             for name in ("memc", "reference")}
+    times = common.time_methods(timed, False, torch.device("cpu"), repeats=3, warmup=1)
     # In its turn each method runs once untimed, then once timed (with its own caches warm).
     assert calls == ["memc", "memc", "reference", "reference"] * 4
     assert set(times) == {"memc", "reference"} and all(ms > 0 for ms in times.values())
+
+
+def test_the_dtypes_of_a_case_take_turns_and_are_compared_with_float32(monkeypatch):
+    import bench_projection
+
+    calls = []
+    real = bench_projection.common.time_methods
+
+    def recording(timed, *args, **kwargs):
+        calls.append(list(timed))
+        return real(timed, *args, **kwargs)
+
+    monkeypatch.setattr(bench_projection.common, "time_methods", recording)
+    rows = bench_projection.run_case("tiny", 1, 8, 12, "smooth", [torch.float32, torch.bfloat16], torch.device("cpu"),
+                                     repeats=1, weighted=False)
+    # One measurement per pass, in which every dtype and method takes its turn.
+    assert calls == [[(torch.float32, "memc"), (torch.float32, "reference"), (torch.bfloat16, "memc"),
+                      (torch.bfloat16, "reference")]] * 2
+    assert [(row["pass"], row["dtype"], row["method"]) for row in rows] == [
+        (p, d, m) for p in ("fwd", "fwd+bwd") for d in ("float32", "bfloat16") for m in ("memc", "reference")]
+    for row in rows:
+        twin = next(r for r in rows if r["dtype"] == "float32" and r["pass"] == row["pass"]
+                    and r["method"] == row["method"])
+        assert row["vs_float32"] == pytest.approx(row["ms"] / twin["ms"])
 
 
 def test_results_json_is_written_whole(tmp_path):

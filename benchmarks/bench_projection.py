@@ -98,7 +98,7 @@ def main(argv=None):
                 for row in run_case(name, batch, height, width, kind, dtypes, device, repeats, args.weighted)]
 
     title = "flow_projection, fill_holes=True" + (", weighted" if args.weighted else "")
-    common.run_benchmark(parser, args, title, rows_with_float32_ratio, COLUMNS)
+    common.run_benchmark(parser, args, title, rows_for, COLUMNS)
 
 
 if __name__ == "__main__":

@@ -129,3 +129,22 @@ def test_results_json_is_written_whole(tmp_path):
     assert json.loads(path.read_text()) == {"environment": {"torch": torch.__version__},
                                             "results": [{"case": "tiny", "ms": 1.5}]}
     assert [entry.name for entry in tmp_path.iterdir()] == ["results.json"]
+
+
+@pytest.mark.parametrize("script, sizes", [("bench_projection", {"CPU_SIZES": [("tiny", 1, 8, 12)]}),
+                                           ("bench_warp", {"QUICK_SIZES": [("tiny", 1, 3, 8, 12)]})])
+def test_the_op_benchmarks_print_every_dtype_beside_float32(monkeypatch, capsys, tmp_path, script, sizes):
+    import importlib
+    import json
+
+    module = importlib.import_module(script)
+    for name, value in sizes.items():
+        monkeypatch.setattr(module, name, value)
+    quick = ["--quick"] if script == "bench_warp" else []
+    module.main(quick + ["--device", "cpu", "--repeats", "1", "--dtype", "float32", "--dtype", "bfloat16",
+                         "--json", str(tmp_path / "out.json")])
+    table = capsys.readouterr().out
+    assert "x f32 time" in table and "bfloat16" in table
+    rows = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert {row["dtype"] for row in rows} == {"float32", "bfloat16"}
+    assert all(row["ms"] > 0 and row["vs_float32"] > 0 for row in rows)

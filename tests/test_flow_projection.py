@@ -448,6 +448,29 @@ def test_autograd_asks_only_for_the_gradients_needed(device):
             torch.testing.assert_close(inputs[0].grad, expected)
 
 
+def test_backward_makes_no_zero_gradient_for_the_projected_sums(device):
+    """The op's second output (the projected sums kept for the backward) never has a gradient:
+    autograd must not fill a zero tensor of its size for it on every backward."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RecordOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    flow = make_flow(2, 6, 7, "mixed", device=device).requires_grad_()
+    output = memc_ops.flow_projection(flow)
+    grad_output = torch.ones_like(output)
+    with RecordOps() as recorder:
+        output.backward(grad_output)
+    assert "flow_projection_backward" in recorder.ops
+    assert not {"zeros", "zeros_like", "new_zeros", "zero_", "fill_"} & set(recorder.ops), recorder.ops
+
+
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_torch_compile(backend, device):
     torch._dynamo.reset()

@@ -123,21 +123,25 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
     With ninja, the capabilities compile on threads while the main sources compile (each a ninja
     run of its own folder), so that one large vectorised source does not hold up the rest: the link
     waits for all. Each ninja run starts up to MAX_JOBS compilers, so with MAX_JOBS set (a limit
-    the user asked for, e.g. for memory) they run one after another instead, as they do without
-    ninja: never more than MAX_JOBS compilers at once.
+    the user asked for, e.g. for memory) the capabilities' sources compile first, each a ninja run
+    of its own, MAX_JOBS at a time (the largest first: one source of one capability takes most of
+    the time), and then the main sources: never more than MAX_JOBS compilers at once, and all of
+    them busy for as long as there is work for them. Without ninja, one after another.
     """
 
     def build_extension(self, ext):
         capabilities = _cpu_capabilities()
-        if not self.use_ninja or os.environ.get("MAX_JOBS"):
+        max_jobs = os.environ.get("MAX_JOBS", "")
+        if not self.use_ninja or max_jobs:
             # Without ninja, torch's compile swaps the shared compiler command for nvcc around each
-            # .cu file: no threads then either. The capabilities compile first, one after another.
-            for name, flags in capabilities:
-                ext.extra_objects = list(ext.extra_objects or []) + self._compile_capability(ext, name, flags)
+            # .cu file: the capabilities compile before the main sources, not beside them.
+            jobs = int(max_jobs) if self.use_ninja and max_jobs.isdigit() and int(max_jobs) > 0 else 1
+            ext.extra_objects = list(ext.extra_objects or []) + self._compile_capabilities(ext, capabilities, jobs)
             super().build_extension(ext)
             return
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(capabilities)) as pool:
-            compiles = [pool.submit(self._compile_capability, ext, name, flags) for name, flags in capabilities]
+            compiles = [pool.submit(self._compile_capability, ext, name, flags, _vectorized_sources(), name)
+                        for name, flags in capabilities]
             link = self.compiler.link_shared_object
 
             def link_with_capability_objects(objects, *args, **kwargs):
@@ -150,8 +154,23 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
             finally:
                 self.compiler.link_shared_object = link
 
-    def _compile_capability(self, ext, name, flags):
-        """The object files of csrc/cpu/vectorized/*.cpp for one CPU capability."""
+    def _compile_capabilities(self, ext, capabilities, jobs):
+        """The object files of every capability's sources, each source of each capability compiled
+        on its own (in its own folder: a ninja run owns its folder), ``jobs`` at a time."""
+        largest_first = sorted(_vectorized_sources(), key=os.path.getsize, reverse=True)
+        tasks = [(name, flags, source) for source in largest_first for name, flags in capabilities]
+
+        def compile_one(task):
+            name, flags, source = task
+            folder = os.path.join(name, os.path.splitext(os.path.basename(source))[0])
+            return self._compile_capability(ext, name, flags, [source], folder)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            return [path for objects in pool.map(compile_one, tasks) for path in objects]
+
+    def _compile_capability(self, ext, name, flags, sources, folder):
+        """The object files of ``sources`` (under csrc/cpu/vectorized/) for one CPU capability,
+        built in build_temp/cpu_capability/``folder``."""
         compile_args = ext.extra_compile_args
         cxx_args = compile_args["cxx"] if isinstance(compile_args, dict) else compile_args
         macros = [("CPU_CAPABILITY", name), (f"CPU_CAPABILITY_{name}", None)]
@@ -160,7 +179,7 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
         if isinstance(compile_args, dict) and "nvcc" in compile_args:
             postargs["nvcc"] = list(compile_args["nvcc"])
         return self.compiler.compile(
-            _vectorized_sources(), output_dir=os.path.join(self.build_temp, "cpu_capability", name),
+            sources, output_dir=os.path.join(self.build_temp, "cpu_capability", folder),
             macros=ext.define_macros + macros, include_dirs=list(ext.include_dirs), extra_postargs=postargs,
             depends=ext.depends,
         )

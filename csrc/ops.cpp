@@ -2,6 +2,7 @@
 // in cpu/*.cpp and the CUDA ones in cuda/*.cu; autograd and fake (meta) kernels are registered
 // from Python (memc_ops/*.py).
 #include <Python.h>
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/library.h>
 
 // An importable module, so that `import memc_ops._C` loads this library and runs its registrations.
@@ -25,4 +26,13 @@ TORCH_LIBRARY(memc, m) {
   // an empty tensor. The defaults keep callers written before these arguments working.
   m.def("flow_projection(Tensor flow, Tensor? weight, bool fill_holes, bool fill_from_below=True) -> (Tensor, Tensor)");
   m.def("flow_projection_backward(Tensor grad_output, Tensor flow, Tensor? weight, Tensor projected, bool fill_holes, bool fill_from_below=True, bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
+}
+
+// The backward ops have no derivatives of their own (no double backward). Without an autograd
+// kernel, autograd would only warn and then treat them as constants: a second derivative through
+// them would come out silently wrong. This fallback makes a backward through them an error
+// ("the derivative for memc::..._backward is not implemented") and costs nothing otherwise.
+TORCH_LIBRARY_IMPL(memc, Autograd, m) {
+  m.impl("adaptive_warp_backward", torch::autograd::autogradNotImplementedFallback());
+  m.impl("flow_projection_backward", torch::autograd::autogradNotImplementedFallback());
 }

@@ -39,7 +39,8 @@ def adaptive_warp(image: Tensor, flow: Tensor, kernel: Tensor) -> Tensor:
     inputs that require one are computed (an image that needs none skips the costly scatter), and
     the image gradient has the image's memory format (channels-last in, channels-last out).
     float16 and bfloat16 are computed in float32. All inputs must share dtype and device; any
-    strides are accepted.
+    strides are accepted. Gradients of gradients are not implemented: a backward through a
+    gradient of this op raises a RuntimeError.
     Other inputs raise TypeError (not a tensor), ValueError (shape or dtype) or RuntimeError
     (device), naming the argument.
     """

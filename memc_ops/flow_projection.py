@@ -51,7 +51,8 @@ def flow_projection(
 
     The gradient is exact with respect to ``flow`` and ``weight``, through the hole filling too
     (the released kernels drop that path): which pixels are hit, and which neighbours fill a
-    hole, are piecewise constant in the flow and contribute nothing. The cost is O(B * H * W),
+    hole, are piecewise constant in the flow and contribute nothing (gradients of gradients are not
+    implemented: a backward through one raises a RuntimeError). The cost is O(B * H * W),
     also for frames with large holes. float16 and bfloat16 are accumulated in float32. On CUDA
     the splatting uses atomic float additions, so the forward's last bits may vary between runs.
     Other inputs raise TypeError (not a tensor, ``fill_holes`` not a bool), ValueError (shape,

@@ -698,3 +698,15 @@ def test_only_the_capability_kernels_use_avx_instructions():
     assert not leaks, f"AVX instructions outside the capability kernels: {list(leaks.items())[:5]}"
     assert any("forward_rows" in name for name in avx512_kernels)
     assert any("kernel_flow_grad_rows" in name for name in avx512_kernels)
+
+
+def test_gradients_of_gradients_are_an_error_not_a_silent_zero(device):
+    """The first gradient may be taken with create_graph=True (it equals the plain one); a
+    backward through it raises instead of treating the backward op as a constant."""
+    inputs = [t.requires_grad_() for t in make_inputs(1, 3, 6, 7, 4, "inside", device=device)]
+    plain = torch.autograd.grad(memc_ops.adaptive_warp(*inputs).sum(), inputs)
+    with_graph = torch.autograd.grad(memc_ops.adaptive_warp(*inputs).sum(), inputs, create_graph=True)
+    for first, second in zip(plain, with_graph):
+        torch.testing.assert_close(first, second.detach())
+    with pytest.raises(RuntimeError, match="memc::adaptive_warp_backward is not implemented"):
+        sum(grad.sum() for grad in with_graph).backward()

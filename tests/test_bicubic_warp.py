@@ -471,3 +471,10 @@ def test_every_cpu_capability_computes_the_formula_bit_for_bit(tmp_path):
             pytest.skip(f"this CPU cannot run {name} (ATen chose {results['capability']})")
         for case, ((image, flow), output) in enumerate(zip(cases, results["outputs"])):
             assert torch.equal(output, bicubic_in_formula_order(image, flow)), f"{name}, case {case}"
+
+
+def test_gradients_of_gradients_are_an_error_not_a_silent_zero(device):
+    image, flow = (t.requires_grad_() for t in make_inputs(1, 3, 6, 7, "fractional", device=device))
+    grad_flow, = torch.autograd.grad(memc_ops.bicubic_warp(image, flow).sum(), flow, create_graph=True)
+    with pytest.raises(RuntimeError, match="memc::adaptive_warp_backward is not implemented"):
+        grad_flow.sum().backward()

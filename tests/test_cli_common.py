@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -82,13 +83,48 @@ def test_a_signal_removes_the_partial_output_and_leaves_the_old_one(tmp_path, si
     block = (lambda: signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)) if started_blocked else None
     process = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, preexec_fn=block)
-    assert process.stdout.readline().strip() == "writing"
-    assert len(list(tmp_path.iterdir())) == 2  # the target and the partial one
-    process.send_signal(signum)
-    assert process.wait(timeout=60) == 128 + signum
+    try:
+        assert process.stdout.readline().strip() == "writing"
+        assert len(list(tmp_path.iterdir())) == 2  # the target and the partial one
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == 128 + signum  # the writer would sleep 60 s
+    finally:
+        process.kill()
+        process.wait()
     assert process.stderr.read() == f"memc-x: {words}\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
     assert target.read_bytes() == b"the previous output"
+
+
+@pytest.fixture
+def sigterm_caught():
+    """SIGTERM handled by a handler that does nothing while the test runs (a mistake in a test of
+    the mask would otherwise end pytest), the mask and handler restored afterwards."""
+    handler = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def test_a_stop_signal_pending_when_the_run_starts_stops_it_and_stays_blocked_after(sigterm_caught, capsys):
+    called = []
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    assert run(lambda argv: called.append(argv) or 0, "memc-x", []) == 128 + signal.SIGTERM
+    assert called == [] and capsys.readouterr().err == "memc-x: stopped by SIGTERM\n"
+    assert signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, []) and not signal.sigpending()
+
+
+def test_a_run_leaves_the_rest_of_the_signal_mask_as_its_main_left_it(sigterm_caught):
+    def main(argv):
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+        return 0
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+    assert run(main, "memc-x", []) == 0
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.SIGUSR1 in mask and signal.SIGTERM in mask
 
 
 FAULTS_PROGRAM = """

@@ -1011,3 +1011,11 @@ def test_project_to_time_needs_one_time_per_sample_or_one_for_all():
     # One time in a (1,) tensor applies to every sample, like a number.
     torch.testing.assert_close(memc_ops.project_to_time(flow, torch.tensor([0.25], dtype=torch.float64)),
                                memc_ops.project_to_time(flow, 0.25))
+
+
+def test_gradients_of_gradients_are_an_error_not_a_silent_zero(device):
+    flow = make_flow(1, 6, 7, device=device).requires_grad_()
+    weight = make_weight(1, 6, 7, device=device).requires_grad_()
+    grads_ = torch.autograd.grad(memc_ops.flow_projection(flow, weight).sum(), [flow, weight], create_graph=True)
+    with pytest.raises(RuntimeError, match="memc::flow_projection_backward is not implemented"):
+        sum(grad.sum() for grad in grads_).backward()

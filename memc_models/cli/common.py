@@ -29,8 +29,9 @@ __all__ = ["STOP_SIGNALS", "HelpFormatter", "Interrupted", "add_method_options",
 
 T = TypeVar("T")
 
-#: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The signals that stop a run cleanly: what it was writing is removed, the targets stay as they were
+#: (those the platform has: Windows has no SIGHUP).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -85,8 +86,8 @@ class _StopOnSignals:
         raise Interrupted(signum)
 
     def __exit__(self, *exc) -> bool:
-        if self.blocked is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self.blocked)
+        if self.blocked is not None:  # blocked again where they were; the rest of the mask as the run left it
+            signal.pthread_sigmask(signal.SIG_BLOCK, self.blocked & set(self.previous))
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         return False

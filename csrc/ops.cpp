@@ -31,7 +31,7 @@ TORCH_LIBRARY(memc, m) {
 // The backward ops have no derivatives of their own (no double backward). Without an autograd
 // kernel, autograd would only warn and then treat them as constants: a second derivative through
 // them would come out silently wrong. This fallback makes a backward through them an error
-// ("the derivative for memc::..._backward is not implemented") and costs nothing otherwise.
+// ("derivative for memc::..._backward is not implemented") and costs nothing otherwise.
 TORCH_LIBRARY_IMPL(memc, Autograd, m) {
   m.impl("adaptive_warp_backward", torch::autograd::autogradNotImplementedFallback());
   m.impl("flow_projection_backward", torch::autograd::autogradNotImplementedFallback());

@@ -162,13 +162,24 @@ def assert_one_line_error(stderr: str, *words) -> None:
         assert str(word) in stderr, stderr
 
 
+#: Put first in a program that a test starts and then stops with a signal: SIGINT, SIGTERM and
+#: SIGHUP as a program started from a terminal has them, whatever this test run inherited (a
+#: background job of a non-interactive shell ignores SIGINT, nohup ignores SIGHUP; the programs
+#: leave a stop signal they were started ignoring ignored).
+STOP_SIGNALS_AS_FROM_A_TERMINAL = """
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+"""
+
 #: A program run in a fresh process whose method (what ``{builder}`` builds: an interpolator by
 #: default) first prints a line ("interpolating") and then sleeps, or waits until the file named by
 #: SLOW_UNTIL exists, before giving ``{result}``: a test knows the run is under way and has time to
 #: stop it, or to start another beside it. It sleeps in short steps, as real work returns to the
 #: interpreter often: Python runs a signal's handler between bytecodes, so a signal that arrives
 #: just before one long sleep begins would wait for its end.
-SLOW_PROGRAM = """
+SLOW_PROGRAM = STOP_SIGNALS_AS_FROM_A_TERMINAL + """
 import os, sys, time
 from memc_models.cli import {program} as program
 

@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from memc_models.cli.common import STOP_SIGNALS, check_new_folder, new_folder_output, run
+from helpers import STOP_SIGNALS_AS_FROM_A_TERMINAL
+from memc_models.cli.common import check_new_folder, new_folder_output, run
 from memc_models.errors import UserError
 
 
@@ -72,28 +73,56 @@ sys.exit(run(main, "memc-x", sys.argv[1:]))
 """
 
 
+#: Runs the program given after it (``-c CODE ARGS...``) with the stop signals blocked: a blocked
+#: mask is inherited across exec.
+BLOCKED_LAUNCHER = """
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+
+
+def _start_writer(target, started_blocked=False, prologue=""):
+    launcher = [sys.executable, "-c", BLOCKED_LAUNCHER] if started_blocked else [sys.executable]
+    program = STOP_SIGNALS_AS_FROM_A_TERMINAL + prologue + WRITER
+    return subprocess.Popen([*launcher, "-c", program, str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _stop_writer(process, *signums) -> int:
+    try:
+        assert process.stdout.readline().strip() == "writing"
+        for signum in signums:
+            process.send_signal(signum)
+        return process.wait(timeout=30)  # the writer would sleep 60 s
+    finally:
+        process.kill()
+        process.wait()
+
+
 @pytest.mark.parametrize("signum, words", [(signal.SIGTERM, "stopped by SIGTERM"), (signal.SIGHUP, "stopped by SIGHUP"),
                                            (signal.SIGINT, "interrupted")])
 @pytest.mark.parametrize("started_blocked", [False, True], ids=["", "started-with-the-signals-blocked"])
 def test_a_signal_removes_the_partial_output_and_leaves_the_old_one(tmp_path, signum, words, started_blocked):
-    # A blocked signal mask is inherited across exec: a program started with the stop signals
-    # blocked unblocks them, else it would see a SIGTERM only once its run had ended.
+    # A program started with the stop signals blocked unblocks them, else it would see a SIGTERM
+    # only once its run had ended.
     target = tmp_path / "out.bin"
     target.write_bytes(b"the previous output")
-    block = (lambda: signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)) if started_blocked else None
-    process = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, preexec_fn=block)
-    try:
-        assert process.stdout.readline().strip() == "writing"
-        assert len(list(tmp_path.iterdir())) == 2  # the target and the partial one
-        process.send_signal(signum)
-        assert process.wait(timeout=30) == 128 + signum  # the writer would sleep 60 s
-    finally:
-        process.kill()
-        process.wait()
+    process = _start_writer(target, started_blocked)
+    assert _stop_writer(process, signum) == 128 + signum
     assert process.stderr.read() == f"memc-x: {words}\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
     assert target.read_bytes() == b"the previous output"
+
+
+def test_a_program_started_under_nohup_outlives_the_hangup(tmp_path):
+    # nohup starts a program with SIGHUP ignored, so that a long run outlives its terminal: the
+    # programs keep it ignored (here a SIGTERM after the SIGHUP is what stops the run).
+    nohup = "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+    process = _start_writer(tmp_path / "out.bin", prologue=nohup)
+    assert _stop_writer(process, signal.SIGHUP, signal.SIGTERM) == 128 + signal.SIGTERM
+    assert process.stderr.read() == "memc-x: stopped by SIGTERM\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import (HEIGHT, WIDTH, clip_with_audio, cv2, ffmpeg, frame_at, full_disk, iio, imageio_ffmpeg, listing,
-                     other_shot, pil, run_program, sixteen_bit_frame, start_slow_program, to_tensor, variable_rate_clip,
-                     video_info, wait_until_interpolating, write_clip, write_images, write_sixteen_bit)
+from helpers import (HEIGHT, STOP_SIGNALS_AS_FROM_A_TERMINAL, WIDTH, clip_with_audio, cv2, ffmpeg, frame_at, full_disk,
+                     iio, imageio_ffmpeg, listing, other_shot, pil, run_program, sixteen_bit_frame, start_slow_program,
+                     to_tensor, variable_rate_clip, video_info, wait_until_interpolating, write_clip, write_images,
+                     write_sixteen_bit)
 from memc_models import video
 from memc_models.classical import ClassicalConfig, ClassicalInterpolator
 from memc_models.cli import interpolate as interpolate_module
@@ -885,7 +886,7 @@ def test_an_error_in_the_motion_thread_is_one_line_and_leaves_nothing(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "out.mp4"]
 
 
-HANGING_MOTION_PROGRAM = """
+HANGING_MOTION_PROGRAM = STOP_SIGNALS_AS_FROM_A_TERMINAL + """
 import sys, time
 from memc_models.cli import interpolate as program
 from memc_models.streaming import Staged

@@ -57,6 +57,7 @@ def signal_number(interruption: KeyboardInterrupt) -> int:
 class _StopOnSignals:
     """While active, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread, once:
     the unwinding that follows (removing partial outputs) is not interrupted by a second signal.
+    A signal the process was started ignoring (``nohup`` ignores SIGHUP) stays ignored.
     :meth:`unblock` lets them through where they are blocked."""
 
     def __enter__(self):
@@ -64,6 +65,10 @@ class _StopOnSignals:
         self.stopping = False
         for signum in STOP_SIGNALS:
             try:
+                # One the program was started ignoring stays ignored: nohup's SIGHUP (a long run
+                # must outlive the terminal), the SIGINT of a shell's background job.
+                if signal.getsignal(signum) == signal.SIG_IGN:
+                    continue
                 self.previous[signum] = signal.signal(signum, self._handle)
             except (ValueError, OSError):  # not the main thread, or a signal the platform lacks
                 pass

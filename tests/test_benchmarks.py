@@ -141,10 +141,58 @@ def test_the_op_benchmarks_print_every_dtype_beside_float32(monkeypatch, capsys,
     for name, value in sizes.items():
         monkeypatch.setattr(module, name, value)
     quick = ["--quick"] if script == "bench_warp" else []
+    # (Leaving glibc's settings alone here: the heap is the next test's, in a process of its own.)
     module.main(quick + ["--device", "cpu", "--repeats", "1", "--dtype", "float32", "--dtype", "bfloat16",
-                         "--json", str(tmp_path / "out.json")])
+                         "--hand-back-freed-memory", "--json", str(tmp_path / "out.json")])
     table = capsys.readouterr().out
-    assert "x f32 time" in table and "bfloat16" in table
+    assert "x f32 time" in table and "bfloat16" in table and "heap system default" in table
     rows = json.loads((tmp_path / "out.json").read_text())["results"]
     assert {row["dtype"] for row in rows} == {"float32", "bfloat16"}
     assert all(row["ms"] > 0 and row["vs_float32"] > 0 for row in rows)
+
+
+FRESH_TENSOR_FAULTS = """
+import resource, sys
+import torch
+sys.path.insert(0, sys.argv[1])
+import common
+
+print(common.keep_freed_memory())
+
+
+def faults_of_two_fresh_tensors():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    first = torch.empty(6 << 20, dtype=torch.uint8).fill_(1)
+    second = torch.empty(6 << 20, dtype=torch.uint8).fill_(1)
+    del first, second
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+torch.empty(4 << 20, dtype=torch.uint8).fill_(1)
+print([faults_of_two_fresh_tensors() for _ in range(6)])
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc settings")
+def test_the_benchmarks_keep_freed_memory_so_fresh_tensors_reuse_it():
+    import ast
+    import subprocess
+
+    # Left to glibc's defaults, this pattern hands the 12 MiB back after every round and faults
+    # about 3000 pages a round, every round.
+    result = subprocess.run([sys.executable, "-c", FRESH_TENSOR_FAULTS, BENCHMARKS], capture_output=True, text=True,
+                            timeout=120, check=True)
+    heap, faults = result.stdout.splitlines()
+    assert heap == "glibc malloc, freed memory kept"
+    assert sum(ast.literal_eval(faults)[3:]) < 100  # once the heap has grown, it is reused
+
+
+def test_processes_a_benchmark_starts_keep_freed_memory_too(monkeypatch):
+    import common
+
+    monkeypatch.setattr(common.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(common.ctypes, "CDLL", lambda name: type("Libc", (), {"mallopt": staticmethod(lambda *a: 1)}))
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
+    assert common.keep_freed_memory() == "glibc malloc, freed memory kept"
+    assert os.environ["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20) and os.environ["MALLOC_TRIM_THRESHOLD_"] == str(1 << 30)

@@ -28,8 +28,8 @@ reading and DIS on one thread, rendering on another and writing on a third (the 
 "piped x yard" the latter over the yardstick, "piped peak MiB" its peak memory.
 
 The process runs as memc-interpolate does: OpenMP's waiting threads sleep (OMP_WAIT_POLICY=PASSIVE
-unless set; the title says which) and freed memory is kept for the next frames
-(memc_models.cli.common.keep_freed_memory).
+unless set; the title says which) and freed memory is kept for the next frames (as in every
+benchmark, unless --hand-back-freed-memory; the environment line says which).
 """
 
 import os
@@ -49,7 +49,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import memc_models  # noqa: E402
-from memc_models.cli.common import keep_freed_memory  # noqa: E402
 from memc_models.classical import _ORIENTATIONS, ClassicalConfig, ClassicalInterpolator, dis_flows  # noqa: E402
 from memc_models.frames import to_uint8  # noqa: E402
 from memc_models.inference import build_interpolator  # noqa: E402
@@ -250,7 +249,6 @@ def main(argv=None):
     parser.add_argument("--stream", type=int, default=0, metavar="N",
                         help="training-free rows: also time a stream of N pairs, sequential and pipelined")
     args = parser.parse_args(argv)
-    keep_freed_memory()  # as the programs run
 
     def sizes_for(device):
         if args.size:
@@ -258,7 +256,7 @@ def main(argv=None):
         return SIZES if device.type == "cuda" or args.full else CPU_SIZES
 
     common.run_benchmark(parser, args, "frame interpolation, one middle frame, OMP_WAIT_POLICY="
-                         + os.environ.get("OMP_WAIT_POLICY", "unset") + ", freed memory kept",
+                         + os.environ.get("OMP_WAIT_POLICY", "unset"),
                          common.one_dtype_at_a_time(rows_for(args.method or METHODS, sizes_for, args.warmup,
                                                              args.stream)),
                          COLUMNS + (STREAM_COLUMNS if args.stream else []))

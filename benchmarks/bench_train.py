@@ -70,6 +70,8 @@ def _synchronise(run):
 def _worker(options):
     """One process of a several-process measurement (started by :func:`measure`)."""
     device = torch.device(options["device"])
+    if options["keep_freed_memory"]:  # as memc-train's processes (and this benchmark's own) do
+        common.keep_freed_memory()
     run = distributed.init_distributed(device, timeout=600)
     torch.set_num_threads(options["threads"])
     seconds = time_steps(options["variant"], device, getattr(torch, options["dtype"]), options["batch_size"],
@@ -85,12 +87,14 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-def measure(variant, device, dtype, processes, batch_size, size, steps, warmup):
-    """Seconds per step of each process, ``processes`` processes training together."""
+def measure(variant, device, dtype, processes, batch_size, size, steps, warmup, keep_freed_memory=True):
+    """Seconds per step of each process, ``processes`` processes training together (each keeping
+    freed memory for reuse unless told not to)."""
     threads = max(1, (os.cpu_count() or 1) // processes) if device.type == "cpu" else torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as out:
         options = dict(variant=variant, device=device.type, dtype=str(dtype).replace("torch.", ""),
-                       batch_size=batch_size, size=list(size), steps=steps, warmup=warmup, out=out, threads=threads)
+                       batch_size=batch_size, size=list(size), steps=steps, warmup=warmup, out=out, threads=threads,
+                       keep_freed_memory=keep_freed_memory)
         command = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(options)]
         port = _free_port()
         # The workers import the memc_models this process imported (a checkout or an install).
@@ -115,7 +119,7 @@ def measure(variant, device, dtype, processes, batch_size, size, steps, warmup):
     return [value / steps for value in seconds]
 
 
-def rows_for(variants, process_counts, batch_size, size_for, warmup):
+def rows_for(variants, process_counts, batch_size, size_for, warmup, keep_freed_memory=True):
     def rows(device, dtype, steps):
         result = []
         counts = [n for n in process_counts if device.type == "cpu" or n <= torch.cuda.device_count()]
@@ -123,7 +127,8 @@ def rows_for(variants, process_counts, batch_size, size_for, warmup):
         for variant in variants:
             single = None
             for processes in counts:
-                step_seconds = measure(variant, device, dtype, processes, batch_size, size, steps, warmup)
+                step_seconds = measure(variant, device, dtype, processes, batch_size, size, steps, warmup,
+                                       keep_freed_memory)
                 per_process = [batch_size / seconds for seconds in step_seconds]
                 total = sum(per_process)
                 if processes == 1:
@@ -167,7 +172,8 @@ def main(argv=None):
 
     common.run_benchmark(parser, args, "training steps (--repeats: timed steps per process)",
                          common.one_dtype_at_a_time(rows_for(args.variant or VARIANTS, args.processes or [1, 2],
-                                                             args.batch_size, size_for, args.warmup)), COLUMNS)
+                                                             args.batch_size, size_for, args.warmup,
+                                                             not args.hand_back_freed_memory)), COLUMNS)
 
 
 if __name__ == "__main__":

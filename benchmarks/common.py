@@ -1,9 +1,7 @@
 """Timing, bandwidth and table helpers shared by the benchmark scripts."""
 
 import argparse
-import ctypes
 import json
-import os
 import platform
 import statistics
 import time
@@ -12,6 +10,7 @@ import torch
 
 import memc_ops
 from memc_models import atomic
+from memc_models.cli.common import keep_freed_memory
 
 # Theoretical DRAM bandwidth (GB/s) of common GPUs, from their vendors' data sheets; matched by
 # substring of torch.cuda.get_device_name(), most specific first.
@@ -61,35 +60,6 @@ def _timed_run_ms(fn, device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - start) * 1e3
-
-
-# glibc's mallopt parameters, and the largest mmap threshold it takes on a 64-bit machine.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_LARGEST_MMAP_THRESHOLD = 32 << 20
-
-
-def keep_freed_memory():
-    """Makes glibc's malloc keep the memory a freed tensor held (up to 32 MiB a tensor) for the
-    next ones, instead of handing it back to the system; returns how the heap is set, for the
-    environment line.
-
-    By default glibc hands freed memory back when enough of it collects, and each fresh tensor
-    then page-faults on first touch: at 2x2x256x448, float32, flow_projection's forward+backward
-    took a median 2.6 ms in a process where most calls page-faulted (up to 1121 faults a call) and
-    1.65 ms in one where none did (10 calls each, on a 2-core VM). Whether it happens
-    depends on what the other methods allocated and freed before, so it moved one method's or one
-    dtype's time by up to 0.8 ms from run to run. Kept, every method reuses its memory, as in a
-    training loop with a caching allocator. Only glibc has these settings; processes started
-    afterwards get them too."""
-    if platform.libc_ver()[0] != "glibc":
-        return "system malloc"
-    mmap_threshold, trim_threshold = _LARGEST_MMAP_THRESHOLD, 1 << 30
-    # The same for processes the benchmark starts (bench_train's workers): glibc reads these at start.
-    os.environ.update(MALLOC_MMAP_THRESHOLD_=str(mmap_threshold), MALLOC_TRIM_THRESHOLD_=str(trim_threshold))
-    libc = ctypes.CDLL(None)
-    if libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) != 1 or libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold) != 1:
-        return "glibc malloc (it refused the settings)"
-    return "glibc malloc, freed memory kept"
 
 
 def environment(device):
@@ -210,8 +180,9 @@ def argument_parser(description, default_dtypes, cpu_repeats):
                         help=f"timed runs per measurement (default: 20 on GPU, {cpu_repeats} on CPU)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--hand-back-freed-memory", action="store_true",
-                        help="leave glibc's malloc handing freed memory back to the system, as it does by default "
-                             "(fresh tensors then page-fault; by default the benchmark keeps it for reuse)")
+                        help="leave the C library's allocator as it is by default, handing freed memory back to "
+                             "the system (fresh tensors then page-fault; by default the benchmark keeps freed "
+                             "memory for reuse, as the programs do)")
     parser.set_defaults(default_dtypes=default_dtypes, cpu_repeats=cpu_repeats)
     return parser
 
@@ -240,10 +211,18 @@ def one_dtype_at_a_time(rows_for_dtype):
 
 def run_benchmark(parser, args, title, rows_for, columns):
     """For each selected device: print the environment, collect rows_for(device, dtypes, repeats)
-    (the selected dtypes), print them as a table; then write everything to --json if asked."""
+    (the selected dtypes), print them as a table; then write everything to --json if asked.
+
+    Freed memory is kept for reuse first (unless --hand-back-freed-memory), as the programs keep
+    it (memc_models.cli.common.keep_freed_memory): at glibc's default, whether a method's fresh
+    tensors page-fault depends on what the methods before it freed, which moved one method's or
+    one dtype's time by up to 0.8 ms from run to run (flow_projection, 2x2x256x448: forward+backward
+    1.65 ms without faults, 2.6 ms with about 900 a call)."""
     all_rows, environments = [], []
     dtypes = selected_dtypes(args)
-    heap = "system default" if args.hand_back_freed_memory else keep_freed_memory()
+    heap = "C library's default"
+    if not args.hand_back_freed_memory and keep_freed_memory():
+        heap = "freed memory kept"
     for device in selected_devices(parser, args):
         info = dict(environment(device), heap=heap)
         environments.append(info)

@@ -166,7 +166,15 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
             return self._compile_capability(ext, name, flags, [source], folder)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            return [path for objects in pool.map(compile_one, tasks) for path in objects]
+            compiles = [pool.submit(compile_one, task) for task in tasks]
+            done, _ = concurrent.futures.wait(compiles, return_when=concurrent.futures.FIRST_EXCEPTION)
+            failed = next((compiled for compiled in compiles if compiled in done and compiled.exception()), None)
+            if failed is not None:
+                # Fail at the first error: the compiles not yet started never start (those running
+                # finish), rather than every other source compiling before the error is reported.
+                pool.shutdown(cancel_futures=True)
+                raise failed.exception()
+            return [path for compiled in compiles for path in compiled.result()]
 
     def _compile_capability(self, ext, name, flags, sources, folder):
         """The object files of ``sources`` (under csrc/cpu/vectorized/) for one CPU capability,

@@ -1,0 +1,63 @@
+"""setup.py's parallel compile of the per-CPU-capability sources (the build itself is what CI and
+`pip install .` exercise)."""
+
+import os
+import runpy
+import threading
+import time
+from unittest import mock
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def build_class(monkeypatch):
+    """setup.py's build_ext class, setup() itself not run, with a stand-in for one source's compile
+    that records its folder in ``started``, takes ``seconds[folder]`` (default 0.02 s) and raises
+    for the folder ``failing``."""
+    import setuptools
+
+    monkeypatch.chdir(ROOT)
+    with mock.patch.object(setuptools, "setup", lambda **kwargs: None):
+        namespace = runpy.run_path(os.path.join(ROOT, "setup.py"))
+    build = namespace["BuildExtensionPerCpuCapability"]
+    started, lock = [], threading.Lock()
+
+    def compile_capability(self, ext, name, flags, sources, folder):
+        with lock:
+            started.append(folder)
+        if folder == build.failing:
+            raise RuntimeError(f"error compiling {folder}")
+        time.sleep(build.seconds.get(folder, 0.02))
+        return [os.path.join(folder, "kernels.o")]
+
+    monkeypatch.setattr(build, "_compile_capability", compile_capability)
+    build.failing, build.started, build.seconds = None, started, {}
+    build.capabilities = namespace["_cpu_capabilities"]()
+    build.sources = namespace["_vectorized_sources"]()
+    return build
+
+
+def test_every_capability_source_compiles_and_links_in_task_order(build_class):
+    objects = build_class._compile_capabilities(object.__new__(build_class), None, build_class.capabilities, 2)
+    largest_first = sorted(build_class.sources, key=os.path.getsize, reverse=True)
+    assert objects == [os.path.join(name, os.path.splitext(os.path.basename(source))[0], "kernels.o")
+                       for source in largest_first for name, _ in build_class.capabilities]
+
+
+def test_a_failed_compile_stops_the_build_before_the_queued_ones_start(build_class):
+    tasks = len(build_class.capabilities) * len(build_class.sources)
+    if len(build_class.capabilities) < 2 or tasks < 4:
+        pytest.skip("too few capability sources on this machine to queue any")
+    # Two at a time, largest source first: while the first capability's compile of it runs, the
+    # second's fails.
+    largest = os.path.splitext(os.path.basename(max(build_class.sources, key=os.path.getsize)))[0]
+    first, second = (os.path.join(name, largest) for name, _ in build_class.capabilities[:2])
+    build_class.seconds[first], build_class.failing = 0.5, second
+    with pytest.raises(RuntimeError, match="error compiling"):
+        build_class._compile_capabilities(object.__new__(build_class), None, build_class.capabilities, 2)
+    # The running compile finished; none of those queued behind the failed one started (waiting
+    # for the first result, the free thread would have compiled all of them first).
+    assert sorted(build_class.started) == sorted([first, second])

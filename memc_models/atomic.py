@@ -530,6 +530,11 @@ def claim_folder(folder: PathLike, what: str = "it") -> Iterator[None]:
         claim.release()
 
 
+def _taken(folder: str) -> bool:
+    """Whether ``folder`` is taken: something other than an empty folder is there."""
+    return os.path.lexists(folder) and (not os.path.isdir(folder) or bool(os.listdir(folder)))
+
+
 class AtomicFolder(Transaction):
     """A new folder of files written under ``NAME.partial-XXXX/`` beside ``path`` and renamed to
     ``path`` by :meth:`commit` (``path`` must then not exist or be an empty folder). The folder
@@ -556,72 +561,88 @@ class AtomicFolder(Transaction):
         _track(self)
 
     def _check_target(self) -> None:
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise UserError(f"{self.path} is a file; expected a new or empty folder")
-        if os.path.isdir(self.path) and os.listdir(self.path):
-            raise UserError(f"{self.path} already holds files; choose a new or empty folder")
+        if _taken(self.path):
+            raise self._taken_error()
+
+    def _taken_error(self) -> UserError:
+        if not os.path.isdir(self.path):
+            return UserError(f"{self.path} is a file; expected a new or empty folder")
+        return UserError(f"{self.path} already holds files; choose a new or empty folder")
 
     def file_path(self, name: str) -> str:
         """Where the file ``name`` of the folder is written until the commit."""
         return os.path.join(self.temporary, name)
 
+    def _move_to(self, target: str) -> bool:
+        """Moves the finished folder to ``target`` where that is free (missing, or an empty folder,
+        which it replaces): True. False where it is taken, whether seen so before the move or found
+        so by it (another process may write there at any time: the folder then stays in its
+        temporary)."""
+        if _taken(target):
+            return False
+        try:
+            if os.path.isdir(target):
+                os.rmdir(target)  # empty (checked): the finished folder takes its place
+            os.rename(self.temporary, target)
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                return False
+            raise
+        return True
+
+    def _finish(self) -> None:
+        self.done = True
+        self._claim.release()
+        _untrack(self)
+
     def commit(self) -> None:
         if self.done:
             return
         try:
-            self._check_target()
-            if os.path.isdir(self.path):
-                os.rmdir(self.path)  # empty (checked): the finished folder takes its place
-            os.rename(self.temporary, self.path)
+            if not self._move_to(self.path):
+                raise self._taken_error()
         except UserError:
             self.discard()
             raise
         except OSError as error:
             self.discard()
             raise UserError(f"{self.path}: cannot move the finished folder there ({os_reason(error)})") from None
-        self.done = True
-        self._claim.release()
-        _untrack(self)
+        self._finish()
 
     def commit_or_keep_beside(self, tries: int = 100) -> str:
         """Commits, and returns where the folder now is: ``path``; or, when ``path`` was taken while
-        the folder was written (files appeared in it, or a file took its name), the first free
-        ``PATH-2``, ``PATH-3``, ... (claimed while the folder moves there, new or empty), so that
-        a long run's results are kept and no one else's files are mixed in or replaced. A
-        UserError, the folder discarded, when none of ``tries`` names is free or the move fails."""
+        the folder was written (files appeared in it, or a file took its name, up to the moment of
+        the move), the first free ``PATH-2``, ``PATH-3``, ... (claimed while the folder moves there,
+        new or empty), so that a long run's results are kept and no one else's files are mixed in
+        or replaced. A UserError, the folder discarded, when none of ``tries`` names is free or a
+        move fails for another reason."""
         if self.done:
             raise ValueError("the folder was already committed or discarded")
+        target = self.path
         try:
-            self._check_target()
-        except UserError as taken:
+            if self._move_to(target):
+                self._finish()
+                return target
+            taken = self._taken_error()
             for number in range(2, tries + 2):
-                other = f"{self.path}-{number}"
+                target = f"{self.path}-{number}"
                 try:
-                    claim = _Claim(other, "a folder into it")
+                    claim = _Claim(target, "a folder into it")
                 except UserError:  # another run is writing it, or it cannot be claimed
                     continue
                 try:
-                    if os.path.lexists(other) and (not os.path.isdir(other) or os.listdir(other)):
-                        continue
-                    try:
-                        os.rename(self.temporary, other)  # replaces an empty folder
-                    except OSError as error:
-                        if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                            continue  # taken since we looked
-                        self.discard()
-                        raise UserError(f"{other}: cannot move the finished folder there "
-                                        f"({os_reason(error)})") from None
+                    moved = self._move_to(target)
                 finally:
                     claim.release()
-                self.done = True
-                self._claim.release()
-                _untrack(self)
-                return other
+                if moved:
+                    self._finish()
+                    return target
+        except OSError as error:
             self.discard()
-            raise UserError(f"{taken}; none of {self.path}-2 to {self.path}-{tries + 1} was free to keep it "
-                            "instead") from None
-        self.commit()
-        return self.path
+            raise UserError(f"{target}: cannot move the finished folder there ({os_reason(error)})") from None
+        self.discard()
+        raise UserError(f"{taken}; none of {self.path}-2 to {self.path}-{tries + 1} was free to keep it "
+                        "instead") from None
 
     def discard(self) -> None:
         if not self.done:

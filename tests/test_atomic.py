@@ -138,6 +138,45 @@ def test_a_failed_folder_leaves_nothing_and_can_be_written_again(tmp_path):
         AtomicFolder(target)
 
 
+def another_process_writes_into(target, monkeypatch):
+    """os.rename as if another process wrote a file into ``target`` just before the first move there
+    (after every check)."""
+    real_rename = os.rename
+
+    def rename(source, destination):
+        if os.fspath(destination) == os.fspath(target) and not (target / "theirs.txt").exists():
+            target.mkdir(exist_ok=True)
+            (target / "theirs.txt").write_text("another process's")
+        return real_rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename)
+
+
+@pytest.mark.parametrize("target_before", ["missing", "an empty folder"])
+def test_a_folder_whose_target_is_taken_at_the_move_is_kept_beside_it(tmp_path, monkeypatch, target_before):
+    target = tmp_path / "saved"
+    if target_before == "an empty folder":
+        target.mkdir()
+    folder = AtomicFolder(target)
+    (tmp_path / "saved-2").mkdir()
+    (tmp_path / "saved-2" / "keep.txt").write_text("taken too")
+    with open(folder.file_path("00000.png"), "wb") as handle:
+        handle.write(b"frame")
+    another_process_writes_into(target, monkeypatch)
+    assert folder.commit_or_keep_beside() == f"{target}-3"
+    assert listing(tmp_path) == ["saved", "saved-2", "saved-2/keep.txt", "saved-3", "saved-3/00000.png",
+                                 "saved/theirs.txt"]
+
+
+def test_a_folder_whose_target_is_taken_at_the_move_is_not_committed_and_theirs_is_kept(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    another_process_writes_into(target, monkeypatch)
+    with pytest.raises(UserError, match=f"{target} already holds files"):
+        with AtomicFolder(target) as folder:
+            open(folder.file_path("00000.png"), "wb").close()
+    assert listing(tmp_path) == ["out", "out/theirs.txt"]
+
+
 def test_claim_folder_refuses_a_second_claim_until_released(tmp_path):
     with claim_folder(tmp_path / "run", "a training run into it"):
         with pytest.raises(UserError, match="another run is writing a training run into it"):

@@ -447,7 +447,8 @@ class AtomicFiles(Transaction):
 
 
 class _Claim:
-    """An exclusive ``flock`` on ``FOLDER.lock``, beside the folder, removed on release."""
+    """An exclusive ``flock`` on ``FOLDER.lock``, beside the folder (its parent folders made where
+    missing), removed on release."""
 
     def __init__(self, folder: str, what: str):
         self.folder = os.path.normpath(folder)
@@ -487,11 +488,14 @@ class _Claim:
             os.close(fd)
 
     def release(self) -> None:
+        """Removes the lock file, and the folders made for it where they are left empty (nothing
+        was written beside the lock)."""
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.remove(self.lock_path)  # while still held: a waiting run then re-checks (above)
             os.close(self._fd)
             self._fd = None
+            remove_empty_folders(self.made_folders)
 
 
 def _held(folder: str, lock_path: str, what: str) -> UserError:
@@ -647,8 +651,7 @@ class AtomicFolder(Transaction):
     def discard(self) -> None:
         if not self.done:
             shutil.rmtree(self.temporary, ignore_errors=True)
-            self._claim.release()
-            remove_empty_folders(self._claim.made_folders)  # made for this output: removed if empty
+            self._claim.release()  # and the folders made for this output, now empty
             self.done = True
         _untrack(self)
 

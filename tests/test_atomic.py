@@ -187,6 +187,15 @@ def test_claim_folder_refuses_a_second_claim_until_released(tmp_path):
     assert not (tmp_path / "run.lock").exists()
 
 
+def test_a_claim_removes_the_folders_made_for_its_lock_where_nothing_else_was_written(tmp_path):
+    with claim_folder(tmp_path / "runs" / "new" / "run"):
+        assert (tmp_path / "runs" / "new" / "run.lock").exists()
+    assert listing(tmp_path) == []
+    with claim_folder(tmp_path / "runs" / "new" / "run"):
+        (tmp_path / "runs" / "new" / "run").mkdir()  # the run's folder, written while claimed
+    assert listing(tmp_path) == ["runs", "runs/new", "runs/new/run"]
+
+
 def test_discard_pending_removes_what_is_still_being_written(tmp_path):
     (tmp_path / "out.bin").write_bytes(b"old")
     output = AtomicFile(tmp_path / "out.bin")

@@ -20,8 +20,14 @@ def build_class(monkeypatch):
     import setuptools
 
     monkeypatch.chdir(ROOT)
-    with mock.patch.object(setuptools, "setup", lambda **kwargs: None):
-        namespace = runpy.run_path(os.path.join(ROOT, "setup.py"))
+    # setup.py may set TORCH_CUDA_ARCH_LIST for a CUDA build: pytest's process keeps its own.
+    environment = dict(os.environ)
+    try:
+        with mock.patch.object(setuptools, "setup", lambda **kwargs: None):
+            namespace = runpy.run_path(os.path.join(ROOT, "setup.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
     build = namespace["BuildExtensionPerCpuCapability"]
     started, lock = [], threading.Lock()
 

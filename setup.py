@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 
 from setuptools import find_packages, setup
 
@@ -160,18 +161,32 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
         largest_first = sorted(_vectorized_sources(), key=os.path.getsize, reverse=True)
         tasks = [(name, flags, source) for source in largest_first for name, flags in capabilities]
 
+        # Set at the first failure (or Ctrl-C): from then on no compile starts, not even on a thread
+        # that was free before the pool could be shut down; those running finish.
+        stopped = threading.Event()
+
         def compile_one(task):
+            if stopped.is_set():
+                return []
             name, flags, source = task
             folder = os.path.join(name, os.path.splitext(os.path.basename(source))[0])
-            return self._compile_capability(ext, name, flags, [source], folder)
+            try:
+                return self._compile_capability(ext, name, flags, [source], folder)
+            except BaseException:
+                stopped.set()
+                raise
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             compiles = [pool.submit(compile_one, task) for task in tasks]
-            done, _ = concurrent.futures.wait(compiles, return_when=concurrent.futures.FIRST_EXCEPTION)
-            failed = next((compiled for compiled in compiles if compiled in done and compiled.exception()), None)
+            try:
+                concurrent.futures.wait(compiles, return_when=concurrent.futures.FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C while waiting
+                stopped.set()
+                pool.shutdown(cancel_futures=True)
+                raise
+            failed = next((compiled for compiled in compiles if compiled.done() and compiled.exception()), None)
             if failed is not None:
-                # Fail at the first error: the compiles not yet started never start (those running
-                # finish), rather than every other source compiling before the error is reported.
+                # Fail at the first error, rather than after every other source has compiled.
                 pool.shutdown(cancel_futures=True)
                 raise failed.exception()
             return [path for compiled in compiles for path in compiled.result()]

@@ -217,7 +217,8 @@ def run_benchmark(parser, args, title, rows_for, columns):
     it (memc_models.cli.common.keep_freed_memory): at glibc's default, whether a method's fresh
     tensors page-fault depends on what the methods before it freed, which moved one method's or
     one dtype's time by up to 0.8 ms from run to run (flow_projection, 2x2x256x448: forward+backward
-    1.65 ms without faults, 2.6 ms with about 900 a call)."""
+    1.65 ms in a process where no call page-faulted, 2.6 ms in one where most did, up to 1121
+    pages a call)."""
     all_rows, environments = [], []
     dtypes = selected_dtypes(args)
     heap = "C library's default"

@@ -535,7 +535,10 @@ def claim_folder(folder: PathLike, what: str = "it") -> Iterator[None]:
 
 
 def _taken(folder: str) -> bool:
-    """Whether ``folder`` is taken: something other than an empty folder is there."""
+    """Whether ``folder`` is taken: something other than an empty folder is there (a link to one
+    is taken: the finished folder would not replace it)."""
+    if os.path.islink(folder):
+        return True
     return os.path.lexists(folder) and (not os.path.isdir(folder) or bool(os.listdir(folder)))
 
 
@@ -569,9 +572,13 @@ class AtomicFolder(Transaction):
             raise self._taken_error()
 
     def _taken_error(self) -> UserError:
-        if not os.path.isdir(self.path):
+        if os.path.islink(self.path):
+            return UserError(f"{self.path} is a link; expected a new or empty folder")
+        if os.path.isdir(self.path):
+            return UserError(f"{self.path} already holds files; choose a new or empty folder")
+        if os.path.lexists(self.path):
             return UserError(f"{self.path} is a file; expected a new or empty folder")
-        return UserError(f"{self.path} already holds files; choose a new or empty folder")
+        return UserError(f"{self.path} was taken while the folder was written; choose a new or empty folder")
 
     def file_path(self, name: str) -> str:
         """Where the file ``name`` of the folder is written until the commit."""
@@ -618,16 +625,21 @@ class AtomicFolder(Transaction):
         the folder was written (files appeared in it, or a file took its name, up to the moment of
         the move), the first free ``PATH-2``, ``PATH-3``, ... (claimed while the folder moves there,
         new or empty), so that a long run's results are kept and no one else's files are mixed in
-        or replaced. A UserError, the folder discarded, when none of ``tries`` names is free or a
-        move fails for another reason."""
+        or replaced; also when ``path`` is an empty folder that cannot be replaced (a mount point,
+        no permission). A UserError, the folder discarded, when none of ``tries`` names is free or
+        a move beside fails for another reason."""
         if self.done:
             raise ValueError("the folder was already committed or discarded")
         target = self.path
         try:
-            if self._move_to(target):
-                self._finish()
-                return target
-            taken = self._taken_error()
+            moved = self._move_to(target)
+            taken = None if moved else self._taken_error()
+        except OSError as error:
+            moved, taken = False, UserError(f"{target}: cannot move the finished folder there ({os_reason(error)})")
+        if moved:
+            self._finish()
+            return target
+        try:
             for number in range(2, tries + 2):
                 target = f"{self.path}-{number}"
                 try:

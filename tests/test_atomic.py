@@ -168,6 +168,30 @@ def test_a_folder_whose_target_is_taken_at_the_move_is_kept_beside_it(tmp_path, 
                                  "saved/theirs.txt"]
 
 
+def test_a_folder_whose_empty_target_cannot_be_replaced_is_kept_beside_it(tmp_path, monkeypatch):
+    target = tmp_path / "saved"
+    target.mkdir()  # e.g. a mount point, or a folder in a parent this user may not change
+    folder = AtomicFolder(target)
+    open(folder.file_path("00000.png"), "wb").close()
+    real_rmdir = os.rmdir
+
+    def rmdir(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(target):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_rmdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rmdir", rmdir)
+    assert folder.commit_or_keep_beside() == f"{target}-2"
+    assert listing(tmp_path) == ["saved", "saved-2", "saved-2/00000.png"]
+
+
+def test_a_link_is_not_a_folder_to_commit_into(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "out")
+    with pytest.raises(UserError, match=f"{tmp_path / 'out'} is a link; expected a new or empty folder"):
+        AtomicFolder(tmp_path / "out")
+
+
 def test_a_folder_whose_target_is_taken_at_the_move_is_not_committed_and_theirs_is_kept(tmp_path, monkeypatch):
     target = tmp_path / "out"
     another_process_writes_into(target, monkeypatch)

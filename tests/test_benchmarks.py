@@ -151,7 +151,6 @@ def test_the_op_benchmarks_print_every_dtype_beside_float32(monkeypatch, capsys,
     assert all(row["ms"] > 0 and row["vs_float32"] > 0 for row in rows)
 
 
-
 def test_the_benchmarks_keep_freed_memory_for_reuse_unless_asked_not_to(monkeypatch, capsys):
     # (memc_models.cli.common's test shows what keeping does; a setting of the whole process, so
     # it is only recorded here, in pytest's process.)

@@ -202,6 +202,17 @@ def test_the_programs_keep_freed_memory_for_the_next_large_tensors_and_a_caller_
     assert called * 2 > fresh
 
 
+def test_an_output_folder_that_is_a_link_is_refused_before_any_work(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "out"
+    os.symlink(tmp_path / "elsewhere", link)
+    for option, check in (("-o", lambda path: new_folder_output(path, str(tmp_path / "frames"))),
+                          ("--save", lambda path: check_new_folder("--save", path))):
+        with pytest.raises(UserError) as caught:
+            check(str(link))
+        assert str(caught.value) == f"{option} {link} is a link; expected a new or empty folder"
+
+
 def test_an_output_folder_that_is_a_file_has_one_message_for_every_option(tmp_path):
     """-o (a folder of frames) and --save refuse a file in the same words, checked in one place."""
     a_file = tmp_path / "out"

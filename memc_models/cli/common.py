@@ -283,6 +283,8 @@ def check_new_folder(option: str, path: str) -> None:
 
 
 def _check_not_a_file(option: str, path: str) -> None:
+    if os.path.islink(path):  # the finished folder is renamed into place: it would not replace a link
+        raise UserError(f"{option} {path} is a link; expected a new or empty folder")
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{option} {path} is a file; expected a new or empty folder")
 

@@ -163,3 +163,29 @@ def test_the_benchmarks_keep_freed_memory_for_reuse_unless_asked_not_to(monkeypa
     assert kept == [True] and "heap freed memory kept" in capsys.readouterr().out
     bench_projection.main(["--device", "cpu", "--repeats", "1", "--hand-back-freed-memory"])
     assert kept == [True] and "heap C library's default" in capsys.readouterr().out
+
+
+def test_bench_train_workers_keep_freed_memory_as_the_benchmark_does(monkeypatch, capsys):
+    import json
+
+    import bench_train
+
+    started = []
+
+    class Worker:  # a stand-in for a worker process: records its options, reports one second a step
+        def __init__(self, command, env):
+            options = json.loads(command[-1])
+            started.append(options["keep_freed_memory"])
+            with open(os.path.join(options["out"], "rank0.json"), "w") as handle:
+                json.dump({"seconds": 1.0}, handle)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(bench_train, "subprocess", type("Subprocess", (), {"Popen": Worker}))
+    monkeypatch.setattr(bench_train.common, "keep_freed_memory", lambda: True)
+    arguments = ["--device", "cpu", "--variant", "memc_s", "--processes", "1", "--repeats", "1"]
+    bench_train.main(arguments)
+    bench_train.main(arguments + ["--hand-back-freed-memory"])
+    assert started == [True, False]
+    capsys.readouterr()

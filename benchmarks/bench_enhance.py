@@ -21,7 +21,8 @@ and is scored on 8-bit levels against the clean centre.
   frame and ours.
 
 Time is wall time per restored frame, in this process, one method after the other on the same
-frames (the noise level is given to every denoiser, as OpenCV needs it).
+frames (the noise level is given to every denoiser, as OpenCV needs it), with freed memory kept
+for reuse as memc-enhance keeps it (unless --hand-back-freed-memory; the first line says which).
 """
 
 import argparse
@@ -34,7 +35,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402
 from memc_models import enhancement  # noqa: E402
 from memc_models.enhancement_eval import (Method, clip_windows, evaluate_enhancement, folder_clips,  # noqa: E402
                                           frames_clip, reference_methods)
@@ -113,6 +116,7 @@ def main(argv=None):
     parser.add_argument("--scales", type=int, nargs="+", choices=enhancement.SCALES, default=[2, 4])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    common.add_heap_option(parser)
     args = parser.parse_args(argv)
     if not args.middlebury and not args.video:
         parser.error("give --middlebury DIR and/or --video FILE")
@@ -121,9 +125,10 @@ def main(argv=None):
 
     import cv2
 
+    heap = common.set_heap(args)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), OpenCV {cv2.__version__} "
-          f"({cv2.getNumThreads()} threads), {time.strftime('%Y-%m-%d %H:%M')}")
+          f"({cv2.getNumThreads()} threads), heap {heap}, {time.strftime('%Y-%m-%d %H:%M')}")
     datasets = []
     if args.middlebury:
         datasets.append(("Middlebury", middlebury_windows(args.middlebury)))

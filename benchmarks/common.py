@@ -179,12 +179,29 @@ def argument_parser(description, default_dtypes, cpu_repeats):
     parser.add_argument("--repeats", type=int, default=None,
                         help=f"timed runs per measurement (default: 20 on GPU, {cpu_repeats} on CPU)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    add_heap_option(parser)
+    parser.set_defaults(default_dtypes=default_dtypes, cpu_repeats=cpu_repeats)
+    return parser
+
+
+def add_heap_option(parser):
     parser.add_argument("--hand-back-freed-memory", action="store_true",
                         help="leave the C library's allocator as it is by default, handing freed memory back to "
                              "the system (fresh tensors then page-fault; by default the benchmark keeps freed "
                              "memory for reuse, as the programs do)")
-    parser.set_defaults(default_dtypes=default_dtypes, cpu_repeats=cpu_repeats)
-    return parser
+
+
+def set_heap(args):
+    """Keeps freed memory for reuse, as the programs do (memc_models.cli.common.keep_freed_memory),
+    unless --hand-back-freed-memory; returns how the heap is set, for the environment line.
+
+    At glibc's default, whether a method's fresh tensors page-fault depends on what the methods
+    before it freed, which moved one method's or one dtype's time by up to 0.8 ms from run to run
+    (flow_projection, 2x2x256x448: forward+backward 1.65 ms in a process where no call
+    page-faulted, 2.6 ms in one where most did, up to 1121 pages a call)."""
+    if not args.hand_back_freed_memory and keep_freed_memory():
+        return "freed memory kept"
+    return "C library's default"
 
 
 def selected_devices(parser, args):
@@ -212,18 +229,10 @@ def one_dtype_at_a_time(rows_for_dtype):
 def run_benchmark(parser, args, title, rows_for, columns):
     """For each selected device: print the environment, collect rows_for(device, dtypes, repeats)
     (the selected dtypes), print them as a table; then write everything to --json if asked.
-
-    Freed memory is kept for reuse first (unless --hand-back-freed-memory), as the programs keep
-    it (memc_models.cli.common.keep_freed_memory): at glibc's default, whether a method's fresh
-    tensors page-fault depends on what the methods before it freed, which moved one method's or
-    one dtype's time by up to 0.8 ms from run to run (flow_projection, 2x2x256x448: forward+backward
-    1.65 ms in a process where no call page-faulted, 2.6 ms in one where most did, up to 1121
-    pages a call)."""
+    Freed memory is kept for reuse first (see :func:`set_heap`)."""
     all_rows, environments = [], []
     dtypes = selected_dtypes(args)
-    heap = "C library's default"
-    if not args.hand_back_freed_memory and keep_freed_memory():
-        heap = "freed memory kept"
+    heap = set_heap(args)
     for device in selected_devices(parser, args):
         info = dict(environment(device), heap=heap)
         environments.append(info)

@@ -464,9 +464,19 @@ class _Claim:
             os.write(self._fd, f"{os.getpid()}\n".encode())
 
     def _lock(self, what: str) -> int:
+        parent_gone = 0
         while True:
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                # Another claim's release removed the (empty) folder the lock goes in since it was
+                # made: make it again, a few times at most.
+                parent_gone += 1
+                if parent_gone > 3:
+                    raise UserError(f"{self.folder}: cannot claim the folder ({self.lock_path}: its folder keeps "
+                                    "vanishing)") from None
+                self.made_folders += make_parent_folder(self.lock_path)
+                continue
             except OSError as error:
                 raise UserError(f"{self.folder}: cannot claim the folder ({self.lock_path}: "
                                 f"{os_reason(error)})") from None

@@ -201,6 +201,24 @@ def test_a_folder_whose_target_is_taken_at_the_move_is_not_committed_and_theirs_
     assert listing(tmp_path) == ["out", "out/theirs.txt"]
 
 
+def test_a_claim_whose_folder_another_claim_removes_meanwhile_makes_it_again(tmp_path, monkeypatch):
+    # Another run's claim released between our making the folder and creating the lock in it:
+    # its release removed the folder, empty then.
+    parent = tmp_path / "runs"
+    real_open = os.open
+
+    def open_after_another_release(path, *args, **kwargs):
+        if os.fspath(path).endswith("run.lock") and parent.exists() and not any(parent.iterdir()):
+            parent.rmdir()
+            monkeypatch.setattr(os, "open", real_open)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_after_another_release)
+    with claim_folder(parent / "run"):
+        assert (parent / "run.lock").exists()
+    assert listing(tmp_path) == []
+
+
 def test_claim_folder_refuses_a_second_claim_until_released(tmp_path):
     with claim_folder(tmp_path / "run", "a training run into it"):
         with pytest.raises(UserError, match="another run is writing a training run into it"):

@@ -189,3 +189,22 @@ def test_bench_train_workers_keep_freed_memory_as_the_benchmark_does(monkeypatch
     bench_train.main(arguments + ["--hand-back-freed-memory"])
     assert started == [True, False]
     capsys.readouterr()
+
+
+def test_bench_enhance_keeps_freed_memory_and_says_so(monkeypatch, capsys, tmp_path):
+    pytest.importorskip("cv2")
+    import bench_enhance
+
+    from memc_models.images import write_image
+
+    generator = torch.Generator().manual_seed(0)
+    texture = torch.nn.functional.avg_pool2d(torch.rand(3, 40, 56, generator=generator), 3, 1)
+    (tmp_path / "seq").mkdir()
+    for shift, name in enumerate(("frame10.png", "frame10i11.png", "frame11.png")):
+        write_image(str(tmp_path / "seq" / name), texture[:, shift : shift + 32, shift : shift + 48])
+    kept = []
+    monkeypatch.setattr(bench_enhance.common, "keep_freed_memory", lambda: kept.append(True) or True)
+    bench_enhance.main(["--middlebury", str(tmp_path), "--tasks", "denoise"])
+    assert kept == [True] and "heap freed memory kept" in capsys.readouterr().out.splitlines()[0]
+    bench_enhance.main(["--middlebury", str(tmp_path), "--tasks", "denoise", "--hand-back-freed-memory"])
+    assert kept == [True] and "heap C library's default" in capsys.readouterr().out.splitlines()[0]

@@ -544,12 +544,17 @@ def claim_folder(folder: PathLike, what: str = "it") -> Iterator[None]:
         claim.release()
 
 
-def _taken(folder: str) -> bool:
-    """Whether ``folder`` is taken: something other than an empty folder is there (a link to one
-    is taken: the finished folder would not replace it)."""
+def _taken(folder: str) -> Optional[str]:
+    """How ``folder`` is taken, as the rest of a message after its name, or None where it is free:
+    missing or an empty folder (a link, even to one, is taken: the finished folder would not
+    replace it)."""
     if os.path.islink(folder):
-        return True
-    return os.path.lexists(folder) and (not os.path.isdir(folder) or bool(os.listdir(folder)))
+        return "is a link; expected a new or empty folder"
+    if not os.path.lexists(folder):
+        return None
+    if not os.path.isdir(folder):
+        return "is a file; expected a new or empty folder"
+    return "already holds files; choose a new or empty folder" if os.listdir(folder) else None
 
 
 class AtomicFolder(Transaction):
@@ -561,7 +566,8 @@ class AtomicFolder(Transaction):
         self.path = os.path.normpath(os.fspath(path))
         self._claim = _Claim(self.path, what)
         try:
-            self._check_target()
+            if _taken(self.path):
+                raise self._taken_error()
             parent, name = os.path.split(os.path.abspath(self.path))
             _remove_leftovers(parent, name, claimed=True)
             self.temporary, _ = _new_temporary(parent, name, "", lambda path: os.mkdir(path, 0o700))
@@ -577,18 +583,10 @@ class AtomicFolder(Transaction):
         self.done = False
         _track(self)
 
-    def _check_target(self) -> None:
-        if _taken(self.path):
-            raise self._taken_error()
-
     def _taken_error(self) -> UserError:
-        if os.path.islink(self.path):
-            return UserError(f"{self.path} is a link; expected a new or empty folder")
-        if os.path.isdir(self.path):
-            return UserError(f"{self.path} already holds files; choose a new or empty folder")
-        if os.path.lexists(self.path):
-            return UserError(f"{self.path} is a file; expected a new or empty folder")
-        return UserError(f"{self.path} was taken while the folder was written; choose a new or empty folder")
+        """Why ``path`` is taken (found so by a check or by a move that was refused)."""
+        taken = _taken(self.path) or "was taken while the folder was written; choose a new or empty folder"
+        return UserError(f"{self.path} {taken}")
 
     def file_path(self, name: str) -> str:
         """Where the file ``name`` of the folder is written until the commit."""

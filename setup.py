@@ -180,15 +180,14 @@ class BuildExtensionPerCpuCapability(cpp_extension.BuildExtension):
             compiles = [pool.submit(compile_one, task) for task in tasks]
             try:
                 concurrent.futures.wait(compiles, return_when=concurrent.futures.FIRST_EXCEPTION)
-            except BaseException:  # Ctrl-C while waiting
+                # Fail at the first error, rather than after every other source has compiled.
+                failed = next((compiled for compiled in compiles if compiled.done() and compiled.exception()), None)
+                if failed is not None:
+                    raise failed.exception()
+            except BaseException:  # a failed compile, or Ctrl-C while waiting
                 stopped.set()
                 pool.shutdown(cancel_futures=True)
                 raise
-            failed = next((compiled for compiled in compiles if compiled.done() and compiled.exception()), None)
-            if failed is not None:
-                # Fail at the first error, rather than after every other source has compiled.
-                pool.shutdown(cancel_futures=True)
-                raise failed.exception()
             return [path for compiled in compiles for path in compiled.result()]
 
     def _compile_capability(self, ext, name, flags, sources, folder):
